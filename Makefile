@@ -1,0 +1,44 @@
+# lvh — build, test, lint, bench and demo. `make test` and `make demo` install
+# their own Debian dependencies first (scripts/install-deps.sh, quick when present).
+
+CARGO ?= cargo
+# libguestfs on machines without usable KVM: direct backend, TCG appliance.
+export LIBGUESTFS_BACKEND ?= direct
+export LIBGUESTFS_BACKEND_SETTINGS ?= force_tcg
+# Tests and the demo boot guests with TCG (see README: KVM is not usable here).
+export LVH_ACCEL ?= tcg
+
+.PHONY: all build test test-unit test-integration test-system lint bench demo install-deps clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+install-deps:
+	bash scripts/install-deps.sh
+
+test: install-deps lint test-unit test-integration test-system
+
+test-unit:
+	$(CARGO) test --locked --lib --bins
+
+test-integration:
+	$(CARGO) test --locked --test integration
+
+test-system:
+	$(CARGO) test --locked --release --test system -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+bench: install-deps
+	$(CARGO) bench --locked --bench bench
+
+demo: install-deps build
+	bash scripts/demo.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf _data

@@ -1,0 +1,173 @@
+//! `lvh kernels ...`: flags, and turning them into the kernel builder's plans.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Subcommand};
+
+use crate::Ctx;
+use lvh::arch::Arch;
+use lvh::error::ExitCode;
+
+/// The option groups `kernels init` and `kernels add` use by default.
+pub const DEFAULT_CONFIG_GROUPS: &str = "basic,bpf,virtio,minimize,namespaces";
+/// Where `kernels catalog` and `kernels pull` look by default.
+pub const DEFAULT_KERNEL_REPO: &str = "quay.io/lvh-images/kernel-images";
+
+#[derive(Debug, Subcommand)]
+pub enum KernelsCmd {
+    /// Initialize a kernels directory (writes <dir>/kernels.json)
+    Init(InitArgs),
+    /// List the kernels in <dir>/kernels.json
+    List(DirArgs),
+    /// Add a kernel (by updating the config file in the directory)
+    Add(AddArgs),
+    /// Remove a kernel (worktree, branch and config entry)
+    Remove(RemoveArgs),
+    /// Configure a kernel: base config, option groups, then verify the result
+    Configure(ConfigureArgs),
+    /// Apply the configuration options to a kernel tree that already has a .config
+    #[command(name = "raw_configure")]
+    RawConfigure(RawConfigureArgs),
+    /// Build a kernel and install it into <worktree>/tar-install
+    Build(ConfigureArgs),
+    /// Fetch (or update) a kernel's git tree
+    Fetch(NameDirArgs),
+    /// List the kernel versions (or one version's tags) in a registry
+    Catalog(CatalogArgs),
+    /// Pull a kernel built by little-vm-helper-images from a registry
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Overwrite an existing kernels.json
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub force: bool,
+    /// Keep the old kernels.json under a timestamped name
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub backup_conf: bool,
+    /// Option groups for common_opts (comma separated)
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_CONFIG_GROUPS)]
+    pub config_groups: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Kernel name (`git` is reserved)
+    pub name: String,
+    /// git://, https://, file:// URL or local path; `#branch` picks a branch, `?depth=N` a shallow clone
+    pub url: String,
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Option groups for this kernel's opts (comma separated)
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_CONFIG_GROUPS)]
+    pub config_groups: Vec<String>,
+    /// Do not add the kernel; print its config entry
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub just_print_config: bool,
+    /// Fetch the kernel's tree after adding it
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub fetch: bool,
+    /// Keep the old kernels.json under a timestamped name
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub backup_conf: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Kernel name
+    pub name: String,
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Keep the old kernels.json under a timestamped name
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub backup_conf: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NameDirArgs {
+    /// Kernel name
+    pub name: String,
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// Kernel name
+    pub name: String,
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Target architecture (amd64 or arm64)
+    #[arg(long, default_value = Arch::host().as_str())]
+    pub arch: Arch,
+}
+
+#[derive(Debug, Args)]
+pub struct RawConfigureArgs {
+    /// Kernel tree with a .config
+    pub kernel_dir: PathBuf,
+    /// Kernel whose opts to apply besides common_opts
+    pub name: Option<String>,
+    /// Directory to place kernels
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Target architecture (amd64 or arm64)
+    #[arg(long, default_value = Arch::host().as_str())]
+    pub arch: Arch,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// Kernel version whose tags to list
+    #[arg(value_name = "VERSION")]
+    pub kernel_version: Option<String>,
+    /// Repository to query
+    #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
+    pub repo: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Kernel tag, e.g. 6.6-main or bpf-next-20240404.012646
+    pub tag: String,
+    /// Platform for the kernel image, <os>/<arch>
+    #[arg(short, long, default_value = Arch::host().oci_platform())]
+    pub platform: String,
+    /// Directory to place kernels (written to <dir>/<tag>)
+    #[arg(short, long, default_value = "_data")]
+    pub dir: PathBuf,
+    /// Repository to pull from
+    #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
+    pub repo: String,
+}
+
+pub fn dispatch(cmd: &KernelsCmd, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let name = match cmd {
+        KernelsCmd::Init(_) => "init",
+        KernelsCmd::List(_) => "list",
+        KernelsCmd::Add(_) => "add",
+        KernelsCmd::Remove(_) => "remove",
+        KernelsCmd::Configure(_) => "configure",
+        KernelsCmd::RawConfigure(_) => "raw_configure",
+        KernelsCmd::Build(_) => "build",
+        KernelsCmd::Fetch(_) => "fetch",
+        KernelsCmd::Catalog(_) => "catalog",
+        KernelsCmd::Pull(_) => "pull",
+    };
+    crate::not_implemented(&format!("kernels {name}"))
+}

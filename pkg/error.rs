@@ -1,0 +1,137 @@
+//! The exit codes lvh returns, named once and documented in the README.
+//!
+//! Library errors implement [`HasExitCode`] so that the binary can turn any
+//! failure into the right code without string matching.
+
+/// Every exit code lvh itself uses. In `lvh run` command mode the guest
+/// command's own exit code is returned as is; lvh's own failures there use the
+/// 24x range so they cannot be mistaken for the command's 1, 2, 126, 127 or 128+N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Everything asked for was done.
+    Success,
+    /// lvh failed; stderr says what and why.
+    Failure,
+    /// Bad command-line usage (unknown flag, missing argument).
+    Usage,
+    /// Invalid input: a config file, path or value is wrong; nothing was changed.
+    InvalidInput,
+    /// Some of the work failed and the rest was done (e.g. some images built).
+    Partial,
+    /// The command exists for compatibility but is not implemented yet.
+    NotImplemented,
+    /// Interrupted by Ctrl-C / SIGTERM; children stopped and temporary files removed.
+    Interrupted,
+    /// `lvh run`: lvh failed around the guest (bad input, QEMU could not start, ...).
+    RunError,
+    /// `lvh run`: the guest kernel panicked.
+    KernelPanic,
+    /// `lvh run`: the guest showed no sign of life before the boot deadline.
+    NoSignOfLife,
+    /// `lvh run`: QEMU exited before the guest command finished.
+    QemuExited,
+    /// `lvh run`: the guest command did not finish before `--timeout`.
+    CommandTimeout,
+}
+
+impl ExitCode {
+    pub const fn code(self) -> i32 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Failure => 1,
+            ExitCode::Usage => 2,
+            ExitCode::InvalidInput => 3,
+            ExitCode::Partial => 4,
+            ExitCode::NotImplemented => 5,
+            ExitCode::Interrupted => 130,
+            ExitCode::RunError => 240,
+            ExitCode::KernelPanic => 241,
+            ExitCode::NoSignOfLife => 242,
+            ExitCode::QemuExited => 243,
+            ExitCode::CommandTimeout => 244,
+        }
+    }
+
+    /// All codes with a one-line meaning, for `--help` and the README.
+    pub const ALL: [(ExitCode, &'static str); 12] = [
+        (ExitCode::Success, "success"),
+        (ExitCode::Failure, "error (stderr says what failed)"),
+        (ExitCode::Usage, "bad command-line usage"),
+        (
+            ExitCode::InvalidInput,
+            "invalid input (config file, path or value); nothing changed",
+        ),
+        (
+            ExitCode::Partial,
+            "part of the work failed, the rest was done",
+        ),
+        (ExitCode::NotImplemented, "command not implemented yet"),
+        (ExitCode::Interrupted, "interrupted (Ctrl-C or SIGTERM)"),
+        (ExitCode::RunError, "run: lvh failed around the guest"),
+        (ExitCode::KernelPanic, "run: guest kernel panic"),
+        (
+            ExitCode::NoSignOfLife,
+            "run: guest showed no sign of life in time",
+        ),
+        (
+            ExitCode::QemuExited,
+            "run: QEMU exited before the command finished",
+        ),
+        (ExitCode::CommandTimeout, "run: guest command timed out"),
+    ];
+}
+
+/// Errors that know which exit code they deserve.
+pub trait HasExitCode {
+    fn exit_code(&self) -> ExitCode;
+}
+
+/// A command that is part of the compatible surface but not built yet.
+#[derive(Debug, thiserror::Error)]
+#[error("`lvh {command}` is not implemented yet")]
+pub struct NotImplemented {
+    pub command: String,
+}
+
+impl HasExitCode for NotImplemented {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::NotImplemented
+    }
+}
+
+/// Invalid input detected before doing anything: names the thing and the value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+impl HasExitCode for InvalidInput {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::InvalidInput
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for (c, _) in ExitCode::ALL {
+            assert!(seen.insert(c.code()), "duplicate code {}", c.code());
+        }
+    }
+
+    #[test]
+    fn run_codes_stay_clear_of_common_command_codes() {
+        for c in [
+            ExitCode::RunError,
+            ExitCode::KernelPanic,
+            ExitCode::NoSignOfLife,
+            ExitCode::QemuExited,
+            ExitCode::CommandTimeout,
+        ] {
+            assert!((240..=250).contains(&c.code()));
+        }
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs every Debian package lvh and its tests use. Idempotent and quick when
+# everything is present: it only calls apt when a package is missing.
+set -euo pipefail
+
+PACKAGES=(
+	# runner
+	qemu-system-x86 qemu-system-arm qemu-utils ovmf
+	# image builder
+	mmdebstrap libguestfs-tools libguestfs-dev linux-image-amd64 e2fsprogs
+	qemu-user-static binfmt-support arch-test
+	# kernel builder
+	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils
+	# oci + tests
+	docker-registry skopeo zstd curl openssh-client telnet socat
+	# building lvh
+	pkg-config build-essential
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+
+# The machines ship qemu-utils from bookworm-backports, which breaks bookworm's
+# qemu-system 7.2; take the whole QEMU family from backports so they match.
+setup_backports() {
+	local src=/etc/apt/sources.list.d/lvh-bookworm-backports.sources
+	local pin=/etc/apt/preferences.d/lvh-qemu
+	if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+			"Suites: bookworm-backports" "Components: main" \
+			"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $SUDO tee "$src" >/dev/null
+	fi
+	if [ ! -e "$pin" ]; then
+		printf '%s\n' "Package: qemu-* seabios ipxe-qemu ovmf qemu-efi-aarch64 libslirp0" \
+			"Pin: release n=bookworm-backports" "Pin-Priority: 600" | $SUDO tee "$pin" >/dev/null
+	fi
+}
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	if grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then setup_backports; fi
+	echo "install-deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	# A failing third-party source must not stop the Debian ones from updating.
+	$SUDO apt-get update -q || true
+	$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
+fi
+
+# The docker-registry package starts a system-wide daemon on :5000; tests run their
+# own registry on a free port, so the packaged one is left as the admin configured it.
+
+# Foreign-architecture roots (arm64 on amd64) need binfmt_misc for qemu-user-static.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+	$SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || \
+		echo "install-deps: warning: could not mount binfmt_misc" >&2
+fi
+if command -v update-binfmts >/dev/null && [ -e /proc/sys/fs/binfmt_misc/register ] && \
+	[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+	$SUDO update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,23 @@
+//! `make bench`: benchmarks that measure lvh side by side with the reference
+//! tool in the same run and print the ratio. Run one by name:
+//! `cargo bench --bench bench -- exec`.
+
+mod exec_overhead;
+
+type Bench = (&'static str, fn() -> anyhow::Result<()>);
+
+const BENCHES: &[Bench] = &[("exec", exec_overhead::run)];
+
+fn main() -> anyhow::Result<()> {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    for (name, f) in BENCHES {
+        if filter.is_empty() || filter.iter().any(|x| name.contains(x.as_str())) {
+            println!("== bench {name}");
+            f()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Integration tier: spawns the built `lvh` binary in temporary directories.
+//! Needs no root, network or QEMU.
+
+mod cli;
+mod common;
