@@ -370,6 +370,7 @@ impl<R: Read + ?Sized> Read for Tee<'_, R> {
 const SPARSE_BLOCK: usize = 64 << 10;
 
 fn is_zero(b: &[u8]) -> bool {
+    // SAFETY: every bit pattern is a valid u128; align_to only reinterprets.
     let (pre, mid, post) = unsafe { b.align_to::<u128>() };
     pre.iter().all(|&x| x == 0)
         && mid.iter().fold(0u128, |a, &x| a | x) == 0

@@ -169,8 +169,11 @@ pub fn pull_images(
             message: "no files under /data/images/ in any layer".into(),
         });
     }
+    let mut written = out.written.clone();
+    written.sort();
+    written.dedup();
     let mut files = Vec::new();
-    for name in &out.written {
+    for name in &written {
         let dst = images.join(name);
         crate::fsutil::remove_any(&dst).map_err(OciError::io("cannot replace", &dst))?;
         std::fs::rename(staging.path().join(name), &dst)

@@ -214,12 +214,13 @@ impl Remote {
         })
     }
 
-    /// All tags of the repository (following pagination).
+    /// All tags of the repository, page by page until a page brings nothing new
+    /// (registries cap `n` differently, some ignore it).
     pub fn list_tags(&self) -> Result<Vec<String>> {
-        const PAGE: usize = 1000;
+        const PAGE: usize = 100;
         let mut all: Vec<String> = Vec::new();
+        let mut last: Option<String> = None;
         loop {
-            let last = all.last().cloned();
             let page = self
                 .rt
                 .block_on(self.client.list_tags(
@@ -229,12 +230,13 @@ impl Remote {
                     last.as_deref(),
                 ))
                 .map_err(|e| self.map("repository", &self.shown(), e))?;
-            let n = page.tags.len();
             let new_last = page.tags.last().cloned();
+            let before = all.len();
             all.extend(page.tags);
-            if n < PAGE || new_last == last {
+            if new_last.is_none() || new_last == last || all.len() == before {
                 break;
             }
+            last = new_last;
         }
         all.sort();
         all.dedup();
