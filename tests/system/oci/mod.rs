@@ -190,6 +190,25 @@ fn lvh_push_is_read_by_skopeo_and_round_trips() {
         assert!(std::fs::read(d.join("images/base.qcow2")).unwrap() == data);
         assert_eq!(visible(&d.join("images")), ["base.qcow2"]);
     }
+    // A single-platform image pulled for another platform: done, with a warning.
+    let o = lvh(
+        &[
+            "images",
+            "pull",
+            &r,
+            "--dir",
+            d.to_str().unwrap(),
+            "--platform",
+            "linux/arm64",
+        ],
+        t.path(),
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is a linux/amd64 image, not linux/arm64"),
+        "{err}"
+    );
 }
 
 #[test]
