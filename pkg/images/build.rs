@@ -425,15 +425,17 @@ fn build_derived(
     let parent_size = rootfs::virtual_size(&parent_path, pfmt)
         .map_err(|e| ImagesError::step(&it.name, format!("reading parent {parent}"), e))?;
     let grow = match s.size {
-        Some(sz) if sz < parent_size => return Err(ImagesError::step(
-            &it.name,
-            "sizing",
-            format!(
+        Some(sz) if sz < parent_size => {
+            return Err(ImagesError::step(
+                &it.name,
+                "sizing",
+                format!(
                 "image_size {} is smaller than parent {parent}'s {} (images can grow, not shrink)",
                 human(sz),
                 human(parent_size)
             ),
-        )),
+            ))
+        }
         Some(sz) if sz > parent_size => Some(sz),
         _ => None,
     };

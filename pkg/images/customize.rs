@@ -177,7 +177,10 @@ impl Guest {
                 })?;
                 h.copy_in(&tree.join("boot"), "/")?;
                 if tree.join("lib/modules").is_dir() {
-                    h.mkdir_p("/lib")?;
+                    // /lib is a symlink to usr/lib on merged-/usr systems
+                    if !h.exists("/lib")? {
+                        h.mkdir_p("/lib")?;
+                    }
                     h.copy_in(&tree.join("lib/modules"), "/lib/")?;
                 }
                 h.ln_sf(&format!("/{vmlinuz}"), "/vmlinuz")?;

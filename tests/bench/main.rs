@@ -3,10 +3,11 @@
 //! `cargo bench --bench bench -- exec`.
 
 mod exec_overhead;
+mod images;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run)];
+const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("images", images::run)];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()

@@ -241,14 +241,17 @@ fn an_interrupted_build_leaves_no_image() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
         if line.contains("action 0: run-command") {
             break;
         }
     }
+    // keep draining so lvh can report its shutdown
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let images = d.path().join("images");
     assert!(
         !leftovers(&images, "slow.img").is_empty(),
@@ -267,7 +270,8 @@ fn an_interrupted_build_leaves_no_image() {
         "stopping took {:?}",
         t.elapsed()
     );
-    assert_eq!(st.code(), Some(130), "{st}");
+    let rest = rest.join().unwrap();
+    assert_eq!(st.code(), Some(130), "{st}: {}", rest.join("\n"));
     assert!(
         !images.join("slow.img").exists(),
         "an interrupted image is at its final path"
