@@ -368,7 +368,8 @@ fn build_root(
     let s = &it.settings;
     let tree = TempPath::new(&scratch_dir(&plan.images_dir), &it.name, "lvh-rootfs");
     let st = stage.child(format!("{}: mmdebstrap {} ({})", it.name, s.suite, s.arch));
-    rootfs::mmdebstrap_cmd(s, &conf.packages, &tree.0)
+    let debs = rootfs::deb_cache_dir(s);
+    rootfs::mmdebstrap_cmd(s, &conf.packages, &tree.0, debs.as_deref())
         .stage(st.id())
         .run(stage.reporter())
         .map_err(|e| ImagesError::step(&it.name, "mmdebstrap", e))?;

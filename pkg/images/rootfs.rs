@@ -38,11 +38,44 @@ pub fn root_packages(s: &Settings, packages: &[String]) -> Vec<String> {
     out
 }
 
-/// The mmdebstrap command that builds the root tree into the directory `target`.
-pub fn mmdebstrap_cmd(s: &Settings, packages: &[String], target: &Path) -> Cmd {
+/// Where downloaded .debs are kept between root image builds, per suite and
+/// arch (`$LVH_CACHE_DIR/debs/...`); `LVH_DEB_CACHE=off` turns it off. apt checks
+/// every cached .deb against the repository's hashes, so the image is the same as
+/// with a fresh download.
+pub fn deb_cache_dir(s: &Settings) -> Option<std::path::PathBuf> {
+    if std::env::var("LVH_DEB_CACHE").is_ok_and(|v| v == "off" || v == "0") {
+        return None;
+    }
+    let d = crate::fsutil::cache_dir().join("debs").join(format!(
+        "{}-{}",
+        s.suite.replace('/', "_"),
+        s.arch
+    ));
+    std::fs::create_dir_all(&d).ok()?;
+    Some(d)
+}
+
+/// The mmdebstrap command that builds the root tree into the directory `target`,
+/// reusing and refilling `deb_cache` when given.
+pub fn mmdebstrap_cmd(
+    s: &Settings,
+    packages: &[String],
+    target: &Path,
+    deb_cache: Option<&Path>,
+) -> Cmd {
     let mut c = Cmd::new("mmdebstrap")
         .arg(format!("--architectures={}", s.arch.debian_arch()))
         .arg("--mode=auto");
+    if let Some(cache) = deb_cache {
+        let q = crate::exec::shell_quote(cache.as_os_str());
+        c = c
+            .arg("--skip=essential/unlink")
+            .arg("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/")
+            .arg(format!("--setup-hook=sync-in {q} /var/cache/apt/archives/"))
+            .arg(format!(
+                "--customize-hook=sync-out /var/cache/apt/archives {q}"
+            ));
+    }
     if let Some(v) = &s.variant {
         c = c.arg(format!("--variant={v}"));
     }
@@ -204,6 +237,7 @@ mod tests {
             &settings(),
             &["vim".into(), "extlinux".into()],
             Path::new("/t"),
+            None,
         );
         assert_eq!(
             c.display(),
@@ -215,11 +249,26 @@ mod tests {
         s.variant = None;
         s.suite = "sid".into();
         s.arch = Arch::Arm64;
-        let c = mmdebstrap_cmd(&s, &[], Path::new("/t"));
+        let c = mmdebstrap_cmd(&s, &[], Path::new("/t"), None);
         assert_eq!(
             c.display(),
             "mmdebstrap --architectures=arm64 --mode=auto \
              '--aptopt=Acquire::Check-Valid-Until \"false\"' sid /t http://deb.debian.org/debian"
+        );
+    }
+
+    #[test]
+    fn deb_cache_hooks() {
+        let c = mmdebstrap_cmd(&settings(), &[], Path::new("/t"), Some(Path::new("/c d")));
+        let args: Vec<String> = c
+            .get_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(&"--skip=essential/unlink".to_string()));
+        assert!(args.contains(&"--setup-hook=sync-in '/c d' /var/cache/apt/archives/".to_string()));
+        assert!(
+            args.contains(&"--customize-hook=sync-out /var/cache/apt/archives '/c d'".to_string())
         );
     }
 
