@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Op, ACTION_TYPES};
 use super::jsonpos::{Pos, Positions};
 
 /// The config file inside `--dir`.
@@ -45,47 +46,6 @@ impl Format {
     }
 }
 
-/// One customization step, applied in order through libguestfs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    RunCommand {
-        cmd: String,
-    },
-    CopyIn {
-        local_path: String,
-        remote_dir: String,
-    },
-    SetHostname {
-        hostname: String,
-    },
-    Mkdir {
-        dir: String,
-    },
-    Upload {
-        file: String,
-        dest: String,
-    },
-    Chmod {
-        permissions: String,
-        file: String,
-    },
-    AppendLine {
-        file: String,
-        line: String,
-    },
-    Link {
-        target: String,
-        link: String,
-    },
-    InstallKernel {
-        kernel_install_dir: String,
-    },
-    TarIn {
-        tar_file: String,
-        remote_dir: String,
-    },
-}
-
 /// mmdebstrap's variants.
 pub const VARIANTS: &[&str] = &[
     "extract",
@@ -99,120 +59,6 @@ pub const VARIANTS: &[&str] = &[
     "debootstrap",
     "standard",
 ];
-
-/// Every action type and its op fields (Go names), in little-vm-helper's spelling.
-pub const ACTION_TYPES: &[(&str, &[&str])] = &[
-    ("run-command", &["Cmd"]),
-    ("copy-in", &["LocalPath", "RemoteDir"]),
-    ("set-hostname", &["Hostname"]),
-    ("mkdir", &["Dir"]),
-    ("upload", &["File", "Dest"]),
-    ("chmod", &["Permissions", "File"]),
-    ("append-line", &["File", "Line"]),
-    ("link", &["Target", "Link"]),
-    ("install-kernel", &["KernelInstallDir"]),
-    ("tar-in", &["TarFile", "RemoteDir"]),
-];
-
-impl Op {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Op::RunCommand { .. } => "run-command",
-            Op::CopyIn { .. } => "copy-in",
-            Op::SetHostname { .. } => "set-hostname",
-            Op::Mkdir { .. } => "mkdir",
-            Op::Upload { .. } => "upload",
-            Op::Chmod { .. } => "chmod",
-            Op::AppendLine { .. } => "append-line",
-            Op::Link { .. } => "link",
-            Op::InstallKernel { .. } => "install-kernel",
-            Op::TarIn { .. } => "tar-in",
-        }
-    }
-
-    /// The op's fields as (Go name, value), in declaration order.
-    pub fn fields(&self) -> Vec<(&'static str, &str)> {
-        match self {
-            Op::RunCommand { cmd } => vec![("Cmd", cmd)],
-            Op::CopyIn {
-                local_path,
-                remote_dir,
-            } => vec![("LocalPath", local_path), ("RemoteDir", remote_dir)],
-            Op::SetHostname { hostname } => vec![("Hostname", hostname)],
-            Op::Mkdir { dir } => vec![("Dir", dir)],
-            Op::Upload { file, dest } => vec![("File", file), ("Dest", dest)],
-            Op::Chmod { permissions, file } => vec![("Permissions", permissions), ("File", file)],
-            Op::AppendLine { file, line } => vec![("File", file), ("Line", line)],
-            Op::Link { target, link } => vec![("Target", target), ("Link", link)],
-            Op::InstallKernel { kernel_install_dir } => {
-                vec![("KernelInstallDir", kernel_install_dir)]
-            }
-            Op::TarIn {
-                tar_file,
-                remote_dir,
-            } => vec![("TarFile", tar_file), ("RemoteDir", remote_dir)],
-        }
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str()))
-        .collect()
-    }
-
-    /// Host paths this op reads (relative ones are relative to the config dir):
-    /// their contents go into the image's cache key.
-    pub fn host_inputs(&self) -> Vec<&str> {
-        match self {
-            Op::CopyIn { local_path, .. } => vec![local_path],
-            Op::Upload { file, .. } => vec![file],
-            Op::InstallKernel { kernel_install_dir } => vec![kernel_install_dir],
-            Op::TarIn { tar_file, .. } => vec![tar_file],
-            _ => vec![],
-        }
-    }
-
-    fn from_fields(ty: &str, f: &mut impl FnMut(&str) -> String) -> Option<Op> {
-        Some(match ty {
-            "run-command" => Op::RunCommand { cmd: f("Cmd") },
-            "copy-in" => Op::CopyIn {
-                local_path: f("LocalPath"),
-                remote_dir: f("RemoteDir"),
-            },
-            "set-hostname" => Op::SetHostname {
-                hostname: f("Hostname"),
-            },
-            "mkdir" => Op::Mkdir { dir: f("Dir") },
-            "upload" => Op::Upload {
-                file: f("File"),
-                dest: f("Dest"),
-            },
-            "chmod" => Op::Chmod {
-                permissions: f("Permissions"),
-                file: f("File"),
-            },
-            "append-line" => Op::AppendLine {
-                file: f("File"),
-                line: f("Line"),
-            },
-            "link" => Op::Link {
-                target: f("Target"),
-                link: f("Link"),
-            },
-            "install-kernel" => Op::InstallKernel {
-                kernel_install_dir: f("KernelInstallDir"),
-            },
-            "tar-in" => Op::TarIn {
-                tar_file: f("TarFile"),
-                remote_dir: f("RemoteDir"),
-            },
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Action {
-    pub comment: String,
-    pub op: Op,
-}
 
 /// One validated image entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -578,12 +424,6 @@ fn parse_action(path: &str, act: &Value, what: &str, err: &ErrFn) -> Result<Acti
     Ok(Action { comment, op })
 }
 
-/// An octal file mode ("0755", "755").
-pub fn parse_mode(s: &str) -> Option<u32> {
-    let m = u32::from_str_radix(s, 8).ok()?;
-    (m <= 0o7777).then_some(m)
-}
-
 /// Image names become file names under `D/images`.
 fn validate_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." || name.contains('/') || name.starts_with('.') {
@@ -648,39 +488,6 @@ pub fn check_inputs(file: &Path, dir: &Path, confs: &[ImageConf]) -> Result<(), 
         }
     }
     Ok(())
-}
-
-/// A host path from the config: relative ones are relative to the config dir.
-pub fn resolve(dir: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_owned()
-    } else {
-        dir.join(p)
-    }
-}
-
-/// The single `boot/vmlinuz-*` of a kernel install tree, relative to the tree
-/// (e.g. `boot/vmlinuz-6.12.0`).
-pub fn find_vmlinuz(install_dir: &Path) -> Result<String, String> {
-    let boot = install_dir.join("boot");
-    let rd =
-        std::fs::read_dir(&boot).map_err(|e| format!("cannot read {}: {e}", boot.display()))?;
-    let mut found: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("vmlinuz-"))
-        .collect();
-    found.sort();
-    match found.len() {
-        1 => Ok(format!("boot/{}", found[0])),
-        0 => Err(format!("no vmlinuz-* in {}", boot.display())),
-        _ => Err(format!(
-            "more than one kernel in {}: {} (expected exactly one vmlinuz-*)",
-            boot.display(),
-            found.join(", ")
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -844,19 +651,5 @@ mod tests {
         ] {
             assert_eq!(parse_size(s), want, "{s}");
         }
-    }
-
-    #[test]
-    fn vmlinuz_lookup() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(find_vmlinuz(d.path()).unwrap_err().contains("cannot read"));
-        std::fs::create_dir(d.path().join("boot")).unwrap();
-        assert!(find_vmlinuz(d.path()).unwrap_err().contains("no vmlinuz"));
-        std::fs::write(d.path().join("boot/vmlinuz-6.1"), b"").unwrap();
-        assert_eq!(find_vmlinuz(d.path()).unwrap(), "boot/vmlinuz-6.1");
-        std::fs::write(d.path().join("boot/vmlinuz-6.2"), b"").unwrap();
-        assert!(find_vmlinuz(d.path())
-            .unwrap_err()
-            .contains("more than one"));
     }
 }

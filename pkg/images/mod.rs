@@ -2,6 +2,7 @@
 //! keys, and the build pipeline (mmdebstrap, `mkfs.ext4 -d`, libguestfs actions,
 //! qemu-img), with parallel jobs and a summary.
 
+pub mod actions;
 pub mod build;
 pub mod cache;
 pub mod config;
