@@ -151,8 +151,43 @@ enum State {
     Bad,
 }
 
+/// The pid in a temporary name `.<image>.<what>-<pid>` of one of our images.
+fn temp_owner(file_name: &str, images: &[&str]) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?;
+    images.iter().find_map(|image| {
+        let (what, pid) = rest
+            .strip_prefix(image)?
+            .strip_prefix('.')?
+            .rsplit_once('-')?;
+        ["partial", "raw", "lvh-rootfs"]
+            .contains(&what)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
+}
+
+/// Removes temporary files that builds killed outright (SIGKILL, power loss)
+/// left behind: those whose owning process is gone.
+fn clean_stale(plan: &Plan) {
+    let names: Vec<&str> = plan.items.iter().map(|i| i.name.as_str()).collect();
+    for dir in [plan.images_dir.clone(), scratch_dir(&plan.images_dir)] {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = temp_owner(&n, &names) {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = remove_any(&e.path());
+                }
+            }
+        }
+    }
+}
+
 /// Builds every image the plan says to build, `jobs` at a time.
 pub fn build(plan: &Plan, jobs: usize, reporter: &dyn Reporter) -> Summary {
+    clean_stale(plan);
     let n = plan.items.len();
     let mut results: Vec<Option<ImageResult>> = vec![None; n];
     let mut states = vec![State::Ok; n];
@@ -580,6 +615,23 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("parent c.qcow2 was not built"), "{t}");
+    }
+
+    #[test]
+    fn temporary_names() {
+        let names = ["a.img", "a.img.x"];
+        for (n, want) in [
+            (".a.img.partial-12", Some(12)),
+            (".a.img.raw-7", Some(7)),
+            (".a.img.lvh-rootfs-99", Some(99)),
+            (".a.img.x.partial-5", Some(5)),
+            (".a.img.lvh-build.json", None),
+            (".b.img.partial-12", None),
+            ("a.img", None),
+            (".a.img.partial-x", None),
+        ] {
+            assert_eq!(temp_owner(n, &names), want, "{n}");
+        }
     }
 
     #[test]
