@@ -148,3 +148,23 @@ fn dry_run_selection_builds_descendants_and_missing_ancestors() {
     assert!(line("c.qcow2").contains("build"), "{plan}");
     assert!(line("z.img").contains("not selected"), "{plan}");
 }
+
+#[test]
+fn a_second_build_of_the_same_dir_is_refused() {
+    let d = dir_with("[{\"name\": \"a.img\", \"bootable\": false}]");
+    std::fs::create_dir(d.path().join("images")).unwrap();
+    let _held = lvh::fsutil::Lock::acquire(
+        &d.path().join("images/.lvh-images.lock"),
+        "test",
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let out = build(d.path(), &[]);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("in use by another lvh process"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.path().join("images/a.img").exists());
+}
