@@ -440,6 +440,47 @@ mod tests {
     }
 
     #[test]
+    fn foreign_arch_limits_are_checked_up_front() {
+        let foreign = match Arch::host() {
+            Arch::Amd64 => Arch::Arm64,
+            Arch::Arm64 => Arch::Amd64,
+        };
+        for (config, want) in [
+            (
+                r#"[{"name":"c","parent":"ext.img","packages":["vim"]}]"#,
+                "installing packages into a derived",
+            ),
+            (
+                r#"[{"name":"c","parent":"ext.img","actions":[{"op":{"Cmd":"true"},"type":"run-command"}]}]"#,
+                "actions[0] (run-command) cannot run in an",
+            ),
+            (r#"[{"name":"r","bootable":true}]"#, "bootable"),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir(d.path().join("images")).unwrap();
+            std::fs::write(d.path().join("images/ext.img"), b"").unwrap();
+            std::fs::write(d.path().join("images.json"), config).unwrap();
+            let mut o = opts(d.path(), &[], false);
+            o.arch = foreign;
+            let e = load(&o).unwrap_err().to_string();
+            assert!(e.contains(want), "{config}: {e}");
+            assert!(e.contains(foreign.as_str()), "{e}");
+        }
+        // file actions work in foreign images
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("images")).unwrap();
+        std::fs::write(d.path().join("images/ext.img"), b"").unwrap();
+        std::fs::write(
+            d.path().join("images.json"),
+            r#"[{"name":"c","parent":"ext.img","actions":[{"op":{"Dir":"/x"},"type":"mkdir"}]}]"#,
+        )
+        .unwrap();
+        let mut o = opts(d.path(), &[], false);
+        o.arch = foreign;
+        load(&o).unwrap();
+    }
+
+    #[test]
     fn settings_defaults_and_overrides() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(

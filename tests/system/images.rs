@@ -78,6 +78,20 @@ fn root_fixture_is_a_whole_disk_ext4_image_with_its_packages() {
     assert!(os.contains(lvh::images::config::DEFAULT_SUITE), "{os}");
 }
 
+#[test]
+fn arm64_root_fixture_builds_on_this_host() {
+    let img = root_image(Arch::Arm64).unwrap();
+    let mut h = open_ro(&img, "raw");
+    let nc = h.read_file("/usr/bin/nc.openbsd").unwrap();
+    // ELF e_machine at offset 18: 0xB7 is AArch64
+    assert_eq!(&nc[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([nc[18], nc[19]]),
+        0xB7,
+        "not an arm64 binary"
+    );
+}
+
 const KERNEL: &str = "6.1.0-lvhtest";
 
 /// Host inputs for every action type.
