@@ -3,10 +3,11 @@
 //! `cargo bench --bench bench -- exec`.
 
 mod exec_overhead;
+mod kernels;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run)];
+const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("kernels", kernels::run)];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()

@@ -1,0 +1,53 @@
+//! The kernel builder against a real kernel tree: Debian's linux-source-6.12
+//! built by `lvh kernels` (the cached fixtures the runner boots), natively and
+//! cross.
+
+use lvh::arch::Arch;
+
+use crate::fixtures::kernel::kernel;
+
+fn file_says(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("file")
+        .arg("-L")
+        .arg(path)
+        .output()
+        .expect("run file");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn amd64_kernel_builds_and_installs() {
+    let k = kernel(Arch::Amd64).unwrap();
+    assert!(
+        k.image.ends_with("arch/x86/boot/bzImage"),
+        "{}",
+        k.image.display()
+    );
+    let what = file_says(&k.image);
+    assert!(what.contains("Linux kernel x86 boot executable"), "{what}");
+    let boot: Vec<String> = std::fs::read_dir(k.install.join("boot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let vmlinuz = boot
+        .iter()
+        .find(|n| n.starts_with("vmlinuz-"))
+        .expect("vmlinuz");
+    let release = vmlinuz.trim_start_matches("vmlinuz-");
+    assert!(release.starts_with("6.12"), "{release}");
+    assert!(k.install.join("lib/modules").join(release).is_dir());
+    assert_eq!(
+        std::fs::read(k.install.join("boot").join(vmlinuz)).unwrap(),
+        std::fs::read(&k.image).unwrap()
+    );
+    let config =
+        std::fs::read_to_string(k.install.join("boot").join(format!("config-{release}"))).unwrap();
+    for want in [
+        "CONFIG_VIRTIO_BLK=y",
+        "CONFIG_SERIAL_8250_CONSOLE=y",
+        "CONFIG_9P_FS=y",
+        "CONFIG_EXT4_FS=y",
+    ] {
+        assert!(config.lines().any(|l| l == want), "{want} missing");
+    }
+}
