@@ -105,31 +105,14 @@ pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Res
     let tracking = format!("refs/remotes/{name}/{branch}");
     let refspec = format!("+{src_ref}:{tracking}");
 
-    let mut cb = RemoteCallbacks::new();
-    let mut last = std::time::Instant::now();
-    cb.transfer_progress(|p| {
-        if last.elapsed().as_millis() >= 200 || p.received_objects() == p.total_objects() {
-            last = std::time::Instant::now();
-            stage.progress(
-                p.received_objects() as u64,
-                Some(p.total_objects() as u64),
-                Unit::Items,
-            );
-            stage.message(format!(
-                "{}/{} objects, {} MiB",
-                p.received_objects(),
-                p.total_objects(),
-                p.received_bytes() / (1 << 20)
-            ));
-        }
-        !crate::cancel::CancelToken::global().is_cancelled()
-    });
-    let mut fo = FetchOptions::new();
-    fo.remote_callbacks(cb);
-    remote
-        .fetch(&[refspec.as_str()], Some(&mut fo), None)
-        .map_err(gerr(&format!("failed to fetch {src_ref}")))?;
-    drop(fo);
+    let linked = match &url.local {
+        Some(path) => link_local(&repo, path, &src_ref, &tracking, stage)?,
+        None => false,
+    };
+    if !linked {
+        fetch_remote(&mut remote, &refspec, &src_ref, stage)
+            .map_err(gerr(&format!("failed to fetch {src_ref}")))?;
+    }
 
     let target = repo
         .find_reference(&tracking)
@@ -175,6 +158,127 @@ pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Res
         branch,
         outcome: FetchOutcome::Created,
     })
+}
+
+fn fetch_remote(
+    remote: &mut git2::Remote<'_>,
+    refspec: &str,
+    src_ref: &str,
+    stage: &Stage,
+) -> std::result::Result<(), git2::Error> {
+    stage.message(format!("fetching {src_ref}"));
+    let mut cb = RemoteCallbacks::new();
+    let mut last = std::time::Instant::now();
+    cb.transfer_progress(|p| {
+        if last.elapsed().as_millis() >= 200 || p.received_objects() == p.total_objects() {
+            last = std::time::Instant::now();
+            stage.progress(
+                p.received_objects() as u64,
+                Some(p.total_objects() as u64),
+                Unit::Items,
+            );
+            stage.message(format!(
+                "{}/{} objects, {} MiB",
+                p.received_objects(),
+                p.total_objects(),
+                p.received_bytes() / (1 << 20)
+            ));
+        }
+        !crate::cancel::CancelToken::global().is_cancelled()
+    });
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(cb);
+    remote.fetch(&[refspec], Some(&mut fo), None)
+}
+
+/// For a source on this machine, git's own trick for local clones: hard-link the
+/// source's object files into the shared repository and point the tracking ref at
+/// the source's commit. libgit2's local transport would instead build a pack of
+/// the whole history (many minutes for a kernel tree). Hard links stay valid when
+/// the source later repacks or prunes. Returns false when this cannot be done
+/// (another filesystem, a source with alternates): the caller then fetches.
+fn link_local(
+    repo: &Repository,
+    source: &Path,
+    src_ref: &str,
+    tracking: &str,
+    stage: &Stage,
+) -> Result<bool> {
+    let Ok(src) = Repository::open(source) else {
+        return Ok(false);
+    };
+    let src_objects = src.commondir().join("objects");
+    if src_objects.join("info").join("alternates").exists() {
+        return Ok(false);
+    }
+    let Ok(oid) = src.refname_to_id(src_ref) else {
+        return Ok(false);
+    };
+    if repo.refname_to_id(tracking).ok() == Some(oid) {
+        return Ok(true);
+    }
+    stage.message(format!("linking objects from {}", source.display()));
+    let dst_objects = repo.path().join("objects");
+    match link_tree(&src_objects, &dst_objects) {
+        Ok(n) => stage.message(format!("linked {n} object files")),
+        // Another filesystem, or the source being repacked right now: fetch instead.
+        Err(e)
+            if e.raw_os_error() == Some(libc::EXDEV)
+                || e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(false)
+        }
+        Err(e) => {
+            return Err(KernelsError::io(
+                "failed to link objects into",
+                &dst_objects,
+                e,
+            ))
+        }
+    }
+    // The object database caches pack lists; look again after adding packs.
+    repo.odb()
+        .and_then(|odb| odb.refresh())
+        .map_err(KernelsError::git("failed to refresh the object database"))?;
+    if repo.find_commit(oid).and_then(|c| c.tree()).is_err() {
+        return Ok(false);
+    }
+    repo.reference(tracking, oid, true, "lvh: linked from a local repository")
+        .map_err(KernelsError::git(format!("failed to set {tracking}")))?;
+    Ok(true)
+}
+
+/// Hard-links loose objects (`xx/yyyy...`) and `pack/*` files not present yet.
+fn link_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let name = e.file_name();
+        let name_s = name.to_string_lossy();
+        let is_fanout = name_s.len() == 2 && name_s.chars().all(|c| c.is_ascii_hexdigit());
+        if !(is_fanout || name_s == "pack") || !e.file_type()?.is_dir() {
+            continue;
+        }
+        let to_dir = dst.join(&name);
+        std::fs::create_dir_all(&to_dir)?;
+        // Index files last, so a pack is never visible before its data.
+        let mut files: Vec<_> =
+            std::fs::read_dir(e.path())?.collect::<std::result::Result<_, _>>()?;
+        files.sort_by_key(|f| f.file_name().to_string_lossy().ends_with(".idx"));
+        for f in files {
+            let to = to_dir.join(f.file_name());
+            if f.file_name().to_string_lossy().starts_with("tmp") || to.exists() {
+                continue;
+            }
+            match std::fs::hard_link(f.path(), &to) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// Picks the remote ref to fetch from the advertised `(name, symref target)` list.
