@@ -116,7 +116,7 @@ pub fn apply_options(make: &Make, opts: &[ConfigOption], stage: &Stage) -> Resul
     if !opts.is_empty() {
         stage.message(format!("scripts/config: {} options", opts.len()));
         // One call for every option: scripts/config takes a list of commands.
-        Cmd::new(tree.join("scripts").join("config"))
+        Cmd::new("./scripts/config")
             .current_dir(tree)
             .args(opts.iter().flatten())
             .timeout(CONFIG_TIMEOUT)

@@ -11,9 +11,10 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Paths are made absolute: make runs inside the tree, so relative ones would break.
     pub fn new(dir: &Path) -> Self {
         Layout {
-            dir: dir.to_path_buf(),
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
         }
     }
 

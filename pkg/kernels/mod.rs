@@ -318,8 +318,10 @@ fn configure_locked(
     std::fs::create_dir_all(&state).map_err(|e| KernelsError::io("failed to create", &state, e))?;
     let _ = std::fs::remove_file(layout::log_file(tree, "configure"));
     let stamp_file = layout::config_stamp(tree);
-    // A stale stamp must not survive a failed configure.
-    let _ = std::fs::remove_file(&stamp_file);
+    // Until this run succeeds the .config matches no kernels.json: the next build
+    // must configure again.
+    crate::fsutil::write_atomic(&stamp_file, b"incomplete\n")
+        .map_err(|e| KernelsError::io("failed to write", &stamp_file, e))?;
     let stage = Stage::start(reporter, format!("configure {} ({})", k.name, plan.arch));
     build::base_config(&make, &k.base(&plan.dir), &stage)?;
     let c = build::apply_options(&make, &conf.options_for(Some(k)), &stage)?;
@@ -367,8 +369,9 @@ pub fn raw_configure(plan: &RawConfigurePlan, reporter: &dyn Reporter) -> Result
             plan.tree.display()
         )));
     }
+    let tree = std::path::absolute(&plan.tree).unwrap_or_else(|_| plan.tree.clone());
     let make = build::Make {
-        tree: plan.tree.clone(),
+        tree,
         arch: plan.arch,
         extra_args: k.map(|k| k.extra_make_args.clone()).unwrap_or_default(),
     };

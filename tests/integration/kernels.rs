@@ -333,3 +333,258 @@ fn catalog_and_pull_are_left_to_the_oci_work() {
     let o = lvh_in(t.path(), &["kernels", "pull", "6.6-main"]);
     assert_code(&o, 5);
 }
+
+/// A stand-in kernel tree (make targets and `scripts/config` as tiny scripts) to
+/// test configure/build logic without a compiler; the real kernel is built by
+/// the system tests. Its "Kconfig" forces FORCED_OFF off and knows no ABSENT.
+fn fake_kernel(root: &Path) -> PathBuf {
+    let src = root.join("fake");
+    std::fs::create_dir_all(src.join("scripts")).unwrap();
+    git(&src, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        src.join("Makefile"),
+        "defconfig tinyconfig:\n\
+         \tprintf 'CONFIG_X86_64=y\\nCONFIG_BASE_%s=y\\n' $@ > .config\n\
+         olddefconfig:\n\
+         \tsed -i -e '/CONFIG_FORCED_OFF/d' -e '/CONFIG_ABSENT/d' .config\n\
+         \techo '# CONFIG_FORCED_OFF is not set' >> .config\n\
+         \techo \"$(ARCH)\" > make-arch\n\
+         bzImage:\n\
+         \tmkdir -p arch/x86/boot include/config\n\
+         \ttest -e arch/x86/boot/bzImage || cp .config arch/x86/boot/bzImage\n\
+         \ttest -e vmlinux || touch System.map vmlinux\n\
+         \techo 6.12.0-fake > include/config/kernel.release\n\
+         \techo build >> builds\n",
+    )
+    .unwrap();
+    let config = src.join("scripts/config");
+    std::fs::write(
+        &config,
+        "#!/bin/sh\n\
+         while [ $# -gt 0 ]; do\n\
+         \x20 cmd=$1; sym=${2#CONFIG_}; shift 2\n\
+         \x20 sed -i \"/CONFIG_${sym}[= ]/d\" .config\n\
+         \x20 case $cmd in\n\
+         \x20   --enable) echo \"CONFIG_${sym}=y\" >> .config ;;\n\
+         \x20   --module) echo \"CONFIG_${sym}=m\" >> .config ;;\n\
+         \x20   --disable) echo \"# CONFIG_${sym} is not set\" >> .config ;;\n\
+         \x20 esac\n\
+         done\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o755)).unwrap();
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "fake kernel"]);
+    src
+}
+
+fn set_opts(root: &Path, opts: serde_json::Value) {
+    let mut c = conf(root);
+    c["kernels"][0]["opts"] = opts;
+    std::fs::write(
+        root.join("d/kernels.json"),
+        serde_json::to_string_pretty(&c).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn configure_verifies_and_build_installs_and_reconfigures_on_change() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    fake_kernel(root);
+    ok(
+        root,
+        &[
+            "kernels",
+            "init",
+            "--dir",
+            "d",
+            "--config-groups",
+            "namespaces",
+        ],
+    );
+    ok(
+        root,
+        &[
+            "kernels",
+            "add",
+            "f",
+            "fake",
+            "--dir",
+            "d",
+            "--config-groups",
+            "virtio",
+            "--base-config",
+            "tinyconfig",
+            "--fetch",
+        ],
+    );
+    set_opts(
+        root,
+        serde_json::json!([
+            ["--enable", "CONFIG_WANTED"],
+            ["--enable", "CONFIG_FORCED_OFF"],
+            ["--enable", "CONFIG_ABSENT"],
+            ["--module", "CONFIG_MOD"]
+        ]),
+    );
+    let tree = root.join("d/kernels/f");
+    let o = lvh_in(
+        root,
+        &["kernels", "configure", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 0);
+    let e = stderr(&o);
+    assert!(
+        e.contains("CONFIG_FORCED_OFF wanted y, Kconfig set it off"),
+        "{e}"
+    );
+    assert!(
+        e.contains("CONFIG_ABSENT wanted y, not in the final .config"),
+        "{e}"
+    );
+    assert!(!e.contains("CONFIG_WANTED wanted"), "{e}");
+    let config = std::fs::read_to_string(tree.join(".config")).unwrap();
+    for want in [
+        "CONFIG_BASE_tinyconfig=y",
+        "CONFIG_WANTED=y",
+        "CONFIG_MOD=m",
+        "CONFIG_NET_NS=y",
+    ] {
+        assert!(config.lines().any(|l| l == want), "{want} in\n{config}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(tree.join("make-arch"))
+            .unwrap()
+            .trim(),
+        "x86_64"
+    );
+    // git does not see lvh's own files
+    assert_eq!(git(&tree, &["status", "--porcelain", "--", ".lvh"]), "");
+
+    // --strict turns the override (not the absence) into an error
+    let o = lvh_in(
+        root,
+        &[
+            "kernels",
+            "configure",
+            "f",
+            "--dir",
+            "d",
+            "--arch",
+            "amd64",
+            "--strict",
+        ],
+    );
+    assert_code(&o, 1);
+    let e = stderr(&o);
+    assert!(
+        e.contains("1 option(s) did not hold") && e.contains("FORCED_OFF"),
+        "{e}"
+    );
+
+    // build: configures again (the strict run failed), builds, installs
+    let o = lvh_in(
+        root,
+        &["kernels", "build", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("configuring f"), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        tree.join("arch/x86/boot/bzImage").display().to_string()
+    );
+    let boot = tree.join("tar-install/boot");
+    for f in [
+        "vmlinuz-6.12.0-fake",
+        "System.map-6.12.0-fake",
+        "config-6.12.0-fake",
+        "vmlinux-6.12.0-fake",
+    ] {
+        assert!(boot.join(f).is_file(), "{f}");
+    }
+    assert!(tree.join("tar-install/lib/modules/6.12.0-fake").is_dir());
+    assert!(tree.join(".lvh/build.log").is_file());
+
+    // again with nothing changed: make runs, the install is kept
+    let o = lvh_in(
+        root,
+        &["kernels", "build", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("(unchanged)"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("configuring f"), "{}", stderr(&o));
+
+    // kernels.json changed: build re-applies the options first
+    set_opts(root, serde_json::json!([["--enable", "CONFIG_OTHER"]]));
+    let o = lvh_in(
+        root,
+        &["kernels", "build", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("kernels.json changed"),
+        "{}",
+        stderr(&o)
+    );
+    let config = std::fs::read_to_string(tree.join(".config")).unwrap();
+    assert!(
+        config.contains("CONFIG_OTHER=y") && !config.contains("CONFIG_WANTED=y"),
+        "{config}"
+    );
+
+    // raw_configure applies common_opts only to a tree with a .config
+    let o = lvh_in(
+        root,
+        &[
+            "kernels",
+            "raw_configure",
+            tree.to_str().unwrap(),
+            "--dir",
+            "d",
+            "--arch",
+            "amd64",
+        ],
+    );
+    assert_code(&o, 0);
+    let config = std::fs::read_to_string(tree.join(".config")).unwrap();
+    assert!(config.contains("CONFIG_UTS_NS=y"), "{config}");
+}
+
+#[test]
+fn a_missing_cross_compiler_names_the_package() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    fake_kernel(root);
+    ok(
+        root,
+        &[
+            "kernels",
+            "init",
+            "--dir",
+            "d",
+            "--config-groups",
+            "namespaces",
+        ],
+    );
+    ok(
+        root,
+        &["kernels", "add", "f", "fake", "--dir", "d", "--fetch"],
+    );
+    let other = if cfg!(target_arch = "aarch64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let o = Command::new(crate::common::lvh_bin())
+        .args(["kernels", "configure", "f", "--dir", "d", "--arch", other])
+        .current_dir(root)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(e.contains("install the Debian package gcc-"), "{e}");
+}
