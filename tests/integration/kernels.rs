@@ -588,3 +588,33 @@ fn a_missing_cross_compiler_names_the_package() {
     let e = stderr(&o);
     assert!(e.contains("install the Debian package gcc-"), "{e}");
 }
+
+#[test]
+fn a_source_with_alternates_is_fetched_through_libgit2() {
+    // Hard-linking objects is impossible when the source borrows them from
+    // another repository, so this exercises the regular git2 fetch path.
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let src = source(root);
+    let out = Command::new("git")
+        .args(["clone", "-q", "--shared"])
+        .arg(&src)
+        .arg(root.join("borrowing"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ok(root, &["kernels", "init", "--dir", "d"]);
+    ok(
+        root,
+        &["kernels", "add", "b", "borrowing", "--dir", "d", "--fetch"],
+    );
+    let tree = root.join("d/kernels/b");
+    assert_eq!(
+        git(&tree, &["rev-parse", "HEAD"]),
+        git(&src, &["rev-parse", "trunk"])
+    );
+    assert!(tree.join("a").is_file());
+    let new = commit(&root.join("borrowing"), "c", "four");
+    ok(root, &["kernels", "fetch", "b", "--dir", "d"]);
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), new);
+}

@@ -51,3 +51,48 @@ fn amd64_kernel_builds_and_installs() {
         assert!(config.lines().any(|l| l == want), "{want} missing");
     }
 }
+
+#[test]
+fn arm64_kernel_cross_builds_to_an_arm64_image_gz() {
+    let k = kernel(Arch::Arm64).unwrap();
+    assert!(
+        k.image.ends_with("arch/arm64/boot/Image.gz"),
+        "{}",
+        k.image.display()
+    );
+    let mut raw = Vec::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(std::fs::File::open(&k.image).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    // The arm64 Image header: magic "ARM\x64" at offset 0x38.
+    assert_eq!(&raw[0x38..0x3c], b"ARM\x64", "not an arm64 Image");
+    let raw_image = k.image.with_file_name("Image");
+    let what = file_says(&raw_image);
+    assert!(what.contains("ARM64") || what.contains("aarch64"), "{what}");
+    let boot = k.install.join("boot");
+    let vmlinuz = std::fs::read_dir(&boot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .expect("vmlinuz");
+    assert_eq!(
+        std::fs::read(vmlinuz).unwrap(),
+        std::fs::read(&k.image).unwrap()
+    );
+    let config =
+        std::fs::read_to_string(k.dir.join("kernels").join(&k.name).join(".config")).unwrap();
+    for want in [
+        "CONFIG_ARM64=y",
+        "CONFIG_SERIAL_AMBA_PL011_CONSOLE=y",
+        "CONFIG_PCI_HOST_GENERIC=y",
+        "CONFIG_VIRTIO_BLK=y",
+    ] {
+        assert!(config.lines().any(|l| l == want), "{want} missing");
+    }
+}
