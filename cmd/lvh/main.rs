@@ -66,6 +66,7 @@ fn classify(err: &anyhow::Error) -> ExitCode {
             lvh::error::NotImplemented,
             lvh::error::InvalidInput,
             lvh::exec::ExecError,
+            lvh::runner::RunError,
         );
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {
