@@ -167,8 +167,10 @@ pub fn classify_console_line(line: &str) -> Option<Event> {
     if line.contains(PANIC_MARKER) {
         return Some(Event::Panic(line.trim().to_string()));
     }
-    line.find(GUEST_ERROR_PREFIX)
-        .map(|i| Event::GuestError(line[i + GUEST_ERROR_PREFIX.len()..].trim().to_string()))
+    // At the start only: the kernel echoes its command line, bootstrap included.
+    line.trim_start()
+        .strip_prefix(GUEST_ERROR_PREFIX)
+        .map(|m| Event::GuestError(m.trim().to_string()))
 }
 
 /// Splits console bytes into lines (CR/LF tolerant), keeping the partial tail.
@@ -270,6 +272,12 @@ mod tests {
             ))
         );
         assert_eq!(classify_console_line("[    0.1] Linux version 6.12"), None);
+        assert_eq!(
+            classify_console_line(
+                "Kernel command line: init=/bin/sh -- -c \"echo lvh-guest: error: x\""
+            ),
+            None
+        );
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub fn bootstrap_cmdline() -> String {
          {{ echo {err}cannot mount the lvh control share: the kernel needs CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO and CONFIG_VIRTIO_PCI>/dev/console;exit 1;}}",
         p = CONTROL_PATH,
         tag = CONTROL_TAG,
-        err = GUEST_ERROR_PREFIX,
+        // Escaped so that the kernel's echo of its command line is no match.
+        err = GUEST_ERROR_PREFIX.replace(':', "\\:"),
     );
     debug_assert!(!script.contains('"'));
     format!("init=/bin/sh -- -c \"{script}\"")

@@ -4,4 +4,5 @@
 
 mod exec;
 pub mod fixtures;
+mod runner;
 mod tools;
