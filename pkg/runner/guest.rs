@@ -1,5 +1,5 @@
 //! The guest side of command mode, generated on the host: a tiny bootstrap on
-//! the kernel command line (`init=/bin/sh -- -c "..."`) that mounts lvh's
+//! the kernel command line (`init=/bin/sh ... -- -c "..."`) that mounts lvh's
 //! read-only 9p control share and sources the init script written here.
 //!
 //! The guest needs nothing but `/bin/sh` and the usual Debian base tools
@@ -57,10 +57,9 @@ fn dq_escape(s: &str) -> String {
     o
 }
 
-/// The init part of the kernel command line: `init=/bin/sh -- -c "..."`.
-/// Everything after `--` goes to init; the kernel keeps a double-quoted
-/// argument whole, so the bootstrap must not contain `"` itself.
-pub fn bootstrap_cmdline() -> String {
+/// The bootstrap script: mount the control share, source its init script.
+/// The kernel keeps a double-quoted argument whole, so it must not contain `"`.
+pub fn bootstrap_script() -> String {
     let script = format!(
         "mount -t tmpfs -o mode=0755 lvh /run&&mkdir {p}&&mount -t 9p -o trans=virtio,version=9p2000.L,ro {tag} {p}&&. {p}/init||\
          {{ echo {err}cannot mount the lvh control share: the kernel needs CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO and CONFIG_VIRTIO_PCI>/dev/console;exit 1;}}",
@@ -70,15 +69,17 @@ pub fn bootstrap_cmdline() -> String {
         err = GUEST_ERROR_PREFIX.replace(':', "\\:"),
     );
     debug_assert!(!script.contains('"'));
-    format!("init=/bin/sh -- -c \"{script}\"")
+    script
 }
 
-/// The complete kernel command line for command mode: lvh's base, the user's
-/// `--append`, then the init part (which must come last).
+/// The complete kernel command line for command mode: lvh's base,
+/// `init=/bin/sh`, the user's `--append` (so an `init=` there wins), then the
+/// init arguments after `--`, which must come last.
 pub fn command_cmdline(base: &[String], append: &[String]) -> String {
     let mut parts: Vec<String> = base.to_vec();
+    parts.push("init=/bin/sh".into());
     parts.extend(append.iter().cloned());
-    parts.push(bootstrap_cmdline());
+    parts.push(format!("-- -c \"{}\"", bootstrap_script()));
     parts.join(" ")
 }
 
@@ -227,22 +228,28 @@ mod tests {
 
     #[test]
     fn bootstrap_fits_and_has_no_inner_quotes() {
-        let b = bootstrap_cmdline();
-        assert!(b.starts_with("init=/bin/sh -- -c \""));
-        assert!(b.ends_with('"'));
-        assert_eq!(b.matches('"').count(), 2, "{b}");
+        let b = bootstrap_script();
+        assert!(!b.contains('"'), "{b}");
         assert!(b.len() < 400, "{} bytes", b.len());
+        assert!(
+            !b.contains(GUEST_ERROR_PREFIX),
+            "the console echo of the cmdline would match"
+        );
     }
 
     #[test]
-    fn command_cmdline_puts_init_last() {
+    fn command_cmdline_lets_the_users_init_win_and_ends_with_the_bootstrap() {
         let c = command_cmdline(
             &["root=/dev/vda".into(), "console=ttyS0".into()],
             &["quiet".into(), "init=/nonexistent".into()],
         );
         assert!(
-            c.starts_with("root=/dev/vda console=ttyS0 quiet init=/nonexistent init=/bin/sh -- -c")
+            c.starts_with(
+                "root=/dev/vda console=ttyS0 init=/bin/sh quiet init=/nonexistent -- -c \"mount "
+            ),
+            "{c}"
         );
+        assert!(c.ends_with("exit 1;}\""), "{c}");
         assert!(c.len() < CMDLINE_MAX);
     }
 

@@ -108,10 +108,12 @@ fn collect_stderr(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<VecDeque<
     tail
 }
 
+/// QEMU's stderr lines, without the note it prints when lvh stops it.
 fn lines_of(t: &Mutex<VecDeque<String>>) -> Vec<String> {
     t.lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
+        .filter(|l| !l.contains("terminating on signal"))
         .cloned()
         .collect()
 }

@@ -104,7 +104,7 @@ fn dry_run_per_arch_accel_and_flags() {
     for want in [
         "-machine virt,gic-version=max -accel tcg -cpu max,pauth-impdef=on -smp 3 -m 1G",
         "format=qcow2,if=virtio,index=0,media=disk -kernel",
-        "console=ttyAMA0 panic=-1 quiet loglevel=1 init=/bin/sh",
+        "console=ttyAMA0 panic=-1 init=/bin/sh quiet loglevel=1 -- -c",
         "mount_tag=host_mount",
         "-monitor tcp:127.0.0.1:5555,server=on,wait=off",
     ] {
