@@ -67,6 +67,7 @@ fn classify(err: &anyhow::Error) -> ExitCode {
             lvh::error::InvalidInput,
             lvh::exec::ExecError,
             lvh::images::ImagesError,
+            lvh::runner::RunError,
         );
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {

@@ -5,4 +5,5 @@
 mod exec;
 pub mod fixtures;
 mod images;
+mod runner;
 mod tools;
