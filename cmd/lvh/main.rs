@@ -5,6 +5,7 @@
 mod cli;
 mod images;
 mod kernels;
+mod oci;
 mod render;
 mod run;
 
@@ -68,6 +69,7 @@ fn classify(err: &anyhow::Error) -> ExitCode {
             lvh::exec::ExecError,
             lvh::images::ImagesError,
             lvh::runner::RunError,
+            lvh::oci::OciError,
         );
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {

@@ -4,10 +4,15 @@
 
 mod exec_overhead;
 mod images;
+mod oci;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("images", images::run)];
+const BENCHES: &[Bench] = &[
+    ("exec", exec_overhead::run),
+    ("images", images::run),
+    ("oci", oci::run),
+];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()

@@ -5,3 +5,4 @@ mod cli;
 mod common;
 mod images;
 mod run;
+mod oci;

@@ -6,4 +6,5 @@ mod exec;
 pub mod fixtures;
 mod images;
 mod runner;
+mod oci;
 mod tools;
