@@ -4,5 +4,5 @@
 mod cli;
 mod common;
 mod images;
-mod run;
 mod oci;
+mod run;

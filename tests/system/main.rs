@@ -5,6 +5,6 @@
 mod exec;
 pub mod fixtures;
 mod images;
-mod runner;
 mod oci;
+mod runner;
 mod tools;
