@@ -37,6 +37,8 @@ pub enum KernelsCmd {
     Catalog(CatalogArgs),
     /// Pull a kernel built by little-vm-helper-images from a registry
     Pull(PullArgs),
+    /// Push a kernel install directory to a registry (little-vm-helper's layout)
+    Push(crate::oci::KernelPushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +151,9 @@ pub struct CatalogArgs {
     /// Repository to query
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
+    /// Use plain http (always used for localhost and 127.0.0.1)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +169,9 @@ pub struct PullArgs {
     /// Repository to pull from
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
+    /// Use plain http (always used for localhost and 127.0.0.1)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
 }
 
 pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -253,8 +261,9 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             ));
             println!("{}", b.image.display());
         }
-        KernelsCmd::Catalog(_) => return crate::not_implemented("kernels catalog"),
-        KernelsCmd::Pull(_) => return crate::not_implemented("kernels pull"),
+        KernelsCmd::Catalog(a) => return crate::oci::kernels_catalog(a, ctx),
+        KernelsCmd::Pull(a) => return crate::oci::kernels_pull(a, ctx),
+        KernelsCmd::Push(a) => return crate::oci::kernels_push(a, ctx),
     }
     Ok(ExitCode::Success)
 }

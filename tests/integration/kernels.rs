@@ -327,13 +327,6 @@ fn bad_input_is_refused_with_a_clear_message() {
     assert!(stderr(&o).contains("lvh kernels init"), "{}", stderr(&o));
 }
 
-#[test]
-fn catalog_and_pull_are_left_to_the_oci_work() {
-    let t = tempfile::tempdir().unwrap();
-    let o = lvh_in(t.path(), &["kernels", "pull", "6.6-main"]);
-    assert_code(&o, 5);
-}
-
 /// A stand-in kernel tree (make targets and `scripts/config` as tiny scripts) to
 /// test configure/build logic without a compiler; the real kernel is built by
 /// the system tests. Its "Kconfig" forces FORCED_OFF off and knows no ABSENT.
