@@ -17,6 +17,8 @@ pub enum ImagesCmd {
     ExampleConfig,
     /// Pull an image from an OCI repository
     Pull(PullArgs),
+    /// Push an image file to an OCI repository (little-vm-helper's layout)
+    Push(crate::oci::ImagePushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +66,9 @@ pub struct PullArgs {
     /// Platform to pull, <os>/<arch>
     #[arg(long, default_value = lvh::arch::Arch::host().oci_platform())]
     pub platform: String,
+    /// Use plain http (always used for localhost and 127.0.0.1)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
 }
 
 pub fn dispatch(cmd: &ImagesCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -73,7 +78,8 @@ pub fn dispatch(cmd: &ImagesCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             print!("{}", images::example::example_json());
             Ok(ExitCode::Success)
         }
-        ImagesCmd::Pull(_) => crate::not_implemented("images pull"),
+        ImagesCmd::Pull(a) => crate::oci::images_pull(a, ctx),
+        ImagesCmd::Push(a) => crate::oci::images_push(a, ctx),
     }
 }
 

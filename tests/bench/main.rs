@@ -4,10 +4,17 @@
 
 mod exec_overhead;
 mod images;
+mod kernels;
+mod oci;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("images", images::run)];
+const BENCHES: &[Bench] = &[
+    ("exec", exec_overhead::run),
+    ("images", images::run),
+    ("kernels", kernels::run),
+    ("oci", oci::run),
+];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()
