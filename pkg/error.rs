@@ -32,6 +32,8 @@ pub enum ExitCode {
     QemuExited,
     /// `lvh run`: the guest command did not finish before `--timeout`.
     CommandTimeout,
+    /// `lvh run -- CMD`: the guest command's own exit code, passed through.
+    Command(u8),
 }
 
 impl ExitCode {
@@ -49,6 +51,7 @@ impl ExitCode {
             ExitCode::NoSignOfLife => 242,
             ExitCode::QemuExited => 243,
             ExitCode::CommandTimeout => 244,
+            ExitCode::Command(c) => c as i32,
         }
     }
 

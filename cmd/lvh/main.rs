@@ -67,6 +67,9 @@ fn classify(err: &anyhow::Error) -> ExitCode {
             lvh::error::NotImplemented,
             lvh::error::InvalidInput,
             lvh::exec::ExecError,
+            lvh::images::ImagesError,
+            lvh::kernels::KernelsError,
+            lvh::runner::RunError,
             lvh::oci::OciError,
         );
     }

@@ -1,12 +1,16 @@
 //! `lvh run`: flags, and turning them into a validated run plan for the runner.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
+use lvh::runner::accel::kvm_usable;
+use lvh::runner::{vm, Outcome, RunOptions, RunPlan, Sinks};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -67,11 +71,106 @@ pub struct RunArgs {
     /// Guest architecture
     #[arg(long, default_value = Arch::host().as_str())]
     pub qemu_arch: Arch,
+    /// Extra kernel command line arguments (repeatable; before lvh's init in command mode)
+    #[arg(long, value_name = "ARGS")]
+    pub append: Vec<String>,
+    /// Print the QEMU command and exit without touching anything
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accelerator: kvm, tcg, or auto (KVM when /dev/kvm opens and the guest arch is native)
+    /// [default: $LVH_ACCEL, else auto]
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<String>,
+    /// Let the guest's writes reach the image (default: a throwaway overlay keeps it unchanged)
+    #[arg(long)]
+    pub persist: bool,
+    /// Directory to run CMD in; relative to the host mount (/host) when one is given
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Seconds the guest may take to start the command (or show any console output)
+    /// [default: 20 with KVM, 90 with TCG]
+    #[arg(long, value_name = "SECS")]
+    pub boot_timeout: Option<f64>,
+    /// Seconds CMD may run before the VM is stopped (exit code 244) [default: no limit]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// With --daemonize: return only when ssh answers on the port forwarded to guest port 22
+    #[arg(long)]
+    pub wait_ssh: bool,
+    /// Seconds --wait-ssh waits for ssh
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub ssh_timeout: f64,
+    /// Extra argument passed to QEMU as is (repeatable, e.g. --qemu-arg=-S)
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub qemu_arg: Vec<String>,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
-pub fn dispatch(_args: &RunArgs, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    crate::not_implemented("run")
+fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(lvh::error::InvalidInput(format!(
+            "invalid number of seconds {v} ({flag}): expected a positive number"
+        ))
+        .into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// The flags as the runner's options (validation happens in `RunPlan::new`).
+pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
+    Ok(RunOptions {
+        image: a.image.clone(),
+        dir: a.dir.clone(),
+        pull_image: a.pull_image,
+        kernel: a.kernel.clone(),
+        no_hw_accel: a.no_hw_accel,
+        accel: a.accel.clone(),
+        accel_env: std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty()),
+        daemonize: a.daemonize,
+        console_log_file: a.console_log_file.clone(),
+        host_mount: a.host_mount.clone(),
+        ports: a.ports.clone(),
+        serial_port: a.serial_port,
+        cpu: a.cpu,
+        mem: a.mem.clone(),
+        cpu_kind: a.cpu_kind.clone(),
+        qemu_monitor_port: a.qemu_monitor_port,
+        root_dev: a.root_dev.clone(),
+        arch: a.qemu_arch,
+        append: a.append.clone(),
+        cmd: a.cmd.clone(),
+        cwd: a.cwd.clone(),
+        persist: a.persist,
+        boot_timeout: a
+            .boot_timeout
+            .map(|v| secs("--boot-timeout", v))
+            .transpose()?,
+        timeout: a.timeout.map(|v| secs("--timeout", v)).transpose()?,
+        wait_ssh: a.wait_ssh,
+        ssh_timeout: secs("--ssh-timeout", a.ssh_timeout)?,
+        qemu_args: a.qemu_arg.clone(),
+    })
+}
+
+pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let opts = options(args)?;
+    let plan = RunPlan::new(&opts, kvm_usable(Path::new("/dev/kvm")))?;
+    if args.dry_run {
+        let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
+        println!("{}", vm::qemu_cmd(&plan, &dir).display());
+        return Ok(ExitCode::Success);
+    }
+    let sinks = Sinks {
+        stdout: Box::new(std::io::stdout()),
+        stderr: Box::new(std::io::stderr()),
+        console: (ctx.verbose > 0).then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
+    };
+    match lvh::runner::run(&plan, sinks, &ctx.reporter, args.qemu_cmd_print)? {
+        Outcome::Command(code) | Outcome::Exited(code) => {
+            Ok(ExitCode::Command((code & 0xff) as u8))
+        }
+        Outcome::Daemonized { .. } => Ok(ExitCode::Success),
+    }
 }

@@ -3,11 +3,18 @@
 //! `cargo bench --bench bench -- exec`.
 
 mod exec_overhead;
+mod images;
+mod kernels;
 mod oci;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("oci", oci::run)];
+const BENCHES: &[Bench] = &[
+    ("exec", exec_overhead::run),
+    ("images", images::run),
+    ("kernels", kernels::run),
+    ("oci", oci::run),
+];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()

@@ -3,4 +3,7 @@
 
 mod cli;
 mod common;
+mod images;
+mod kernels;
 mod oci;
+mod run;

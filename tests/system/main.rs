@@ -4,5 +4,8 @@
 
 mod exec;
 pub mod fixtures;
+mod images;
+mod kernels;
 mod oci;
+mod runner;
 mod tools;

@@ -1,0 +1,308 @@
+//! The guest side of command mode, generated on the host: a tiny bootstrap on
+//! the kernel command line (`init=/bin/sh ... -- -c "..."`) that mounts lvh's
+//! read-only 9p control share and sources the init script written here.
+//!
+//! The guest needs nothing but `/bin/sh` and the usual Debian base tools
+//! (`mount`, `mkdir`, `mkfifo`, `tee`, `wc`): no ssh, agent or systemd. The
+//! script mounts the pseudo filesystems, optionally the host share, runs the
+//! command with stdout and stderr each through a byte counter into its own
+//! virtio-serial port, and reports `exit STATUS OUTBYTES ERRBYTES` on the
+//! control port. The counts let the host wait until every byte has arrived
+//! before it stops the VM (virtio-serial buffers can still be in flight when
+//! the command ends).
+
+use super::qemu::{CONTROL_TAG, HOST_MOUNT_TAG, PORT_CONTROL, PORT_STDERR, PORT_STDOUT};
+
+/// Where `--host-mount DIR` appears in the guest.
+pub const HOST_MOUNT_PATH: &str = "/host";
+/// Where the control share is mounted in the guest (on a fresh tmpfs at /run).
+pub const CONTROL_PATH: &str = "/run/lvh";
+/// The kernel's command line limit on x86 and arm64, including the NUL.
+pub const CMDLINE_MAX: usize = 2048;
+/// Console lines from the guest script that mean "lvh could not set up".
+pub const GUEST_ERROR_PREFIX: &str = "lvh-guest: error: ";
+
+/// What the guest should run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestCommand {
+    pub argv: Vec<String>,
+    /// Directory to run in; relative paths are relative to the host mount.
+    pub cwd: Option<String>,
+    pub host_mount: bool,
+    /// `--persist`: flush the guest's writes to the image before reporting.
+    pub persist: bool,
+}
+
+/// Quotes one word for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Escapes text for use inside a double-quoted shell string.
+fn dq_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '"' | '$' | '`' | '\\') {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// The bootstrap script: mount the control share, source its init script.
+/// The kernel keeps a double-quoted argument whole, so it must not contain `"`.
+pub fn bootstrap_script() -> String {
+    let script = format!(
+        "mount -t tmpfs -o mode=0755 lvh /run&&mkdir {p}&&mount -t 9p -o trans=virtio,version=9p2000.L,ro {tag} {p}&&. {p}/init||\
+         {{ echo {err}cannot mount the lvh control share: the kernel needs CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO and CONFIG_VIRTIO_PCI>/dev/console;exit 1;}}",
+        p = CONTROL_PATH,
+        tag = CONTROL_TAG,
+        // Escaped so that the kernel's echo of its command line is no match.
+        err = GUEST_ERROR_PREFIX.replace(':', "\\:"),
+    );
+    debug_assert!(!script.contains('"'));
+    script
+}
+
+/// The complete kernel command line for command mode: lvh's base,
+/// `init=/bin/sh`, the user's `--append` (so an `init=` there wins), then the
+/// init arguments after `--`, which must come last.
+pub fn command_cmdline(base: &[String], append: &[String]) -> String {
+    let mut parts: Vec<String> = base.to_vec();
+    parts.push("init=/bin/sh".into());
+    parts.extend(append.iter().cloned());
+    parts.push(format!("-- -c \"{}\"", bootstrap_script()));
+    parts.join(" ")
+}
+
+/// The init script the bootstrap sources (as PID 1).
+pub fn init_script(cmd: &GuestCommand) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        r#"# lvh guest init (generated): runs as PID 1, sourced from {ctl}/init.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root
+lvh_fail() {{ echo "{err}$*" >/dev/console; [ -n "${{lvh_ctl:-}}" ] && echo "error $*" >&9; exit 1; }}
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
+[ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev || lvh_fail "cannot mount /dev (devtmpfs)"
+lvh_out= lvh_err= lvh_ctl= lvh_try=0
+while :; do
+	for d in /sys/class/virtio-ports/*; do
+		[ -r "$d/name" ] || continue
+		read -r n <"$d/name" || continue
+		case $n in
+		{out}) lvh_out=/dev/${{d##*/}} ;;
+		{errp}) lvh_err=/dev/${{d##*/}} ;;
+		{ctlp}) lvh_ctl=/dev/${{d##*/}} ;;
+		esac
+	done
+	[ -n "$lvh_out" ] && [ -n "$lvh_err" ] && [ -n "$lvh_ctl" ] && break
+	lvh_try=$((lvh_try + 1))
+	[ $lvh_try -gt 1000 ] && lvh_fail "virtio-serial ports not found (the kernel needs CONFIG_VIRTIO_CONSOLE)"
+	sleep 0.01
+done
+exec 9<>"$lvh_ctl"
+echo started >&9
+mkdir -p /dev/pts /dev/shm 2>/dev/null
+mount -t devpts devpts /dev/pts 2>/dev/null
+mount -t tmpfs tmpfs /dev/shm 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+if command -v ip >/dev/null 2>&1; then
+	ip link set lo up 2>/dev/null
+	if [ -e /sys/class/net/eth0 ]; then
+		ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+	fi 2>/dev/null
+fi
+"#,
+        ctl = CONTROL_PATH,
+        err = GUEST_ERROR_PREFIX,
+        out = PORT_STDOUT,
+        errp = PORT_STDERR,
+        ctlp = PORT_CONTROL,
+    ));
+    if cmd.host_mount {
+        s.push_str(&format!(
+            "mkdir -p {p} 2>/dev/null\nmount -t 9p -o trans=virtio,version=9p2000.L {tag} {p} || lvh_fail \"cannot mount the host directory at {p}\"\n",
+            p = HOST_MOUNT_PATH,
+            tag = HOST_MOUNT_TAG,
+        ));
+    }
+    let cwd = match &cmd.cwd {
+        Some(c) if c.starts_with('/') => c.clone(),
+        Some(c) => format!("{HOST_MOUNT_PATH}/{c}"),
+        None if cmd.host_mount => HOST_MOUNT_PATH.to_string(),
+        None => "/root".to_string(),
+    };
+    let argv: Vec<String> = cmd.argv.iter().map(|a| sh_quote(a)).collect();
+    let cd = if cmd.cwd.is_some() {
+        format!(
+            "cd {} || lvh_fail \"cannot change to directory {}\"",
+            sh_quote(&cwd),
+            dq_escape(&cwd)
+        )
+    } else {
+        format!("cd {} 2>/dev/null || cd /", sh_quote(&cwd))
+    };
+    s.push_str(&cd);
+    s.push_str(&format!(
+        r#"
+mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
+tee "$lvh_out" </run/lvh.o | wc -c >/run/lvh.on &
+tee "$lvh_err" </run/lvh.e | wc -c >/run/lvh.en &
+(exec 9>&- {argv}) >/run/lvh.o 2>/run/lvh.e </dev/null
+lvh_status=$?
+wait
+{sync}read -r lvh_on </run/lvh.on
+read -r lvh_en </run/lvh.en
+echo "exit $lvh_status $lvh_on $lvh_en" >&9
+read -r lvh_ack <&9
+exit 0
+"#,
+        argv = argv.join(" "),
+        sync = if cmd.persist { "sync\n" } else { "" },
+    ));
+    s
+}
+
+/// A message the guest sent on the control port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlMsg {
+    /// The init script is running (the guest is alive and booted).
+    Started,
+    /// The command ended with `status`, having written this many bytes.
+    Exit {
+        status: i32,
+        stdout_bytes: u64,
+        stderr_bytes: u64,
+    },
+    /// The init script could not set up.
+    Error(String),
+}
+
+/// Parses one control line; `None` for something lvh does not know.
+pub fn parse_control(line: &str) -> Option<ControlMsg> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line == "started" {
+        return Some(ControlMsg::Started);
+    }
+    if let Some(rest) = line.strip_prefix("error ") {
+        return Some(ControlMsg::Error(rest.to_string()));
+    }
+    let mut it = line.split_whitespace();
+    if it.next()? != "exit" {
+        return None;
+    }
+    let status = it.next()?.parse().ok()?;
+    let stdout_bytes = it.next()?.parse().ok()?;
+    let stderr_bytes = it.next()?.parse().ok()?;
+    Some(ControlMsg::Exit {
+        status,
+        stdout_bytes,
+        stderr_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_words_whole() {
+        assert_eq!(sh_quote("uname"), "uname");
+        assert_eq!(sh_quote("-a"), "-a");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("$HOME;rm"), "'$HOME;rm'");
+    }
+
+    #[test]
+    fn bootstrap_fits_and_has_no_inner_quotes() {
+        let b = bootstrap_script();
+        assert!(!b.contains('"'), "{b}");
+        assert!(b.len() < 400, "{} bytes", b.len());
+        assert!(
+            !b.contains(GUEST_ERROR_PREFIX),
+            "the console echo of the cmdline would match"
+        );
+    }
+
+    #[test]
+    fn command_cmdline_lets_the_users_init_win_and_ends_with_the_bootstrap() {
+        let c = command_cmdline(
+            &["root=/dev/vda".into(), "console=ttyS0".into()],
+            &["quiet".into(), "init=/nonexistent".into()],
+        );
+        assert!(
+            c.starts_with(
+                "root=/dev/vda console=ttyS0 init=/bin/sh quiet init=/nonexistent -- -c \"mount "
+            ),
+            "{c}"
+        );
+        assert!(c.ends_with("exit 1;}\""), "{c}");
+        assert!(c.len() < CMDLINE_MAX);
+    }
+
+    #[test]
+    fn script_runs_the_argv_in_the_right_place() {
+        let s = init_script(&GuestCommand {
+            argv: vec!["sh".into(), "-c".into(), "echo 'hi' >&2; exit 42".into()],
+            cwd: None,
+            host_mount: false,
+            persist: false,
+        });
+        assert!(
+            s.contains(r#"(exec 9>&- sh -c 'echo '\''hi'\'' >&2; exit 42')"#),
+            "{s}"
+        );
+        assert!(s.contains("cd /root"));
+        assert!(!s.contains("host_mount"));
+
+        let m = init_script(&GuestCommand {
+            argv: vec!["make".into()],
+            cwd: Some("tools/testing".into()),
+            host_mount: true,
+            persist: true,
+        });
+        assert!(m.contains("mount -t 9p -o trans=virtio,version=9p2000.L host_mount /host"));
+        assert!(m.contains("cd /host/tools/testing"));
+        assert!(m.contains("wait\nsync\n"));
+        let a = init_script(&GuestCommand {
+            argv: vec!["ls".into()],
+            cwd: Some("/tmp/x y".into()),
+            host_mount: false,
+            persist: false,
+        });
+        assert!(a.contains("cd '/tmp/x y'"), "{a}");
+    }
+
+    #[test]
+    fn control_messages() {
+        assert_eq!(parse_control("started\n"), Some(ControlMsg::Started));
+        assert_eq!(
+            parse_control("exit 42 10 0"),
+            Some(ControlMsg::Exit {
+                status: 42,
+                stdout_bytes: 10,
+                stderr_bytes: 0
+            })
+        );
+        assert_eq!(
+            parse_control("error cannot mount"),
+            Some(ControlMsg::Error("cannot mount".into()))
+        );
+        assert_eq!(parse_control("exit x 1 2"), None);
+        assert_eq!(parse_control("exit 1 2"), None);
+        assert_eq!(parse_control("hello"), None);
+    }
+}

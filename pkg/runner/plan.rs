@@ -1,0 +1,548 @@
+//! The run plan: `lvh run`'s flags as given ([`RunOptions`]) checked once and
+//! turned into a [`RunPlan`] whose every value is valid, with errors that name
+//! the flag and the value. The plan then yields the QEMU configuration for a
+//! given run directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::accel::{self, Accel};
+use super::guest::{self, GuestCommand};
+use super::image::{self, ImageFormat, ImageRef};
+use super::ports::{self, PortForward};
+use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
+use super::RunError;
+use crate::arch::Arch;
+
+/// `lvh run`'s flags, as the binary parsed them.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub image: String,
+    pub dir: PathBuf,
+    pub pull_image: bool,
+    pub kernel: Option<PathBuf>,
+    pub no_hw_accel: bool,
+    pub accel: Option<String>,
+    /// `LVH_ACCEL`.
+    pub accel_env: Option<String>,
+    pub daemonize: bool,
+    pub console_log_file: Option<PathBuf>,
+    pub host_mount: Option<PathBuf>,
+    pub ports: Vec<String>,
+    pub serial_port: u16,
+    pub cpu: u32,
+    pub mem: String,
+    pub cpu_kind: Option<String>,
+    pub qemu_monitor_port: u16,
+    pub root_dev: String,
+    pub arch: Arch,
+    pub append: Vec<String>,
+    pub cmd: Vec<String>,
+    pub cwd: Option<String>,
+    pub persist: bool,
+    pub boot_timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub wait_ssh: bool,
+    pub ssh_timeout: Duration,
+    pub qemu_args: Vec<String>,
+}
+
+/// What the run does once QEMU is up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Run a command, stream its output, return its exit code.
+    Command {
+        cmd: GuestCommand,
+        timeout: Option<Duration>,
+    },
+    /// The console on lvh's terminal (lvh becomes QEMU, as little-vm-helper did).
+    Interactive,
+    /// QEMU daemonizes; optionally wait until ssh answers on this host port.
+    Daemon {
+        ssh_port: Option<u16>,
+        ssh_timeout: Duration,
+    },
+}
+
+/// A validated run.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub image: PathBuf,
+    pub image_format: ImageFormat,
+    pub persist: bool,
+    pub kernel: Option<PathBuf>,
+    pub root_dev: RootDev,
+    pub cpus: u32,
+    pub mem: String,
+    pub cpu_kind: Option<String>,
+    pub append: Vec<String>,
+    pub ports: Vec<PortForward>,
+    pub host_mount: Option<PathBuf>,
+    pub serial_port: Option<u16>,
+    pub monitor_port: Option<u16>,
+    pub console_log: Option<PathBuf>,
+    pub boot_timeout: Duration,
+    pub qemu_args: Vec<String>,
+    pub mode: Mode,
+}
+
+fn invalid(msg: String) -> RunError {
+    RunError::Invalid(msg)
+}
+
+/// `-m` sizes QEMU accepts: a positive number with an optional K/M/G/T suffix.
+pub fn validate_mem(mem: &str) -> Result<String, RunError> {
+    let t = mem.trim();
+    let (num, suffix) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
+        _ => (t, None),
+    };
+    let ok_suffix = suffix.is_none_or(|c| "kKmMgGtT".contains(c));
+    let n: Option<u64> = num.parse().ok();
+    match n {
+        Some(n) if n > 0 && ok_suffix && num.chars().all(|c| c.is_ascii_digit()) => {
+            Ok(t.to_string())
+        }
+        _ => Err(invalid(format!(
+            "invalid memory size {mem:?} (--mem): expected a positive number with an optional K, M, G or T suffix, e.g. 4G or 512M"
+        ))),
+    }
+}
+
+fn resolve_image(o: &RunOptions) -> Result<PathBuf, RunError> {
+    match image::classify(&o.image) {
+        ImageRef::Local(p) => {
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(invalid(format!(
+                    "image {} (--image) is not a regular file",
+                    p.display()
+                )))
+            }
+        }
+        ImageRef::Missing(p) => Err(invalid(format!(
+            "no such image file {} (--image)",
+            p.display()
+        ))),
+        ImageRef::Remote(r) if !o.pull_image => Err(invalid(format!(
+            "no such image file {r} (--image), and --pull-image=false"
+        ))),
+        ImageRef::Remote(r) => Err(RunError::Setup(format!(
+            "no such image file {r} (--image); it looks like an OCI reference, but not pulling since OCI support is not built yet (images would be kept in {})",
+            o.dir.join("images").display()
+        ))),
+    }
+}
+
+impl RunPlan {
+    /// Checks every flag. `kvm_opens` is the `/dev/kvm` probe (passed in so this stays pure).
+    pub fn new(o: &RunOptions, kvm_opens: bool) -> Result<RunPlan, RunError> {
+        let choice = accel::choose(o.no_hw_accel, o.accel.as_deref(), o.accel_env.as_deref())
+            .map_err(|e| invalid(e.to_string()))?;
+        let accel = accel::resolve(choice, o.arch, Arch::host(), kvm_opens);
+        let root_dev = RootDev::parse(&o.root_dev).ok_or_else(|| {
+            invalid(format!(
+                "invalid root device {:?} (--root-dev): expected vda or hda",
+                o.root_dev
+            ))
+        })?;
+        if root_dev == RootDev::Hda && o.arch == Arch::Arm64 {
+            return Err(invalid(
+                "--root-dev hda is not available on arm64 (the virt machine has no IDE); use vda"
+                    .into(),
+            ));
+        }
+        if o.cpu == 0 {
+            return Err(invalid(
+                "invalid CPU count 0 (--cpu): expected 1 or more".into(),
+            ));
+        }
+        let mem = validate_mem(&o.mem)?;
+        let ports = ports::parse_all(&o.ports).map_err(|e| invalid(e.to_string()))?;
+        if let Some(k) = &o.kernel {
+            if !k.is_file() {
+                return Err(invalid(format!(
+                    "no such kernel file {} (--kernel)",
+                    k.display()
+                )));
+            }
+        }
+        if let Some(h) = &o.host_mount {
+            if !h.is_dir() {
+                return Err(invalid(format!(
+                    "host mount {} (--host-mount) is not a directory",
+                    h.display()
+                )));
+            }
+        }
+        let image = resolve_image(o)?;
+        let image_format = ImageFormat::detect(&image)
+            .map_err(|e| RunError::io(format!("read image {}", image.display()), e))?;
+        let mode = Self::mode(o, &ports)?;
+        let serial_port = (o.serial_port != 0).then_some(o.serial_port);
+        if serial_port.is_some() && matches!(mode, Mode::Command { .. }) {
+            return Err(invalid(
+                "--serial-port is for booting without a command: in command mode lvh reads the console itself (see --console-log-file and -v)".into(),
+            ));
+        }
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        Ok(RunPlan {
+            arch: o.arch,
+            accel,
+            image: abs(&image),
+            image_format,
+            persist: o.persist,
+            kernel: o.kernel.as_deref().map(abs),
+            root_dev,
+            cpus: o.cpu,
+            mem,
+            cpu_kind: o.cpu_kind.clone().filter(|k| !k.is_empty()),
+            append: o
+                .append
+                .iter()
+                .flat_map(|a| a.split_whitespace().map(String::from))
+                .collect(),
+            ports,
+            host_mount: o.host_mount.as_deref().map(abs),
+            serial_port,
+            monitor_port: (o.qemu_monitor_port != 0).then_some(o.qemu_monitor_port),
+            console_log: o.console_log_file.as_deref().map(abs),
+            boot_timeout: o
+                .boot_timeout
+                .unwrap_or_else(|| accel.default_boot_timeout()),
+            qemu_args: o.qemu_args.clone(),
+            mode,
+        })
+    }
+
+    fn mode(o: &RunOptions, ports: &[PortForward]) -> Result<Mode, RunError> {
+        if !o.cmd.is_empty() {
+            if o.daemonize {
+                return Err(invalid(
+                    "--daemonize cannot be combined with a command (-- CMD): lvh waits for the command"
+                        .into(),
+                ));
+            }
+            if o.kernel.is_none() {
+                return Err(invalid(
+                    "running a command (-- CMD) needs --kernel: lvh boots the kernel with its own init".into(),
+                ));
+            }
+            if o.cmd[0].is_empty() {
+                return Err(invalid("the command (-- CMD) is empty".into()));
+            }
+            return Ok(Mode::Command {
+                cmd: GuestCommand {
+                    argv: o.cmd.clone(),
+                    cwd: o.cwd.clone(),
+                    host_mount: o.host_mount.is_some(),
+                    persist: o.persist,
+                },
+                timeout: o.timeout,
+            });
+        }
+        if o.cwd.is_some() {
+            return Err(invalid("--cwd only applies to a command (-- CMD)".into()));
+        }
+        if o.daemonize {
+            let ssh_port = if o.wait_ssh {
+                let p = ports.iter().find(|p| p.guest_port == 22).ok_or_else(|| {
+                    invalid("--wait-ssh needs a forward to guest port 22, e.g. -p 2222:22".into())
+                })?;
+                Some(p.host_port)
+            } else {
+                None
+            };
+            return Ok(Mode::Daemon {
+                ssh_port,
+                ssh_timeout: o.ssh_timeout,
+            });
+        }
+        if o.wait_ssh {
+            return Err(invalid(
+                "--wait-ssh needs --daemonize (lvh returns once ssh answers and leaves the VM running)"
+                    .into(),
+            ));
+        }
+        Ok(Mode::Interactive)
+    }
+
+    /// The kernel command line (only used with `--kernel`).
+    pub fn cmdline(&self) -> String {
+        let base = qemu::base_cmdline(self.arch, self.root_dev);
+        match &self.mode {
+            Mode::Command { .. } => guest::command_cmdline(&base, &self.append),
+            _ => {
+                let mut parts = base;
+                parts.extend(self.append.iter().cloned());
+                parts.join(" ")
+            }
+        }
+    }
+
+    /// The QEMU configuration for a run whose private files live in `run_dir`.
+    pub fn qemu_config(&self, run_dir: &Path) -> QemuConfig {
+        let (console, channel) = match &self.mode {
+            Mode::Command { .. } => (
+                Console::Socket(run_dir.join("console.sock")),
+                Some(Channel {
+                    stdout_sock: run_dir.join("stdout.sock"),
+                    stderr_sock: run_dir.join("stderr.sock"),
+                    control_sock: run_dir.join("control.sock"),
+                    share_dir: run_dir.join("share"),
+                }),
+            ),
+            Mode::Interactive => (
+                match self.serial_port {
+                    Some(port) => Console::Telnet {
+                        port,
+                        log: self.console_log.clone(),
+                    },
+                    None => Console::Stdio {
+                        log: self.console_log.clone(),
+                    },
+                },
+                None,
+            ),
+            Mode::Daemon { .. } => (
+                match (self.serial_port, &self.console_log) {
+                    (Some(port), log) => Console::Telnet {
+                        port,
+                        log: log.clone(),
+                    },
+                    (None, Some(log)) => Console::File(log.clone()),
+                    (None, None) => Console::Null,
+                },
+                None,
+            ),
+        };
+        let daemonize = matches!(self.mode, Mode::Daemon { .. }).then(|| run_dir.join("qemu.pid"));
+        QemuConfig {
+            arch: self.arch,
+            accel: self.accel,
+            cpus: self.cpus,
+            mem: self.mem.clone(),
+            cpu_kind: self.cpu_kind.clone(),
+            image: self.image.clone(),
+            image_format: self.image_format,
+            root_dev: self.root_dev,
+            snapshot: !self.persist,
+            kernel: self.kernel.clone(),
+            cmdline: self.cmdline(),
+            ports: self.ports.clone(),
+            host_mount: self.host_mount.clone(),
+            console,
+            channel,
+            monitor_port: self.monitor_port,
+            daemonize,
+            extra: self.qemu_args.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn options(dir: &Path) -> RunOptions {
+        let image = dir.join("root.img");
+        let kernel = dir.join("bzImage");
+        std::fs::write(&image, b"\0\0\0\0").unwrap();
+        std::fs::write(&kernel, b"k").unwrap();
+        RunOptions {
+            image: image.to_string_lossy().into(),
+            dir: "_data".into(),
+            pull_image: true,
+            kernel: Some(kernel),
+            no_hw_accel: false,
+            accel: Some("tcg".into()),
+            accel_env: None,
+            daemonize: false,
+            console_log_file: None,
+            host_mount: None,
+            ports: vec![],
+            serial_port: 0,
+            cpu: 2,
+            mem: "4G".into(),
+            cpu_kind: None,
+            qemu_monitor_port: 0,
+            root_dev: "vda".into(),
+            arch: Arch::Amd64,
+            append: vec![],
+            cmd: vec!["true".into()],
+            cwd: None,
+            persist: false,
+            boot_timeout: None,
+            timeout: None,
+            wait_ssh: false,
+            ssh_timeout: Duration::from_secs(300),
+            qemu_args: vec![],
+        }
+    }
+
+    fn err(o: &RunOptions) -> String {
+        RunPlan::new(o, false).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn memory_sizes() {
+        for ok in ["4G", "512M", "4096", "1g", "2T"] {
+            assert!(validate_mem(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "0", "4X", "G", "-1G", "4.5G", "4 G"] {
+            let e = validate_mem(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains("--mem"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_good_plan() {
+        let d = tempfile::tempdir().unwrap();
+        let p = RunPlan::new(&options(d.path()), true).unwrap();
+        assert_eq!(p.accel, Accel::Tcg);
+        assert_eq!(p.image_format, ImageFormat::Raw);
+        assert!(matches!(p.mode, Mode::Command { .. }));
+        assert_eq!(p.boot_timeout, Accel::Tcg.default_boot_timeout());
+        let c = p.qemu_config(Path::new("/run/x"));
+        assert!(c.snapshot);
+        assert_eq!(c.console, Console::Socket("/run/x/console.sock".into()));
+        assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
+        assert!(c
+            .cmdline
+            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/sh -- -c"));
+    }
+
+    #[test]
+    fn bad_flags_name_flag_and_value() {
+        let d = tempfile::tempdir().unwrap();
+        let base = options(d.path());
+        type Edit = Box<dyn Fn(&mut RunOptions)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|o| o.mem = "lots".into()), "\"lots\" (--mem)"),
+            (
+                Box::new(|o| o.ports = vec!["x:22".into()]),
+                "\"x:22\" (--port)",
+            ),
+            (
+                Box::new(|o| o.root_dev = "sdb".into()),
+                "\"sdb\" (--root-dev)",
+            ),
+            (Box::new(|o| o.cpu = 0), "(--cpu)"),
+            (Box::new(|o| o.accel = Some("hvf".into())), "\"hvf\""),
+            (
+                Box::new(|o| o.kernel = Some("/nonexistent/bzImage".into())),
+                "no such kernel file /nonexistent/bzImage (--kernel)",
+            ),
+            (
+                Box::new(|o| o.image = "/nonexistent/root.img".into()),
+                "no such image file /nonexistent/root.img (--image)",
+            ),
+            (
+                Box::new(|o| o.host_mount = Some("/nonexistent/src".into())),
+                "/nonexistent/src (--host-mount) is not a directory",
+            ),
+            (
+                Box::new(|o| o.daemonize = true),
+                "--daemonize cannot be combined",
+            ),
+            (Box::new(|o| o.kernel = None), "needs --kernel"),
+            (
+                Box::new(|o| o.serial_port = 4444),
+                "--serial-port is for booting",
+            ),
+            (
+                Box::new(|o| {
+                    o.cmd.clear();
+                    o.daemonize = true;
+                    o.wait_ssh = true;
+                }),
+                "--wait-ssh needs a forward to guest port 22",
+            ),
+            (
+                Box::new(|o| {
+                    o.cmd.clear();
+                    o.wait_ssh = true;
+                }),
+                "--wait-ssh needs --daemonize",
+            ),
+            (
+                Box::new(|o| {
+                    o.arch = Arch::Arm64;
+                    o.root_dev = "hda".into();
+                }),
+                "not available on arm64",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut o = base.clone();
+            edit(&mut o);
+            let e = err(&o);
+            assert!(e.contains(want), "want {want:?} in {e:?}");
+        }
+    }
+
+    #[test]
+    fn oci_references_are_not_pulled_yet() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = options(d.path());
+        o.image = "quay.io/lvh-images/kind:6.6-main".into();
+        let e = RunPlan::new(&o, false).unwrap_err();
+        assert!(matches!(e, RunError::Setup(_)));
+        assert!(e
+            .to_string()
+            .contains("not pulling since OCI support is not built yet"));
+    }
+
+    #[test]
+    fn modes_and_consoles() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = options(d.path());
+        o.cmd.clear();
+        let p = RunPlan::new(&o, false).unwrap();
+        assert_eq!(p.mode, Mode::Interactive);
+        let c = p.qemu_config(Path::new("/r"));
+        assert_eq!(c.console, Console::Stdio { log: None });
+        assert_eq!(c.cmdline, "root=/dev/vda rw console=ttyS0 panic=-1");
+
+        o.daemonize = true;
+        o.wait_ssh = true;
+        o.ports = vec!["2222:22".into()];
+        o.console_log_file = Some("/tmp/c.log".into());
+        o.persist = true;
+        o.append = vec!["quiet loglevel=3".into()];
+        let p = RunPlan::new(&o, false).unwrap();
+        assert!(matches!(
+            p.mode,
+            Mode::Daemon {
+                ssh_port: Some(2222),
+                ..
+            }
+        ));
+        let c = p.qemu_config(Path::new("/r"));
+        assert_eq!(c.console, Console::File("/tmp/c.log".into()));
+        assert_eq!(c.daemonize, Some(PathBuf::from("/r/qemu.pid")));
+        assert!(!c.snapshot);
+        assert!(c.cmdline.ends_with("panic=-1 quiet loglevel=3"));
+    }
+
+    #[test]
+    fn no_hw_accel_and_env() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = options(d.path());
+        o.accel = None;
+        o.accel_env = Some("kvm".into());
+        assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Kvm);
+        o.no_hw_accel = true;
+        assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Tcg);
+        o.no_hw_accel = false;
+        o.accel_env = None;
+        assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Kvm);
+        assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Tcg);
+    }
+}

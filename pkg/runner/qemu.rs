@@ -1,0 +1,512 @@
+//! The QEMU command line, from small pure builders (one per device or option)
+//! assembled in one place, [`argv`]. Every builder returns plain strings so the
+//! whole command is unit-tested as data for each arch, accelerator and flag.
+
+use std::path::{Path, PathBuf};
+
+use super::accel::Accel;
+use super::image::ImageFormat;
+use super::ports::PortForward;
+use crate::arch::Arch;
+
+/// The 9p mount tag of `--host-mount` (little-vm-helper's).
+pub const HOST_MOUNT_TAG: &str = "host_mount";
+/// The 9p mount tag of lvh's read-only control share (init script + command).
+pub const CONTROL_TAG: &str = "lvhctl";
+/// virtio-serial port names of the guest command channel.
+pub const PORT_STDOUT: &str = "lvh.stdout";
+pub const PORT_STDERR: &str = "lvh.stderr";
+pub const PORT_CONTROL: &str = "lvh.ctl";
+
+/// Where the root disk is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootDev {
+    /// virtio-blk, `/dev/vda` (the default).
+    Vda,
+    /// IDE/AHCI, `/dev/sda` (amd64 only).
+    Hda,
+}
+
+impl RootDev {
+    pub fn parse(s: &str) -> Option<RootDev> {
+        match s {
+            "vda" => Some(RootDev::Vda),
+            "hda" => Some(RootDev::Hda),
+            _ => None,
+        }
+    }
+
+    /// The guest device the kernel mounts as root.
+    pub const fn kernel_root(self) -> &'static str {
+        match self {
+            RootDev::Vda => "/dev/vda",
+            RootDev::Hda => "/dev/sda",
+        }
+    }
+}
+
+/// Where the guest's first serial port (its console) goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// A unix socket lvh listens on (command mode: lvh watches the console).
+    Socket(PathBuf),
+    /// lvh's terminal, with QEMU's monitor muxed in (Ctrl-A X quits); optional log copy.
+    Stdio { log: Option<PathBuf> },
+    /// A telnet server on 127.0.0.1 (`--serial-port`); optional log copy.
+    Telnet { port: u16, log: Option<PathBuf> },
+    /// A file (daemonized with `--console-log-file`).
+    File(PathBuf),
+    /// Nowhere.
+    Null,
+}
+
+/// The guest command channel: virtio-serial ports to unix sockets lvh listens
+/// on, and the read-only 9p control share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub stdout_sock: PathBuf,
+    pub stderr_sock: PathBuf,
+    pub control_sock: PathBuf,
+    pub share_dir: PathBuf,
+}
+
+/// Everything the command line depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuConfig {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub mem: String,
+    pub cpu_kind: Option<String>,
+    pub image: PathBuf,
+    pub image_format: ImageFormat,
+    pub root_dev: RootDev,
+    /// Writes go to a throwaway overlay (`snapshot=on`) unless false (`--persist`).
+    pub snapshot: bool,
+    pub kernel: Option<PathBuf>,
+    /// The kernel command line (only used with `kernel`).
+    pub cmdline: String,
+    pub ports: Vec<PortForward>,
+    pub host_mount: Option<PathBuf>,
+    pub console: Console,
+    pub channel: Option<Channel>,
+    pub monitor_port: Option<u16>,
+    /// `-daemonize` with this pid file.
+    pub daemonize: Option<PathBuf>,
+    /// Extra arguments appended verbatim (`--qemu-arg`).
+    pub extra: Vec<String>,
+}
+
+/// A path inside a QEMU option value: commas are doubled.
+pub fn opt_path(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// No default devices, no display, exit instead of rebooting.
+pub fn base_args() -> Vec<String> {
+    s(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+}
+
+/// Machine type and accelerator.
+pub fn machine_args(arch: Arch, accel: Accel) -> Vec<String> {
+    let machine = match arch {
+        Arch::Amd64 => "q35",
+        // gic-version=max: GICv3 under TCG, whatever the host has under KVM.
+        Arch::Arm64 => "virt,gic-version=max",
+    };
+    vec![
+        "-machine".into(),
+        machine.into(),
+        "-accel".into(),
+        accel.as_str().into(),
+    ]
+}
+
+/// The CPU model: `--cpu-kind` if given, else `host` under KVM and `max` under
+/// TCG (arm64 with the cheap implementation-defined pointer auth, which is far
+/// faster to emulate than the architected one).
+pub fn cpu_args(arch: Arch, accel: Accel, kind: Option<&str>) -> Vec<String> {
+    let cpu = match (kind, accel, arch) {
+        (Some(k), _, _) => k.to_string(),
+        (None, Accel::Kvm, _) => "host".into(),
+        (None, Accel::Tcg, Arch::Amd64) => "max".into(),
+        (None, Accel::Tcg, Arch::Arm64) => "max,pauth-impdef=on".into(),
+    };
+    vec!["-cpu".into(), cpu]
+}
+
+pub fn smp_mem_args(cpus: u32, mem: &str) -> Vec<String> {
+    vec!["-smp".into(), cpus.to_string(), "-m".into(), mem.into()]
+}
+
+/// The root disk. `snapshot=on` sends writes to a temporary overlay (created
+/// by QEMU under `$TMPDIR`, which lvh points into its run directory).
+pub fn drive_args(image: &Path, format: ImageFormat, dev: RootDev, snapshot: bool) -> Vec<String> {
+    let iface = match dev {
+        RootDev::Vda => "virtio",
+        RootDev::Hda => "ide",
+    };
+    let mut v = format!(
+        "file={},format={},if={iface},index=0,media=disk",
+        opt_path(image),
+        format.as_str()
+    );
+    if snapshot {
+        v.push_str(",snapshot=on");
+    }
+    vec!["-drive".into(), v]
+}
+
+pub fn kernel_args(kernel: &Path, cmdline: &str) -> Vec<String> {
+    vec![
+        "-kernel".into(),
+        kernel.to_string_lossy().into_owned(),
+        "-append".into(),
+        cmdline.into(),
+    ]
+}
+
+/// The kernel command line lvh always sets, before `--append` and the init part.
+pub fn base_cmdline(arch: Arch, dev: RootDev) -> Vec<String> {
+    vec![
+        format!("root={}", dev.kernel_root()),
+        "rw".into(),
+        format!("console={}", arch.console()),
+        "panic=-1".into(),
+    ]
+}
+
+/// User-mode networking with a virtio NIC, and the port forwards.
+pub fn net_args(ports: &[PortForward]) -> Vec<String> {
+    let mut netdev = String::from("user,id=net0");
+    for p in ports {
+        netdev.push(',');
+        netdev.push_str(&p.hostfwd());
+    }
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=net0".into(),
+    ]
+}
+
+fn ninep_args(id: &str, dir: &Path, tag: &str, readonly: bool) -> Vec<String> {
+    let mut fsdev = format!("local,id={id},path={},security_model=none", opt_path(dir));
+    if readonly {
+        fsdev.push_str(",readonly=on");
+    }
+    vec![
+        "-fsdev".into(),
+        fsdev,
+        "-device".into(),
+        format!("virtio-9p-pci,fsdev={id},mount_tag={tag}"),
+    ]
+}
+
+/// `--host-mount`: 9p with little-vm-helper's tag `host_mount`.
+pub fn host_mount_args(dir: &Path) -> Vec<String> {
+    ninep_args("host_id", dir, HOST_MOUNT_TAG, false)
+}
+
+/// The command channel: read-only control share and three virtio-serial ports.
+pub fn channel_args(ch: &Channel) -> Vec<String> {
+    let mut v = ninep_args("lvhctl", &ch.share_dir, CONTROL_TAG, true);
+    v.extend(s(&["-device", "virtio-serial-pci,id=lvhser"]));
+    for (id, sock, name) in [
+        ("lvhout", &ch.stdout_sock, PORT_STDOUT),
+        ("lvherr", &ch.stderr_sock, PORT_STDERR),
+        ("lvhctl", &ch.control_sock, PORT_CONTROL),
+    ] {
+        v.push("-chardev".into());
+        v.push(format!("socket,id={id},path={}", opt_path(sock)));
+        v.push("-device".into());
+        v.push(format!(
+            "virtserialport,bus=lvhser.0,chardev={id},name={name}"
+        ));
+    }
+    v
+}
+
+fn with_log(mut chardev: String, log: &Option<PathBuf>) -> String {
+    if let Some(l) = log {
+        chardev.push_str(&format!(",logfile={},logappend=on", opt_path(l)));
+    }
+    chardev
+}
+
+/// The first serial port: the guest console.
+pub fn console_args(c: &Console) -> Vec<String> {
+    let chardev = match c {
+        Console::Socket(p) => format!("socket,id=con,path={}", opt_path(p)),
+        Console::Stdio { log } => with_log("stdio,id=con,mux=on,signal=off".into(), log),
+        Console::Telnet { port, log } => with_log(
+            format!("socket,id=con,host=127.0.0.1,port={port},server=on,wait=off,telnet=on"),
+            log,
+        ),
+        Console::File(p) => format!("file,id=con,path={}", opt_path(p)),
+        Console::Null => "null,id=con".into(),
+    };
+    let mut v = vec![
+        "-chardev".into(),
+        chardev,
+        "-serial".into(),
+        "chardev:con".into(),
+    ];
+    if matches!(c, Console::Stdio { .. }) {
+        v.extend(s(&["-mon", "chardev=con,mode=readline"]));
+    }
+    v
+}
+
+pub fn monitor_args(port: u16) -> Vec<String> {
+    vec![
+        "-monitor".into(),
+        format!("tcp:127.0.0.1:{port},server=on,wait=off"),
+    ]
+}
+
+pub fn daemonize_args(pidfile: &Path) -> Vec<String> {
+    vec![
+        "-daemonize".into(),
+        "-pidfile".into(),
+        pidfile.to_string_lossy().into_owned(),
+    ]
+}
+
+/// The whole argument list (without the program, see [`Arch::qemu_binary`]).
+pub fn argv(c: &QemuConfig) -> Vec<String> {
+    let mut v = base_args();
+    v.extend(machine_args(c.arch, c.accel));
+    v.extend(cpu_args(c.arch, c.accel, c.cpu_kind.as_deref()));
+    v.extend(smp_mem_args(c.cpus, &c.mem));
+    v.extend(drive_args(&c.image, c.image_format, c.root_dev, c.snapshot));
+    if let Some(k) = &c.kernel {
+        v.extend(kernel_args(k, &c.cmdline));
+    }
+    v.extend(net_args(&c.ports));
+    if let Some(d) = &c.host_mount {
+        v.extend(host_mount_args(d));
+    }
+    v.extend(console_args(&c.console));
+    if let Some(ch) = &c.channel {
+        v.extend(channel_args(ch));
+    }
+    if let Some(p) = c.monitor_port {
+        v.extend(monitor_args(p));
+    }
+    if let Some(pid) = &c.daemonize {
+        v.extend(daemonize_args(pid));
+    }
+    v.extend(c.extra.iter().cloned());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(arch: Arch, accel: Accel) -> QemuConfig {
+        QemuConfig {
+            arch,
+            accel,
+            cpus: 2,
+            mem: "4G".into(),
+            cpu_kind: None,
+            image: "/i/base.qcow2".into(),
+            image_format: ImageFormat::Qcow2,
+            root_dev: RootDev::Vda,
+            snapshot: true,
+            kernel: Some("/k/bzImage".into()),
+            cmdline: "root=/dev/vda".into(),
+            ports: vec![],
+            host_mount: None,
+            console: Console::Socket("/r/console.sock".into()),
+            channel: None,
+            monitor_port: None,
+            daemonize: None,
+            extra: vec![],
+        }
+    }
+
+    fn joined(c: &QemuConfig) -> String {
+        argv(c).join(" ")
+    }
+
+    #[test]
+    fn machine_and_cpu_per_arch_and_accel() {
+        use Accel::*;
+        use Arch::*;
+        for (arch, accel, want) in [
+            (Amd64, Kvm, "-machine q35 -accel kvm -cpu host"),
+            (Amd64, Tcg, "-machine q35 -accel tcg -cpu max"),
+            (
+                Arm64,
+                Kvm,
+                "-machine virt,gic-version=max -accel kvm -cpu host",
+            ),
+            (
+                Arm64,
+                Tcg,
+                "-machine virt,gic-version=max -accel tcg -cpu max,pauth-impdef=on",
+            ),
+        ] {
+            let j = joined(&config(arch, accel));
+            assert!(j.contains(want), "{arch} {accel}: {j}");
+            assert!(
+                j.starts_with("-nodefaults -no-user-config -display none -no-reboot"),
+                "{j}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_kind_overrides_the_default() {
+        for arch in Arch::ALL {
+            for accel in [Accel::Kvm, Accel::Tcg] {
+                let mut c = config(arch, accel);
+                c.cpu_kind = Some("kvm64".into());
+                assert!(joined(&c).contains("-cpu kvm64 -smp 2 -m 4G"));
+            }
+        }
+    }
+
+    #[test]
+    fn drive_snapshot_and_persist() {
+        let c = config(Arch::Amd64, Accel::Tcg);
+        assert!(joined(&c).contains(
+            "-drive file=/i/base.qcow2,format=qcow2,if=virtio,index=0,media=disk,snapshot=on"
+        ));
+        let mut p = c.clone();
+        p.snapshot = false;
+        p.image_format = ImageFormat::Raw;
+        p.image = "/i/a,b.img".into();
+        assert!(joined(&p)
+            .contains("-drive file=/i/a,,b.img,format=raw,if=virtio,index=0,media=disk -kernel"));
+        let mut h = c;
+        h.root_dev = RootDev::Hda;
+        assert!(joined(&h).contains("if=ide,index=0"));
+    }
+
+    #[test]
+    fn kernel_and_cmdline() {
+        let c = config(Arch::Arm64, Accel::Tcg);
+        let a = argv(&c);
+        let i = a.iter().position(|x| x == "-kernel").unwrap();
+        assert_eq!(a[i + 1], "/k/bzImage");
+        assert_eq!(a[i + 2], "-append");
+        assert_eq!(a[i + 3], "root=/dev/vda");
+        let mut n = c;
+        n.kernel = None;
+        assert!(!argv(&n).iter().any(|x| x == "-kernel" || x == "-append"));
+        assert_eq!(
+            base_cmdline(Arch::Arm64, RootDev::Vda).join(" "),
+            "root=/dev/vda rw console=ttyAMA0 panic=-1"
+        );
+        assert_eq!(
+            base_cmdline(Arch::Amd64, RootDev::Hda).join(" "),
+            "root=/dev/sda rw console=ttyS0 panic=-1"
+        );
+    }
+
+    #[test]
+    fn network_and_forwards() {
+        let mut c = config(Arch::Amd64, Accel::Tcg);
+        assert!(joined(&c).contains("-netdev user,id=net0 -device virtio-net-pci,netdev=net0"));
+        c.ports = vec![
+            PortForward::parse("2222:22").unwrap(),
+            PortForward::parse("0.0.0.0:53:53:udp").unwrap(),
+        ];
+        assert!(joined(&c).contains(
+            "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:53-:53 "
+        ));
+    }
+
+    #[test]
+    fn host_mount_uses_little_vm_helpers_tag() {
+        let mut c = config(Arch::Amd64, Accel::Tcg);
+        c.host_mount = Some("/src".into());
+        assert!(joined(&c).contains(
+            "-fsdev local,id=host_id,path=/src,security_model=none -device virtio-9p-pci,fsdev=host_id,mount_tag=host_mount"
+        ));
+    }
+
+    #[test]
+    fn consoles() {
+        let cases = [
+            (
+                Console::Socket("/r/c.sock".into()),
+                "-chardev socket,id=con,path=/r/c.sock -serial chardev:con",
+            ),
+            (
+                Console::Stdio { log: None },
+                "-chardev stdio,id=con,mux=on,signal=off -serial chardev:con -mon chardev=con,mode=readline",
+            ),
+            (
+                Console::Stdio {
+                    log: Some("/l".into()),
+                },
+                "-chardev stdio,id=con,mux=on,signal=off,logfile=/l,logappend=on -serial",
+            ),
+            (
+                Console::Telnet {
+                    port: 4444,
+                    log: None,
+                },
+                "-chardev socket,id=con,host=127.0.0.1,port=4444,server=on,wait=off,telnet=on -serial chardev:con",
+            ),
+            (
+                Console::File("/l".into()),
+                "-chardev file,id=con,path=/l -serial chardev:con",
+            ),
+            (Console::Null, "-chardev null,id=con -serial chardev:con"),
+        ];
+        for (console, want) in cases {
+            let mut c = config(Arch::Amd64, Accel::Tcg);
+            c.console = console.clone();
+            assert!(joined(&c).contains(want), "{console:?}: {}", joined(&c));
+        }
+    }
+
+    #[test]
+    fn command_channel() {
+        let mut c = config(Arch::Amd64, Accel::Tcg);
+        c.channel = Some(Channel {
+            stdout_sock: "/r/out".into(),
+            stderr_sock: "/r/err".into(),
+            control_sock: "/r/ctl".into(),
+            share_dir: "/r/share".into(),
+        });
+        let j = joined(&c);
+        for want in [
+            "-fsdev local,id=lvhctl,path=/r/share,security_model=none,readonly=on -device virtio-9p-pci,fsdev=lvhctl,mount_tag=lvhctl",
+            "-device virtio-serial-pci,id=lvhser",
+            "-chardev socket,id=lvhout,path=/r/out -device virtserialport,bus=lvhser.0,chardev=lvhout,name=lvh.stdout",
+            "-chardev socket,id=lvherr,path=/r/err -device virtserialport,bus=lvhser.0,chardev=lvherr,name=lvh.stderr",
+            "-chardev socket,id=lvhctl,path=/r/ctl -device virtserialport,bus=lvhser.0,chardev=lvhctl,name=lvh.ctl",
+        ] {
+            assert!(j.contains(want), "{want}\n{j}");
+        }
+    }
+
+    #[test]
+    fn monitor_daemonize_and_extra_args() {
+        let mut c = config(Arch::Amd64, Accel::Kvm);
+        c.monitor_port = Some(5555);
+        c.daemonize = Some("/r/qemu.pid".into());
+        c.extra = vec!["-S".into()];
+        let j = joined(&c);
+        assert!(j.contains("-monitor tcp:127.0.0.1:5555,server=on,wait=off"));
+        assert!(j.ends_with("-daemonize -pidfile /r/qemu.pid -S"), "{j}");
+    }
+}

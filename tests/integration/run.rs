@@ -1,0 +1,255 @@
+//! `lvh run` without QEMU: `--dry-run` prints the command and touches nothing;
+//! bad input (missing kernel or image, bad port, memory size or arch) is a
+//! clear error with exit code 3 that names the flag and the value.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{assert_code, lvh_in, stderr, stdout};
+
+/// A temp dir with an empty "kernel" and a raw "image" (dry runs never read them).
+fn files() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("bzImage"), b"kernel").unwrap();
+    std::fs::write(d.path().join("root.img"), vec![0u8; 4096]).unwrap();
+    std::fs::write(d.path().join("root.qcow2"), b"QFI\xfb\0\0\0\x03").unwrap();
+    d
+}
+
+fn run(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "--kernel", "bzImage", "--image", "root.img"];
+    args.extend_from_slice(extra);
+    lvh_in(dir, &args)
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dry_run_prints_the_qemu_command_and_touches_nothing() {
+    let d = files();
+    let before = listing(d.path());
+    let image_before = std::fs::read(d.path().join("root.img")).unwrap();
+    let out = run(
+        d.path(),
+        &[
+            "--dry-run",
+            "--accel",
+            "tcg",
+            "-p",
+            "2222:22",
+            "--",
+            "uname",
+            "-a",
+        ],
+    );
+    assert_code(&out, 0);
+    let s = stdout(&out);
+    assert!(s.starts_with("qemu-system-x86_64 -nodefaults"), "{s}");
+    for want in [
+        "-machine q35 -accel tcg -cpu max",
+        "format=raw,if=virtio,index=0,media=disk,snapshot=on",
+        "root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/sh -- -c",
+        "hostfwd=tcp:127.0.0.1:2222-:22",
+        "name=lvh.stdout",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in {s}");
+    }
+    assert_eq!(listing(d.path()), before, "dry run created files");
+    assert_eq!(
+        std::fs::read(d.path().join("root.img")).unwrap(),
+        image_before
+    );
+}
+
+#[test]
+fn dry_run_per_arch_accel_and_flags() {
+    let d = files();
+    let out = lvh_in(
+        d.path(),
+        &[
+            "run",
+            "--kernel",
+            "bzImage",
+            "--image",
+            "root.qcow2",
+            "--dry-run",
+            "--qemu-arch",
+            "arm64",
+            "--no-hw-accel",
+            "--persist",
+            "--mem",
+            "1G",
+            "--cpu",
+            "3",
+            "--append",
+            "quiet loglevel=1",
+            "--host-mount",
+            ".",
+            "--qemu-monitor-port",
+            "5555",
+            "--",
+            "true",
+        ],
+    );
+    assert_code(&out, 0);
+    let s = stdout(&out);
+    assert!(s.starts_with("qemu-system-aarch64 "), "{s}");
+    for want in [
+        "-machine virt,gic-version=max -accel tcg -cpu max,pauth-impdef=on -smp 3 -m 1G",
+        "format=qcow2,if=virtio,index=0,media=disk -kernel",
+        "console=ttyAMA0 panic=-1 init=/bin/sh quiet loglevel=1 -- -c",
+        "mount_tag=host_mount",
+        "-monitor tcp:127.0.0.1:5555,server=on,wait=off",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in {s}");
+    }
+    assert!(
+        !s.contains("snapshot=on"),
+        "--persist must write to the image: {s}"
+    );
+
+    // LVH_ACCEL is the default accelerator; --accel wins over it.
+    let mut c = std::process::Command::new(crate::common::lvh_bin());
+    c.current_dir(d.path()).env("LVH_ACCEL", "tcg").args([
+        "run",
+        "--kernel",
+        "bzImage",
+        "--image",
+        "root.img",
+        "--dry-run",
+    ]);
+    let s = String::from_utf8(c.output().unwrap().stdout).unwrap();
+    assert!(s.contains("-accel tcg -cpu max"), "{s}");
+    assert!(s.contains("-chardev stdio,id=con,mux=on"), "{s}");
+    c.args(["--accel", "kvm"]);
+    let s = String::from_utf8(c.output().unwrap().stdout).unwrap();
+    assert!(s.contains("-accel kvm -cpu host"), "{s}");
+}
+
+#[track_caller]
+fn assert_invalid(out: &Output, wants: &[&str]) {
+    assert_code(out, 3);
+    let e = stderr(out);
+    for w in wants {
+        assert!(e.contains(w), "missing {w:?} in stderr: {e}");
+    }
+    assert!(stdout(out).is_empty(), "{}", stdout(out));
+}
+
+#[test]
+fn missing_kernel_or_image_names_the_path() {
+    let d = files();
+    let out = lvh_in(
+        d.path(),
+        &[
+            "run",
+            "--kernel",
+            "nope/bzImage",
+            "--image",
+            "root.img",
+            "--",
+            "true",
+        ],
+    );
+    assert_invalid(&out, &["no such kernel file nope/bzImage (--kernel)"]);
+    let out = lvh_in(
+        d.path(),
+        &[
+            "run",
+            "--kernel",
+            "bzImage",
+            "--image",
+            "_data/images/x.qcow2",
+            "--",
+            "true",
+        ],
+    );
+    assert_invalid(&out, &["no such image file _data/images/x.qcow2 (--image)"]);
+}
+
+#[test]
+fn an_oci_reference_is_not_pulled_yet() {
+    let d = files();
+    let out = lvh_in(
+        d.path(),
+        &[
+            "run",
+            "--image",
+            "quay.io/lvh-images/kind:6.6-main",
+            "--dry-run",
+        ],
+    );
+    assert_code(&out, 240);
+    let e = stderr(&out);
+    assert!(e.contains("quay.io/lvh-images/kind:6.6-main"), "{e}");
+    assert!(
+        e.contains("not pulling since OCI support is not built yet"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_values_are_invalid_input() {
+    let d = files();
+    for (extra, wants) in [
+        (
+            &["-p", "22x:22", "--", "true"][..],
+            &[
+                "invalid port forward \"22x:22\" (--port)",
+                "is not a number",
+            ][..],
+        ),
+        (
+            &["-p", "70000:22", "--", "true"],
+            &["\"70000:22\"", "out of range 1-65535"],
+        ),
+        (
+            &["-p", "1:2:sctp", "--", "true"],
+            &["protocol \"sctp\" is not tcp or udp"],
+        ),
+        (
+            &["--mem", "4X", "--", "true"],
+            &["invalid memory size \"4X\" (--mem)"],
+        ),
+        (
+            &["--accel", "hvf", "--", "true"],
+            &["unknown accelerator \"hvf\""],
+        ),
+        (
+            &["--root-dev", "sdb", "--", "true"],
+            &["\"sdb\" (--root-dev)"],
+        ),
+        (&["--timeout=-1", "--", "true"], &["(--timeout)"]),
+        (
+            &["--daemonize", "--", "true"],
+            &["--daemonize cannot be combined"],
+        ),
+        (&["--wait-ssh"], &["--wait-ssh needs --daemonize"]),
+    ] {
+        let out = run(d.path(), extra);
+        assert_invalid(&out, wants);
+    }
+}
+
+#[test]
+fn an_unknown_arch_is_a_usage_error_naming_it() {
+    let d = files();
+    let out = run(d.path(), &["--qemu-arch", "riscv64", "--", "true"]);
+    assert_code(&out, 2);
+    let e = stderr(&out);
+    assert!(e.contains("riscv64") && e.contains("amd64, arm64"), "{e}");
+}
+
+#[test]
+fn a_command_needs_a_kernel() {
+    let d = files();
+    let out = lvh_in(d.path(), &["run", "--image", "root.img", "--", "true"]);
+    assert_invalid(&out, &["needs --kernel"]);
+}

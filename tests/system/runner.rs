@@ -1,0 +1,410 @@
+//! `lvh run` against real QEMU (TCG) with the cached kernel and image
+//! fixtures: exit codes, separate and byte-exact output streams, the image
+//! left unchanged, panics, silence, QEMU dying, Ctrl-C, port forwards, the
+//! host mount, and an arm64 guest.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lvh::arch::Arch;
+use sha2::{Digest, Sha256};
+
+/// The kernel and root image to boot for `arch`: the shared fixtures built by
+/// lvh's own `kernels` and `images` commands (the one place tests get them).
+fn boot_files(arch: Arch) -> (PathBuf, PathBuf) {
+    let kernel = crate::fixtures::kernel::kernel(arch).expect("kernel fixture");
+    let image = crate::fixtures::image::root_image(arch).expect("root image fixture");
+    (kernel.image, image)
+}
+
+/// `lvh run --kernel K --image I <extra>` under TCG, environment kept clean.
+fn lvh_run(arch: Arch, extra: &[&str]) -> Command {
+    let (kernel, image) = boot_files(arch);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
+    c.arg("run")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--image")
+        .arg(&image)
+        .args(["--qemu-arch", arch.as_str(), "--mem", "512M"])
+        .args(extra)
+        .env("LVH_ACCEL", "tcg")
+        .env("CI", "true")
+        .env_remove("LVH_LOG");
+    c
+}
+
+fn output(mut c: Command) -> Output {
+    c.stdin(Stdio::null()).output().expect("run lvh")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+fn sha256_file(p: &Path) -> String {
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    format!("{:x}", h.finalize())
+}
+
+#[test]
+fn exit_codes_come_back_exactly() {
+    for code in [0, 1, 42] {
+        let o = output(lvh_run(
+            Arch::Amd64,
+            &["--", "sh", "-c", &format!("exit {code}")],
+        ));
+        assert_code(&o, code);
+        assert!(o.stdout.is_empty(), "{}", text(&o.stdout));
+    }
+    // A missing program is the shell's 127, not an lvh failure.
+    let o = output(lvh_run(Arch::Amd64, &["--", "/no/such/program"]));
+    assert_code(&o, 127);
+}
+
+#[test]
+fn stdout_and_stderr_arrive_apart_whole_and_byte_exact() {
+    // Several MB of random bytes on stdout, their checksum and a marker on
+    // stderr; the kernel log must appear in neither.
+    let script = "head -c 6000000 /dev/urandom >/tmp/data && echo to-stderr >&2 && \
+                  sha256sum </tmp/data >&2 && printf 'a\\r\\n\\0b' && cat /tmp/data";
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("console.log");
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &[
+            "--console-log-file",
+            log.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    ));
+    assert_code(&o, 0);
+    assert_eq!(&o.stdout[..5], b"a\r\n\0b");
+    let data = &o.stdout[5..];
+    assert_eq!(data.len(), 6_000_000, "stdout length");
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "stderr: {err}");
+    assert_eq!(lines[0], "to-stderr");
+    let want = format!("{:x}", Sha256::digest(data));
+    assert!(
+        lines[1].starts_with(&want),
+        "guest sum {} vs {want}",
+        lines[1]
+    );
+    let console = std::fs::read_to_string(&log).unwrap();
+    assert!(console.contains("Linux version"), "{console}");
+    assert!(!err.contains("Linux version"));
+}
+
+#[test]
+fn the_image_is_never_modified_and_persist_writes() {
+    let (_, image) = boot_files(Arch::Amd64);
+    let before = sha256_file(&image);
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo scribble >/root/lvh-test && sync && cat /root/lvh-test",
+        ],
+    ));
+    assert_code(&o, 0);
+    assert_eq!(text(&o.stdout), "scribble\n");
+    assert_eq!(sha256_file(&image), before, "the run changed the image");
+
+    // --persist writes reach the image: on a copy, never the fixture.
+    let d = tempfile::tempdir().unwrap();
+    let copy = d.path().join("copy.img");
+    assert!(Command::new("cp")
+        .args(["--sparse=always"])
+        .arg(&image)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    let (kernel, _) = boot_files(Arch::Amd64);
+    let run = |cmd: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
+        c.arg("run")
+            .arg("--kernel")
+            .arg(&kernel)
+            .arg("--image")
+            .arg(&copy)
+            .args(["--persist", "--mem", "512M", "--", "sh", "-c", cmd])
+            .env("LVH_ACCEL", "tcg");
+        output(c)
+    };
+    assert_code(&run("echo kept >/root/persisted"), 0);
+    let o = run("cat /root/persisted");
+    assert_code(&o, 0);
+    assert_eq!(text(&o.stdout), "kept\n");
+}
+
+#[test]
+fn a_kernel_panic_is_reported_quickly() {
+    let start = Instant::now();
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &["--append", "init=/nonexistent", "--", "true"],
+    ));
+    assert_code(&o, 241);
+    let e = text(&o.stderr);
+    assert!(e.contains("the guest kernel panicked"), "{e}");
+    assert!(e.contains("Requested init /nonexistent failed"), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_silent_guest_hits_the_boot_deadline() {
+    // -S: QEMU starts with the CPU stopped, so the guest never prints.
+    let start = Instant::now();
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &["--boot-timeout", "3", "--qemu-arg=-S", "--", "true"],
+    ));
+    assert_code(&o, 242);
+    assert!(
+        text(&o.stderr).contains("no sign of life within 3s"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn qemu_failing_to_start_and_dying_early_are_told_apart() {
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &[
+            "--qemu-arg=-device",
+            "--qemu-arg=no-such-device",
+            "--",
+            "true",
+        ],
+    ));
+    assert_code(&o, 240);
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("QEMU could not start") && e.contains("no-such-device"),
+        "{e}"
+    );
+
+    // Kill QEMU while the command runs.
+    let mut c = lvh_run(Arch::Amd64, &["--", "sh", "-c", "echo ready; sleep 600"]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(child.stdout.take().unwrap(), "ready");
+    let qemu = qemu_children(child.id());
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 243);
+    assert!(
+        text(&o.stderr).contains("QEMU exited (was killed by signal 9"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// Reads lines until one equals `want` (the guest is up and running the command).
+fn wait_for_line(r: impl Read + Send + 'static, want: &str) {
+    let want = want.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if line == want {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the guest command did not start");
+}
+
+/// The QEMU processes whose parent is `pid`.
+fn qemu_children(pid: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = &stat[stat.find('(').unwrap() + 1..close];
+        let ppid: u32 = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        if ppid == pid && comm.starts_with("qemu-system") {
+            v.push(p);
+        }
+    }
+    v
+}
+
+#[test]
+fn ctrl_c_leaves_no_qemu_and_no_overlay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = lvh_run(Arch::Amd64, &["--", "sh", "-c", "echo ready; sleep 600"]);
+    c.env("TMPDIR", tmp.path());
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(child.stdout.take().unwrap(), "ready");
+    let qemu = qemu_children(child.id());
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    let run_dirs: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(
+        run_dirs.len(),
+        1,
+        "lvh keeps its run directory under TMPDIR"
+    );
+    let start = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 130);
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(
+        !Path::new(&format!("/proc/{}", qemu[0])).exists(),
+        "QEMU {} outlived lvh",
+        qemu[0]
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_port_forward_answers_on_loopback() {
+    let port = free_port();
+    let mut c = lvh_run(
+        Arch::Amd64,
+        &[
+            "-p",
+            &format!("{port}:7777"),
+            "--",
+            "sh",
+            "-c",
+            "echo ready; echo hello-from-guest | nc -l -N 7777",
+        ],
+    );
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(child.stdout.take().unwrap(), "ready");
+    // slirp accepts before the guest listens: retry until the guest answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = String::new();
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            got.clear();
+            let _ = s.read_to_string(&mut got);
+            if got.contains("hello-from-guest") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(got, "hello-from-guest\n");
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+}
+
+#[test]
+fn host_mount_round_trip_and_cwd() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    std::fs::write(d.path().join("sub/in.txt"), "from-host\n").unwrap();
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &[
+            "--host-mount",
+            d.path().to_str().unwrap(),
+            "--cwd",
+            "sub",
+            "--",
+            "sh",
+            "-c",
+            "pwd; cat in.txt; echo from-guest >out.txt",
+        ],
+    ));
+    assert_code(&o, 0);
+    assert_eq!(text(&o.stdout), "/host/sub\nfrom-host\n");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("sub/out.txt")).unwrap(),
+        "from-guest\n"
+    );
+}
+
+#[test]
+fn an_arm64_guest_runs_a_command() {
+    let o = output(lvh_run(
+        Arch::Arm64,
+        &["--", "sh", "-c", "uname -m; exit 7"],
+    ));
+    assert_code(&o, 7);
+    assert_eq!(text(&o.stdout), "aarch64\n");
+}
+
+#[test]
+fn verbose_shows_the_console_on_stderr_only() {
+    let o = output(lvh_run(Arch::Amd64, &["-v", "--", "echo", "hi"]));
+    assert_code(&o, 0);
+    assert_eq!(text(&o.stdout), "hi\n");
+    assert!(text(&o.stderr).contains("Linux version"));
+}
