@@ -3,10 +3,13 @@
 //! `cargo bench --bench bench -- exec`.
 
 mod exec_overhead;
+#[path = "../system/fixtures/mod.rs"]
+mod fixtures;
+mod runner;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run)];
+const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("runner", runner::run)];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()
