@@ -191,6 +191,9 @@ fn run_command(
     let init = ch.share_dir.join("init");
     std::fs::write(&init, guest::init_script(gcmd))
         .map_err(|e| RunError::io(format!("write {}", init.display()), e))?;
+    let fstab = ch.share_dir.join("fstab");
+    std::fs::write(&fstab, guest::fstab())
+        .map_err(|e| RunError::io(format!("write {}", fstab.display()), e))?;
     let listen = |p: &Path| {
         channel::listen(p).map_err(|e| RunError::io(format!("listen on {}", p.display()), e))
     };
@@ -269,9 +272,11 @@ fn run_command(
     loop {
         match rx.recv_timeout(TICK) {
             Ok(ev) => {
+                tracing::debug!(elapsed = ?start.elapsed(), event = ?ev, "guest");
                 seen.take(ev);
                 // Handle every queued event before judging.
                 while let Ok(ev) = rx.try_recv() {
+                    tracing::debug!(elapsed = ?start.elapsed(), event = ?ev, "guest");
                     seen.take(ev);
                 }
             }
