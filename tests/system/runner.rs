@@ -443,3 +443,61 @@ fn verbose_shows_the_console_on_stderr_only() {
     assert_eq!(text(&o.stdout), "hi\n");
     assert!(text(&o.stderr).contains("Linux version"));
 }
+
+fn pid_from(stderr: &str) -> u32 {
+    let at = stderr.find("running as pid ").expect("pid in output") + "running as pid ".len();
+    stderr[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn daemonize_leaves_qemu_running_and_wait_ssh_fails_clearly() {
+    // -S keeps the guest CPU stopped: QEMU stays up, nothing ever answers.
+    let o = output(lvh_run(Arch::Amd64, &["--daemonize", "--qemu-arg=-S"]));
+    assert_code(&o, 0);
+    let pid = pid_from(&text(&o.stderr));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} is not running"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let port = free_port();
+    let start = Instant::now();
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &[
+            "--daemonize",
+            "--qemu-arg=-S",
+            "-p",
+            &format!("{port}:22"),
+            "--wait-ssh",
+            "--ssh-timeout",
+            "3",
+        ],
+    ));
+    assert_code(&o, 242);
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!("ssh did not answer on 127.0.0.1:{port} within 3s")),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let pid = pid_from(&e);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} was left running"
+    );
+}
