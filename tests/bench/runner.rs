@@ -6,6 +6,7 @@
 //! Kernel and image are the system tests' cached fixtures (built on first use)
 //! unless `LVH_BENCH_KERNEL` / `LVH_BENCH_IMAGE` name others. Guests use TCG.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,8 +128,12 @@ fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A reference tool's run of `uname -r`, or why it could not run.
-fn reference(name: &str, install: &str, mut c: Command) {
+/// How long a reference tool may take before the bench stops it.
+const REFERENCE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A reference tool's run of `uname -r`: when it printed the release, when it
+/// exited (or that it had to be stopped), or why it could not run at all.
+fn reference(name: &str, install: &str, mut c: Command, release: &str) {
     let program = c.get_program().to_string_lossy().into_owned();
     if lvh::exec::which(&program).is_none() {
         println!(
@@ -137,30 +142,80 @@ fn reference(name: &str, install: &str, mut c: Command) {
         return;
     }
     let t = Instant::now();
-    let out = match c.stdin(Stdio::null()).output() {
-        Ok(o) => o,
+    let mut child = match c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(ch) => ch,
         Err(e) => {
             println!("{name}: could not start {program}: {e}");
             return;
         }
     };
-    let d = t.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if out.status.success() {
-        println!(
-            "{name} `uname -r`: {} (printed {:?})",
-            secs(d),
-            stdout.trim().lines().last().unwrap_or("")
-        );
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(6).collect();
-        println!(
-            "{name} `uname -r`: failed after {} ({}): {}",
-            secs(d),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("piped");
+    let want = release.to_string();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.trim() == want {
+                let _ = tx.send(Instant::now());
+            }
+        }
+    });
+    let err = child.stderr.take().expect("piped");
+    let err_tail = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(err).read_to_string(&mut s);
+        s.lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" | ")
+    });
+    let deadline = t + REFERENCE_TIMEOUT;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            // The whole group: the tool and its QEMU.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let total = t.elapsed();
+    let printed = rx.try_recv().ok().map(|at| at - t);
+    match (status, printed) {
+        (Some(st), Some(p)) if st.success() => println!(
+            "{name} `uname -r`: {} (release printed after {})",
+            secs(total),
+            secs(p)
+        ),
+        (None, Some(p)) => println!(
+            "{name} `uname -r`: printed the release after {} but did not exit; stopped after {}",
+            secs(p),
+            secs(total)
+        ),
+        (st, _) => println!(
+            "{name} `uname -r`: could not run it ({}, after {}): {}",
+            st.map(|s| s.to_string())
+                .unwrap_or_else(|| "timed out".into()),
+            secs(total),
+            err_tail.join().unwrap_or_default()
+        ),
     }
 }
 
@@ -173,25 +228,34 @@ fn compare_with_references(kernel: &Path, image: &Path) {
         .arg("--image")
         .arg(image)
         .args(["--accel", "tcg", "--mem", "512M", "--", "uname", "-r"]);
-    match c.output() {
-        Ok(o) if o.status.success() => println!(
-            "lvh `uname -r`: {} (printed {:?})",
-            secs(t.elapsed()),
-            String::from_utf8_lossy(&o.stdout).trim()
-        ),
-        Ok(o) => println!("lvh `uname -r`: failed ({})", o.status),
-        Err(e) => println!("lvh `uname -r`: {e}"),
-    }
+    let release = match c.output() {
+        Ok(o) if o.status.success() => {
+            let r = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            println!("lvh `uname -r`: {} (printed {r:?})", secs(t.elapsed()));
+            r
+        }
+        Ok(o) => {
+            println!("lvh `uname -r`: failed ({})", o.status);
+            return;
+        }
+        Err(e) => {
+            println!("lvh `uname -r`: {e}");
+            return;
+        }
+    };
 
     let mut vmtest = Command::new("vmtest");
     vmtest.arg("--kernel").arg(kernel).arg("uname -r");
-    reference("vmtest", "cargo install vmtest", vmtest);
+    reference("vmtest", "cargo install vmtest", vmtest, &release);
 
+    // virtme-ng boots the same root image over virtio-blk.
     let mut vng = Command::new("vng");
     vng.arg("--run")
         .arg(kernel)
-        .args(["--disable-kvm", "--memory", "512M", "--", "uname", "-r"]);
-    reference("virtme-ng", "pip install virtme-ng", vng);
+        .arg("--root-disk")
+        .arg(image)
+        .args(["--disable-kvm", "--memory", "512M", "--exec", "uname -r"]);
+    reference("virtme-ng", "pip install virtme-ng", vng, &release);
 }
 
 pub fn run() -> anyhow::Result<()> {
