@@ -445,8 +445,8 @@ fn run_daemon(
     reporter: &dyn Reporter,
     print_cmd: bool,
 ) -> Result<Outcome, RunError> {
-    // The pid file must outlive lvh: keep it beside the console log or in the
-    // system temp dir, named after the image.
+    // The pid file must outlive lvh (it is how the VM is found and stopped):
+    // it goes to the system temp dir, named after lvh's pid.
     let piddir = std::env::temp_dir();
     let mut cfg = plan.qemu_config(&piddir);
     let pidfile = piddir.join(format!("lvh-qemu-{}.pid", std::process::id()));
@@ -484,6 +484,7 @@ fn run_daemon(
             return Ok(Outcome::Daemonized { pid });
         }
         if !alive(pid) {
+            let _ = std::fs::remove_file(&pidfile);
             return Err(RunError::QemuExited {
                 status: "while waiting for ssh".into(),
                 console: plan
@@ -496,10 +497,12 @@ fn run_daemon(
         }
         if cancel.is_cancelled() {
             kill_pid(pid);
+            let _ = std::fs::remove_file(&pidfile);
             return Err(RunError::Interrupted);
         }
         if Instant::now() >= deadline {
             kill_pid(pid);
+            let _ = std::fs::remove_file(&pidfile);
             return Err(RunError::SshTimeout {
                 port,
                 after: ssh_timeout,
