@@ -424,7 +424,7 @@ pub fn ssh_answers(port: u16) -> bool {
     let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
     matches!(BufReader::new(s).read_line(&mut line), Ok(n) if n > 0) && line.starts_with("SSH-")
 }
