@@ -284,6 +284,22 @@ fn run_command(
         }
         let now = Instant::now();
 
+        if qemu_status.is_none() {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    qemu_status = Some(st);
+                    exited_at = Some(now);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(RunError::io("wait for QEMU", e)),
+            }
+        }
+
+        if cancel.is_cancelled() {
+            let _ = child.terminate();
+            return Err(RunError::Interrupted);
+        }
+
         if let Some((status, want_out, want_err)) = seen.exit {
             let got_out = out_count.bytes.load(Ordering::SeqCst);
             let got_err = err_count.bytes.load(Ordering::SeqCst);
@@ -308,27 +324,11 @@ fn run_command(
             continue;
         }
 
-        if cancel.is_cancelled() {
-            let _ = child.terminate();
-            return Err(RunError::Interrupted);
-        }
-
         if let Some(msg) = &seen.guest_error {
             // Let the console catch up so the tail shows the failure.
             std::thread::sleep(Duration::from_millis(100));
             let _ = child.terminate();
             return Err(RunError::Guest(msg.clone()));
-        }
-
-        if qemu_status.is_none() {
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    qemu_status = Some(st);
-                    exited_at = Some(now);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(RunError::io("wait for QEMU", e)),
-            }
         }
 
         if let Some(line) = &seen.panic {
