@@ -63,7 +63,15 @@ if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
 	$SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || \
 		echo "install-deps: warning: could not mount binfmt_misc" >&2
 fi
-if command -v update-binfmts >/dev/null && [ -e /proc/sys/fs/binfmt_misc/register ] && \
-	[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-	$SUDO update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+# qemu-user-static from backports ships systemd binfmt.d files; without systemd
+# running, register the aarch64 handler by hand (the F flag keeps it usable in chroots).
+if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+	conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+	if [ -e "$conf" ]; then
+		grep -v '^#' "$conf" | grep . | $SUDO tee /proc/sys/fs/binfmt_misc/register >/dev/null || true
+	elif command -v update-binfmts >/dev/null; then
+		$SUDO update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+	fi
+	[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || \
+		echo "install-deps: warning: qemu-aarch64 binfmt handler not registered" >&2
 fi

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Subcommand};
 
 use crate::Ctx;
-use lvh::error::ExitCode;
+use lvh::arch::Arch;
+use lvh::error::{ExitCode, InvalidInput};
+use lvh::images;
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCmd {
@@ -15,6 +17,8 @@ pub enum ImagesCmd {
     ExampleConfig,
     /// Pull an image from an OCI repository
     Pull(PullArgs),
+    /// Push an image file to an OCI repository (little-vm-helper's layout)
+    Push(crate::oci::ImagePushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +41,15 @@ pub struct BuildArgs {
     /// Debian suite (package repository) for root images
     #[arg(long)]
     pub pkg_repo: Option<String>,
+    /// Images to build in parallel (default: from CPUs and available memory)
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Architecture of the images (amd64, arm64; arm64 on amd64 needs qemu-user-static)
+    #[arg(long, default_value = lvh::arch::Arch::host().as_str())]
+    pub arch: String,
+    /// Write derived .qcow2 images standalone instead of as overlays on their parent
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub flatten: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,12 +66,95 @@ pub struct PullArgs {
     /// Platform to pull, <os>/<arch>
     #[arg(long, default_value = lvh::arch::Arch::host().oci_platform())]
     pub platform: String,
+    /// Use plain http (always used for localhost and 127.0.0.1)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
 }
 
-pub fn dispatch(cmd: &ImagesCmd, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn dispatch(cmd: &ImagesCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     match cmd {
-        ImagesCmd::Build(_) => crate::not_implemented("images build"),
-        ImagesCmd::ExampleConfig => crate::not_implemented("images example-config"),
-        ImagesCmd::Pull(_) => crate::not_implemented("images pull"),
+        ImagesCmd::Build(a) => build(a, ctx),
+        ImagesCmd::ExampleConfig => {
+            print!("{}", images::example::example_json());
+            Ok(ExitCode::Success)
+        }
+        ImagesCmd::Pull(a) => crate::oci::images_pull(a, ctx),
+        ImagesCmd::Push(a) => crate::oci::images_push(a, ctx),
     }
+}
+
+fn options(a: &BuildArgs) -> anyhow::Result<images::BuildOptions> {
+    let arch: Arch = a
+        .arch
+        .parse()
+        .map_err(|e| InvalidInput(format!("--arch: {e}")))?;
+    if a.jobs == Some(0) {
+        return Err(InvalidInput("--jobs must be at least 1".into()).into());
+    }
+    Ok(images::BuildOptions {
+        dir: a.dir.clone(),
+        images: a.images.clone(),
+        force_rebuild: a.force_rebuild,
+        pkg_repo: a.pkg_repo.clone(),
+        arch,
+        jobs: a.jobs.unwrap_or_else(images::build::default_jobs),
+        flatten: a.flatten,
+    })
+}
+
+fn build(a: &BuildArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let opts = options(a)?;
+    let forest = images::load(&opts)?;
+    if a.dry_run {
+        let plan = images::plan(&opts, forest)?;
+        print!("{}", render_plan(&plan));
+        return Ok(ExitCode::Success);
+    }
+    images::guestfs::default_env();
+    let _lock = images::build::lock(&opts.dir)?;
+    let plan = images::plan(&opts, forest)?;
+    let summary = images::build(&plan, opts.jobs, &ctx.reporter);
+    print!("{}", summary.table());
+    for r in &summary.results {
+        if let images::ImageOutcome::Failed(e) = &r.outcome {
+            eprintln!("lvh: error: image {}: {e}", r.name);
+        }
+    }
+    Ok(if lvh::cancel::CancelToken::global().is_cancelled() {
+        ExitCode::Interrupted
+    } else if summary.failed() == 0 {
+        ExitCode::Success
+    } else if summary.succeeded() > 0 {
+        ExitCode::Partial
+    } else {
+        ExitCode::Failure
+    })
+}
+
+/// The dry-run plan: build order, what is cached, what is built and why.
+fn render_plan(plan: &images::Plan) -> String {
+    let w = plan.items.iter().map(|i| i.name.len()).max().unwrap_or(0);
+    let mut s = format!(
+        "build plan for {} ({} to build):\n",
+        plan.dir.join("images").display(),
+        plan.to_build()
+    );
+    for (n, it) in plan.items.iter().enumerate() {
+        let what = match &it.decision {
+            images::Decision::Build { reason } => format!("build    ({reason})"),
+            images::Decision::Cached => "cached".into(),
+            images::Decision::Unselected => "not selected".into(),
+        };
+        let conf = plan.conf(it);
+        let from = match &conf.parent {
+            Some(p) => format!("from {p}"),
+            None => format!("root, {} {}", it.settings.suite, it.settings.arch),
+        };
+        s.push_str(&format!(
+            "{:>3}. {:<w$}  {from:<24}  {what}\n",
+            n + 1,
+            it.name
+        ));
+    }
+    s
 }

@@ -36,6 +36,8 @@ pub enum KernelsCmd {
     Catalog(CatalogArgs),
     /// Pull a kernel built by little-vm-helper-images from a registry
     Pull(PullArgs),
+    /// Push a kernel install directory to a registry (little-vm-helper's layout)
+    Push(crate::oci::KernelPushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +141,9 @@ pub struct CatalogArgs {
     /// Repository to query
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
+    /// Use plain http (always used for localhost and 127.0.0.1)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -154,10 +159,16 @@ pub struct PullArgs {
     /// Repository to pull from
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
+    /// Use plain http (always used for localhost and 127.0.0.1)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub insecure: bool,
 }
 
-pub fn dispatch(cmd: &KernelsCmd, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let name = match cmd {
+        KernelsCmd::Catalog(a) => return crate::oci::kernels_catalog(a, ctx),
+        KernelsCmd::Pull(a) => return crate::oci::kernels_pull(a, ctx),
+        KernelsCmd::Push(a) => return crate::oci::kernels_push(a, ctx),
         KernelsCmd::Init(_) => "init",
         KernelsCmd::List(_) => "list",
         KernelsCmd::Add(_) => "add",
@@ -166,8 +177,6 @@ pub fn dispatch(cmd: &KernelsCmd, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
         KernelsCmd::RawConfigure(_) => "raw_configure",
         KernelsCmd::Build(_) => "build",
         KernelsCmd::Fetch(_) => "fetch",
-        KernelsCmd::Catalog(_) => "catalog",
-        KernelsCmd::Pull(_) => "pull",
     };
     crate::not_implemented(&format!("kernels {name}"))
 }

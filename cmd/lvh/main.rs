@@ -5,6 +5,7 @@
 mod cli;
 mod images;
 mod kernels;
+mod oci;
 mod render;
 mod run;
 
@@ -66,7 +67,9 @@ fn classify(err: &anyhow::Error) -> ExitCode {
             lvh::error::NotImplemented,
             lvh::error::InvalidInput,
             lvh::exec::ExecError,
+            lvh::images::ImagesError,
             lvh::runner::RunError,
+            lvh::oci::OciError,
         );
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {

@@ -1,3 +1,27 @@
 //! OCI artifacts: pull and push root images and kernels in little-vm-helper's
-//! layout, with a content-addressed local cache. Filled in by the OCI work; the
-//! binary reports "not implemented yet" until then.
+//! layout (`/data/images/<name>.qcow2.zst`, `/data/kernels/<version>/...`)
+//! without a Docker daemon, with a content-addressed local cache for `lvh run`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod manifest;
+pub mod reference;
+pub mod tags;
+pub mod transport;
+
+pub use error::OciError;
+pub use manifest::Platform;
+pub use reference::{classify_image_arg, looks_like_reference, ImageArg};
+pub use transport::Transport;
+
+pub mod catalog;
+pub mod pull;
+pub mod push;
+
+pub use catalog::catalog;
+pub use pull::{
+    pull_images, pull_kernel, resolve_image, resolve_image_with, PullOptions, ResolveOptions,
+    ResolvedImage,
+};
+pub use push::{push_image, push_kernel, PushOptions, Pushed};

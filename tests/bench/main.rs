@@ -5,11 +5,18 @@
 mod exec_overhead;
 #[path = "../system/fixtures/mod.rs"]
 mod fixtures;
+mod images;
+mod oci;
 mod runner;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
-const BENCHES: &[Bench] = &[("exec", exec_overhead::run), ("runner", runner::run)];
+const BENCHES: &[Bench] = &[
+    ("exec", exec_overhead::run),
+    ("images", images::run),
+    ("oci", oci::run),
+    ("runner", runner::run),
+];
 
 fn main() -> anyhow::Result<()> {
     let filter: Vec<String> = std::env::args()

@@ -3,4 +3,6 @@
 
 mod cli;
 mod common;
+mod images;
+mod oci;
 mod run;

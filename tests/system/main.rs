@@ -4,5 +4,7 @@
 
 mod exec;
 pub mod fixtures;
+mod images;
+mod oci;
 mod runner;
 mod tools;

@@ -1,0 +1,217 @@
+//! The ten action types of images.json (little-vm-helper's names and op
+//! fields) and the small helpers their validation and application share.
+
+use std::path::{Path, PathBuf};
+
+/// One customization step, applied in order through libguestfs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    RunCommand {
+        cmd: String,
+    },
+    CopyIn {
+        local_path: String,
+        remote_dir: String,
+    },
+    SetHostname {
+        hostname: String,
+    },
+    Mkdir {
+        dir: String,
+    },
+    Upload {
+        file: String,
+        dest: String,
+    },
+    Chmod {
+        permissions: String,
+        file: String,
+    },
+    AppendLine {
+        file: String,
+        line: String,
+    },
+    Link {
+        target: String,
+        link: String,
+    },
+    InstallKernel {
+        kernel_install_dir: String,
+    },
+    TarIn {
+        tar_file: String,
+        remote_dir: String,
+    },
+}
+
+/// Every action type and its op fields (Go names), in little-vm-helper's spelling.
+pub const ACTION_TYPES: &[(&str, &[&str])] = &[
+    ("run-command", &["Cmd"]),
+    ("copy-in", &["LocalPath", "RemoteDir"]),
+    ("set-hostname", &["Hostname"]),
+    ("mkdir", &["Dir"]),
+    ("upload", &["File", "Dest"]),
+    ("chmod", &["Permissions", "File"]),
+    ("append-line", &["File", "Line"]),
+    ("link", &["Target", "Link"]),
+    ("install-kernel", &["KernelInstallDir"]),
+    ("tar-in", &["TarFile", "RemoteDir"]),
+];
+
+impl Op {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Op::RunCommand { .. } => "run-command",
+            Op::CopyIn { .. } => "copy-in",
+            Op::SetHostname { .. } => "set-hostname",
+            Op::Mkdir { .. } => "mkdir",
+            Op::Upload { .. } => "upload",
+            Op::Chmod { .. } => "chmod",
+            Op::AppendLine { .. } => "append-line",
+            Op::Link { .. } => "link",
+            Op::InstallKernel { .. } => "install-kernel",
+            Op::TarIn { .. } => "tar-in",
+        }
+    }
+
+    /// The op's fields as (Go name, value), in declaration order.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Op::RunCommand { cmd } => vec![("Cmd", cmd)],
+            Op::CopyIn {
+                local_path,
+                remote_dir,
+            } => vec![("LocalPath", local_path), ("RemoteDir", remote_dir)],
+            Op::SetHostname { hostname } => vec![("Hostname", hostname)],
+            Op::Mkdir { dir } => vec![("Dir", dir)],
+            Op::Upload { file, dest } => vec![("File", file), ("Dest", dest)],
+            Op::Chmod { permissions, file } => vec![("Permissions", permissions), ("File", file)],
+            Op::AppendLine { file, line } => vec![("File", file), ("Line", line)],
+            Op::Link { target, link } => vec![("Target", target), ("Link", link)],
+            Op::InstallKernel { kernel_install_dir } => {
+                vec![("KernelInstallDir", kernel_install_dir)]
+            }
+            Op::TarIn {
+                tar_file,
+                remote_dir,
+            } => vec![("TarFile", tar_file), ("RemoteDir", remote_dir)],
+        }
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str()))
+        .collect()
+    }
+
+    /// Host paths this op reads (relative ones are relative to the config dir):
+    /// their contents go into the image's cache key.
+    pub fn host_inputs(&self) -> Vec<&str> {
+        match self {
+            Op::CopyIn { local_path, .. } => vec![local_path],
+            Op::Upload { file, .. } => vec![file],
+            Op::InstallKernel { kernel_install_dir } => vec![kernel_install_dir],
+            Op::TarIn { tar_file, .. } => vec![tar_file],
+            _ => vec![],
+        }
+    }
+
+    pub(crate) fn from_fields(ty: &str, f: &mut impl FnMut(&str) -> String) -> Option<Op> {
+        Some(match ty {
+            "run-command" => Op::RunCommand { cmd: f("Cmd") },
+            "copy-in" => Op::CopyIn {
+                local_path: f("LocalPath"),
+                remote_dir: f("RemoteDir"),
+            },
+            "set-hostname" => Op::SetHostname {
+                hostname: f("Hostname"),
+            },
+            "mkdir" => Op::Mkdir { dir: f("Dir") },
+            "upload" => Op::Upload {
+                file: f("File"),
+                dest: f("Dest"),
+            },
+            "chmod" => Op::Chmod {
+                permissions: f("Permissions"),
+                file: f("File"),
+            },
+            "append-line" => Op::AppendLine {
+                file: f("File"),
+                line: f("Line"),
+            },
+            "link" => Op::Link {
+                target: f("Target"),
+                link: f("Link"),
+            },
+            "install-kernel" => Op::InstallKernel {
+                kernel_install_dir: f("KernelInstallDir"),
+            },
+            "tar-in" => Op::TarIn {
+                tar_file: f("TarFile"),
+                remote_dir: f("RemoteDir"),
+            },
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub comment: String,
+    pub op: Op,
+}
+
+/// An octal file mode ("0755", "755").
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let m = u32::from_str_radix(s, 8).ok()?;
+    (m <= 0o7777).then_some(m)
+}
+
+/// A host path from the config: relative ones are relative to the config dir.
+pub fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        dir.join(p)
+    }
+}
+
+/// The single `boot/vmlinuz-*` of a kernel install tree, relative to the tree
+/// (e.g. `boot/vmlinuz-6.12.0`).
+pub fn find_vmlinuz(install_dir: &Path) -> Result<String, String> {
+    let boot = install_dir.join("boot");
+    let rd =
+        std::fs::read_dir(&boot).map_err(|e| format!("cannot read {}: {e}", boot.display()))?;
+    let mut found: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vmlinuz-"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(format!("boot/{}", found[0])),
+        0 => Err(format!("no vmlinuz-* in {}", boot.display())),
+        _ => Err(format!(
+            "more than one kernel in {}: {} (expected exactly one vmlinuz-*)",
+            boot.display(),
+            found.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmlinuz_lookup() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(find_vmlinuz(d.path()).unwrap_err().contains("cannot read"));
+        std::fs::create_dir(d.path().join("boot")).unwrap();
+        assert!(find_vmlinuz(d.path()).unwrap_err().contains("no vmlinuz"));
+        std::fs::write(d.path().join("boot/vmlinuz-6.1"), b"").unwrap();
+        assert_eq!(find_vmlinuz(d.path()).unwrap(), "boot/vmlinuz-6.1");
+        std::fs::write(d.path().join("boot/vmlinuz-6.2"), b"").unwrap();
+        assert!(find_vmlinuz(d.path())
+            .unwrap_err()
+            .contains("more than one"));
+    }
+}

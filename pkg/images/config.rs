@@ -1,0 +1,655 @@
+//! `images.json`: little-vm-helper's wire format, parsed into validated
+//! [`ImageConf`]s. Every error names the file, line and column, the image and
+//! the field. Keys are matched case-insensitively, as Go's decoder does.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Op, ACTION_TYPES};
+use super::jsonpos::{Pos, Positions};
+
+/// The config file inside `--dir`.
+pub const IMAGES_JSON: &str = "images.json";
+/// The size of a root image when `image_size` is not given (sparse).
+pub const DEFAULT_IMAGE_SIZE: u64 = 8 << 30;
+/// The Debian suite root images use unless `--pkg-repo` or the image's `suite`
+/// says otherwise. little-vm-helper used `sid`, whose Release file goes stale on
+/// some mirrors; the current stable release always works.
+pub const DEFAULT_SUITE: &str = "bookworm";
+/// The Debian mirror unless the image's `mirror` says otherwise.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// How an image file is stored, from its name's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    Qcow2,
+}
+
+impl Format {
+    pub fn from_name(name: &str) -> Format {
+        if name.ends_with(".qcow2") {
+            Format::Qcow2
+        } else {
+            Format::Raw
+        }
+    }
+
+    /// The name qemu-img and libguestfs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// mmdebstrap's variants.
+pub const VARIANTS: &[&str] = &[
+    "extract",
+    "custom",
+    "essential",
+    "apt",
+    "required",
+    "minbase",
+    "buildd",
+    "important",
+    "debootstrap",
+    "standard",
+];
+
+/// One validated image entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageConf {
+    pub name: String,
+    pub parent: Option<String>,
+    /// `image_size` as written ("8G"), and in bytes.
+    pub image_size: Option<(String, u64)>,
+    pub bootable: Option<bool>,
+    pub packages: Vec<String>,
+    pub actions: Vec<Action>,
+    /// Extension keys (little-vm-helper ignores them).
+    pub suite: Option<String>,
+    pub mirror: Option<String>,
+    /// mmdebstrap `--variant` (e.g. `minbase`); mmdebstrap's default otherwise.
+    pub variant: Option<String>,
+    pub flatten: Option<bool>,
+    /// Where the entry starts in the file, for later errors.
+    pub pos: Pos,
+}
+
+impl ImageConf {
+    pub fn format(&self) -> Format {
+        Format::from_name(&self.name)
+    }
+
+    /// This entry in the wire format (what `example-config` prints).
+    pub fn to_wire(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("name".into(), self.name.clone().into());
+        if let Some(p) = &self.parent {
+            m.insert("parent".into(), p.clone().into());
+        }
+        if let Some((s, _)) = &self.image_size {
+            m.insert("image_size".into(), s.clone().into());
+        }
+        if let Some(b) = self.bootable {
+            m.insert("bootable".into(), b.into());
+        }
+        m.insert("packages".into(), self.packages.clone().into());
+        if !self.actions.is_empty() {
+            let acts: Vec<Value> = self
+                .actions
+                .iter()
+                .map(|a| {
+                    let op: Map<String, Value> =
+                        a.op.fields()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), Value::from(v)))
+                            .collect();
+                    serde_json::json!({"comment": a.comment, "op": op, "type": a.op.type_name()})
+                })
+                .collect();
+            m.insert("actions".into(), acts.into());
+        }
+        for (k, v) in [
+            ("suite", &self.suite),
+            ("mirror", &self.mirror),
+            ("variant", &self.variant),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), v.clone().into());
+            }
+        }
+        if let Some(f) = self.flatten {
+            m.insert("flatten".into(), f.into());
+        }
+        Value::Object(m)
+    }
+}
+
+/// A config error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{}:{}: {msg}", .file.display(), .pos.line, .pos.col)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub msg: String,
+}
+
+/// Parses and validates the text of an images.json (everything that does not
+/// need the filesystem: see [`check_inputs`] for that). `file` names it in errors.
+pub fn parse(file: &Path, text: &str) -> Result<Vec<ImageConf>, ConfigError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        pos: Pos {
+            line: e.line(),
+            col: e.column(),
+        },
+        msg: format!("invalid JSON: {e}"),
+    })?;
+    let positions = Positions::scan(text);
+    let err = |path: &str, msg: String| ConfigError {
+        file: file.to_owned(),
+        pos: positions.get(path),
+        msg,
+    };
+    let Value::Array(entries) = value else {
+        return Err(err(
+            "",
+            "expected a JSON array of images ([{\"name\": ...}, ...])".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    let mut seen = HashSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let conf = parse_entry(&format!("[{i}]"), entry, &err, &positions)?;
+        if !seen.insert(conf.name.clone()) {
+            return Err(err(
+                &format!("[{i}].name"),
+                format!("duplicate image name {:?}", conf.name),
+            ));
+        }
+        out.push(conf);
+    }
+    Ok(out)
+}
+
+type ErrFn<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
+
+/// Looks keys up case-insensitively and rejects unknown or repeated ones.
+fn fields<'v>(
+    path: &str,
+    obj: &'v Value,
+    allowed: &[&str],
+    what: &str,
+    err: &ErrFn,
+) -> Result<Vec<(String, &'v Value)>, ConfigError> {
+    let Value::Object(map) = obj else {
+        return Err(err(path, format!("{what} must be a JSON object")));
+    };
+    let mut out: Vec<(String, &Value)> = Vec::new();
+    for (k, v) in map {
+        let lk = k.to_ascii_lowercase();
+        let Some(canon) = allowed.iter().find(|a| a.to_ascii_lowercase() == lk) else {
+            return Err(err(
+                &format!("{path}.{lk}"),
+                format!(
+                    "unknown key {k:?} in {what} (known: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        };
+        if out.iter().any(|(c, _)| c == canon) {
+            return Err(err(
+                &format!("{path}.{lk}"),
+                format!("key {k:?} given twice in {what} (keys are case-insensitive)"),
+            ));
+        }
+        out.push((canon.to_string(), v));
+    }
+    Ok(out)
+}
+
+fn get<'v>(fs: &[(String, &'v Value)], key: &str) -> Option<&'v Value> {
+    fs.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .filter(|v| !v.is_null())
+}
+
+fn string_field(
+    fs: &[(String, &Value)],
+    path: &str,
+    key: &str,
+    what: &str,
+    err: &ErrFn,
+) -> Result<Option<String>, ConfigError> {
+    match get(fs, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(err(
+            &format!("{path}.{}", key.to_ascii_lowercase()),
+            format!("{what}: {key} must be a string, not {v}"),
+        )),
+    }
+}
+
+const IMAGE_KEYS: &[&str] = &[
+    "name",
+    "parent",
+    "image_size",
+    "bootable",
+    "packages",
+    "actions",
+    "suite",
+    "mirror",
+    "variant",
+    "flatten",
+];
+
+fn parse_entry(
+    path: &str,
+    entry: &Value,
+    err: &ErrFn,
+    positions: &Positions,
+) -> Result<ImageConf, ConfigError> {
+    let fs = fields(path, entry, IMAGE_KEYS, "an image entry", err)?;
+    let name = string_field(&fs, path, "name", "image", err)?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| err(path, "image entry has no \"name\"".into()))?;
+    validate_name(&name).map_err(|m| err(&format!("{path}.name"), m))?;
+    let what = format!("image {name:?}");
+    let parent = string_field(&fs, path, "parent", &what, err)?.filter(|p| !p.is_empty());
+    if let Some(p) = &parent {
+        validate_name(p).map_err(|m| err(&format!("{path}.parent"), format!("{what}: {m}")))?;
+    }
+    let image_size = match string_field(&fs, path, "image_size", &what, err)? {
+        None => None,
+        Some(s) if s.is_empty() => None,
+        Some(s) => {
+            let bytes = parse_size(&s).ok_or_else(|| {
+                err(
+                    &format!("{path}.image_size"),
+                    format!("{what}: invalid image_size {s:?} (examples: \"8G\", \"512M\")"),
+                )
+            })?;
+            Some((s, bytes))
+        }
+    };
+    let bool_field = |key: &str| -> Result<Option<bool>, ConfigError> {
+        match get(&fs, key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(err(
+                &format!("{path}.{key}"),
+                format!("{what}: {key} must be true or false, not {v}"),
+            )),
+        }
+    };
+    let bootable = bool_field("bootable")?;
+    let flatten = bool_field("flatten")?;
+    let packages = match get(&fs, "packages") {
+        None => vec![],
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p {
+                Value::String(s) if valid_package(s) => Ok(s.clone()),
+                _ => Err(err(
+                    &format!("{path}.packages[{j}]"),
+                    format!("{what}: invalid package name {p}"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(err(
+                &format!("{path}.packages"),
+                format!("{what}: packages must be an array of names, not {v}"),
+            ))
+        }
+    };
+    let actions = match get(&fs, "actions") {
+        None => vec![],
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(j, act)| parse_action(&format!("{path}.actions[{j}]"), act, &what, err))
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(err(
+                &format!("{path}.actions"),
+                format!("{what}: actions must be an array, not {v}"),
+            ))
+        }
+    };
+    let suite = string_field(&fs, path, "suite", &what, err)?.filter(|s| !s.is_empty());
+    let mirror = string_field(&fs, path, "mirror", &what, err)?.filter(|s| !s.is_empty());
+    let variant = string_field(&fs, path, "variant", &what, err)?.filter(|s| !s.is_empty());
+    if let Some(v) = &variant {
+        if !VARIANTS.contains(&v.as_str()) {
+            return Err(err(
+                &format!("{path}.variant"),
+                format!(
+                    "{what}: unknown variant {v:?} (known: {})",
+                    VARIANTS.join(", ")
+                ),
+            ));
+        }
+    }
+    if parent.is_some() {
+        for (key, set) in [
+            ("suite", suite.is_some()),
+            ("mirror", mirror.is_some()),
+            ("variant", variant.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    &format!("{path}.{key}"),
+                    format!("{what}: {key} applies to root images only, and this one has a parent"),
+                ));
+            }
+        }
+    }
+    Ok(ImageConf {
+        name,
+        parent,
+        image_size,
+        bootable,
+        packages,
+        actions,
+        suite,
+        mirror,
+        variant,
+        flatten,
+        pos: positions.get(path),
+    })
+}
+
+fn parse_action(path: &str, act: &Value, what: &str, err: &ErrFn) -> Result<Action, ConfigError> {
+    let fs = fields(path, act, &["comment", "op", "type"], "an action", err)?;
+    let comment = string_field(&fs, path, "comment", what, err)?.unwrap_or_default();
+    let ty = string_field(&fs, path, "type", what, err)?
+        .ok_or_else(|| err(path, format!("{what}: action has no \"type\"")))?;
+    let Some((_, keys)) = ACTION_TYPES.iter().find(|(t, _)| *t == ty) else {
+        let known: Vec<&str> = ACTION_TYPES.iter().map(|(t, _)| *t).collect();
+        return Err(err(
+            &format!("{path}.type"),
+            format!(
+                "{what}: unknown action type {ty:?} (known: {})",
+                known.join(", ")
+            ),
+        ));
+    };
+    let op_path = format!("{path}.op");
+    let op_val =
+        get(&fs, "op").ok_or_else(|| err(path, format!("{what}: {ty} action has no \"op\"")))?;
+    let op_fs = fields(&op_path, op_val, keys, &format!("a {ty} op"), err)?;
+    let mut missing = None;
+    let mut bad = None;
+    let op = Op::from_fields(&ty, &mut |key| match get(&op_fs, key) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) | None => {
+            missing.get_or_insert(key.to_string());
+            String::new()
+        }
+        Some(v) => {
+            bad.get_or_insert((key.to_string(), v.to_string()));
+            String::new()
+        }
+    })
+    .expect("type checked above");
+    if let Some((key, v)) = bad {
+        return Err(err(
+            &format!("{op_path}.{}", key.to_ascii_lowercase()),
+            format!("{what}: {ty} op field {key} must be a string, not {v}"),
+        ));
+    }
+    if let Some(key) = missing {
+        return Err(err(
+            &op_path,
+            format!("{what}: {ty} op is missing field {key:?}"),
+        ));
+    }
+    if let Op::Chmod { permissions, .. } = &op {
+        if parse_mode(permissions).is_none() {
+            return Err(err(
+                &format!("{op_path}.permissions"),
+                format!("{what}: chmod Permissions {permissions:?} is not an octal mode such as \"0755\""),
+            ));
+        }
+    }
+    Ok(Action { comment, op })
+}
+
+/// Image names become file names under `D/images`.
+fn validate_name(name: &str) -> Result<(), String> {
+    if name == "." || name == ".." || name.contains('/') || name.starts_with('.') {
+        return Err(format!(
+            "invalid image name {name:?}: it must be a plain file name (no '/', not starting with '.')"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_package(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.:=_~/".contains(c))
+}
+
+/// A size as qemu-img takes it: bytes, or a number with K, M, G or T (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => {
+            let mul: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return None,
+            };
+            (&s[..i], mul)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(mul).filter(|b| *b > 0)
+}
+
+/// Checks what needs the filesystem: every host input of every action exists
+/// (relative paths are relative to `dir`), and an install-kernel dir has exactly
+/// one `boot/vmlinuz-*`.
+pub fn check_inputs(file: &Path, dir: &Path, confs: &[ImageConf]) -> Result<(), ConfigError> {
+    for c in confs {
+        for (j, a) in c.actions.iter().enumerate() {
+            let e = |msg: String| ConfigError {
+                file: file.to_owned(),
+                pos: c.pos,
+                msg: format!(
+                    "image {:?}: actions[{j}] ({}): {msg}",
+                    c.name,
+                    a.op.type_name()
+                ),
+            };
+            for input in a.op.host_inputs() {
+                let p = resolve(dir, input);
+                if !p.exists() {
+                    return Err(e(format!("{} does not exist", p.display())));
+                }
+            }
+            if let Op::InstallKernel { kernel_install_dir } = &a.op {
+                find_vmlinuz(&resolve(dir, kernel_install_dir)).map_err(e)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Vec<ImageConf>, ConfigError> {
+        parse(Path::new("images.json"), text)
+    }
+
+    #[test]
+    fn op_keys_match_case_insensitively() {
+        for key in ["Cmd", "cmd", "CMD", "cMd"] {
+            let t = format!(
+                r#"[{{"name":"a","actions":[{{"comment":"c","op":{{"{key}":"true"}},"type":"run-command"}}]}}]"#
+            );
+            let c = p(&t).unwrap();
+            assert_eq!(
+                c[0].actions[0].op,
+                Op::RunCommand { cmd: "true".into() },
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_action_type_parses() {
+        let cases: &[(&str, &str, Op)] = &[
+            (
+                "run-command",
+                r#"{"Cmd":"x"}"#,
+                Op::RunCommand { cmd: "x".into() },
+            ),
+            (
+                "copy-in",
+                r#"{"LocalPath":"a","RemoteDir":"/b"}"#,
+                Op::CopyIn {
+                    local_path: "a".into(),
+                    remote_dir: "/b".into(),
+                },
+            ),
+            (
+                "set-hostname",
+                r#"{"hostname":"h"}"#,
+                Op::SetHostname {
+                    hostname: "h".into(),
+                },
+            ),
+            ("mkdir", r#"{"DIR":"/d"}"#, Op::Mkdir { dir: "/d".into() }),
+            (
+                "upload",
+                r#"{"File":"f","Dest":"/g"}"#,
+                Op::Upload {
+                    file: "f".into(),
+                    dest: "/g".into(),
+                },
+            ),
+            (
+                "chmod",
+                r#"{"Permissions":"0644","File":"/f"}"#,
+                Op::Chmod {
+                    permissions: "0644".into(),
+                    file: "/f".into(),
+                },
+            ),
+            (
+                "append-line",
+                r#"{"file":"/f","line":"l"}"#,
+                Op::AppendLine {
+                    file: "/f".into(),
+                    line: "l".into(),
+                },
+            ),
+            (
+                "link",
+                r#"{"Target":"/t","Link":"/l"}"#,
+                Op::Link {
+                    target: "/t".into(),
+                    link: "/l".into(),
+                },
+            ),
+            (
+                "install-kernel",
+                r#"{"KernelInstallDir":"k"}"#,
+                Op::InstallKernel {
+                    kernel_install_dir: "k".into(),
+                },
+            ),
+            (
+                "tar-in",
+                r#"{"TarFile":"t.tar","RemoteDir":"/"}"#,
+                Op::TarIn {
+                    tar_file: "t.tar".into(),
+                    remote_dir: "/".into(),
+                },
+            ),
+        ];
+        assert_eq!(cases.len(), ACTION_TYPES.len());
+        for (ty, op, want) in cases {
+            let t = format!(r#"[{{"name":"a","actions":[{{"op":{op},"type":"{ty}"}}]}}]"#);
+            let c = p(&t).unwrap_or_else(|e| panic!("{ty}: {e}"));
+            assert_eq!(&c[0].actions[0].op, want);
+            // round trip through the wire format
+            let back = serde_json::to_string(&vec![c[0].to_wire()]).unwrap();
+            assert_eq!(p(&back).unwrap()[0].actions, c[0].actions);
+        }
+    }
+
+    #[test]
+    fn entry_fields() {
+        let c = p(r#"[{"Name":"base.img","image_size":"10G","bootable":false,"packages":["vim","a+b"],"suite":"trixie"},
+                      {"name":"k.qcow2","parent":"base.img","packages":null,"flatten":true}]"#)
+        .unwrap();
+        assert_eq!(c[0].image_size, Some(("10G".into(), 10 << 30)));
+        assert_eq!(c[0].bootable, Some(false));
+        assert_eq!(c[0].suite.as_deref(), Some("trixie"));
+        assert_eq!(c[0].format(), Format::Raw);
+        assert_eq!(c[1].parent.as_deref(), Some("base.img"));
+        assert_eq!(c[1].format(), Format::Qcow2);
+        assert_eq!(c[1].flatten, Some(true));
+        assert!(c[1].packages.is_empty());
+    }
+
+    #[test]
+    fn errors_name_place_and_field() {
+        let cases: &[(&str, &str)] = &[
+            ("[{\"name\": \"a\",}]", "images.json:1:15: invalid JSON"),
+            ("{}", "images.json:1:1: expected a JSON array"),
+            ("[\n {\"name\":\"a\", \"colour\": 1}]", "images.json:2:25: unknown key \"colour\" in an image entry"),
+            ("[{\"name\":\"a\"},\n {\"name\":\"a\"}]", "images.json:2:10: duplicate image name \"a\""),
+            ("[{\"parent\":\"a\"}]", "images.json:1:2: image entry has no \"name\""),
+            ("[{\"name\":\"a\",\"actions\":[{\"op\":{},\"type\":\"frobnicate\"}]}]", "unknown action type \"frobnicate\""),
+            ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"LocalPath\":\"x\"},\"type\":\"copy-in\"}]}]", "image \"a\": copy-in op is missing field \"RemoteDir\""),
+            ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Cmd\":\"x\",\"File\":\"y\"},\"type\":\"run-command\"}]}]", "unknown key \"File\" in a run-command op"),
+            ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Cmd\":\"x\",\"cmd\":\"y\"},\"type\":\"run-command\"}]}]", "given twice"),
+            ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Cmd\":\"x\"}}]}]", "action has no \"type\""),
+            ("[{\"name\":\"a\",\"image_size\":\"8Q\"}]", "invalid image_size \"8Q\""),
+            ("[{\"name\":\"a\",\"bootable\":\"yes\"}]", "bootable must be true or false"),
+            ("[{\"name\":\"a/b\"}]", "invalid image name \"a/b\""),
+            ("[{\"name\":\"a\",\"packages\":[\"--evil\"]}]", "invalid package name \"--evil\""),
+            ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Permissions\":\"rwx\",\"File\":\"/f\"},\"type\":\"chmod\"}]}]", "not an octal mode"),
+            ("[{\"name\":\"b\",\"parent\":\"a\",\"suite\":\"trixie\"}]", "suite applies to root images only"),
+        ];
+        for (text, want) in cases {
+            let e = p(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}\n got: {e}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("8G", Some(8u64 << 30)),
+            ("512M", Some(512 << 20)),
+            ("1t", Some(1 << 40)),
+            ("4096", Some(4096)),
+            ("0G", None),
+            ("G", None),
+            ("8X", None),
+            ("-1G", None),
+        ] {
+            assert_eq!(parse_size(s), want, "{s}");
+        }
+    }
+}

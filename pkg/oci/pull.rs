@@ -1,0 +1,408 @@
+//! Pulling: resolve a reference to one platform's manifest, stream every layer
+//! through digest verification, decompression and safe extraction into a
+//! staging directory, and move results into place only when all is verified.
+//! Also the content-addressed cache `lvh run --image <ref>` boots from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_client::Reference;
+
+use super::error::{OciError, Result};
+use super::extract::{self, Extraction, Want};
+use super::manifest::{self, Manifest, Platform};
+use super::reference::{display, parse_reference, slug};
+use super::tags::require_kernel_version;
+use super::transport::{sha256_digest, Remote, Transport};
+use crate::arch::Arch;
+use crate::fsutil::{write_atomic, Lock, Partial};
+use crate::progress::{self, Outcome, Reporter, Stage};
+
+/// How long a pull waits for another lvh pulling the same thing.
+const LOCK_WAIT: Duration = Duration::from_secs(60 * 60);
+
+/// Where and how to pull from.
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    pub platform: Platform,
+    pub transport: Transport,
+}
+
+impl PullOptions {
+    pub fn for_arch(arch: Arch) -> Self {
+        PullOptions {
+            platform: Platform::of(arch),
+            transport: Transport::default(),
+        }
+    }
+}
+
+/// One platform's image manifest, with its digest.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub manifest: Manifest,
+    pub raw: Vec<u8>,
+    pub digest: String,
+}
+
+/// Fetches the manifest for `remote.reference`, picking `platform` from an index.
+pub fn resolve(remote: &Remote, platform: &Platform) -> Result<Resolved> {
+    let shown = display(&remote.reference);
+    let (raw, digest) = remote.manifest(&remote.reference, manifest::ACCEPTED)?;
+    let m = Manifest::parse(&raw, &shown)?;
+    if !m.is_index() {
+        return Ok(Resolved {
+            manifest: m,
+            raw,
+            digest,
+        });
+    }
+    let entries = m.manifests.clone().unwrap_or_default();
+    let entry = manifest::select_platform(&entries, platform, &shown)?;
+    let r = remote.reference.clone_with_digest(entry.digest.clone());
+    let (raw, digest) = remote.manifest(&r, manifest::ACCEPTED)?;
+    if digest != entry.digest {
+        return Err(OciError::DigestMismatch {
+            what: format!("{platform} manifest of {shown}"),
+            expected: entry.digest.clone(),
+            actual: digest,
+        });
+    }
+    let m = Manifest::parse(&raw, &shown)?;
+    if m.is_index() {
+        return Err(OciError::Layout {
+            reference: shown,
+            message: "an index inside an index is not supported".into(),
+        });
+    }
+    Ok(Resolved {
+        manifest: m,
+        raw,
+        digest,
+    })
+}
+
+fn short(digest: &str) -> &str {
+    let h = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &h[..h.len().min(12)]
+}
+
+/// Streams every layer of `r` into `target`, verifying each blob's digest.
+/// Nothing outside `target` is touched; the caller moves results into place.
+pub fn pull_layers(
+    remote: &Remote,
+    r: &Resolved,
+    target: &Path,
+    want: &Want,
+    parent: &Stage<'_>,
+) -> Result<Extraction> {
+    let layers = r.manifest.layers.clone().unwrap_or_default();
+    let mut out = Extraction::default();
+    let n = layers.len();
+    for (i, layer) in layers.iter().enumerate() {
+        let stage = parent.child(format!("layer {}/{n} {}", i + 1, short(&layer.digest)));
+        let size = u64::try_from(layer.size).unwrap_or(0);
+        let mut reader = remote.blob_reader(&layer.digest, size, Some(&stage))?;
+        let res = extract::layer_reader(&layer.media_type, &mut reader)
+            .and_then(|dec| extract::extract_layer(dec, target, want, &layer.digest, &mut out));
+        let fin = reader.finish();
+        match (res, fin) {
+            (_, Err(e @ (OciError::DigestMismatch { .. } | OciError::Interrupted))) => {
+                return Err(e)
+            }
+            (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(_)) => {}
+        }
+        stage.finish(Outcome::Done);
+    }
+    for s in &out.skipped {
+        progress::warn(
+            parent.reporter(),
+            format!("{}: skipped {s}", display(&remote.reference)),
+        );
+    }
+    extract::finish_modes(&mut out)?;
+    Ok(out)
+}
+
+/// The result of `lvh images pull`.
+#[derive(Debug, Clone)]
+pub struct PulledImages {
+    /// Files written into `<dir>/images`.
+    pub files: Vec<PathBuf>,
+    pub manifest_digest: String,
+}
+
+/// `lvh images pull`: writes `<dir>/images/<name>` (decompressed), and the
+/// `.zst` too with `keep_zst`.
+pub fn pull_images(
+    reference: &str,
+    dir: &Path,
+    keep_zst: bool,
+    opts: &PullOptions,
+    reporter: &dyn Reporter,
+) -> Result<PulledImages> {
+    let r = parse_reference(reference)?;
+    let stage = Stage::start(reporter, format!("pull {}", display(&r)));
+    let remote = Remote::connect(r, &opts.transport)?;
+    let resolved = resolve(&remote, &opts.platform)?;
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).map_err(OciError::io("cannot create", &images))?;
+    let _lock = Lock::acquire(
+        &images.join(".oci-pull.lock"),
+        &format!("pulling into {}", images.display()),
+        LOCK_WAIT,
+    )?;
+    let staging =
+        Partial::new(&images.join(".oci-pull")).map_err(OciError::io("cannot prepare", &images))?;
+    std::fs::create_dir(staging.path()).map_err(OciError::io("cannot create", staging.path()))?;
+    let out = pull_layers(
+        &remote,
+        &resolved,
+        staging.path(),
+        &Want::Images { keep_zst },
+        &stage,
+    )?;
+    if out.written.is_empty() {
+        return Err(OciError::Layout {
+            reference: reference.to_string(),
+            message: "no files under /data/images/ in any layer".into(),
+        });
+    }
+    let mut written = out.written.clone();
+    written.sort();
+    written.dedup();
+    let mut files = Vec::new();
+    for name in &written {
+        let dst = images.join(name);
+        crate::fsutil::remove_any(&dst).map_err(OciError::io("cannot replace", &dst))?;
+        std::fs::rename(staging.path().join(name), &dst)
+            .map_err(OciError::io("cannot move into place", &dst))?;
+        files.push(dst);
+    }
+    stage.finish(Outcome::Done);
+    Ok(PulledImages {
+        files,
+        manifest_digest: resolved.digest,
+    })
+}
+
+/// `lvh kernels pull`: writes `<dir>/<tag>/{boot,lib/modules}` from
+/// `<repo>:<tag>`'s `/data/kernels/<version>/`.
+pub fn pull_kernel(
+    repo: &str,
+    tag: &str,
+    dir: &Path,
+    opts: &PullOptions,
+    reporter: &dyn Reporter,
+) -> Result<PathBuf> {
+    let version = require_kernel_version(tag)?.to_string();
+    let reference = format!("{repo}:{tag}");
+    let r = parse_reference(&reference)?;
+    let stage = Stage::start(reporter, format!("pull {}", display(&r)));
+    let remote = Remote::connect(r, &opts.transport)?;
+    let resolved = resolve(&remote, &opts.platform)?;
+    std::fs::create_dir_all(dir).map_err(OciError::io("cannot create", dir))?;
+    let dst = dir.join(tag);
+    let _lock = Lock::acquire(
+        &dir.join(format!(".{tag}.lock")),
+        &format!("kernel {}", dst.display()),
+        LOCK_WAIT,
+    )?;
+    let staging = Partial::new(&dst).map_err(OciError::io("cannot prepare", &dst))?;
+    std::fs::create_dir(staging.path()).map_err(OciError::io("cannot create", staging.path()))?;
+    pull_layers(
+        &remote,
+        &resolved,
+        staging.path(),
+        &Want::Kernel {
+            version: version.clone(),
+        },
+        &stage,
+    )?;
+    if !staging.path().join("boot").is_dir() {
+        return Err(OciError::Layout {
+            reference,
+            message: format!("no /data/kernels/{version}/boot/ in any layer"),
+        });
+    }
+    let path = staging
+        .commit()
+        .map_err(OciError::io("cannot move into place", &dst))?;
+    stage.finish(Outcome::Done);
+    Ok(path)
+}
+
+/// What [`resolve_image`] found.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The decompressed image in the cache (treat as read-only).
+    pub path: PathBuf,
+    pub manifest_digest: String,
+    /// True when nothing was downloaded or decompressed.
+    pub cached: bool,
+}
+
+/// Options of [`resolve_image`] beyond the reference.
+#[derive(Clone, Debug)]
+pub struct ResolveOptions {
+    pub pull: PullOptions,
+    /// Which image to use when the artifact holds several.
+    pub image_name: Option<String>,
+}
+
+/// Pulls `reference` into the content-addressed cache under `cache_dir`
+/// (`<cache>/oci/images/<hash of the layer digests>/`) unless it is there, and
+/// returns the decompressed image. Only the manifest is fetched when cached; if
+/// the registry is unreachable, the last manifest seen for the reference is used.
+pub fn resolve_image(
+    reference: &str,
+    arch: Arch,
+    cache_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<ResolvedImage> {
+    let opts = ResolveOptions {
+        pull: PullOptions::for_arch(arch),
+        image_name: None,
+    };
+    resolve_image_with(reference, &opts, cache_dir, reporter)
+}
+
+/// [`resolve_image`] with every option.
+pub fn resolve_image_with(
+    reference: &str,
+    opts: &ResolveOptions,
+    cache_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<ResolvedImage> {
+    let r = parse_reference(reference)?;
+    let root = cache_dir.join("oci");
+    for sub in ["images", "manifests", "refs"] {
+        let d = root.join(sub);
+        std::fs::create_dir_all(&d).map_err(OciError::io("cannot create", &d))?;
+    }
+    let stage = Stage::start(reporter, format!("image {}", display(&r)));
+    let remote = Remote::connect(r.clone(), &opts.pull.transport)?;
+    let ref_file = root.join("refs").join(format!(
+        "{}@{}",
+        slug(&display(&r)),
+        slug(&opts.pull.platform.to_string())
+    ));
+    let resolved = match resolve(&remote, &opts.pull.platform) {
+        Ok(x) => x,
+        Err(e @ OciError::Unreachable { .. }) => match cached_manifest(&root, &ref_file, &r)? {
+            Some(x) => {
+                progress::warn(
+                    reporter,
+                    format!("{e}; using the cached {} of {}", x.digest, display(&r)),
+                );
+                x
+            }
+            None => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
+    let layers = resolved.manifest.layers.clone().unwrap_or_default();
+    let key_input: String = layers.iter().map(|l| format!("{}\n", l.digest)).collect();
+    let key = sha256_digest(key_input.as_bytes());
+    let key = key.trim_start_matches("sha256:");
+    let dir = root.join("images").join(key);
+    let _lock = Lock::acquire(
+        &root.join("images").join(format!("{key}.lock")),
+        &format!("cache entry {}", dir.display()),
+        LOCK_WAIT,
+    )?;
+    let cached = dir.is_dir();
+    if !cached {
+        let staging = Partial::new(&dir).map_err(OciError::io("cannot prepare", &dir))?;
+        std::fs::create_dir(staging.path())
+            .map_err(OciError::io("cannot create", staging.path()))?;
+        pull_layers(
+            &remote,
+            &resolved,
+            staging.path(),
+            &Want::Images { keep_zst: false },
+            &stage,
+        )?;
+        staging
+            .commit()
+            .map_err(OciError::io("cannot move into place", &dir))?;
+    }
+    let mpath = root.join("manifests").join(format!(
+        "{}.json",
+        resolved.digest.trim_start_matches("sha256:")
+    ));
+    write_atomic(&mpath, &resolved.raw).map_err(OciError::io("cannot write", &mpath))?;
+    write_atomic(&ref_file, resolved.digest.as_bytes())
+        .map_err(OciError::io("cannot write", &ref_file))?;
+    let path = pick_image(&dir, opts.image_name.as_deref(), reference)?;
+    stage.finish(if cached {
+        Outcome::Cached
+    } else {
+        Outcome::Done
+    });
+    Ok(ResolvedImage {
+        path,
+        manifest_digest: resolved.digest,
+        cached,
+    })
+}
+
+/// The manifest last resolved for `r`, if the cache has it (verified again).
+fn cached_manifest(root: &Path, ref_file: &Path, r: &Reference) -> Result<Option<Resolved>> {
+    let Ok(digest) = std::fs::read_to_string(ref_file) else {
+        return Ok(None);
+    };
+    let digest = digest.trim().to_string();
+    let mpath = root
+        .join("manifests")
+        .join(format!("{}.json", digest.trim_start_matches("sha256:")));
+    let Ok(raw) = std::fs::read(&mpath) else {
+        return Ok(None);
+    };
+    if sha256_digest(&raw) != digest {
+        return Ok(None);
+    }
+    let manifest = Manifest::parse(&raw, &display(r))?;
+    Ok(Some(Resolved {
+        manifest,
+        raw,
+        digest,
+    }))
+}
+
+fn pick_image(dir: &Path, name: Option<&str>, reference: &str) -> Result<PathBuf> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(OciError::io("cannot list", dir))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let chosen = match name {
+        Some(n) => names
+            .iter()
+            .find(|x| *x == n || x.strip_suffix(".qcow2") == Some(n)),
+        None if names.len() == 1 => names.first(),
+        None => None,
+    };
+    match chosen {
+        Some(n) => Ok(dir.join(n)),
+        None => Err(OciError::Layout {
+            reference: reference.to_string(),
+            message: match name {
+                Some(n) => format!("no image {n:?} in it (it has: {})", names.join(", ")),
+                None if names.is_empty() => "no files under /data/images/".into(),
+                None => format!(
+                    "it holds several images, name one (it has: {})",
+                    names.join(", ")
+                ),
+            },
+        }),
+    }
+}
+
+/// A digest's hex part, for file names.
+pub fn digest_hex(d: &str) -> &str {
+    d.trim_start_matches("sha256:")
+}

@@ -1,0 +1,480 @@
+//! Pushing root images and kernels in little-vm-helper's layout: one layer
+//! holding `data/images/<name>.zst` (an uncompressed tar around the zstd file)
+//! or `data/kernels/<version>/...` (a tar+zstd layer), no base layer, an image
+//! config with a `Cmd` so `docker create` works, and annotations.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::{OciError, Result};
+use super::manifest::{Descriptor, OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_TAR_ZSTD, OCI_MANIFEST};
+use super::reference::{display, parse_reference};
+use super::tags::require_kernel_version;
+use super::transport::{hex, sha256_digest, Remote, Transport};
+use crate::arch::Arch;
+use crate::progress::{Outcome, Reporter, Stage, Unit};
+
+/// zstd level for pushed artifacts (what `zstd` uses by default).
+const ZSTD_LEVEL: i32 = 3;
+
+pub const ANN_TITLE: &str = "org.opencontainers.image.title";
+pub const ANN_SOURCE: &str = "org.opencontainers.image.source";
+pub const ANN_VERSION: &str = "org.opencontainers.image.version";
+pub const ANN_ARTIFACT: &str = "dev.lvh.artifact";
+pub const ANN_ARCH: &str = "dev.lvh.arch";
+pub const ANN_KERNEL_VERSION: &str = "dev.lvh.kernel.version";
+
+/// How to push.
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    pub arch: Arch,
+    pub transport: Transport,
+    /// Where the artifact comes from (a URL), recorded as an annotation.
+    pub source: Option<String>,
+}
+
+/// What was pushed.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub reference: String,
+    pub manifest_digest: String,
+    pub layer_digest: String,
+    pub layer_size: u64,
+}
+
+/// A writer that hashes and counts what passes through.
+struct HashWriter<W> {
+    inner: W,
+    hash: Sha256,
+    n: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hash: Sha256::new(),
+            n: 0,
+        }
+    }
+
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex(&self.hash.clone().finalize()))
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn scratch_dir() -> Result<tempfile::TempDir> {
+    let base = crate::fsutil::cache_dir().join("tmp");
+    fs::create_dir_all(&base).map_err(OciError::io("cannot create", &base))?;
+    tempfile::Builder::new()
+        .prefix("push-")
+        .tempdir_in(&base)
+        .map_err(OciError::io(
+            "cannot create a temporary directory in",
+            &base,
+        ))
+}
+
+fn dir_header(mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_size(0);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Compresses `src` into `dst` with zstd, reporting input bytes.
+fn compress(src: &Path, dst: &Path, stage: &Stage<'_>) -> Result<()> {
+    let total = fs::metadata(src)
+        .map_err(OciError::io("cannot stat", src))?
+        .len();
+    let mut input = io::BufReader::with_capacity(
+        1 << 20,
+        File::open(src).map_err(OciError::io("cannot open", src))?,
+    );
+    let out = File::create(dst).map_err(OciError::io("cannot create", dst))?;
+    let mut enc =
+        zstd::stream::write::Encoder::new(io::BufWriter::with_capacity(1 << 20, out), ZSTD_LEVEL)
+            .map_err(OciError::io("cannot start zstd for", dst))?;
+    let _ = enc.include_contentsize(true);
+    let _ = enc.set_pledged_src_size(Some(total));
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    let cancel = crate::cancel::CancelToken::global();
+    loop {
+        if cancel.is_cancelled() {
+            return Err(OciError::Interrupted);
+        }
+        let n = input
+            .read(&mut buf)
+            .map_err(OciError::io("cannot read", src))?;
+        if n == 0 {
+            break;
+        }
+        enc.write_all(&buf[..n])
+            .map_err(OciError::io("cannot write", dst))?;
+        done += n as u64;
+        if done % (64 << 20) < n as u64 {
+            stage.progress(done, Some(total), Unit::Bytes);
+        }
+    }
+    let w = enc.finish().map_err(OciError::io("cannot write", dst))?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .map_err(OciError::io("cannot write", dst))?;
+    stage.progress(done, Some(total), Unit::Bytes);
+    Ok(())
+}
+
+fn config_json(
+    arch: Arch,
+    diff_id: &str,
+    labels: &BTreeMap<String, String>,
+    created_by: &str,
+) -> Vec<u8> {
+    let v = json!({
+        "architecture": arch.oci_arch(),
+        "os": "linux",
+        "config": {
+            // Never run: it lets `docker create` (little-vm-helper's pull) work
+            // on an image without a base layer.
+            "Cmd": ["/bin/true"],
+            "Labels": labels,
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": created_by}],
+    });
+    serde_json::to_vec(&v).expect("serializable")
+}
+
+fn manifest_json(
+    config: &Descriptor,
+    layer: &Descriptor,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let v = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config,
+        "layers": [layer],
+        "annotations": annotations,
+    });
+    serde_json::to_vec(&v).expect("serializable")
+}
+
+/// Uploads the layer file, the config and the manifest.
+#[allow(clippy::too_many_arguments)]
+fn upload(
+    reference: &str,
+    opts: &PushOptions,
+    layer_path: &Path,
+    layer: Descriptor,
+    diff_id: &str,
+    annotations: BTreeMap<String, String>,
+    created_by: &str,
+    stage: &Stage<'_>,
+) -> Result<Pushed> {
+    let r = parse_reference(reference)?;
+    let remote = Remote::connect(r.clone(), &opts.transport)?;
+    let config_bytes = config_json(opts.arch, diff_id, &annotations, created_by);
+    let config = Descriptor {
+        media_type: OCI_CONFIG.into(),
+        digest: sha256_digest(&config_bytes),
+        size: config_bytes.len() as i64,
+        ..Default::default()
+    };
+    let up = stage.child(format!(
+        "upload layer {} ({} bytes)",
+        &layer.digest[7..19],
+        layer.size
+    ));
+    if remote.blob_exists(&layer.digest)? {
+        up.finish(Outcome::Cached);
+    } else {
+        remote.push_blob_file(layer_path, &layer.digest, &up)?;
+        up.finish(Outcome::Done);
+    }
+    if !remote.blob_exists(&config.digest)? {
+        remote.push_blob_bytes(config_bytes, &config.digest)?;
+    }
+    let body = manifest_json(&config, &layer, &annotations);
+    let manifest_digest = sha256_digest(&body);
+    remote.push_manifest(body, OCI_MANIFEST)?;
+    Ok(Pushed {
+        reference: display(&r),
+        manifest_digest,
+        layer_digest: layer.digest,
+        layer_size: layer.size as u64,
+    })
+}
+
+/// `lvh images push <file> <ref>`: `data/images/<name>.zst` in one tar layer.
+/// A file already ending in `.zst` is pushed as is.
+pub fn push_image(
+    file: &Path,
+    reference: &str,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<Pushed> {
+    let meta = fs::metadata(file).map_err(|e| {
+        OciError::InvalidInput(format!("cannot push image {}: {e}", file.display()))
+    })?;
+    if !meta.is_file() {
+        return Err(OciError::InvalidInput(format!(
+            "cannot push image {}: not a regular file",
+            file.display()
+        )));
+    }
+    parse_reference(reference)?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            OciError::InvalidInput(format!("image path {} has no file name", file.display()))
+        })?;
+    let stage = Stage::start(reporter, format!("push {} -> {reference}", file.display()));
+    let tmp = scratch_dir()?;
+    let (zst_name, zst_path) = if name.ends_with(".zst") {
+        (name.clone(), file.to_path_buf())
+    } else {
+        let p = tmp.path().join("image.zst");
+        let c = stage.child(format!("compress {name}"));
+        compress(file, &p, &c)?;
+        c.finish(Outcome::Done);
+        (format!("{name}.zst"), p)
+    };
+    let layer_path = tmp.path().join("layer.tar");
+    let c = stage.child("pack layer");
+    let mut b = tar::Builder::new(HashWriter::new(io::BufWriter::with_capacity(
+        1 << 20,
+        File::create(&layer_path).map_err(OciError::io("cannot create", &layer_path))?,
+    )));
+    let werr = OciError::io;
+    b.append_data(&mut dir_header(0o755), "data/", io::empty())
+        .map_err(werr("cannot write", &layer_path))?;
+    b.append_data(&mut dir_header(0o755), "data/images/", io::empty())
+        .map_err(werr("cannot write", &layer_path))?;
+    let zsize = fs::metadata(&zst_path)
+        .map_err(OciError::io("cannot stat", &zst_path))?
+        .len();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(zsize);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    let zf = File::open(&zst_path).map_err(OciError::io("cannot open", &zst_path))?;
+    b.append_data(&mut h, format!("data/images/{zst_name}"), zf)
+        .map_err(werr("cannot write", &layer_path))?;
+    let mut hw = b.into_inner().map_err(werr("cannot write", &layer_path))?;
+    hw.flush().map_err(werr("cannot write", &layer_path))?;
+    let digest = hw.digest();
+    let size = hw.n;
+    drop(hw);
+    c.finish(Outcome::Done);
+    let mut layer_ann = BTreeMap::new();
+    layer_ann.insert(ANN_TITLE.to_string(), format!("data/images/{zst_name}"));
+    let layer = Descriptor {
+        media_type: OCI_LAYER_TAR.into(),
+        digest: digest.clone(),
+        size: size as i64,
+        platform: None,
+        annotations: layer_ann,
+    };
+    let mut ann = BTreeMap::new();
+    ann.insert(
+        ANN_TITLE.to_string(),
+        name.trim_end_matches(".zst").to_string(),
+    );
+    ann.insert(ANN_ARTIFACT.to_string(), "root-image".to_string());
+    ann.insert(ANN_ARCH.to_string(), opts.arch.as_str().to_string());
+    if let Some(s) = &opts.source {
+        ann.insert(ANN_SOURCE.to_string(), s.clone());
+    }
+    let pushed = upload(
+        reference,
+        opts,
+        &layer_path,
+        layer,
+        &digest,
+        ann,
+        "lvh images push",
+        &stage,
+    )?;
+    stage.finish(Outcome::Done);
+    Ok(pushed)
+}
+
+/// The kernel release an install tree holds (`boot/vmlinuz-<release>`).
+pub fn kernel_release(install: &Path) -> Option<String> {
+    let mut names: Vec<String> = fs::read_dir(install.join("boot"))
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_prefix("vmlinuz-").map(str::to_string))
+        .collect();
+    names.sort();
+    names.pop()
+}
+
+/// Every path under `root` (relative), parents before children, sorted.
+fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(root.join(rel))?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let r = rel.join(e.file_name());
+        out.push(r.clone());
+        if e.file_type()?.is_dir() {
+            walk(root, &r, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `lvh kernels push <install-dir> <ref>`: the tree as `data/kernels/<version>/`
+/// in one tar+zstd layer; the version comes from the tag (`6.6-main` -> `6.6`).
+pub fn push_kernel(
+    install: &Path,
+    reference: &str,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<Pushed> {
+    let r = parse_reference(reference)?;
+    let tag = r.tag().unwrap_or("latest").to_string();
+    let version = require_kernel_version(&tag)?.to_string();
+    let boot = install.join("boot");
+    let has_kernel = fs::read_dir(&boot)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz"))
+        })
+        .unwrap_or(false);
+    if !has_kernel {
+        return Err(OciError::InvalidInput(format!(
+            "kernel install directory {} has no boot/vmlinuz*",
+            install.display()
+        )));
+    }
+    let release = kernel_release(install);
+    let stage = Stage::start(
+        reporter,
+        format!("push {} -> {reference}", install.display()),
+    );
+    let tmp = scratch_dir()?;
+    let layer_path = tmp.path().join("layer.tar.zst");
+    let c = stage.child("pack kernel layer");
+    let werr = |p: &Path| OciError::io("cannot pack", p.to_path_buf());
+    let out = HashWriter::new(io::BufWriter::with_capacity(
+        1 << 20,
+        File::create(&layer_path).map_err(OciError::io("cannot create", &layer_path))?,
+    ));
+    let enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(werr(&layer_path))?;
+    let mut b = tar::Builder::new(HashWriter::new(enc));
+    let prefix = PathBuf::from("data/kernels").join(&version);
+    for d in ["data/", "data/kernels/"] {
+        b.append_data(&mut dir_header(0o755), d, io::empty())
+            .map_err(werr(&layer_path))?;
+    }
+    b.append_data(
+        &mut dir_header(0o755),
+        format!("{}/", prefix.display()),
+        io::empty(),
+    )
+    .map_err(werr(&layer_path))?;
+    let mut paths = Vec::new();
+    walk(install, Path::new(""), &mut paths).map_err(werr(install))?;
+    for rel in &paths {
+        let src = install.join(rel);
+        let m = fs::symlink_metadata(&src).map_err(werr(&src))?;
+        let name = prefix.join(rel);
+        let mode = m.permissions().mode() & 0o7777;
+        let ft = m.file_type();
+        if ft.is_dir() {
+            b.append_data(
+                &mut dir_header(mode),
+                format!("{}/", name.display()),
+                io::empty(),
+            )
+            .map_err(werr(&src))?;
+        } else if ft.is_file() {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(mode);
+            h.set_size(m.size());
+            h.set_mtime(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            let f = File::open(&src).map_err(werr(&src))?;
+            b.append_data(&mut h, &name, f).map_err(werr(&src))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&src).map_err(werr(&src))?;
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            h.set_mtime(0);
+            b.append_link(&mut h, &name, &target).map_err(werr(&src))?;
+        }
+    }
+    let inner = b.into_inner().map_err(werr(&layer_path))?;
+    let diff_id = inner.digest();
+    let enc = inner.inner;
+    let mut out = enc.finish().map_err(werr(&layer_path))?;
+    out.flush().map_err(werr(&layer_path))?;
+    let digest = out.digest();
+    let size = out.n;
+    drop(out);
+    c.finish(Outcome::Done);
+    let layer = Descriptor {
+        media_type: OCI_LAYER_TAR_ZSTD.into(),
+        digest,
+        size: size as i64,
+        ..Default::default()
+    };
+    let mut ann = BTreeMap::new();
+    ann.insert(ANN_TITLE.to_string(), format!("kernel {tag}"));
+    ann.insert(ANN_ARTIFACT.to_string(), "kernel".to_string());
+    ann.insert(ANN_ARCH.to_string(), opts.arch.as_str().to_string());
+    ann.insert(ANN_KERNEL_VERSION.to_string(), version.clone());
+    if let Some(rel) = &release {
+        ann.insert(ANN_VERSION.to_string(), rel.clone());
+    }
+    if let Some(s) = &opts.source {
+        ann.insert(ANN_SOURCE.to_string(), s.clone());
+    }
+    let pushed = upload(
+        reference,
+        opts,
+        &layer_path,
+        layer,
+        &diff_id,
+        ann,
+        "lvh kernels push",
+        &stage,
+    )?;
+    stage.finish(Outcome::Done);
+    Ok(pushed)
+}

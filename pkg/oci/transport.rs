@@ -1,0 +1,560 @@
+//! Talking to a registry: oci-client on a private tokio runtime behind a
+//! blocking API, plain http for local registries and `--insecure`, errors
+//! mapped to [`OciError`], and blobs streamed through a bounded channel to a
+//! reader that hashes what it passes on.
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use sha2::{Digest, Sha256};
+
+use super::error::{OciError, Result};
+use super::reference::{display, is_local_registry};
+use crate::cancel::CancelToken;
+use crate::progress::{Stage, Unit};
+
+/// How many chunks may wait between the network and the consumer.
+const CHANNEL_CHUNKS: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a blob stream reports its byte count.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// How to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct Transport {
+    /// Plain http for every registry (local ones always use it).
+    pub insecure: bool,
+}
+
+/// A connection to one repository.
+pub struct Remote {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    auth: RegistryAuth,
+    pub reference: Reference,
+    scheme: &'static str,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(H[(x >> 4) as usize] as char);
+        s.push(H[(x & 15) as usize] as char);
+    }
+    s
+}
+
+impl Remote {
+    pub fn connect(reference: Reference, transport: &Transport) -> Result<Remote> {
+        let registry = reference.resolve_registry().to_string();
+        let plain = transport.insecure || is_local_registry(&registry);
+        let config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            platform_resolver: None,
+            user_agent: concat!("lvh/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| OciError::Registry {
+            reference: display(&reference),
+            message: format!("cannot set up the http client: {e}"),
+        })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lvh-oci")
+            .enable_all()
+            .build()
+            .map_err(OciError::io("cannot start the OCI runtime for", "tokio"))?;
+        let auth = super::auth::auth_for(&registry)?;
+        Ok(Remote {
+            rt,
+            client,
+            auth,
+            reference,
+            scheme: if plain { "http" } else { "https" },
+        })
+    }
+
+    fn shown(&self) -> String {
+        display(&self.reference)
+    }
+
+    fn map(&self, what: &'static str, target: &str, e: OciDistributionError) -> OciError {
+        map_error(
+            what,
+            target,
+            self.reference.resolve_registry(),
+            self.scheme,
+            e,
+        )
+    }
+
+    /// Authenticates for `op` (a no-op for registries without auth).
+    fn authenticate(&self, op: RegistryOperation) -> Result<()> {
+        let r = self
+            .rt
+            .block_on(self.client.auth(&self.reference, &self.auth, op));
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.map("repository", &self.shown(), e)),
+        }
+    }
+
+    /// Fetches a manifest (by tag or digest) and its verified digest.
+    pub fn manifest(&self, r: &Reference, accepted: &[&str]) -> Result<(Vec<u8>, String)> {
+        let (bytes, digest) = self
+            .rt
+            .block_on(self.client.pull_manifest_raw(r, &self.auth, accepted))
+            .map_err(|e| self.map("manifest", &display(r), e))?;
+        let actual = sha256_digest(&bytes);
+        if digest.starts_with("sha256:") && digest != actual {
+            return Err(OciError::DigestMismatch {
+                what: format!("manifest of {}", display(r)),
+                expected: digest,
+                actual,
+            });
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// A small blob (a config) in memory, verified.
+    pub fn blob_bytes(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.rt
+            .block_on(self.client.pull_blob(&self.reference, digest, &mut out))
+            .map_err(|e| self.map("blob", digest, e))?;
+        let actual = sha256_digest(&out);
+        if actual != digest {
+            return Err(OciError::DigestMismatch {
+                what: format!("blob of {}", self.shown()),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Starts streaming a blob. The reader yields its bytes; [`BlobReader::finish`]
+    /// says whether they matched `digest`.
+    pub fn blob_reader<'s>(
+        &self,
+        digest: &str,
+        size: u64,
+        stage: Option<&'s Stage<'s>>,
+    ) -> Result<BlobReader<'s>> {
+        self.rt.block_on(
+            self.client
+                .store_auth_if_needed(self.reference.resolve_registry(), &self.auth),
+        );
+        let sized = self
+            .rt
+            .block_on(self.client.pull_blob_stream(&self.reference, digest))
+            .map_err(|e| self.map("blob", digest, e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+        let expected = digest.to_string();
+        let what = format!("layer {digest} of {}", self.shown());
+        self.rt.spawn(async move {
+            let mut stream = sized.stream;
+            let mut h = Sha256::new();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(b) => {
+                        h.update(&b);
+                        if tx.send(Chunk::Data(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // oci-client reports a digest mismatch as a stream error
+                        // at the end; our own hash says which it was.
+                        let actual = format!("sha256:{}", hex(&h.clone().finalize()));
+                        let msg = if actual != expected && is_digest_error(&e) {
+                            Chunk::End(actual)
+                        } else {
+                            Chunk::Failed(e.to_string())
+                        };
+                        let _ = tx.send(msg).await;
+                        return;
+                    }
+                }
+            }
+            let actual = format!("sha256:{}", hex(&h.finalize()));
+            let _ = tx.send(Chunk::End(actual)).await;
+        });
+        Ok(BlobReader {
+            rx,
+            cur: Bytes::new(),
+            state: ReadState::Streaming,
+            expected: digest.to_string(),
+            what,
+            size,
+            pos: 0,
+            stage,
+            last_report: Instant::now(),
+            cancel: CancelToken::global(),
+        })
+    }
+
+    /// All tags of the repository, page by page until a page brings nothing new
+    /// (registries cap `n` differently, some ignore it).
+    pub fn list_tags(&self) -> Result<Vec<String>> {
+        const PAGE: usize = 100;
+        let mut all: Vec<String> = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = self
+                .rt
+                .block_on(self.client.list_tags(
+                    &self.reference,
+                    &self.auth,
+                    Some(PAGE),
+                    last.as_deref(),
+                ))
+                .map_err(|e| self.map("repository", &self.shown(), e))?;
+            let new_last = page.tags.last().cloned();
+            let before = all.len();
+            all.extend(page.tags);
+            if new_last.is_none() || new_last == last || all.len() == before {
+                break;
+            }
+            last = new_last;
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    pub fn blob_exists(&self, digest: &str) -> Result<bool> {
+        self.authenticate(RegistryOperation::Push)?;
+        self.rt
+            .block_on(self.client.blob_exists(&self.reference, digest))
+            .map_err(|e| self.map("blob", digest, e))
+    }
+
+    pub fn push_blob_bytes(&self, data: Vec<u8>, digest: &str) -> Result<()> {
+        self.authenticate(RegistryOperation::Push)?;
+        self.rt
+            .block_on(self.client.push_blob(&self.reference, data, digest))
+            .map_err(|e| self.map("blob", digest, e))?;
+        Ok(())
+    }
+
+    /// Uploads a file as a blob, streaming it from disk.
+    pub fn push_blob_file(&self, path: &Path, digest: &str, stage: &Stage<'_>) -> Result<()> {
+        self.authenticate(RegistryOperation::Push)?;
+        let size = std::fs::metadata(path)
+            .map_err(OciError::io("cannot stat", path))?
+            .len();
+        let file = std::fs::File::open(path).map_err(OciError::io("cannot open", path))?;
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<std::result::Result<Bytes, OciDistributionError>>(8);
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let client = self.client.clone();
+        let reference = self.reference.clone();
+        let d = digest.to_string();
+        let upload = self.rt.spawn(async move {
+            client
+                .push_blob_stream(&reference, stream, &d, Some(size))
+                .await
+        });
+        let cancel = CancelToken::global();
+        let mut file = io::BufReader::with_capacity(1 << 20, file);
+        let mut sent = 0u64;
+        let mut last = Instant::now();
+        loop {
+            if cancel.is_cancelled() {
+                upload.abort();
+                return Err(OciError::Interrupted);
+            }
+            let mut buf = vec![0u8; 4 << 20];
+            let n = read_full(&mut file, &mut buf).map_err(OciError::io("cannot read", path))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            sent += n as u64;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                break;
+            }
+            if last.elapsed() >= PROGRESS_EVERY {
+                last = Instant::now();
+                stage.progress(sent, Some(size), Unit::Bytes);
+            }
+        }
+        drop(tx);
+        stage.progress(sent, Some(size), Unit::Bytes);
+        match self.rt.block_on(upload) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.map("blob", digest, e)),
+            Err(e) => Err(OciError::Registry {
+                reference: self.shown(),
+                message: format!("upload task failed: {e}"),
+            }),
+        }
+    }
+
+    /// Uploads a manifest under the reference's tag (or digest).
+    pub fn push_manifest(&self, body: Vec<u8>, media_type: &str) -> Result<()> {
+        self.authenticate(RegistryOperation::Push)?;
+        let ct = media_type
+            .parse()
+            .map_err(|_| OciError::InvalidInput(format!("bad media type {media_type}")))?;
+        self.rt
+            .block_on(self.client.push_manifest_raw(&self.reference, body, ct))
+            .map_err(|e| self.map("manifest", &self.shown(), e))?;
+        Ok(())
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn is_digest_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|r| r.downcast_ref::<oci_client::errors::DigestError>())
+        .is_some()
+        || e.to_string().to_ascii_lowercase().contains("digest")
+}
+
+/// Turns an oci-client error into ours: not found, unauthorized, unreachable,
+/// digest mismatch, or a registry error with the registry's words.
+pub fn map_error(
+    what: &'static str,
+    target: &str,
+    registry: &str,
+    scheme: &'static str,
+    e: OciDistributionError,
+) -> OciError {
+    use OciDistributionError as E;
+    match e {
+        E::ImageManifestNotFoundError(_) => OciError::NotFound {
+            what,
+            reference: target.to_string(),
+        },
+        E::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            let msg = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if codes.iter().any(|c| {
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NotFound
+                )
+            }) {
+                OciError::NotFound {
+                    what,
+                    reference: target.to_string(),
+                }
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
+                OciError::Unauthorized {
+                    reference: target.to_string(),
+                    hint: unauthorized_hint(registry, &msg),
+                }
+            } else {
+                OciError::Registry {
+                    reference: target.to_string(),
+                    message: msg,
+                }
+            }
+        }
+        E::UnauthorizedError { url } => OciError::Unauthorized {
+            reference: target.to_string(),
+            hint: unauthorized_hint(registry, &url),
+        },
+        E::AuthenticationFailure(m) => OciError::Unauthorized {
+            reference: target.to_string(),
+            hint: unauthorized_hint(registry, &m),
+        },
+        E::ServerError { code: 404, .. } => OciError::NotFound {
+            what,
+            reference: target.to_string(),
+        },
+        E::ServerError {
+            code: 401 | 403,
+            message,
+            ..
+        } => OciError::Unauthorized {
+            reference: target.to_string(),
+            hint: unauthorized_hint(registry, &message),
+        },
+        E::DigestError(d) => OciError::DigestMismatch {
+            what: format!("{what} {target}"),
+            expected: String::new(),
+            actual: d.to_string(),
+        },
+        E::RequestError(r) if r.is_connect() || r.is_timeout() || r.is_request() => {
+            OciError::Unreachable {
+                registry: registry.to_string(),
+                scheme,
+                message: error_chain(&r),
+            }
+        }
+        other => OciError::Registry {
+            reference: target.to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn unauthorized_hint(registry: &str, detail: &str) -> String {
+    format!(
+        "the registry refused access ({detail}); log in (docker/skopeo login {registry}, which writes config.json or auth.json) or set LVH_REGISTRY_USERNAME and LVH_REGISTRY_PASSWORD"
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+enum Chunk {
+    Data(Bytes),
+    /// The stream ended: the digest of all bytes.
+    End(String),
+    Failed(String),
+}
+
+enum ReadState {
+    Streaming,
+    Ended { actual: String },
+    Failed(String),
+}
+
+/// The bytes of one blob as a [`Read`], fed by the network task.
+pub struct BlobReader<'s> {
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
+    cur: Bytes,
+    state: ReadState,
+    expected: String,
+    what: String,
+    size: u64,
+    pos: u64,
+    stage: Option<&'s Stage<'s>>,
+    last_report: Instant,
+    cancel: CancelToken,
+}
+
+impl BlobReader<'_> {
+    /// Reads whatever is left, then says whether the blob was complete and intact.
+    pub fn finish(&mut self) -> Result<u64> {
+        io::copy(self, &mut io::sink()).map_err(|e| match self.failure() {
+            Some(f) => f,
+            None => OciError::Registry {
+                reference: self.what.clone(),
+                message: e.to_string(),
+            },
+        })?;
+        if let Some(f) = self.failure() {
+            return Err(f);
+        }
+        if let Some(s) = self.stage {
+            s.progress(self.pos, Some(self.size.max(self.pos)), Unit::Bytes);
+        }
+        Ok(self.pos)
+    }
+
+    /// The reason reading stopped early, if it did (digest mismatch,
+    /// network failure, interruption).
+    pub fn failure(&self) -> Option<OciError> {
+        if self.cancel.is_cancelled() {
+            return Some(OciError::Interrupted);
+        }
+        match &self.state {
+            ReadState::Streaming => None,
+            ReadState::Ended { actual } if *actual == self.expected => None,
+            ReadState::Ended { actual } => Some(OciError::DigestMismatch {
+                what: self.what.clone(),
+                expected: self.expected.clone(),
+                actual: actual.clone(),
+            }),
+            ReadState::Failed(m) => Some(OciError::Registry {
+                reference: self.what.clone(),
+                message: format!("download failed: {m}"),
+            }),
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.cur.is_empty() {
+            match self.state {
+                ReadState::Streaming => {}
+                ReadState::Ended { ref actual } if *actual == self.expected => return Ok(0),
+                _ => return Err(io::Error::other("blob download failed")),
+            }
+            if self.cancel.is_cancelled() {
+                return Err(io::Error::other("interrupted"));
+            }
+            match self.rx.blocking_recv() {
+                Some(Chunk::Data(b)) => self.cur = b,
+                Some(Chunk::End(actual)) => self.state = ReadState::Ended { actual },
+                Some(Chunk::Failed(m)) => self.state = ReadState::Failed(m),
+                None => self.state = ReadState::Failed("the download stopped".into()),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        self.pos += n as u64;
+        if let Some(s) = self.stage {
+            if self.last_report.elapsed() >= PROGRESS_EVERY {
+                self.last_report = Instant::now();
+                s.progress(self.pos, Some(self.size), Unit::Bytes);
+            }
+        }
+        Ok(n)
+    }
+}

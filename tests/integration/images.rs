@@ -1,0 +1,170 @@
+//! `lvh images build|example-config` from the binary: every validation error is
+//! reported with file, line and column and exit code 3, and nothing is written
+//! to `D/images`; `--dry-run` prints the plan and touches nothing.
+
+use std::path::Path;
+
+use crate::common::{assert_code, lvh, lvh_in, stderr, stdout};
+
+const INVALID_INPUT: i32 = 3;
+
+fn dir_with(config: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("images.json"), config).unwrap();
+    d
+}
+
+fn build(d: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = d.to_str().unwrap();
+    let mut args = vec!["images", "build", "--dir", dir];
+    args.extend_from_slice(extra);
+    lvh_in(d, &args)
+}
+
+#[test]
+fn example_config_is_valid_build_input() {
+    let out = lvh(&["images", "example-config"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    for want in [
+        "base.img",
+        "k8s.qcow2",
+        "passwd -d root",
+        "openssh-server",
+        "docker.io",
+    ] {
+        assert!(text.contains(want), "{want} missing in\n{text}");
+    }
+    let d = dir_with(&text);
+    let out = build(d.path(), &["--dry-run"]);
+    assert_code(&out, 0);
+    let plan = stdout(&out);
+    assert!(plan.contains("1. base.img"), "{plan}");
+    assert!(plan.contains("2. k8s.qcow2"), "{plan}");
+    assert!(plan.contains("not built yet"), "{plan}");
+    assert!(!d.path().join("images").exists(), "dry run wrote images/");
+}
+
+#[test]
+fn validation_errors_name_the_place_and_write_nothing() {
+    let cases: &[(&str, &str)] = &[
+        ("[{\"name\": \"a\",,}]", "images.json:1:15: invalid JSON"),
+        (
+            "[\n  {\"name\": \"a\", \"color\": \"red\"}\n]",
+            "images.json:2:26: unknown key \"color\"",
+        ),
+        (
+            "[{\"name\": \"a\"},\n {\"name\": \"a\"}]",
+            "images.json:2:11: duplicate image name \"a\"",
+        ),
+        (
+            "[{\"name\": \"a\", \"actions\": [{\"op\": {}, \"type\": \"explode\"}]}]",
+            "unknown action type \"explode\"",
+        ),
+        (
+            "[{\"name\": \"a\", \"actions\": [{\"op\": {\"file\": \"/x\"}, \"type\": \"append-line\"}]}]",
+            "append-line op is missing field \"Line\"",
+        ),
+        (
+            "[{\"name\": \"b\", \"parent\": \"nope.img\"}]",
+            "parent \"nope.img\" is not defined",
+        ),
+        (
+            "[{\"name\": \"a\", \"parent\": \"b\"}, {\"name\": \"b\", \"parent\": \"a\"}]",
+            "parent cycle: a -> b -> a",
+        ),
+        (
+            "[{\"name\": \"a\", \"actions\": [{\"op\": {\"LocalPath\": \"missing-dir\", \"RemoteDir\": \"/\"}, \"type\": \"copy-in\"}]}]",
+            "missing-dir does not exist",
+        ),
+        (
+            "[{\"name\": \"a\", \"actions\": [{\"op\": {\"KernelInstallDir\": \"kern\"}, \"type\": \"install-kernel\"}]}]",
+            "no vmlinuz-* in",
+        ),
+    ];
+    for (config, want) in cases {
+        let d = dir_with(config);
+        std::fs::create_dir_all(d.path().join("kern/boot")).unwrap();
+        let out = build(d.path(), &[]);
+        assert_code(&out, INVALID_INPUT);
+        let err = stderr(&out);
+        assert!(
+            err.contains(want),
+            "config {config}\nwant {want}\ngot {err}"
+        );
+        assert!(
+            !d.path().join("images").exists(),
+            "{config}: images/ was created"
+        );
+    }
+}
+
+#[test]
+fn missing_config_and_unknown_selection_are_invalid_input() {
+    let d = tempfile::tempdir().unwrap();
+    let out = build(d.path(), &[]);
+    assert_code(&out, INVALID_INPUT);
+    assert!(stderr(&out).contains("images.json"), "{}", stderr(&out));
+
+    let d = dir_with("[{\"name\": \"a.img\"}]");
+    let out = build(d.path(), &["-i", "zzz", "--dry-run"]);
+    assert_code(&out, INVALID_INPUT);
+    assert!(stderr(&out).contains("\"zzz\""), "{}", stderr(&out));
+    let out = build(d.path(), &["--arch", "sparc"]);
+    assert_code(&out, INVALID_INPUT);
+    assert!(stderr(&out).contains("sparc"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_existing_image_can_be_an_undefined_parent() {
+    let d = dir_with("[{\"name\": \"child.qcow2\", \"parent\": \"prebuilt.img\"}]");
+    std::fs::create_dir(d.path().join("images")).unwrap();
+    std::fs::write(d.path().join("images/prebuilt.img"), b"").unwrap();
+    let out = build(d.path(), &["--dry-run"]);
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("from prebuilt.img"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn dry_run_selection_builds_descendants_and_missing_ancestors() {
+    let d = dir_with(
+        r#"[{"name":"a.img"},{"name":"b.qcow2","parent":"a.img"},
+            {"name":"c.qcow2","parent":"b.qcow2"},{"name":"z.img"}]"#,
+    );
+    let out = build(d.path(), &["-i", "b.qcow2", "--dry-run"]);
+    assert_code(&out, 0);
+    let plan = stdout(&out);
+    let line = |name: &str| {
+        plan.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name} not in {plan}"))
+            .to_string()
+    };
+    assert!(line("a.img").contains("build"), "{plan}");
+    assert!(line("c.qcow2").contains("build"), "{plan}");
+    assert!(line("z.img").contains("not selected"), "{plan}");
+}
+
+#[test]
+fn a_second_build_of_the_same_dir_is_refused() {
+    let d = dir_with("[{\"name\": \"a.img\", \"bootable\": false}]");
+    std::fs::create_dir(d.path().join("images")).unwrap();
+    let _held = lvh::fsutil::Lock::acquire(
+        &d.path().join("images/.lvh-images.lock"),
+        "test",
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let out = build(d.path(), &[]);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("in use by another lvh process"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.path().join("images/a.img").exists());
+}
