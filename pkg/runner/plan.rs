@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
         assert!(c
             .cmdline
-            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/sh -- -c"));
+            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -- -c"));
     }
 
     #[test]
