@@ -79,7 +79,7 @@ fn run_pulls_a_reference_once_and_boots_it() {
     let typo = run_via("./no-such-dir/imgg.qcow2", &kernel.image, &cache);
     assert_eq!(
         typo.status.code(),
-        Some(240),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&typo.stderr)
     );
