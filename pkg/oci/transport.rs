@@ -66,7 +66,7 @@ pub fn hex(b: &[u8]) -> String {
 impl Remote {
     pub fn connect(reference: Reference, transport: &Transport) -> Result<Remote> {
         let registry = reference.resolve_registry().to_string();
-        let plain = transport.insecure || is_local_registry(&registry);
+        let plain = scheme_for(&registry, transport.insecure) == "http";
         let config = ClientConfig {
             protocol: if plain {
                 ClientProtocol::Http
@@ -339,6 +339,15 @@ impl Remote {
     }
 }
 
+/// Plain http for local registries and with `--insecure`, https otherwise.
+pub fn scheme_for(registry: &str, insecure: bool) -> &'static str {
+    if insecure || is_local_registry(registry) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -590,5 +599,57 @@ impl Read for BlobReader<'_> {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_table() {
+        for (reg, insecure, want) in [
+            ("quay.io", false, "https"),
+            ("quay.io", true, "http"),
+            ("registry.example:5000", false, "https"),
+            ("registry.example:5000", true, "http"),
+            ("localhost:5000", false, "http"),
+            ("127.0.0.1:41234", false, "http"),
+        ] {
+            assert_eq!(scheme_for(reg, insecure), want, "{reg} insecure={insecure}");
+        }
+    }
+
+    #[test]
+    fn hex_and_digests() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn http_errors_map_to_clear_kinds() {
+        let e = map_error(
+            "manifest",
+            "quay.io/a/b:c",
+            "quay.io",
+            "https",
+            OciDistributionError::ServerError {
+                code: 404,
+                url: "u".into(),
+                message: String::new(),
+            },
+        );
+        assert!(matches!(e, OciError::NotFound { .. }), "{e}");
+        let e = map_error(
+            "manifest",
+            "quay.io/a/b:c",
+            "quay.io",
+            "https",
+            OciDistributionError::UnauthorizedError { url: "u".into() },
+        );
+        assert!(e.to_string().contains("docker/skopeo login quay.io"), "{e}");
     }
 }
