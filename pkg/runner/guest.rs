@@ -3,10 +3,9 @@
 //! read-only 9p control share and sources the init script written here.
 //!
 //! The guest needs nothing but `/bin/sh` and the usual Debian base tools
-//! (`mount`, `mkdir`, `mkfifo`, `tee`, `wc`): no ssh, agent or systemd. The
-//! script mounts the pseudo filesystems, optionally the host share, runs the
-//! command with stdout and stderr each through a byte counter into its own
-//! virtio-serial port, and reports `exit STATUS OUTBYTES ERRBYTES` on the
+//! (`mount`, `mkfifo`, `dd`): no ssh, agent or systemd. The script mounts the
+//! pseudo filesystems, optionally the host share, runs the command with stdout
+//! and stderr each through a counting `dd` into its own virtio-serial port, and reports `exit STATUS OUTBYTES ERRBYTES` on the
 //! control port. The counts let the host wait until every byte has arrived
 //! before it stops the VM (virtio-serial buffers can still be in flight when
 //! the command ends).
@@ -15,8 +14,12 @@ use super::qemu::{CONTROL_TAG, HOST_MOUNT_TAG, PORT_CONTROL, PORT_STDERR, PORT_S
 
 /// Where `--host-mount DIR` appears in the guest.
 pub const HOST_MOUNT_PATH: &str = "/host";
-/// Where the control share is mounted in the guest (on a fresh tmpfs at /run).
-pub const CONTROL_PATH: &str = "/run/lvh";
+/// Where the bootstrap mounts the control share. The init script then covers
+/// it with a tmpfs; the shell keeps reading the script through its open file.
+pub const CONTROL_PATH: &str = "/run";
+/// Static guest networking for QEMU's user network, set by the kernel
+/// (`CONFIG_IP_PNP`) or, without it, by the script with `ip` when installed.
+pub const IP_CONFIG: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
 /// The kernel's command line limit on x86 and arm64, including the NUL.
 pub const CMDLINE_MAX: usize = 2048;
 /// Console lines from the guest script that mean "lvh could not set up".
@@ -61,7 +64,7 @@ fn dq_escape(s: &str) -> String {
 /// The kernel keeps a double-quoted argument whole, so it must not contain `"`.
 pub fn bootstrap_script() -> String {
     let script = format!(
-        "mount -t tmpfs -o mode=0755 lvh /run&&mkdir {p}&&mount -t 9p -o trans=virtio,version=9p2000.L,ro {tag} {p}&&. {p}/init||\
+        "mount -t 9p -o trans=virtio,version=9p2000.L,ro {tag} {p}&&. {p}/init||\
          {{ echo {err}cannot mount the lvh control share: the kernel needs CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO and CONFIG_VIRTIO_PCI>/dev/console;exit 1;}}",
         p = CONTROL_PATH,
         tag = CONTROL_TAG,
@@ -77,10 +80,28 @@ pub fn bootstrap_script() -> String {
 /// init arguments after `--`, which must come last.
 pub fn command_cmdline(base: &[String], append: &[String]) -> String {
     let mut parts: Vec<String> = base.to_vec();
+    parts.push(IP_CONFIG.into());
     parts.push("init=/bin/sh".into());
     parts.extend(append.iter().cloned());
     parts.push(format!("-- -c \"{}\"", bootstrap_script()));
     parts.join(" ")
+}
+
+/// The fstab the init script mounts with one `mount -a -T` call (failures,
+/// such as a kernel without bpffs, are ignored). `/run` covers the control share.
+pub fn fstab() -> String {
+    [
+        "sysfs /sys sysfs nosuid,nodev,noexec 0 0",
+        "tmpfs /run tmpfs mode=0755,nosuid,nodev 0 0",
+        "devpts /dev/pts devpts X-mount.mkdir,gid=5,mode=620,ptmxmode=666 0 0",
+        "tmpfs /dev/shm tmpfs X-mount.mkdir,nosuid,nodev 0 0",
+        "tmpfs /tmp tmpfs nosuid,nodev 0 0",
+        "bpf /sys/fs/bpf bpf nosuid,nodev,noexec 0 0",
+        "debugfs /sys/kernel/debug debugfs nosuid,nodev,noexec 0 0",
+        "tracefs /sys/kernel/tracing tracefs nosuid,nodev,noexec 0 0",
+        "",
+    ]
+    .join("\n")
 }
 
 /// The init script the bootstrap sources (as PID 1).
@@ -90,9 +111,13 @@ pub fn init_script(cmd: &GuestCommand) -> String {
         r#"# lvh guest init (generated): runs as PID 1, sourced from {ctl}/init.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root
 lvh_fail() {{ echo "{err}$*" >/dev/console; [ -n "${{lvh_ctl:-}}" ] && echo "error $*" >&9; exit 1; }}
-mount -t proc proc /proc 2>/dev/null
-mount -t sysfs sysfs /sys 2>/dev/null
 [ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev || lvh_fail "cannot mount /dev (devtmpfs)"
+mount -t proc proc /proc 2>/dev/null
+# One mount call for the rest (util-linux reads lvh's fstab); then make sure
+# of the two that matter, for mounts without -T such as busybox's.
+mount -a -T {ctl}/fstab 2>/dev/null
+[ -d /sys/class ] || mount -t sysfs sysfs /sys
+{{ : >/run/.lvh; }} 2>/dev/null || mount -t tmpfs -o mode=0755 tmpfs /run || lvh_fail "cannot mount a tmpfs on /run"
 lvh_out= lvh_err= lvh_ctl= lvh_try=0
 while :; do
 	for d in /sys/class/virtio-ports/*; do
@@ -111,17 +136,8 @@ while :; do
 done
 exec 9<>"$lvh_ctl"
 echo started >&9
-mkdir -p /dev/pts /dev/shm 2>/dev/null
-mount -t devpts devpts /dev/pts 2>/dev/null
-mount -t tmpfs tmpfs /dev/shm 2>/dev/null
-mount -t bpf bpf /sys/fs/bpf 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
-if command -v ip >/dev/null 2>&1; then
-	ip link set lo up 2>/dev/null
-	if [ -e /sys/class/net/eth0 ]; then
-		ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
-	fi 2>/dev/null
+if [ ! -e /proc/net/pnp ] && [ -e /sys/class/net/eth0 ] && command -v ip >/dev/null 2>&1; then
+	printf 'link set lo up\nlink set eth0 up\naddr add 10.0.2.15/24 dev eth0\nroute add default via 10.0.2.2\n' | ip -batch - >/dev/null 2>&1
 fi
 "#,
         ctl = CONTROL_PATH,
@@ -132,7 +148,7 @@ fi
     ));
     if cmd.host_mount {
         s.push_str(&format!(
-            "mkdir -p {p} 2>/dev/null\nmount -t 9p -o trans=virtio,version=9p2000.L {tag} {p} || lvh_fail \"cannot mount the host directory at {p}\"\n",
+            "[ -d {p} ] || mkdir -p {p}\nmount -t 9p -o trans=virtio,version=9p2000.L {tag} {p} || lvh_fail \"cannot mount the host directory at {p}\"\n",
             p = HOST_MOUNT_PATH,
             tag = HOST_MOUNT_TAG,
         ));
@@ -157,13 +173,14 @@ fi
     s.push_str(&format!(
         r#"
 mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
-tee "$lvh_out" </run/lvh.o | wc -c >/run/lvh.on &
-tee "$lvh_err" </run/lvh.e | wc -c >/run/lvh.en &
+dd if=/run/lvh.o of="$lvh_out" bs=65536 2>/run/lvh.on &
+dd if=/run/lvh.e of="$lvh_err" bs=65536 2>/run/lvh.en &
 (exec 9>&- {argv}) >/run/lvh.o 2>/run/lvh.e </dev/null
 lvh_status=$?
 wait
-{sync}read -r lvh_on </run/lvh.on
-read -r lvh_en </run/lvh.en
+{sync}lvh_on=; while read -r w _; do lvh_on=$w; done </run/lvh.on
+lvh_en=; while read -r w _; do lvh_en=$w; done </run/lvh.en
+case "$lvh_on:$lvh_en" in *[!0-9:]* | :* | *:) lvh_fail "could not count the command's output bytes (dd said: $lvh_on $lvh_en)" ;; esac
 echo "exit $lvh_status $lvh_on $lvh_en" >&9
 read -r lvh_ack <&9
 exit 0
@@ -245,7 +262,7 @@ mod tests {
         );
         assert!(
             c.starts_with(
-                "root=/dev/vda console=ttyS0 init=/bin/sh quiet init=/nonexistent -- -c \"mount "
+                "root=/dev/vda console=ttyS0 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh quiet init=/nonexistent -- -c \"mount "
             ),
             "{c}"
         );

@@ -191,6 +191,9 @@ fn run_command(
     let init = ch.share_dir.join("init");
     std::fs::write(&init, guest::init_script(gcmd))
         .map_err(|e| RunError::io(format!("write {}", init.display()), e))?;
+    let fstab = ch.share_dir.join("fstab");
+    std::fs::write(&fstab, guest::fstab())
+        .map_err(|e| RunError::io(format!("write {}", fstab.display()), e))?;
     let listen = |p: &Path| {
         channel::listen(p).map_err(|e| RunError::io(format!("listen on {}", p.display()), e))
     };
@@ -269,15 +272,33 @@ fn run_command(
     loop {
         match rx.recv_timeout(TICK) {
             Ok(ev) => {
+                tracing::debug!(elapsed = ?start.elapsed(), event = ?ev, "guest");
                 seen.take(ev);
                 // Handle every queued event before judging.
                 while let Ok(ev) = rx.try_recv() {
+                    tracing::debug!(elapsed = ?start.elapsed(), event = ?ev, "guest");
                     seen.take(ev);
                 }
             }
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
         let now = Instant::now();
+
+        if qemu_status.is_none() {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    qemu_status = Some(st);
+                    exited_at = Some(now);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(RunError::io("wait for QEMU", e)),
+            }
+        }
+
+        if cancel.is_cancelled() {
+            let _ = child.terminate();
+            return Err(RunError::Interrupted);
+        }
 
         if let Some((status, want_out, want_err)) = seen.exit {
             let got_out = out_count.bytes.load(Ordering::SeqCst);
@@ -303,27 +324,11 @@ fn run_command(
             continue;
         }
 
-        if cancel.is_cancelled() {
-            let _ = child.terminate();
-            return Err(RunError::Interrupted);
-        }
-
         if let Some(msg) = &seen.guest_error {
             // Let the console catch up so the tail shows the failure.
             std::thread::sleep(Duration::from_millis(100));
             let _ = child.terminate();
             return Err(RunError::Guest(msg.clone()));
-        }
-
-        if qemu_status.is_none() {
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    qemu_status = Some(st);
-                    exited_at = Some(now);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(RunError::io("wait for QEMU", e)),
-            }
         }
 
         if let Some(line) = &seen.panic {
@@ -419,7 +424,7 @@ pub fn ssh_answers(port: u16) -> bool {
     let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
     matches!(BufReader::new(s).read_line(&mut line), Ok(n) if n > 0) && line.starts_with("SSH-")
 }
@@ -440,8 +445,8 @@ fn run_daemon(
     reporter: &dyn Reporter,
     print_cmd: bool,
 ) -> Result<Outcome, RunError> {
-    // The pid file must outlive lvh: keep it beside the console log or in the
-    // system temp dir, named after the image.
+    // The pid file must outlive lvh (it is how the VM is found and stopped):
+    // it goes to the system temp dir, named after lvh's pid.
     let piddir = std::env::temp_dir();
     let mut cfg = plan.qemu_config(&piddir);
     let pidfile = piddir.join(format!("lvh-qemu-{}.pid", std::process::id()));
@@ -479,6 +484,7 @@ fn run_daemon(
             return Ok(Outcome::Daemonized { pid });
         }
         if !alive(pid) {
+            let _ = std::fs::remove_file(&pidfile);
             return Err(RunError::QemuExited {
                 status: "while waiting for ssh".into(),
                 console: plan
@@ -491,10 +497,12 @@ fn run_daemon(
         }
         if cancel.is_cancelled() {
             kill_pid(pid);
+            let _ = std::fs::remove_file(&pidfile);
             return Err(RunError::Interrupted);
         }
         if Instant::now() >= deadline {
             kill_pid(pid);
+            let _ = std::fs::remove_file(&pidfile);
             return Err(RunError::SshTimeout {
                 port,
                 after: ssh_timeout,

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use lvh::arch::Arch;
 
-#[path = "../system/fixtures/mod.rs"]
-mod fixtures;
+use crate::fixtures;
 
 const RUNS: usize = 3;
 

@@ -3,9 +3,12 @@
 //! `cargo bench --bench bench -- exec`.
 
 mod exec_overhead;
+#[path = "../system/fixtures/mod.rs"]
+mod fixtures;
 mod images;
 mod kernels;
 mod oci;
+mod runner;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
@@ -14,6 +17,7 @@ const BENCHES: &[Bench] = &[
     ("images", images::run),
     ("kernels", kernels::run),
     ("oci", oci::run),
+    ("runner", runner::run),
 ];
 
 fn main() -> anyhow::Result<()> {

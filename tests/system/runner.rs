@@ -56,10 +56,38 @@ fn assert_code(o: &Output, code: i32) {
     );
 }
 
-fn sha256_file(p: &Path) -> String {
+/// A checksum of a (sparse) file's whole content: the map of its data extents
+/// and their bytes (holes read as zeros, so this is equivalent to hashing every
+/// byte, without reading gigabytes of zeros).
+fn content_digest(p: &Path) -> String {
+    use std::io::{Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
     let mut f = std::fs::File::open(p).unwrap();
+    let len = f.metadata().unwrap().len() as i64;
+    let fd = f.as_raw_fd();
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap();
+    h.update(len.to_le_bytes());
+    let mut pos: i64 = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    while pos < len {
+        // SAFETY: plain lseek on an open descriptor we own.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // only a hole remains
+        }
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        h.update(data.to_le_bytes());
+        h.update(hole.to_le_bytes());
+        f.seek(SeekFrom::Start(data as u64)).unwrap();
+        let mut left = (hole - data) as usize;
+        while left > 0 {
+            let n = left.min(buf.len());
+            f.read_exact(&mut buf[..n]).unwrap();
+            h.update(&buf[..n]);
+            left -= n;
+        }
+        pos = hole;
+    }
     format!("{:x}", h.finalize())
 }
 
@@ -119,7 +147,8 @@ fn stdout_and_stderr_arrive_apart_whole_and_byte_exact() {
 #[test]
 fn the_image_is_never_modified_and_persist_writes() {
     let (_, image) = boot_files(Arch::Amd64);
-    let before = sha256_file(&image);
+    let mtime = || std::fs::metadata(&image).unwrap().modified().unwrap();
+    let (before, before_mtime) = (content_digest(&image), mtime());
     let o = output(lvh_run(
         Arch::Amd64,
         &[
@@ -131,7 +160,8 @@ fn the_image_is_never_modified_and_persist_writes() {
     ));
     assert_code(&o, 0);
     assert_eq!(text(&o.stdout), "scribble\n");
-    assert_eq!(sha256_file(&image), before, "the run changed the image");
+    assert_eq!(mtime(), before_mtime, "the run touched the image");
+    assert_eq!(content_digest(&image), before, "the run changed the image");
 
     // --persist writes reach the image: on a copy, never the fixture.
     let d = tempfile::tempdir().unwrap();
@@ -156,6 +186,11 @@ fn the_image_is_never_modified_and_persist_writes() {
         output(c)
     };
     assert_code(&run("echo kept >/root/persisted"), 0);
+    assert_ne!(
+        content_digest(&copy),
+        before,
+        "--persist did not reach the image"
+    );
     let o = run("cat /root/persisted");
     assert_code(&o, 0);
     assert_eq!(text(&o.stdout), "kept\n");
@@ -407,4 +442,62 @@ fn verbose_shows_the_console_on_stderr_only() {
     assert_code(&o, 0);
     assert_eq!(text(&o.stdout), "hi\n");
     assert!(text(&o.stderr).contains("Linux version"));
+}
+
+fn pid_from(stderr: &str) -> u32 {
+    let at = stderr.find("running as pid ").expect("pid in output") + "running as pid ".len();
+    stderr[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn daemonize_leaves_qemu_running_and_wait_ssh_fails_clearly() {
+    // -S keeps the guest CPU stopped: QEMU stays up, nothing ever answers.
+    let o = output(lvh_run(Arch::Amd64, &["--daemonize", "--qemu-arg=-S"]));
+    assert_code(&o, 0);
+    let pid = pid_from(&text(&o.stderr));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} is not running"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let port = free_port();
+    let start = Instant::now();
+    let o = output(lvh_run(
+        Arch::Amd64,
+        &[
+            "--daemonize",
+            "--qemu-arg=-S",
+            "-p",
+            &format!("{port}:22"),
+            "--wait-ssh",
+            "--ssh-timeout",
+            "3",
+        ],
+    ));
+    assert_code(&o, 242);
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!("ssh did not answer on 127.0.0.1:{port} within 3s")),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let pid = pid_from(&e);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} was left running"
+    );
 }

@@ -5,6 +5,7 @@
 
 mod layout;
 pub mod registry;
+mod run;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
