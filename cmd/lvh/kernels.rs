@@ -151,6 +151,9 @@ pub struct CatalogArgs {
     /// Repository to query
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
+    /// Use the CI repository (<repo>-ci), like little-vm-helper's --ci
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub ci: bool,
     /// Use plain http (always used for localhost and 127.0.0.1)
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub insecure: bool,
@@ -169,6 +172,9 @@ pub struct PullArgs {
     /// Repository to pull from
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
+    /// Use the CI repository (<repo>-ci), like little-vm-helper's --ci
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub ci: bool,
     /// Use plain http (always used for localhost and 127.0.0.1)
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub insecure: bool,

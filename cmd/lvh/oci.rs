@@ -49,6 +49,15 @@ pub struct KernelPushArgs {
     pub insecure: bool,
 }
 
+/// little-vm-helper's `--ci`: the `-ci` twin of the repository.
+fn ci_repo(repo: &str, ci: bool) -> String {
+    if ci {
+        format!("{repo}-ci")
+    } else {
+        repo.to_string()
+    }
+}
+
 fn pull_options(platform: &str, insecure: bool) -> anyhow::Result<PullOptions> {
     let platform: Platform = platform.parse()?;
     Ok(PullOptions {
@@ -86,8 +95,9 @@ pub fn images_push(a: &ImagePushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 /// `lvh kernels pull <tag> [-d D] [-p P] [--repo R]`.
 pub fn kernels_pull(a: &crate::kernels::PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let opts = pull_options(&a.platform, a.insecure)?;
-    let dir = oci::pull_kernel(&a.repo, &a.tag, &a.dir, &opts, &ctx.reporter)
-        .with_context(|| format!("failed to pull kernel {}:{}", a.repo, a.tag))?;
+    let repo = ci_repo(&a.repo, a.ci);
+    let dir = oci::pull_kernel(&repo, &a.tag, &a.dir, &opts, &ctx.reporter)
+        .with_context(|| format!("failed to pull kernel {repo}:{}", a.tag))?;
     println!("{}", dir.display());
     Ok(ExitCode::Success)
 }
@@ -116,14 +126,12 @@ pub fn kernels_push(a: &KernelPushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 
 /// `lvh kernels catalog [version] [--repo R]`.
 pub fn kernels_catalog(a: &crate::kernels::CatalogArgs, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let lines = oci::catalog(
-        &a.repo,
-        a.kernel_version.as_deref(),
-        &Transport {
-            insecure: a.insecure,
-        },
-    )
-    .with_context(|| format!("failed to list {}", a.repo))?;
+    let repo = ci_repo(&a.repo, a.ci);
+    let transport = Transport {
+        insecure: a.insecure,
+    };
+    let lines = oci::catalog(&repo, a.kernel_version.as_deref(), &transport)
+        .with_context(|| format!("failed to list {repo}"))?;
     for l in lines {
         println!("{l}");
     }

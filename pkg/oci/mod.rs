@@ -3,10 +3,12 @@
 //! without a Docker daemon, with a content-addressed local cache for `lvh run`.
 
 pub mod auth;
+pub mod blob;
 pub mod error;
 pub mod extract;
 pub mod manifest;
 pub mod reference;
+pub mod sparse;
 pub mod tags;
 pub mod transport;
 

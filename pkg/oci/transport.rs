@@ -15,6 +15,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest, Sha256};
 
+pub use super::blob::BlobReader;
+use super::blob::Chunk;
 use super::error::{OciError, Result};
 use super::reference::{display, is_local_registry};
 use crate::cancel::CancelToken;
@@ -27,10 +29,8 @@ const CHANNEL_CHUNKS: usize = 32;
 const SEND_CHUNK: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often a blob stream reports its byte count.
+/// How often an upload reports its byte count.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-/// How often a reader waiting for the network checks for Ctrl-C.
-const CANCEL_POLL: Duration = Duration::from_millis(250);
 
 /// How to reach registries.
 #[derive(Clone, Debug, Default)]
@@ -66,7 +66,7 @@ pub fn hex(b: &[u8]) -> String {
 impl Remote {
     pub fn connect(reference: Reference, transport: &Transport) -> Result<Remote> {
         let registry = reference.resolve_registry().to_string();
-        let plain = transport.insecure || is_local_registry(&registry);
+        let plain = scheme_for(&registry, transport.insecure) == "http";
         let config = ClientConfig {
             protocol: if plain {
                 ClientProtocol::Http
@@ -213,19 +213,14 @@ impl Remote {
             }
             let _ = tx.send(Chunk::End(expected)).await;
         });
-        Ok(BlobReader {
+        Ok(BlobReader::new(
             rx,
-            handle: self.rt.handle().clone(),
-            cur: Bytes::new(),
-            state: ReadState::Streaming,
-            expected: digest.to_string(),
+            self.rt.handle().clone(),
+            digest.to_string(),
             what,
             size,
-            pos: 0,
             stage,
-            last_report: Instant::now(),
-            cancel: CancelToken::global(),
-        })
+        ))
     }
 
     /// All tags of the repository, page by page until a page brings nothing new
@@ -336,6 +331,15 @@ impl Remote {
             .block_on(self.client.push_manifest_raw(&self.reference, body, ct))
             .map_err(|e| self.map("manifest", &self.shown(), e))?;
         Ok(())
+    }
+}
+
+/// Plain http for local registries and with `--insecure`, https otherwise.
+pub fn scheme_for(registry: &str, insecure: bool) -> &'static str {
+    if insecure || is_local_registry(registry) {
+        "http"
+    } else {
+        "https"
     }
 }
 
@@ -469,126 +473,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-enum Chunk {
-    Data(Bytes),
-    /// The stream ended: the digest of all bytes.
-    End(String),
-    Failed(String),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-enum ReadState {
-    Streaming,
-    Ended { actual: String },
-    Failed(String),
-}
+    #[test]
+    fn schemes_table() {
+        for (reg, insecure, want) in [
+            ("quay.io", false, "https"),
+            ("quay.io", true, "http"),
+            ("registry.example:5000", false, "https"),
+            ("registry.example:5000", true, "http"),
+            ("localhost:5000", false, "http"),
+            ("127.0.0.1:41234", false, "http"),
+        ] {
+            assert_eq!(scheme_for(reg, insecure), want, "{reg} insecure={insecure}");
+        }
+    }
 
-/// The bytes of one blob as a [`Read`], fed by the network task.
-pub struct BlobReader<'s> {
-    rx: tokio::sync::mpsc::Receiver<Chunk>,
-    handle: tokio::runtime::Handle,
-    cur: Bytes,
-    state: ReadState,
-    expected: String,
-    what: String,
-    size: u64,
-    pos: u64,
-    stage: Option<&'s Stage<'s>>,
-    last_report: Instant,
-    cancel: CancelToken,
-}
+    #[test]
+    fn hex_and_digests() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
 
-impl BlobReader<'_> {
-    /// Reads whatever is left, then says whether the blob was complete and intact.
-    pub fn finish(&mut self) -> Result<u64> {
-        io::copy(self, &mut io::sink()).map_err(|e| match self.failure() {
-            Some(f) => f,
-            None => OciError::Registry {
-                reference: self.what.clone(),
-                message: e.to_string(),
+    #[test]
+    fn http_errors_map_to_clear_kinds() {
+        let e = map_error(
+            "manifest",
+            "quay.io/a/b:c",
+            "quay.io",
+            "https",
+            OciDistributionError::ServerError {
+                code: 404,
+                url: "u".into(),
+                message: String::new(),
             },
-        })?;
-        if let Some(f) = self.failure() {
-            return Err(f);
-        }
-        if let Some(s) = self.stage {
-            s.progress(self.pos, Some(self.size.max(self.pos)), Unit::Bytes);
-        }
-        Ok(self.pos)
-    }
-
-    /// The reason reading stopped early, if it did (digest mismatch,
-    /// network failure, interruption).
-    pub fn failure(&self) -> Option<OciError> {
-        if self.cancel.is_cancelled() {
-            return Some(OciError::Interrupted);
-        }
-        match &self.state {
-            ReadState::Streaming => None,
-            ReadState::Ended { actual } if *actual == self.expected => None,
-            ReadState::Ended { actual } => Some(OciError::DigestMismatch {
-                what: self.what.clone(),
-                expected: self.expected.clone(),
-                actual: actual.clone(),
-            }),
-            ReadState::Failed(m) => Some(OciError::Registry {
-                reference: self.what.clone(),
-                message: format!("download failed: {m}"),
-            }),
-        }
-    }
-
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-}
-
-impl Read for BlobReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while self.cur.is_empty() {
-            match self.state {
-                ReadState::Streaming => {}
-                ReadState::Ended { ref actual } if *actual == self.expected => return Ok(0),
-                _ => return Err(io::Error::other("blob download failed")),
-            }
-            if self.cancel.is_cancelled() {
-                return Err(io::Error::other("interrupted"));
-            }
-            // Wait in short slices so that Ctrl-C is noticed on a stalled download.
-            let msg = match self.rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                    let rx = &mut self.rx;
-                    // The timer must be made inside the runtime, hence the async block.
-                    match self
-                        .handle
-                        .block_on(async { tokio::time::timeout(CANCEL_POLL, rx.recv()).await })
-                    {
-                        Ok(m) => m,
-                        Err(_) => continue,
-                    }
-                }
-            };
-            match msg {
-                Some(Chunk::Data(b)) => self.cur = b,
-                Some(Chunk::End(actual)) => self.state = ReadState::Ended { actual },
-                Some(Chunk::Failed(m)) => self.state = ReadState::Failed(m),
-                None => self.state = ReadState::Failed("the download stopped".into()),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
-        self.pos += n as u64;
-        if let Some(s) = self.stage {
-            if self.last_report.elapsed() >= PROGRESS_EVERY {
-                self.last_report = Instant::now();
-                s.progress(self.pos, Some(self.size), Unit::Bytes);
-            }
-        }
-        Ok(n)
+        );
+        assert!(matches!(e, OciError::NotFound { .. }), "{e}");
+        let e = map_error(
+            "manifest",
+            "quay.io/a/b:c",
+            "quay.io",
+            "https",
+            OciDistributionError::UnauthorizedError { url: "u".into() },
+        );
+        assert!(e.to_string().contains("docker/skopeo login quay.io"), "{e}");
     }
 }

@@ -487,6 +487,20 @@ fn kernels_push_pull_and_catalog() {
         t.path(),
     ));
     assert_eq!(cat, "6.6-20240101.1\n6.6-main\n");
+    ok(&lvh(
+        &[
+            "kernels",
+            "push",
+            tree.to_str().unwrap(),
+            &format!("{repo}-ci:6.1-main"),
+        ],
+        t.path(),
+    ));
+    let cat = ok(&lvh(
+        &["kernels", "catalog", "--repo", &repo, "--ci"],
+        t.path(),
+    ));
+    assert_eq!(cat, "6.1\n");
     let err = fails(
         &lvh(&["kernels", "catalog", "7.0", "--repo", &repo], t.path()),
         1,
