@@ -8,7 +8,7 @@ PACKAGES=(
 	qemu-system-x86 qemu-system-arm qemu-utils ovmf
 	# image builder
 	mmdebstrap libguestfs-tools libguestfs-dev linux-image-amd64 e2fsprogs
-	qemu-user-static binfmt-support arch-test
+	qemu-user-static binfmt-support arch-test extlinux guestfs-tools
 	# kernel builder
 	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils

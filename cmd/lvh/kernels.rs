@@ -7,6 +7,7 @@ use clap::{ArgAction, Args, Subcommand};
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
+use lvh::kernels;
 
 /// The option groups `kernels init` and `kernels add` use by default.
 pub const DEFAULT_CONFIG_GROUPS: &str = "basic,bpf,virtio,minimize,namespaces";
@@ -78,6 +79,9 @@ pub struct AddArgs {
     /// Do not add the kernel; print its config entry
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub just_print_config: bool,
+    /// Starting config: defconfig (default), another make target (tinyconfig) or a config file
+    #[arg(long)]
+    pub base_config: Option<String>,
     /// Fetch the kernel's tree after adding it
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub fetch: bool,
@@ -117,6 +121,9 @@ pub struct ConfigureArgs {
     /// Target architecture (amd64 or arm64)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
+    /// Fail when Kconfig overrode a requested option (default: warn)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +138,9 @@ pub struct RawConfigureArgs {
     /// Target architecture (amd64 or arm64)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
+    /// Fail when Kconfig overrode a requested option (default: warn)
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -165,18 +175,118 @@ pub struct PullArgs {
 }
 
 pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let name = match cmd {
+    let r = &ctx.reporter;
+    match cmd {
+        KernelsCmd::Init(a) => {
+            let file = kernels::init(&kernels::InitPlan {
+                dir: a.dir.clone(),
+                groups: a.config_groups.clone(),
+                force: a.force,
+                backup: a.backup_conf,
+            })?;
+            r.println(&format!("wrote {}", file.display()));
+        }
+        KernelsCmd::List(a) => {
+            for k in kernels::list(&a.dir)? {
+                let state = if k.tree.is_some() {
+                    "fetched"
+                } else {
+                    "not fetched"
+                };
+                println!("{}\t{}\t{state}", k.name, k.url);
+            }
+        }
+        KernelsCmd::Add(a) => {
+            let added = kernels::add(
+                &kernels::AddPlan {
+                    dir: a.dir.clone(),
+                    name: a.name.clone(),
+                    url: a.url.clone(),
+                    groups: a.config_groups.clone(),
+                    just_print: a.just_print_config,
+                    fetch: a.fetch,
+                    backup: a.backup_conf,
+                    base_config: a.base_config.clone(),
+                    cwd: std::env::current_dir()?,
+                },
+                r,
+            )?;
+            if a.just_print_config {
+                println!("{}", added.json);
+            } else {
+                r.println(&format!(
+                    "added kernel {} ({})",
+                    added.entry.name, added.entry.url
+                ));
+                if let Some(f) = added.fetched {
+                    print_fetched(r, &f);
+                }
+            }
+        }
+        KernelsCmd::Remove(a) => {
+            for what in kernels::remove(&a.dir, &a.name, a.backup_conf, r)? {
+                r.println(&format!("removed {what}"));
+            }
+        }
+        KernelsCmd::Fetch(a) => {
+            let f = kernels::fetch(&a.dir, &a.name, r)?;
+            print_fetched(r, &f);
+        }
+        KernelsCmd::Configure(a) => {
+            kernels::configure(&plan(a), r)?;
+            let tree = kernels::layout::Layout::new(&a.dir).tree(&a.name);
+            println!("{}", tree.join(".config").display());
+        }
+        KernelsCmd::RawConfigure(a) => {
+            kernels::raw_configure(
+                &kernels::RawConfigurePlan {
+                    dir: a.dir.clone(),
+                    tree: a.kernel_dir.clone(),
+                    name: a.name.clone(),
+                    arch: a.arch,
+                    strict: a.strict,
+                },
+                r,
+            )?;
+            println!("{}", a.kernel_dir.join(".config").display());
+        }
+        KernelsCmd::Build(a) => {
+            let b = kernels::build(&plan(a), r)?;
+            r.println(&format!(
+                "kernel {} ({}) installed in {}{}",
+                a.name,
+                b.release,
+                b.install.display(),
+                if b.install_cached { " (unchanged)" } else { "" }
+            ));
+            println!("{}", b.image.display());
+        }
         KernelsCmd::Catalog(a) => return crate::oci::kernels_catalog(a, ctx),
         KernelsCmd::Pull(a) => return crate::oci::kernels_pull(a, ctx),
         KernelsCmd::Push(a) => return crate::oci::kernels_push(a, ctx),
-        KernelsCmd::Init(_) => "init",
-        KernelsCmd::List(_) => "list",
-        KernelsCmd::Add(_) => "add",
-        KernelsCmd::Remove(_) => "remove",
-        KernelsCmd::Configure(_) => "configure",
-        KernelsCmd::RawConfigure(_) => "raw_configure",
-        KernelsCmd::Build(_) => "build",
-        KernelsCmd::Fetch(_) => "fetch",
+    }
+    Ok(ExitCode::Success)
+}
+
+fn plan(a: &ConfigureArgs) -> kernels::KernelPlan {
+    kernels::KernelPlan {
+        dir: a.dir.clone(),
+        name: a.name.clone(),
+        arch: a.arch,
+        strict: a.strict,
+    }
+}
+
+fn print_fetched(r: &crate::render::Renderer, f: &kernels::Fetched) {
+    let what = match f.outcome {
+        kernels::FetchOutcome::Created => "fetched",
+        kernels::FetchOutcome::Updated => "updated",
+        kernels::FetchOutcome::UpToDate => "up to date:",
     };
-    crate::not_implemented(&format!("kernels {name}"))
+    r.println(&format!(
+        "{what} {} at {} ({})",
+        f.tree.display(),
+        &f.commit[..f.commit.len().min(12)],
+        f.branch
+    ));
 }

@@ -68,6 +68,7 @@ fn classify(err: &anyhow::Error) -> ExitCode {
             lvh::error::InvalidInput,
             lvh::exec::ExecError,
             lvh::images::ImagesError,
+            lvh::kernels::KernelsError,
             lvh::runner::RunError,
             lvh::oci::OciError,
         );

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{ArgAction, Args};
 
 use crate::Ctx;
@@ -154,8 +155,37 @@ pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
+/// Pulls `--image` into lvh's content-addressed cache when it is not a local
+/// file but an OCI reference (and `--pull-image` allows it), so the runner only
+/// ever sees a local path. A second run of the same reference downloads nothing.
+fn pull_if_remote(opts: &mut RunOptions, ctx: &Ctx) -> anyhow::Result<()> {
+    use lvh::runner::image::{classify, ImageRef};
+    let ImageRef::Remote(reference) = classify(&opts.image) else {
+        return Ok(());
+    };
+    if !opts.pull_image {
+        return Ok(());
+    }
+    // The runner's classification is loose; the OCI parser has the final word, and
+    // its error says which local path was tried.
+    lvh::oci::classify_image_arg(&reference)?;
+    let cache = lvh::fsutil::cache_dir();
+    let resolved = lvh::oci::resolve_image(&reference, opts.arch, &cache, &ctx.reporter)
+        .with_context(|| {
+            format!("no such local file {reference:?}; pulling it as an OCI reference failed")
+        })?;
+    if resolved.cached {
+        tracing::info!(path = %resolved.path.display(), "using cached {reference}");
+    }
+    opts.image = resolved.path.to_string_lossy().into_owned();
+    Ok(())
+}
+
 pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = options(args)?;
+    let mut opts = options(args)?;
+    if !args.dry_run {
+        pull_if_remote(&mut opts, ctx)?;
+    }
     let plan = RunPlan::new(&opts, kvm_usable(Path::new("/dev/kvm")))?;
     if args.dry_run {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");

@@ -332,8 +332,38 @@ impl TempPath {
 
 impl Drop for TempPath {
     fn drop(&mut self) {
+        // A killed mmdebstrap can leave /proc, /sys or device bind mounts in
+        // its tree: detach them first, and never recurse into a mount.
+        let mounts = mounts_under(&self.0);
+        for m in &mounts {
+            let _ = crate::exec::Cmd::new("umount")
+                .args(["-l"])
+                .arg(m)
+                .timeout(Duration::from_secs(30))
+                .run(&crate::progress::NullReporter);
+        }
+        if !mounts.is_empty() && !mounts_under(&self.0).is_empty() {
+            tracing::warn!("not removing {}: it still has mounts", self.0.display());
+            return;
+        }
         let _ = remove_any(&self.0);
     }
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mounts") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        // /proc/self/mounts escapes spaces and the like as octal (\040)
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    out
 }
 
 /// Where root trees are unpacked before `mkfs.ext4 -d`: `$LVH_SCRATCH_DIR`, else
@@ -632,6 +662,13 @@ mod tests {
         ] {
             assert_eq!(temp_owner(n, &names), want, "{n}");
         }
+    }
+
+    #[test]
+    fn mounts_are_found_under_a_dir() {
+        assert!(mounts_under(Path::new("/")).contains(&PathBuf::from("/")));
+        let d = tempfile::tempdir().unwrap();
+        assert!(mounts_under(d.path()).is_empty());
     }
 
     #[test]

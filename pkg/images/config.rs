@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Op, ACTION_TYPES};
 use super::jsonpos::{Pos, Positions};
@@ -85,48 +85,75 @@ impl ImageConf {
         Format::from_name(&self.name)
     }
 
-    /// This entry in the wire format (what `example-config` prints).
-    pub fn to_wire(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("name".into(), self.name.clone().into());
-        if let Some(p) = &self.parent {
-            m.insert("parent".into(), p.clone().into());
-        }
-        if let Some((s, _)) = &self.image_size {
-            m.insert("image_size".into(), s.clone().into());
-        }
-        if let Some(b) = self.bootable {
-            m.insert("bootable".into(), b.into());
-        }
-        m.insert("packages".into(), self.packages.clone().into());
-        if !self.actions.is_empty() {
-            let acts: Vec<Value> = self
+    /// This entry in the wire format (what `example-config` prints), keys in
+    /// little-vm-helper's order.
+    pub fn to_wire(&self) -> WireImage<'_> {
+        WireImage {
+            name: &self.name,
+            parent: self.parent.as_deref(),
+            image_size: self.image_size.as_ref().map(|(s, _)| s.as_str()),
+            bootable: self.bootable,
+            packages: &self.packages,
+            actions: self
                 .actions
                 .iter()
-                .map(|a| {
-                    let op: Map<String, Value> =
-                        a.op.fields()
-                            .into_iter()
-                            .map(|(k, v)| (k.to_string(), Value::from(v)))
-                            .collect();
-                    serde_json::json!({"comment": a.comment, "op": op, "type": a.op.type_name()})
+                .map(|a| WireAction {
+                    comment: &a.comment,
+                    op: WireOp(&a.op),
+                    r#type: a.op.type_name(),
                 })
-                .collect();
-            m.insert("actions".into(), acts.into());
+                .collect(),
+            suite: self.suite.as_deref(),
+            mirror: self.mirror.as_deref(),
+            variant: self.variant.as_deref(),
+            flatten: self.flatten,
         }
-        for (k, v) in [
-            ("suite", &self.suite),
-            ("mirror", &self.mirror),
-            ("variant", &self.variant),
-        ] {
-            if let Some(v) = v {
-                m.insert(k.into(), v.clone().into());
-            }
+    }
+}
+
+/// An image entry as written to images.json.
+#[derive(Debug, serde::Serialize)]
+pub struct WireImage<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_size: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bootable: Option<bool>,
+    packages: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    actions: Vec<WireAction<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suite: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flatten: Option<bool>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WireAction<'a> {
+    comment: &'a str,
+    op: WireOp<'a>,
+    r#type: &'static str,
+}
+
+/// An op as a JSON object with Go field names, in declaration order.
+#[derive(Debug)]
+struct WireOp<'a>(&'a Op);
+
+impl serde::Serialize for WireOp<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0.fields();
+        let mut m = ser.serialize_map(Some(fields.len()))?;
+        for (k, v) in fields {
+            m.serialize_entry(k, v)?;
         }
-        if let Some(f) = self.flatten {
-            m.insert("flatten".into(), f.into());
-        }
-        Value::Object(m)
+        m.end()
     }
 }
 

@@ -37,7 +37,8 @@ pub fn example() -> Vec<ImageConf> {
 
 /// The example as pretty JSON, with a trailing newline.
 pub fn example_json() -> String {
-    let v: Vec<serde_json::Value> = example().iter().map(|c| c.to_wire()).collect();
+    let ex = example();
+    let v: Vec<_> = ex.iter().map(|c| c.to_wire()).collect();
     let mut s = serde_json::to_string_pretty(&v).expect("serializable");
     s.push('\n');
     s

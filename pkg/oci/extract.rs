@@ -335,8 +335,8 @@ fn extract_image_file(
             io::copy(&mut tee, &mut io::sink()).map_err(OciError::io("cannot read", &zst_path))?;
             if let Some(c) = tee.copy.take() {
                 c.into_inner()
+                    .map(drop)
                     .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
                     .map_err(OciError::io("cannot write", &zst_path))?;
                 out.written.push(PathBuf::from(name));
             }
@@ -378,54 +378,102 @@ fn is_zero(b: &[u8]) -> bool {
 }
 
 /// Copies `r` into a new file at `dst`, leaving holes for all-zero blocks.
+/// Reading (decompression) and writing run on two threads, so the file
+/// system's copy and hole detection overlap with zstd.
 pub fn write_sparse(mut r: impl Read, dst: &Path) -> io::Result<u64> {
-    let mut f = File::create(dst)?;
-    let mut buf = vec![0u8; 4 << 20];
+    const BUF: usize = 4 << 20;
+    const IN_FLIGHT: usize = 3;
+    let f = File::create(dst)?;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+    for _ in 0..=IN_FLIGHT {
+        let _ = empty_tx.send(vec![0u8; BUF]);
+    }
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || write_blocks(f, full_rx, empty_tx));
+        let mut total = 0u64;
+        let read_result = loop {
+            let Ok(mut buf) = empty_rx.recv() else {
+                break Ok(());
+            };
+            let n = match read_full(&mut r, &mut buf) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            total += n as u64;
+            if full_tx.send((buf, n)).is_err() {
+                break Ok(());
+            }
+        };
+        drop(full_tx);
+        let written = writer
+            .join()
+            .map_err(|_| io::Error::other("the writer thread panicked"))??;
+        read_result?;
+        if written != total {
+            return Err(io::Error::other(format!(
+                "wrote {written} of {total} bytes"
+            )));
+        }
+        Ok(total)
+    })
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The writer half of [`write_sparse`]: seeks over zero blocks, writes runs
+/// of data blocks, hands buffers back, and sizes the file at the end.
+fn write_blocks(
+    mut f: File,
+    full: std::sync::mpsc::Receiver<(Vec<u8>, usize)>,
+    empty: std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> io::Result<u64> {
     let mut total = 0u64;
     let mut pending_hole = 0i64;
-    loop {
-        let mut n = 0;
-        while n < buf.len() {
-            match r.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if n == 0 {
-            break;
-        }
+    for (buf, n) in full {
         total += n as u64;
         let mut start = 0;
         while start < n {
             let end = (start + SPARSE_BLOCK).min(n);
-            let block = &buf[start..end];
-            if is_zero(block) {
-                pending_hole += block.len() as i64;
-            } else {
-                // Write the run of data blocks in one call.
-                let mut run_end = end;
-                while run_end < n {
-                    let e2 = (run_end + SPARSE_BLOCK).min(n);
-                    if is_zero(&buf[run_end..e2]) {
-                        break;
-                    }
-                    run_end = e2;
-                }
-                if pending_hole > 0 {
-                    f.seek(SeekFrom::Current(pending_hole))?;
-                    pending_hole = 0;
-                }
-                f.write_all(&buf[start..run_end])?;
-                start = run_end;
+            if is_zero(&buf[start..end]) {
+                pending_hole += (end - start) as i64;
+                start = end;
                 continue;
             }
-            start = end;
+            let mut run_end = end;
+            while run_end < n {
+                let e2 = (run_end + SPARSE_BLOCK).min(n);
+                if is_zero(&buf[run_end..e2]) {
+                    break;
+                }
+                run_end = e2;
+            }
+            if pending_hole > 0 {
+                f.seek(SeekFrom::Current(pending_hole))?;
+                pending_hole = 0;
+            }
+            f.write_all(&buf[start..run_end])?;
+            start = run_end;
         }
+        let _ = empty.send(buf);
     }
+    // No fsync: atomicity comes from the rename after verification; durability
+    // against power loss is not worth seconds per GiB here (zstd(1) does not either).
     f.set_len(total)?;
-    f.sync_all()?;
     Ok(total)
 }
 

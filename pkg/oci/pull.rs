@@ -82,6 +82,49 @@ pub fn resolve(remote: &Remote, platform: &Platform) -> Result<Resolved> {
     })
 }
 
+/// Warns when a single-platform image says it is for another architecture
+/// than the one asked for (an index would have refused; a plain manifest
+/// cannot, and an arm64 image booted as amd64 fails in confusing ways).
+pub fn warn_on_foreign_config(
+    remote: &Remote,
+    r: &Resolved,
+    platform: &Platform,
+    reporter: &dyn Reporter,
+) {
+    let Some(cfg) = &r.manifest.config else {
+        return;
+    };
+    if cfg.size > 1 << 20 || !cfg.media_type.contains("config") {
+        return;
+    }
+    let Ok(bytes) = remote.blob_bytes(&cfg.digest) else {
+        return;
+    };
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        architecture: String,
+        #[serde(default)]
+        os: String,
+    }
+    if let Ok(c) = serde_json::from_slice::<Config>(&bytes) {
+        let seen = manifest::PlatformJson {
+            architecture: c.architecture.clone(),
+            os: c.os.clone(),
+            variant: None,
+        };
+        if !c.architecture.is_empty() && !c.os.is_empty() && !platform.matches(&seen) {
+            progress::warn(
+                reporter,
+                format!(
+                    "{} is a {seen} image, not {platform}",
+                    display(&remote.reference)
+                ),
+            );
+        }
+    }
+}
+
 fn short(digest: &str) -> &str {
     let h = digest.strip_prefix("sha256:").unwrap_or(digest);
     &h[..h.len().min(12)]
@@ -146,6 +189,7 @@ pub fn pull_images(
     let stage = Stage::start(reporter, format!("pull {}", display(&r)));
     let remote = Remote::connect(r, &opts.transport)?;
     let resolved = resolve(&remote, &opts.platform)?;
+    warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
     let images = dir.join("images");
     std::fs::create_dir_all(&images).map_err(OciError::io("cannot create", &images))?;
     let _lock = Lock::acquire(
@@ -202,6 +246,7 @@ pub fn pull_kernel(
     let stage = Stage::start(reporter, format!("pull {}", display(&r)));
     let remote = Remote::connect(r, &opts.transport)?;
     let resolved = resolve(&remote, &opts.platform)?;
+    warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
     std::fs::create_dir_all(dir).map_err(OciError::io("cannot create", dir))?;
     let dst = dir.join(tag);
     let _lock = Lock::acquire(
@@ -314,6 +359,7 @@ pub fn resolve_image_with(
     )?;
     let cached = dir.is_dir();
     if !cached {
+        warn_on_foreign_config(&remote, &resolved, &opts.pull.platform, reporter);
         let staging = Partial::new(&dir).map_err(OciError::io("cannot prepare", &dir))?;
         std::fs::create_dir(staging.path())
             .map_err(OciError::io("cannot create", staging.path()))?;

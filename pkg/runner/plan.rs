@@ -131,7 +131,7 @@ fn resolve_image(o: &RunOptions) -> Result<PathBuf, RunError> {
             "no such image file {r} (--image), and --pull-image=false"
         ))),
         ImageRef::Remote(r) => Err(RunError::Setup(format!(
-            "no such image file {r} (--image); it looks like an OCI reference, but not pulling since OCI support is not built yet (images would be kept in {})",
+            "no such image file {r} (--image); it looks like an OCI reference, which `lvh run` pulls (not with --dry-run; `lvh images pull` pulls it to {})",
             o.dir.join("images").display()
         ))),
     }
@@ -488,15 +488,13 @@ mod tests {
     }
 
     #[test]
-    fn oci_references_are_not_pulled_yet() {
+    fn oci_references_are_not_pulled_by_the_plan() {
         let d = tempfile::tempdir().unwrap();
         let mut o = options(d.path());
         o.image = "quay.io/lvh-images/kind:6.6-main".into();
         let e = RunPlan::new(&o, false).unwrap_err();
         assert!(matches!(e, RunError::Setup(_)));
-        assert!(e
-            .to_string()
-            .contains("not pulling since OCI support is not built yet"));
+        assert!(e.to_string().contains("looks like an OCI reference"));
     }
 
     #[test]

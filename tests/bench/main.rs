@@ -6,6 +6,7 @@ mod exec_overhead;
 #[path = "../system/fixtures/mod.rs"]
 mod fixtures;
 mod images;
+mod kernels;
 mod oci;
 mod runner;
 
@@ -14,6 +15,7 @@ type Bench = (&'static str, fn() -> anyhow::Result<()>);
 const BENCHES: &[Bench] = &[
     ("exec", exec_overhead::run),
     ("images", images::run),
+    ("kernels", kernels::run),
     ("oci", oci::run),
     ("runner", runner::run),
 ];

@@ -4,5 +4,6 @@
 mod cli;
 mod common;
 mod images;
+mod kernels;
 mod oci;
 mod run;

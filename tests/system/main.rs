@@ -5,6 +5,7 @@
 mod exec;
 pub mod fixtures;
 mod images;
+mod kernels;
 mod oci;
 mod runner;
 mod tools;

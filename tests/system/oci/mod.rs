@@ -5,6 +5,7 @@
 
 mod layout;
 pub mod registry;
+mod run;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -190,6 +191,25 @@ fn lvh_push_is_read_by_skopeo_and_round_trips() {
         assert!(std::fs::read(d.join("images/base.qcow2")).unwrap() == data);
         assert_eq!(visible(&d.join("images")), ["base.qcow2"]);
     }
+    // A single-platform image pulled for another platform: done, with a warning.
+    let o = lvh(
+        &[
+            "images",
+            "pull",
+            &r,
+            "--dir",
+            d.to_str().unwrap(),
+            "--platform",
+            "linux/arm64",
+        ],
+        t.path(),
+    );
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is a linux/amd64 image, not linux/arm64"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -697,4 +717,130 @@ fn clear_errors_for_missing_and_unreachable() {
         3,
     );
     assert!(err.contains("invalid OCI reference"), "{err}");
+}
+
+/// bcrypt of "secret" (cost 4), for the registry's htpasswd file.
+const HTPASSWD: &str = "lvh:$2b$04$vPvvw1F09JynnN1ArYr9Y.GFkn2VRguJ/qmtVNdauv0PPwsYSqDny\n";
+
+fn lvh_env(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_lvh"));
+    c.args(args)
+        .env("CI", "true")
+        .env("LVH_CACHE_DIR", cache)
+        .env("HOME", cache)
+        .env_remove("LVH_LOG")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run lvh")
+}
+
+#[test]
+fn credentials_come_from_docker_config_and_the_environment() {
+    let reg =
+        Registry::start_with("auth:\n  htpasswd:\n    realm: lvh-test\n    path: {dir}/htpasswd\n");
+    std::fs::write(reg.dir.path().join("htpasswd"), HTPASSWD).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let data = test_bytes(1 << 20, 5);
+    let img = t.path().join("base.qcow2");
+    write_file(&img, &data);
+    let r = reg.reference("private/root-images", "v1");
+    let push = ["images", "push", img.to_str().unwrap(), r.as_str()];
+
+    let err = fails(&lvh_env(&push, t.path(), &[]), 1);
+    assert!(err.contains("unauthorized"), "{err}");
+    let wrong = [
+        ("LVH_REGISTRY_USERNAME", "lvh"),
+        ("LVH_REGISTRY_PASSWORD", "nope"),
+    ];
+    let err = fails(&lvh_env(&push, t.path(), &wrong), 1);
+    assert!(err.contains("unauthorized"), "{err}");
+
+    let docker = t.path().join("docker");
+    write_file(
+        &docker.join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"bHZoOnNlY3JldA=="}}}}}}"#,
+            reg.addr
+        )
+        .as_bytes(),
+    );
+    let cfg = [("DOCKER_CONFIG", docker.to_str().unwrap())];
+    ok(&lvh_env(&push, t.path(), &cfg));
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "lvh:secret",
+            "--raw",
+            &format!("docker://{r}"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&raw).contains("dev.lvh.artifact"));
+    let d = t.path().join("out");
+    let right = [
+        ("LVH_REGISTRY_USERNAME", "lvh"),
+        ("LVH_REGISTRY_PASSWORD", "secret"),
+    ];
+    ok(&lvh_env(
+        &["images", "pull", &r, "--dir", d.to_str().unwrap()],
+        t.path(),
+        &right,
+    ));
+    assert!(std::fs::read(d.join("images/base.qcow2")).unwrap() == data);
+}
+
+#[test]
+fn ctrl_c_during_a_pull_leaves_nothing_and_a_rerun_completes() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let data = test_bytes(3 << 20, 6);
+    let img = t.path().join("base.qcow2");
+    write_file(&img, &data);
+    let r = reg.reference("root-images", "sigint");
+    ok(&lvh(
+        &["images", "push", img.to_str().unwrap(), &r],
+        t.path(),
+    ));
+    let slow = Proxy::start_slow(&reg.addr, 256 << 10);
+    let d = t.path().join("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lvh"))
+        .args([
+            "images",
+            "pull",
+            &format!("{}/root-images:sigint", slow.addr),
+            "--dir",
+            d.to_str().unwrap(),
+        ])
+        .env("CI", "true")
+        .env("LVH_CACHE_DIR", t.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the layer is streaming, then interrupt.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while slow.bytes() < 200_000 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(slow.bytes() >= 200_000, "the pull never started streaming");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = fails(&out, 130);
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(visible(&d.join("images")).is_empty() && partials(&d.join("images")).is_empty());
+    ok(&lvh(
+        &["images", "pull", &r, "--dir", d.to_str().unwrap()],
+        t.path(),
+    ));
+    assert!(std::fs::read(d.join("images/base.qcow2")).unwrap() == data);
 }

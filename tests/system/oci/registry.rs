@@ -42,6 +42,12 @@ pub fn http_status(addr: &str, path: &str) -> Option<u16> {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with("")
+    }
+
+    /// A registry whose config ends with `extra` YAML (e.g. an `auth:` section);
+    /// `{dir}` in it stands for the registry's temp dir.
+    pub fn start_with(extra: &str) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
@@ -53,8 +59,9 @@ impl Registry {
             std::fs::write(
                 &cfg,
                 format!(
-                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                    storage.display()
+                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+                    storage.display(),
+                    extra.replace("{dir}", &dir.path().display().to_string())
                 ),
             )
             .unwrap();
@@ -66,7 +73,8 @@ impl Registry {
                 .expect("start docker-registry (Debian package docker-registry)");
             let end = Instant::now() + START_TIMEOUT;
             while Instant::now() < end {
-                if http_status(&addr, "/v2/") == Some(200) {
+                // 200, or 401 when the registry wants credentials.
+                if matches!(http_status(&addr, "/v2/"), Some(200 | 401)) {
                     return Registry {
                         _child: child,
                         addr,
@@ -114,6 +122,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(target: &str, cut_after: Option<u64>) -> Proxy {
+        Proxy::start_inner(target, cut_after, None)
+    }
+
+    /// A proxy that sends at most `bytes_per_sec` back to clients.
+    pub fn start_slow(target: &str, bytes_per_sec: u64) -> Proxy {
+        Proxy::start_inner(target, None, Some(bytes_per_sec))
+    }
+
+    fn start_inner(target: &str, cut_after: Option<u64>, rate: Option<u64>) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         l.set_nonblocking(true).unwrap();
@@ -133,8 +150,8 @@ impl Proxy {
                             client.try_clone().unwrap(),
                             server.try_clone().unwrap(),
                         );
-                        std::thread::spawn(move || pump(client2, server2, None, None));
-                        std::thread::spawn(move || pump(server, client, Some(c2), cut_after));
+                        std::thread::spawn(move || pump(client2, server2, None, None, None));
+                        std::thread::spawn(move || pump(server, client, Some(c2), cut_after, rate));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -163,8 +180,9 @@ fn pump(
     mut to: TcpStream,
     count: Option<Arc<AtomicU64>>,
     cut_after: Option<u64>,
+    rate: Option<u64>,
 ) {
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; 16 << 10];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -183,6 +201,9 @@ fn pump(
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
+        }
+        if let Some(r) = rate {
+            std::thread::sleep(Duration::from_secs_f64(n as f64 / r as f64));
         }
     }
     let _ = to.shutdown(Shutdown::Both);

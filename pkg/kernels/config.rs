@@ -1,0 +1,378 @@
+//! `kernels.json`: little-vm-helper's exact shape (`kernels[{name, url, opts,
+//! extra_make_args}]`, `common_opts`) plus lvh's `base_config` extension key,
+//! read strictly (unknown keys and malformed options name the file and kernel)
+//! and written atomically with Go's 4-space indentation.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{KernelsError, Result};
+use super::options::{parse_option, ConfigOption};
+use super::url;
+
+/// The file name inside `--dir`.
+pub const CONFIG_FILE: &str = "kernels.json";
+/// The kernel name that would collide with the shared git repository.
+pub const RESERVED_NAME: &str = "git";
+
+/// `kernels.json` as stored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conf {
+    pub kernels: Vec<KernelConf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub common_opts: Vec<ConfigOption>,
+}
+
+/// One kernel to build from source.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConf {
+    pub name: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opts: Vec<ConfigOption>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_make_args: Vec<String>,
+    /// lvh extension: `defconfig` (default), another make target such as
+    /// `tinyconfig`, or a path to a config file used as the starting `.config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_config: Option<String>,
+}
+
+/// Where configuration starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseConfig {
+    /// A make target (`defconfig`, `tinyconfig`, `allnoconfig`, ...).
+    Target(String),
+    /// A config file copied to `.config` (relative paths are relative to `--dir`).
+    File(PathBuf),
+}
+
+impl KernelConf {
+    /// The starting point of `kernels configure`, relative paths resolved against `dir`.
+    pub fn base(&self, dir: &Path) -> BaseConfig {
+        match self.base_config.as_deref().map(str::trim) {
+            None | Some("") => BaseConfig::Target("defconfig".into()),
+            Some(b) if b.contains('/') || b.starts_with('.') => BaseConfig::File(dir.join(b)),
+            Some(b) => BaseConfig::Target(b.to_string()),
+        }
+    }
+}
+
+/// Checks a kernel name: not reserved, usable as a directory, git branch and remote name.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name == RESERVED_NAME {
+        return Err(format!(
+            "the kernel name {name:?} is reserved (it is the shared git repository)"
+        ));
+    }
+    let ok = !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+    if !ok {
+        return Err(format!(
+            "invalid kernel name {name:?} (use letters, digits, '.', '_', '-', '+'; not starting with '.' or '-')"
+        ));
+    }
+    Ok(())
+}
+
+fn kernel_label(i: usize, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("kernel {n:?}"),
+        None => format!("kernels[{i}]"),
+    }
+}
+
+/// Validates every field; errors say which kernel and which field.
+pub fn validate(conf: &Conf) -> std::result::Result<(), String> {
+    for (j, o) in conf.common_opts.iter().enumerate() {
+        parse_option(o).map_err(|e| format!("common_opts[{j}]: {e}"))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in conf.kernels.iter().enumerate() {
+        let label = kernel_label(i, Some(&k.name));
+        check_name(&k.name).map_err(|e| format!("kernels[{i}].name: {e}"))?;
+        if !seen.insert(k.name.as_str()) {
+            return Err(format!("{label} appears twice"));
+        }
+        url::parse(&k.url).map_err(|e| format!("{label}: url: {e}"))?;
+        for (j, o) in k.opts.iter().enumerate() {
+            parse_option(o).map_err(|e| format!("{label}: opts[{j}]: {e}"))?;
+        }
+        if let Some(b) = &k.base_config {
+            if b.trim().is_empty() {
+                return Err(format!("{label}: base_config: must not be empty"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `kernels.json` text, naming the kernel (by index or name) whose entry
+/// is wrong: unknown keys, wrong types, malformed options.
+pub fn parse(text: &str) -> std::result::Result<Conf, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = value
+        .as_object()
+        .ok_or("expected a JSON object with \"kernels\" and \"common_opts\"")?;
+    for key in obj.keys() {
+        if key != "kernels" && key != "common_opts" {
+            return Err(format!("unknown key {key:?} (known: kernels, common_opts)"));
+        }
+    }
+    let mut conf = Conf::default();
+    match obj.get("kernels") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Array(ks)) => {
+            for (i, k) in ks.iter().enumerate() {
+                let name = k.get("name").and_then(|n| n.as_str());
+                let kc: KernelConf = serde_json::from_value(k.clone())
+                    .map_err(|e| format!("{}: {e}", kernel_label(i, name)))?;
+                conf.kernels.push(kc);
+            }
+        }
+        Some(_) => return Err("\"kernels\" must be an array".into()),
+    }
+    if let Some(c) = obj.get("common_opts") {
+        if !c.is_null() {
+            conf.common_opts =
+                serde_json::from_value(c.clone()).map_err(|e| format!("common_opts: {e}"))?;
+        }
+    }
+    validate(&conf)?;
+    Ok(conf)
+}
+
+/// The file for a kernels directory.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(CONFIG_FILE)
+}
+
+/// Loads and validates `<dir>/kernels.json`.
+pub fn load(dir: &Path) -> Result<Conf> {
+    let file = path(dir);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KernelsError::NoConfig {
+                file,
+                dir: dir.display().to_string(),
+            })
+        }
+        Err(e) => return Err(KernelsError::io("failed to read", file, e)),
+    };
+    parse(&text).map_err(|message| KernelsError::BadConfig { file, message })
+}
+
+/// The text lvh writes: Go's `json.MarshalIndent(conf, "", "    ")` layout.
+pub fn to_text(conf: &Conf) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    conf.serialize(&mut ser).expect("kernels.json serializes");
+    String::from_utf8(buf).expect("utf-8")
+}
+
+/// Writes `<dir>/kernels.json` atomically; with `backup`, the old file is first
+/// renamed to `kernels.json.<timestamp>` (little-vm-helper's naming).
+pub fn save(dir: &Path, conf: &Conf, backup: bool) -> Result<Option<PathBuf>> {
+    let file = path(dir);
+    let mut backed_up = None;
+    if backup && file.is_file() {
+        let old = dir.join(format!("{CONFIG_FILE}.{}", timestamp()));
+        std::fs::rename(&file, &old)
+            .map_err(|e| KernelsError::io("failed to back up", &file, e))?;
+        backed_up = Some(old);
+    }
+    crate::fsutil::write_atomic(&file, to_text(conf).as_bytes())
+        .map_err(|e| KernelsError::io("failed to write", &file, e))?;
+    Ok(backed_up)
+}
+
+/// `YYYYMMDD.HHMMSSffffff` in UTC, as little-vm-helper names backups.
+fn timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}.{:02}{:02}{:02}{:06}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+impl Conf {
+    pub fn kernel(&self, name: &str) -> Option<&KernelConf> {
+        self.kernels.iter().find(|k| k.name == name)
+    }
+
+    /// The unknown-kernel error for `name`.
+    pub fn unknown(&self, name: &str, dir: &Path) -> KernelsError {
+        let known: Vec<&str> = self.kernels.iter().map(|k| k.name.as_str()).collect();
+        KernelsError::UnknownKernel {
+            name: name.to_string(),
+            file: path(dir),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        }
+    }
+
+    /// `common_opts` then the kernel's `opts`, the order they are applied in.
+    pub fn options_for(&self, k: Option<&KernelConf>) -> Vec<ConfigOption> {
+        let mut v = self.common_opts.clone();
+        if let Some(k) = k {
+            v.extend(k.opts.iter().cloned());
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{
+    "kernels": [
+        {
+            "name": "bpf-next",
+            "url": "git://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git",
+            "opts": [
+                [
+                    "--enable",
+                    "CONFIG_BPF"
+                ]
+            ],
+            "extra_make_args": [
+                "LLVM=1"
+            ]
+        },
+        {
+            "name": "tiny",
+            "url": "/src/linux#main",
+            "base_config": "tinyconfig"
+        }
+    ],
+    "common_opts": [
+        [
+            "--disable",
+            "CONFIG_WERROR"
+        ]
+    ]
+}"#;
+
+    #[test]
+    fn round_trips_with_the_exact_keys_and_layout() {
+        let conf = parse(SAMPLE).unwrap();
+        assert_eq!(conf.kernels[0].extra_make_args, vec!["LLVM=1"]);
+        assert_eq!(conf.kernels[1].base_config.as_deref(), Some("tinyconfig"));
+        assert_eq!(to_text(&conf), SAMPLE);
+    }
+
+    #[test]
+    fn init_shape_has_an_empty_kernels_array() {
+        let text = to_text(&Conf::default());
+        assert_eq!(text, "{\n    \"kernels\": []\n}");
+        assert_eq!(parse(&text).unwrap(), Conf::default());
+        assert_eq!(parse(r#"{"kernels": null}"#).unwrap(), Conf::default());
+    }
+
+    #[test]
+    fn bad_files_name_the_kernel_and_field() {
+        let cases: &[(&str, &str)] = &[
+            ("{", "invalid JSON"),
+            ("[]", "expected a JSON object"),
+            (r#"{"kernels": [], "extra": 1}"#, "unknown key \"extra\""),
+            (
+                r#"{"kernels": [{"name": "a", "url": "/x", "colour": 1}]}"#,
+                "kernel \"a\": unknown field `colour`",
+            ),
+            (
+                r#"{"kernels": [{"url": "/x"}]}"#,
+                "kernels[0]: missing field `name`",
+            ),
+            (
+                r#"{"kernels": [{"name": "a", "url": "/x", "opts": [["--frob", "X"]]}]}"#,
+                "kernel \"a\": opts[0]: unknown scripts/config command \"--frob\"",
+            ),
+            (
+                r#"{"kernels": [{"name": "a", "url": "ftp://h/x"}]}"#,
+                "kernel \"a\": url:",
+            ),
+            (
+                r#"{"kernels": [{"name": "git", "url": "/x"}]}"#,
+                "kernels[0].name: the kernel name \"git\" is reserved",
+            ),
+            (
+                r#"{"kernels": [{"name": "a", "url": "/x"}, {"name": "a", "url": "/y"}]}"#,
+                "kernel \"a\" appears twice",
+            ),
+            (
+                r#"{"kernels": [], "common_opts": [["--enable"]]}"#,
+                "common_opts[0]: --enable needs 1 argument",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn base_config_forms() {
+        let mut k = KernelConf::default();
+        let d = Path::new("/d");
+        assert_eq!(k.base(d), BaseConfig::Target("defconfig".into()));
+        k.base_config = Some("tinyconfig".into());
+        assert_eq!(k.base(d), BaseConfig::Target("tinyconfig".into()));
+        k.base_config = Some("configs/x.config".into());
+        assert_eq!(k.base(d), BaseConfig::File("/d/configs/x.config".into()));
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["bpf-next", "6.6", "a_b+c"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["git", "", ".x", "-x", "a/b", "a b", "x.lock", "a..b"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_look_like_go_ones() {
+        let t = timestamp();
+        assert_eq!(t.len(), 21, "{t}");
+        assert_eq!(&t[8..9], ".");
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+}

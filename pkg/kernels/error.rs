@@ -1,0 +1,96 @@
+//! The kernel builder's errors: each names the file, kernel, field or value at
+//! fault, and knows its exit code (bad config or flag value => invalid input).
+
+use std::path::PathBuf;
+
+use crate::error::{ExitCode, HasExitCode};
+
+/// Everything that can go wrong in `lvh kernels ...`.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelsError {
+    /// A config file, flag value or name is wrong; nothing was changed.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{file}: {message}")]
+    BadConfig { file: PathBuf, message: String },
+    #[error("{file} does not exist (run `lvh kernels init --dir {dir}` first)")]
+    NoConfig { file: PathBuf, dir: String },
+    #[error("kernel {name:?} is not in {file} (known: {known})")]
+    UnknownKernel {
+        name: String,
+        file: PathBuf,
+        known: String,
+    },
+    #[error("kernel {name:?} has not been fetched: {path} does not exist (run `lvh kernels fetch {name}`)")]
+    NotFetched { name: String, path: PathBuf },
+    #[error("{what} {}", .path.display())]
+    Io {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git: {what}")]
+    Git {
+        what: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{what}")]
+    Exec {
+        what: String,
+        #[source]
+        source: crate::exec::ExecError,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::fsutil::LockError),
+    #[error("{count} option(s) did not hold after configuring {kernel} (--strict):\n{details}")]
+    Strict {
+        kernel: String,
+        count: usize,
+        details: String,
+    },
+    #[error("the cross compiler `{gcc}` for {arch} is not installed: install the Debian package {package}")]
+    NoCrossCompiler {
+        gcc: String,
+        arch: crate::arch::Arch,
+        package: String,
+    },
+}
+
+impl KernelsError {
+    pub fn io(what: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        KernelsError::Io {
+            what: what.into(),
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn git(what: impl Into<String>) -> impl FnOnce(git2::Error) -> Self {
+        let what = what.into();
+        move |source| KernelsError::Git { what, source }
+    }
+
+    pub fn exec(what: impl Into<String>) -> impl FnOnce(crate::exec::ExecError) -> Self {
+        let what = what.into();
+        move |source| KernelsError::Exec { what, source }
+    }
+}
+
+impl HasExitCode for KernelsError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            KernelsError::Invalid(_)
+            | KernelsError::BadConfig { .. }
+            | KernelsError::NoConfig { .. }
+            | KernelsError::UnknownKernel { .. }
+            | KernelsError::NotFetched { .. }
+            | KernelsError::NoCrossCompiler { .. } => ExitCode::InvalidInput,
+            KernelsError::Exec { source, .. } => source.exit_code(),
+            _ => ExitCode::Failure,
+        }
+    }
+}
+
+pub type Result<T, E = KernelsError> = std::result::Result<T, E>;

@@ -1,0 +1,539 @@
+//! Fetching kernel trees: one shared bare repository `kernels/git` with a remote
+//! per kernel and a worktree `kernels/<name>` on branch `lvh-<name>` (git2), or
+//! a standalone shallow clone for `?depth=N` URLs (the `git` program, see
+//! [`fetch_shallow`] for why). Fetching again fast-forwards the worktree.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Direction, FetchOptions, RemoteCallbacks, Repository};
+
+use super::error::{KernelsError, Result};
+use super::layout::{self, Layout};
+use super::url::KernelUrl;
+use crate::exec::Cmd;
+use crate::progress::{Stage, Unit};
+
+/// What a fetch did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub tree: PathBuf,
+    /// The commit the tree is at now.
+    pub commit: String,
+    /// The branch (or tag) followed on the remote.
+    pub branch: String,
+    pub outcome: FetchOutcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchOutcome {
+    Created,
+    Updated,
+    UpToDate,
+}
+
+/// Paths git is told to ignore in every kernel tree: lvh's state and the install tree.
+const EXCLUDES: &str = "/.lvh/\n/tar-install/\n";
+
+fn add_excludes(git_dir: &Path) -> Result<()> {
+    let f = git_dir.join("info").join("exclude");
+    let old = std::fs::read_to_string(&f).unwrap_or_default();
+    if old.contains("/.lvh/") {
+        return Ok(());
+    }
+    std::fs::create_dir_all(git_dir.join("info"))
+        .map_err(|e| KernelsError::io("failed to create", git_dir.join("info"), e))?;
+    crate::fsutil::write_atomic(&f, format!("{old}{EXCLUDES}").as_bytes())
+        .map_err(|e| KernelsError::io("failed to write", &f, e))
+}
+
+/// Opens the shared bare repository, creating it on first use.
+pub fn open_shared(layout: &Layout) -> Result<Repository> {
+    let git_dir = layout.git_dir();
+    let repo = if git_dir.join("HEAD").is_file() {
+        Repository::open_bare(&git_dir).map_err(KernelsError::git(format!(
+            "failed to open the shared repository {}",
+            git_dir.display()
+        )))?
+    } else {
+        std::fs::create_dir_all(&git_dir)
+            .map_err(|e| KernelsError::io("failed to create", &git_dir, e))?;
+        Repository::init_bare(&git_dir).map_err(KernelsError::git(format!(
+            "failed to create the shared repository {}",
+            git_dir.display()
+        )))?
+    };
+    add_excludes(&git_dir)?;
+    Ok(repo)
+}
+
+/// Fetches (or updates) kernel `name` from `url`.
+pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
+    if url.depth.is_some() {
+        return fetch_shallow(layout, name, url, stage);
+    }
+    let repo = open_shared(layout)?;
+    let gerr = |what: &str| KernelsError::git(format!("{what} for kernel {name:?} ({})", url.repo));
+
+    let mut remote = match repo.find_remote(name) {
+        Ok(r) if r.url().ok() == Some(url.repo.as_str()) => r,
+        Ok(_) => {
+            repo.remote_set_url(name, &url.repo)
+                .map_err(gerr("failed to set the remote URL"))?;
+            repo.find_remote(name)
+                .map_err(gerr("failed to find the remote"))?
+        }
+        Err(_) => repo
+            .remote(name, &url.repo)
+            .map_err(gerr("failed to add the remote"))?,
+    };
+
+    // Which ref to follow: the given branch (or tag), else the remote's HEAD.
+    stage.message(format!("connecting to {}", url.repo));
+    let (src_ref, branch) = {
+        let conn = remote
+            .connect_auth(Direction::Fetch, None, None)
+            .map_err(gerr("failed to connect"))?;
+        let heads = conn
+            .list()
+            .map_err(gerr("failed to list the remote's refs"))?;
+        pick_ref(
+            heads.iter().map(|h| (h.name(), h.symref_target())),
+            url.branch.as_deref(),
+        )
+        .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))?
+    };
+    let tracking = format!("refs/remotes/{name}/{branch}");
+    let refspec = format!("+{src_ref}:{tracking}");
+
+    let linked = match &url.local {
+        Some(path) => link_local(&repo, path, &src_ref, &tracking, stage)?,
+        None => false,
+    };
+    if !linked {
+        fetch_remote(&mut remote, &refspec, &src_ref, stage)
+            .map_err(gerr(&format!("failed to fetch {src_ref}")))?;
+    }
+
+    let target = repo
+        .find_reference(&tracking)
+        .and_then(|r| r.peel_to_commit())
+        .map_err(gerr(&format!("failed to resolve {tracking}")))?;
+    let commit = target.id().to_string();
+    let tree = layout.tree(name);
+    let marker = layout
+        .kernels_dir()
+        .join(format!(".{name}.checkout-incomplete"));
+
+    if tree.exists() && !marker.exists() {
+        let outcome = update_worktree(&tree, name, target.id())?;
+        return Ok(Fetched {
+            tree,
+            commit,
+            branch,
+            outcome,
+        });
+    }
+
+    // A new worktree (or one whose checkout was interrupted: start it over).
+    std::fs::write(&marker, b"").map_err(|e| KernelsError::io("failed to write", &marker, e))?;
+    crate::fsutil::remove_any(&tree).map_err(|e| KernelsError::io("failed to remove", &tree, e))?;
+    crate::fsutil::remove_any(&layout.git_dir().join("worktrees").join(name))
+        .map_err(|e| KernelsError::io("failed to remove stale worktree data for", &tree, e))?;
+    let local = layout::local_branch(name);
+    let br = repo
+        .branch(&local, &target, true)
+        .map_err(gerr(&format!("failed to create branch {local}")))?;
+    stage.message(format!("checking out {branch} into {}", tree.display()));
+    let mut opts = git2::WorktreeAddOptions::new();
+    opts.reference(Some(br.get()));
+    repo.worktree(name, &tree, Some(&opts))
+        .map_err(gerr(&format!(
+            "failed to create the worktree {}",
+            tree.display()
+        )))?;
+    std::fs::remove_file(&marker).map_err(|e| KernelsError::io("failed to remove", &marker, e))?;
+    Ok(Fetched {
+        tree,
+        commit,
+        branch,
+        outcome: FetchOutcome::Created,
+    })
+}
+
+fn fetch_remote(
+    remote: &mut git2::Remote<'_>,
+    refspec: &str,
+    src_ref: &str,
+    stage: &Stage,
+) -> std::result::Result<(), git2::Error> {
+    stage.message(format!("fetching {src_ref}"));
+    let mut cb = RemoteCallbacks::new();
+    let mut last = std::time::Instant::now();
+    cb.transfer_progress(|p| {
+        if last.elapsed().as_millis() >= 200 || p.received_objects() == p.total_objects() {
+            last = std::time::Instant::now();
+            stage.progress(
+                p.received_objects() as u64,
+                Some(p.total_objects() as u64),
+                Unit::Items,
+            );
+            stage.message(format!(
+                "{}/{} objects, {} MiB",
+                p.received_objects(),
+                p.total_objects(),
+                p.received_bytes() / (1 << 20)
+            ));
+        }
+        !crate::cancel::CancelToken::global().is_cancelled()
+    });
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(cb);
+    remote.fetch(&[refspec], Some(&mut fo), None)
+}
+
+/// For a source on this machine, git's own trick for local clones: hard-link the
+/// source's object files into the shared repository and point the tracking ref at
+/// the source's commit. libgit2's local transport would instead build a pack of
+/// the whole history (many minutes for a kernel tree). Hard links stay valid when
+/// the source later repacks or prunes. Returns false when this cannot be done
+/// (another filesystem, a source with alternates): the caller then fetches.
+fn link_local(
+    repo: &Repository,
+    source: &Path,
+    src_ref: &str,
+    tracking: &str,
+    stage: &Stage,
+) -> Result<bool> {
+    let Ok(src) = Repository::open(source) else {
+        return Ok(false);
+    };
+    let src_objects = src.commondir().join("objects");
+    if src_objects.join("info").join("alternates").exists() {
+        return Ok(false);
+    }
+    let Ok(oid) = src.refname_to_id(src_ref) else {
+        return Ok(false);
+    };
+    if repo.refname_to_id(tracking).ok() == Some(oid) {
+        return Ok(true);
+    }
+    stage.message(format!("linking objects from {}", source.display()));
+    let dst_objects = repo.path().join("objects");
+    match link_tree(&src_objects, &dst_objects) {
+        Ok(n) => stage.message(format!("linked {n} object files")),
+        // Another filesystem, or the source being repacked right now: fetch instead.
+        Err(e)
+            if e.raw_os_error() == Some(libc::EXDEV)
+                || e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(false)
+        }
+        Err(e) => {
+            return Err(KernelsError::io(
+                "failed to link objects into",
+                &dst_objects,
+                e,
+            ))
+        }
+    }
+    // The object database caches pack lists; look again after adding packs.
+    repo.odb()
+        .and_then(|odb| odb.refresh())
+        .map_err(KernelsError::git("failed to refresh the object database"))?;
+    if repo.find_commit(oid).and_then(|c| c.tree()).is_err() {
+        return Ok(false);
+    }
+    repo.reference(tracking, oid, true, "lvh: linked from a local repository")
+        .map_err(KernelsError::git(format!("failed to set {tracking}")))?;
+    Ok(true)
+}
+
+/// Hard-links loose objects (`xx/yyyy...`) and `pack/*` files not present yet.
+fn link_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let name = e.file_name();
+        let name_s = name.to_string_lossy();
+        let is_fanout = name_s.len() == 2 && name_s.chars().all(|c| c.is_ascii_hexdigit());
+        if !(is_fanout || name_s == "pack") || !e.file_type()?.is_dir() {
+            continue;
+        }
+        let to_dir = dst.join(&name);
+        std::fs::create_dir_all(&to_dir)?;
+        // Index files last, so a pack is never visible before its data.
+        let mut files: Vec<_> =
+            std::fs::read_dir(e.path())?.collect::<std::result::Result<_, _>>()?;
+        files.sort_by_key(|f| f.file_name().to_string_lossy().ends_with(".idx"));
+        for f in files {
+            let to = to_dir.join(f.file_name());
+            if f.file_name().to_string_lossy().starts_with("tmp") || to.exists() {
+                continue;
+            }
+            match std::fs::hard_link(f.path(), &to) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Picks the remote ref to fetch from the advertised `(name, symref target)` list.
+pub fn pick_ref<'a>(
+    heads: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    branch: Option<&str>,
+) -> std::result::Result<(String, String), String> {
+    let heads: Vec<(&str, Option<&str>)> = heads.collect();
+    let has = |r: &str| heads.iter().any(|(n, _)| *n == r);
+    match branch {
+        Some(b) => {
+            for full in [format!("refs/heads/{b}"), format!("refs/tags/{b}")] {
+                if has(&full) {
+                    return Ok((full, b.to_string()));
+                }
+            }
+            Err(format!("the remote has no branch or tag {b:?}"))
+        }
+        None => {
+            let target = heads
+                .iter()
+                .find(|(n, _)| *n == "HEAD")
+                .and_then(|(_, t)| *t)
+                .ok_or("the remote does not say which branch HEAD is; add #branch to the URL")?;
+            let b = target.strip_prefix("refs/heads/").unwrap_or(target);
+            Ok((target.to_string(), b.to_string()))
+        }
+    }
+}
+
+/// Fast-forwards an existing worktree to `target`, keeping local changes that do
+/// not conflict; refuses to touch a tree that diverged or is on another branch.
+fn update_worktree(tree: &Path, name: &str, target: git2::Oid) -> Result<FetchOutcome> {
+    let gerr = |what: &str| KernelsError::git(format!("{what} in {}", tree.display()));
+    let wt = Repository::open(tree).map_err(gerr("failed to open the worktree"))?;
+    let local = format!("refs/heads/{}", layout::local_branch(name));
+    let head = wt.head().map_err(gerr("failed to read HEAD"))?;
+    if head.name().ok() != Some(local.as_str()) {
+        return Err(KernelsError::Invalid(format!(
+            "{} is on {} instead of {local}; not updating it (switch back or remove the kernel)",
+            tree.display(),
+            head.name().unwrap_or("a detached HEAD")
+        )));
+    }
+    let current = head
+        .peel_to_commit()
+        .map_err(gerr("failed to read HEAD"))?
+        .id();
+    if current == target {
+        return Ok(FetchOutcome::UpToDate);
+    }
+    if !wt
+        .graph_descendant_of(target, current)
+        .map_err(gerr("failed to compare commits"))?
+    {
+        if wt.graph_descendant_of(current, target).unwrap_or(false) {
+            return Ok(FetchOutcome::UpToDate);
+        }
+        return Err(KernelsError::Invalid(format!(
+            "{local} in {} has diverged from the remote ({current} vs {target}); rebase or reset it yourself",
+            tree.display()
+        )));
+    }
+    let obj = wt
+        .find_object(target, None)
+        .map_err(gerr("failed to find the new commit"))?;
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.safe();
+    wt.checkout_tree(&obj, Some(&mut co)).map_err(gerr(
+        "failed to check out the new commit (local changes in the way?)",
+    ))?;
+    wt.reference(
+        &local,
+        target,
+        true,
+        "lvh: fast-forward to the fetched commit",
+    )
+    .map_err(gerr(&format!("failed to move {local}")))?;
+    Ok(FetchOutcome::Updated)
+}
+
+fn git(args: &[&str]) -> Cmd {
+    Cmd::new("git").args(args).env("GIT_TERMINAL_PROMPT", "0")
+}
+
+/// `?depth=N`: a standalone shallow clone in `kernels/<name>`. This goes through
+/// the `git` program because libgit2's local transport (file:// URLs and paths,
+/// the kernel developer's own tree) has no shallow fetch, and because git itself
+/// handles re-fetching a shallow history (new shallow boundary) robustly.
+fn fetch_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
+    let depth = url.depth.unwrap_or(1).to_string();
+    let src = url.shallow_source();
+    let tree = layout.tree(name);
+    let local = layout::local_branch(name);
+    let r = stage.reporter();
+    let tree_s = tree.to_string_lossy().to_string();
+    if !tree.join(".git").exists() {
+        std::fs::create_dir_all(layout.kernels_dir())
+            .map_err(|e| KernelsError::io("failed to create", layout.kernels_dir(), e))?;
+        let partial = crate::fsutil::Partial::new(&tree)
+            .map_err(|e| KernelsError::io("failed to prepare", &tree, e))?;
+        let p = partial.path().to_string_lossy().to_string();
+        let mut args = vec![
+            "clone",
+            "--progress",
+            "--no-tags",
+            "--single-branch",
+            "--depth",
+            &depth,
+        ];
+        if let Some(b) = &url.branch {
+            args.extend(["--branch", b]);
+        }
+        args.extend([src.as_str(), p.as_str()]);
+        git(&args)
+            .stage(stage.id())
+            .run(r)
+            .map_err(KernelsError::exec(format!(
+                "failed to clone {src} for kernel {name:?}"
+            )))?;
+        git(&["-C", &p, "checkout", "-q", "-B", &local])
+            .run(r)
+            .map_err(KernelsError::exec(format!(
+                "failed to create branch {local}"
+            )))?;
+        add_excludes(&partial.path().join(".git"))?;
+        partial
+            .commit()
+            .map_err(|e| KernelsError::io("failed to move the clone to", &tree, e))?;
+        let commit = rev_parse(&tree_s)?;
+        let branch = url.branch.clone().unwrap_or_else(|| "HEAD".into());
+        return Ok(Fetched {
+            tree,
+            commit,
+            branch,
+            outcome: FetchOutcome::Created,
+        });
+    }
+    let before = rev_parse(&tree_s)?;
+    git(&["-C", &tree_s, "remote", "set-url", "origin", &src])
+        .run(r)
+        .map_err(KernelsError::exec("failed to set the origin URL"))?;
+    let what = url.branch.clone().unwrap_or_else(|| "HEAD".into());
+    git(&[
+        "-C",
+        &tree_s,
+        "fetch",
+        "--progress",
+        "--no-tags",
+        "--depth",
+        &depth,
+        "origin",
+        &what,
+    ])
+    .stage(stage.id())
+    .run(r)
+    .map_err(KernelsError::exec(format!(
+        "failed to fetch {what} for kernel {name:?}"
+    )))?;
+    // `reset --keep` moves the branch and the files but refuses if a local change
+    // would be lost, unlike little-vm-helper which left shallow trees stale.
+    git(&["-C", &tree_s, "reset", "-q", "--keep", "FETCH_HEAD"])
+        .run(r)
+        .map_err(KernelsError::exec(format!(
+            "failed to update {}",
+            tree.display()
+        )))?;
+    let commit = rev_parse(&tree_s)?;
+    let outcome = if commit == before {
+        FetchOutcome::UpToDate
+    } else {
+        FetchOutcome::Updated
+    };
+    Ok(Fetched {
+        tree,
+        commit,
+        branch: what,
+        outcome,
+    })
+}
+
+fn rev_parse(tree: &str) -> Result<String> {
+    let out = git(&["-C", tree, "rev-parse", "HEAD"])
+        .capture_stdout()
+        .run(&crate::progress::NullReporter)
+        .map_err(KernelsError::exec(format!("failed to read HEAD of {tree}")))?;
+    Ok(out.stdout_str())
+}
+
+/// Removes kernel `name`'s tree, its worktree record, branch and remote; the
+/// shared repository (and its objects) stays.
+pub fn remove(layout: &Layout, name: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let tree = layout.tree(name);
+    if tree.exists() {
+        crate::fsutil::remove_any(&tree)
+            .map_err(|e| KernelsError::io("failed to remove", &tree, e))?;
+        removed.push(format!("tree {}", tree.display()));
+    }
+    if !layout.git_dir().join("HEAD").is_file() {
+        return Ok(removed);
+    }
+    let repo = open_shared(layout)?;
+    if let Ok(wt) = repo.find_worktree(name) {
+        let mut po = git2::WorktreePruneOptions::new();
+        po.valid(true).working_tree(true);
+        wt.prune(Some(&mut po)).map_err(KernelsError::git(format!(
+            "failed to prune worktree {name}"
+        )))?;
+        removed.push(format!("worktree {name}"));
+    }
+    let local = layout::local_branch(name);
+    if let Ok(mut b) = repo.find_branch(&local, git2::BranchType::Local) {
+        b.delete().map_err(KernelsError::git(format!(
+            "failed to delete branch {local}"
+        )))?;
+        removed.push(format!("branch {local}"));
+    }
+    if repo.find_remote(name).is_ok() {
+        repo.remote_delete(name)
+            .map_err(KernelsError::git(format!("failed to delete remote {name}")))?;
+        removed.push(format!("remote {name}"));
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_remote_head_or_the_named_ref() {
+        let heads = [
+            ("HEAD", Some("refs/heads/main")),
+            ("refs/heads/main", None),
+            ("refs/heads/dev", None),
+            ("refs/tags/v1", None),
+        ];
+        let pick = |b: Option<&str>| pick_ref(heads.iter().copied(), b);
+        assert_eq!(
+            pick(None).unwrap(),
+            ("refs/heads/main".into(), "main".into())
+        );
+        assert_eq!(
+            pick(Some("dev")).unwrap(),
+            ("refs/heads/dev".into(), "dev".into())
+        );
+        assert_eq!(
+            pick(Some("v1")).unwrap(),
+            ("refs/tags/v1".into(), "v1".into())
+        );
+        assert!(pick(Some("nope"))
+            .unwrap_err()
+            .contains("no branch or tag \"nope\""));
+        let no_head = [("refs/heads/x", None)];
+        assert!(pick_ref(no_head.iter().copied(), None).is_err());
+    }
+}

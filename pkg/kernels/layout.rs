@@ -1,0 +1,70 @@
+//! Where things live under `--dir`: `kernels.json`, the shared bare repository
+//! `kernels/git`, one worktree per kernel `kernels/<name>`, and lvh's own state
+//! inside a worktree (`.lvh/`: logs, stamps) that git is told to ignore.
+
+use std::path::{Path, PathBuf};
+
+/// Paths for one kernels directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    /// Paths are made absolute: make runs inside the tree, so relative ones would break.
+    pub fn new(dir: &Path) -> Self {
+        Layout {
+            dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        }
+    }
+
+    /// `<dir>/kernels`: the git repository and the worktrees.
+    pub fn kernels_dir(&self) -> PathBuf {
+        self.dir.join("kernels")
+    }
+
+    /// `<dir>/kernels/git`: the bare repository every worktree shares.
+    pub fn git_dir(&self) -> PathBuf {
+        self.kernels_dir().join(super::config::RESERVED_NAME)
+    }
+
+    /// `<dir>/kernels/<name>`: the kernel's tree.
+    pub fn tree(&self, name: &str) -> PathBuf {
+        self.kernels_dir().join(name)
+    }
+
+    /// The lock that serializes fetch/configure/build of one kernel.
+    pub fn lock(&self, name: &str) -> PathBuf {
+        self.kernels_dir().join(format!(".{name}.lock"))
+    }
+}
+
+/// The local branch a kernel's worktree is on.
+pub fn local_branch(name: &str) -> String {
+    format!("lvh-{name}")
+}
+
+/// lvh's state inside a kernel tree.
+pub fn state_dir(tree: &Path) -> PathBuf {
+    tree.join(".lvh")
+}
+
+/// The full log of the last configure/build.
+pub fn log_file(tree: &Path, what: &str) -> PathBuf {
+    state_dir(tree).join(format!("{what}.log"))
+}
+
+/// Records what the current `.config` was made from.
+pub fn config_stamp(tree: &Path) -> PathBuf {
+    state_dir(tree).join("config.stamp")
+}
+
+/// Records what the current `tar-install` was made from.
+pub fn install_stamp(tree: &Path) -> PathBuf {
+    state_dir(tree).join("install.stamp")
+}
+
+/// `<tree>/tar-install`: `boot/vmlinuz-<ver>` and `lib/modules/<ver>`, as little-vm-helper.
+pub fn install_dir(tree: &Path) -> PathBuf {
+    tree.join("tar-install")
+}
