@@ -175,7 +175,7 @@ fn missing_kernel_or_image_names_the_path() {
 }
 
 #[test]
-fn an_oci_reference_is_not_pulled_yet() {
+fn dry_run_never_pulls_an_oci_reference() {
     let d = files();
     let out = lvh_in(
         d.path(),
@@ -189,10 +189,8 @@ fn an_oci_reference_is_not_pulled_yet() {
     assert_code(&out, 240);
     let e = stderr(&out);
     assert!(e.contains("quay.io/lvh-images/kind:6.6-main"), "{e}");
-    assert!(
-        e.contains("not pulling since OCI support is not built yet"),
-        "{e}"
-    );
+    assert!(e.contains("looks like an OCI reference"), "{e}");
+    assert!(e.contains("not with --dry-run"), "{e}");
 }
 
 #[test]
