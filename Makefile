@@ -18,13 +18,14 @@ build:
 install-deps:
 	bash scripts/install-deps.sh
 
+# Every tier uses the release profile so CI compiles the dependencies once.
 test: install-deps lint test-unit test-integration test-system
 
 test-unit:
-	$(CARGO) test --locked --lib --bins
+	$(CARGO) test --locked --release --lib --bins
 
 test-integration:
-	$(CARGO) test --locked --test integration
+	$(CARGO) test --locked --release --test integration
 
 test-system:
 	$(CARGO) test --locked --release --test system -- --test-threads=2
