@@ -28,7 +28,7 @@ if [ ! -d "$SRC/.git" ]; then
 	mkdir -p "$SRC.partial"
 	tar -C "$SRC.partial" --strip-components=1 -xf "$TARBALL"
 	git -C "$SRC.partial" init -q -b main
-	git -C "$SRC.partial" -c core.compression=1 add -A
+	git -C "$SRC.partial" -c core.compression=1 add -A -f  # Debian's .gitignore ignores the whole top level
 	git -C "$SRC.partial" -c user.name=lvh -c user.email=lvh@localhost commit -q -m "$(basename "$TARBALL")"
 	mv "$SRC.partial" "$SRC"
 fi
