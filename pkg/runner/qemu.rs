@@ -186,7 +186,9 @@ pub fn base_cmdline(arch: Arch, dev: RootDev) -> Vec<String> {
     ]
 }
 
-/// User-mode networking with a virtio NIC, and the port forwards.
+/// User-mode networking with a virtio NIC, and the port forwards. The NIC
+/// gets no option ROM (`romfile=`): lvh never network-boots, and SeaBIOS
+/// loading and running iPXE costs about 0.3 s of every boot under TCG.
 pub fn net_args(ports: &[PortForward]) -> Vec<String> {
     let mut netdev = String::from("user,id=net0");
     for p in ports {
@@ -197,7 +199,7 @@ pub fn net_args(ports: &[PortForward]) -> Vec<String> {
         "-netdev".into(),
         netdev,
         "-device".into(),
-        "virtio-net-pci,netdev=net0".into(),
+        "virtio-net-pci,netdev=net0,romfile=".into(),
     ]
 }
 
@@ -422,7 +424,7 @@ mod tests {
     #[test]
     fn network_and_forwards() {
         let mut c = config(Arch::Amd64, Accel::Tcg);
-        assert!(joined(&c).contains("-netdev user,id=net0 -device virtio-net-pci,netdev=net0"));
+        assert!(joined(&c).contains("-netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile= "));
         c.ports = vec![
             PortForward::parse("2222:22").unwrap(),
             PortForward::parse("0.0.0.0:53:53:udp").unwrap(),
