@@ -132,6 +132,10 @@ pub const GROUPS: &[Group] = &[
         name: "runner",
         text: include_str!("../../configs/kconfig/runner.conf"),
     },
+    Group {
+        name: "compat",
+        text: include_str!("../../configs/kconfig/compat.conf"),
+    },
 ];
 
 /// The names of every group, comma separated.
@@ -273,7 +277,7 @@ mod tests {
         let err = group_options(&["basic".into(), "nope".into()]).unwrap_err();
         assert!(err.contains("\"nope\""), "{err}");
         assert!(
-            err.contains("basic, bpf, virtio, minimize, namespaces, runner"),
+            err.contains("basic, bpf, virtio, minimize, namespaces, runner, compat"),
             "{err}"
         );
     }

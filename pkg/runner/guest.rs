@@ -91,6 +91,7 @@ pub fn command_cmdline(base: &[String], append: &[String]) -> String {
 /// such as a kernel without bpffs, are ignored). `/run` covers the control share.
 pub fn fstab() -> String {
     [
+        "proc /proc proc nosuid,nodev,noexec 0 0",
         "sysfs /sys sysfs nosuid,nodev,noexec 0 0",
         "tmpfs /run tmpfs mode=0755,nosuid,nodev 0 0",
         "devpts /dev/pts devpts X-mount.mkdir,gid=5,mode=620,ptmxmode=666 0 0",
@@ -112,10 +113,10 @@ pub fn init_script(cmd: &GuestCommand) -> String {
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root
 lvh_fail() {{ echo "{err}$*" >/dev/console; [ -n "${{lvh_ctl:-}}" ] && echo "error $*" >&9; exit 1; }}
 [ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev || lvh_fail "cannot mount /dev (devtmpfs)"
-mount -t proc proc /proc 2>/dev/null
-# One mount call for the rest (util-linux reads lvh's fstab); then make sure
-# of the two that matter, for mounts without -T such as busybox's.
+# One mount call for all (util-linux reads lvh's fstab, /proc first); then
+# make sure of those that matter, for mounts without -T such as busybox's.
 mount -a -T {ctl}/fstab 2>/dev/null
+[ -d /proc/self ] || mount -t proc proc /proc
 [ -d /sys/class ] || mount -t sysfs sysfs /sys
 {{ : >/run/.lvh; }} 2>/dev/null || mount -t tmpfs -o mode=0755 tmpfs /run || lvh_fail "cannot mount a tmpfs on /run"
 lvh_out= lvh_err= lvh_ctl= lvh_try=0

@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
         assert!(c
             .cmdline
-            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -- -c"));
+            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -- -c"));
     }
 
     #[test]
@@ -506,7 +506,10 @@ mod tests {
         assert_eq!(p.mode, Mode::Interactive);
         let c = p.qemu_config(Path::new("/r"));
         assert_eq!(c.console, Console::Stdio { log: None });
-        assert_eq!(c.cmdline, "root=/dev/vda rw console=ttyS0 panic=-1");
+        assert_eq!(
+            c.cmdline,
+            "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd"
+        );
 
         o.daemonize = true;
         o.wait_ssh = true;
@@ -526,7 +529,7 @@ mod tests {
         assert_eq!(c.console, Console::File("/tmp/c.log".into()));
         assert_eq!(c.daemonize, Some(PathBuf::from("/r/qemu.pid")));
         assert!(!c.snapshot);
-        assert!(c.cmdline.ends_with("panic=-1 quiet loglevel=3"));
+        assert!(c.cmdline.ends_with("panic=-1 i8042.noaux i8042.nokbd quiet loglevel=3"));
     }
 
     #[test]
