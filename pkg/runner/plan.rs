@@ -529,7 +529,9 @@ mod tests {
         assert_eq!(c.console, Console::File("/tmp/c.log".into()));
         assert_eq!(c.daemonize, Some(PathBuf::from("/r/qemu.pid")));
         assert!(!c.snapshot);
-        assert!(c.cmdline.ends_with("panic=-1 i8042.noaux i8042.nokbd quiet loglevel=3"));
+        assert!(c
+            .cmdline
+            .ends_with("panic=-1 i8042.noaux i8042.nokbd quiet loglevel=3"));
     }
 
     #[test]

@@ -303,14 +303,27 @@ exec qemu-system-x86_64 "${args[@]}" -accel tcg -cpu max
         .arg("uname -r");
     reference("vmtest", "cargo install vmtest", vmtest, &release);
 
-    // virtme-ng boots the same root image over virtio-blk.
+    // virtme-ng, like vmtest, with the host's root (its usual mode) ...
+    let mut vng = Command::new("vng");
+    vng.arg("--run")
+        .arg(kernel)
+        .args(["--disable-kvm", "--memory", "512M", "--exec", "uname -r"]);
+    reference("virtme-ng", "pip install virtme-ng", vng, &release);
+    // ... and booting the same root image as lvh over virtio-blk. Its init
+    // finds its I/O ports through udev's /dev/virtio-ports links, so in an
+    // image without udev the output only reaches the console.
     let mut vng = Command::new("vng");
     vng.arg("--run")
         .arg(kernel)
         .arg("--root-disk")
         .arg(image)
         .args(["--disable-kvm", "--memory", "512M", "--exec", "uname -r"]);
-    reference("virtme-ng", "pip install virtme-ng", vng, &release);
+    reference(
+        "virtme-ng --root-disk",
+        "pip install virtme-ng",
+        vng,
+        &release,
+    );
 }
 
 pub fn run() -> anyhow::Result<()> {

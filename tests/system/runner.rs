@@ -1,7 +1,7 @@
 //! `lvh run` against real QEMU (TCG) with the cached kernel and image
 //! fixtures: exit codes, separate and byte-exact output streams, the image
 //! left unchanged, panics, silence, QEMU dying, Ctrl-C, port forwards, the
-//! host mount, and an arm64 guest.
+//! host mount, an arm64 guest, and a bootable systemd image reached over ssh.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -444,6 +444,17 @@ fn verbose_shows_the_console_on_stderr_only() {
     assert!(text(&o.stderr).contains("Linux version"));
 }
 
+/// Waits up to `within` for process `pid` to end; fails if it still runs.
+#[track_caller]
+fn assert_exits(pid: u32, within: Duration) {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = Instant::now() + within;
+    while proc.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!proc.exists(), "QEMU {pid} was left running");
+}
+
 fn pid_from(stderr: &str) -> u32 {
     let at = stderr.find("running as pid ").expect("pid in output") + "running as pid ".len();
     stderr[at..]
@@ -492,12 +503,61 @@ fn daemonize_leaves_qemu_running_and_wait_ssh_fails_clearly() {
     );
     assert!(start.elapsed() < Duration::from_secs(30));
     let pid = pid_from(&e);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "QEMU {pid} was left running"
-    );
+    assert_exits(pid, Duration::from_secs(10));
+}
+
+#[test]
+fn a_bootable_image_boots_by_itself_and_wait_ssh_returns_when_ssh_answers() {
+    // The little-vm-helper way: no --kernel (extlinux and Debian's kernel in
+    // the image), systemd, sshd, a port forward, then ssh in.
+    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let before = content_digest(&f.image);
+    let port = free_port();
+    let o = Command::new(env!("CARGO_BIN_EXE_lvh"))
+        .arg("run")
+        .arg("--image")
+        .arg(&f.image)
+        .args(["--daemonize", "-p", &format!("{port}:22"), "--wait-ssh"])
+        .args(["--ssh-timeout", "600", "--mem", "1G"])
+        .env("LVH_ACCEL", "tcg")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lvh");
+    assert_code(&o, 0);
+    let pid = pid_from(&text(&o.stderr));
+    let ssh = Command::new("ssh")
+        .arg("-i")
+        .arg(&f.key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=30",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["root@127.0.0.1", "cat /proc/cmdline; id -u"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = text(&ssh.stdout);
+    assert!(ssh.status.success(), "ssh failed: {}", text(&ssh.stderr));
+    // Booted by the image's own bootloader (lvh's command line would say init=).
+    assert!(out.contains("root=/dev/vda"), "{out}");
+    assert!(!out.contains("init="), "{out}");
+    assert!(out.ends_with("0\n"), "{out}");
+    assert_exits(pid, Duration::from_secs(20));
+    assert_eq!(content_digest(&f.image), before, "the image was modified");
 }
