@@ -271,7 +271,10 @@ pub fn build(plan: &Plan, jobs: usize, reporter: &dyn Reporter) -> Summary {
                 let res = build_one(plan, it, reporter);
                 let (state, outcome) = match res {
                     Ok(()) => (State::Ok, ImageOutcome::Built),
-                    Err(e) => (State::Bad, ImageOutcome::Failed(error_chain(&e))),
+                    Err(e) => (
+                        State::Bad,
+                        ImageOutcome::Failed(crate::error::error_chain(&e)),
+                    ),
                 };
                 let r = result(plan, it, outcome, start.elapsed());
                 let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -288,17 +291,6 @@ pub fn build(plan: &Plan, jobs: usize, reporter: &dyn Reporter) -> Summary {
             .map(|r| r.expect("every image ends"))
             .collect(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn skipped(it: &PlanItem, why: String) -> ImageResult {

@@ -3,7 +3,7 @@
 //! mapped to [`OciError`], and blobs streamed through a bounded channel to a
 //! reader that hashes what it passes on.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -295,7 +295,8 @@ impl Remote {
                 return Err(OciError::Interrupted);
             }
             let mut buf = vec![0u8; 4 << 20];
-            let n = read_full(&mut file, &mut buf).map_err(OciError::io("cannot read", path))?;
+            let n = super::sparse::read_full(&mut file, &mut buf)
+                .map_err(OciError::io("cannot read", path))?;
             if n == 0 {
                 break;
             }
@@ -341,19 +342,6 @@ pub fn scheme_for(registry: &str, insecure: bool) -> &'static str {
     } else {
         "https"
     }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Turns an oci-client error into ours: not found, unauthorized, unreachable,
@@ -446,7 +434,7 @@ pub fn map_error(
             OciError::Unreachable {
                 registry: registry.to_string(),
                 scheme,
-                message: error_chain(&r),
+                message: crate::error::error_chain(&r),
             }
         }
         other => OciError::Registry {
@@ -460,17 +448,6 @@ fn unauthorized_hint(registry: &str, detail: &str) -> String {
     format!(
         "the registry refused access ({detail}); log in (docker/skopeo login {registry}, which writes config.json or auth.json) or set LVH_REGISTRY_USERNAME and LVH_REGISTRY_PASSWORD"
     )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
