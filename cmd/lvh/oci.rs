@@ -22,12 +22,8 @@ pub struct ImagePushArgs {
     /// Architecture of the image (recorded in the image config)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
-    /// Source URL recorded as the org.opencontainers.image.source annotation
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Use plain http (always used for localhost and 127.0.0.1)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub push: PushFlags,
 }
 
 #[derive(Debug, Args)]
@@ -41,12 +37,31 @@ pub struct KernelPushArgs {
     /// Architecture of the kernel (recorded in the image config)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
+    #[command(flatten)]
+    pub push: PushFlags,
+}
+
+/// The flags `images push` and `kernels push` share.
+#[derive(Debug, Args)]
+pub struct PushFlags {
     /// Source URL recorded as the org.opencontainers.image.source annotation
     #[arg(long)]
     pub source: Option<String>,
     /// Use plain http (always used for localhost and 127.0.0.1)
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     pub insecure: bool,
+}
+
+impl PushFlags {
+    fn options(&self, arch: Arch) -> PushOptions {
+        PushOptions {
+            arch,
+            transport: Transport {
+                insecure: self.insecure,
+            },
+            source: self.source.clone(),
+        }
+    }
 }
 
 /// little-vm-helper's `--ci`: the `-ci` twin of the repository.
@@ -79,13 +94,7 @@ pub fn images_pull(a: &crate::images::PullArgs, ctx: &Ctx) -> anyhow::Result<Exi
 
 /// `lvh images push <file> <ref>`.
 pub fn images_push(a: &ImagePushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = PushOptions {
-        arch: a.arch,
-        transport: Transport {
-            insecure: a.insecure,
-        },
-        source: a.source.clone(),
-    };
+    let opts = a.push.options(a.arch);
     let p = oci::push_image(&a.file, &a.reference, &opts, &ctx.reporter)
         .with_context(|| format!("failed to push {} to {}", a.file.display(), a.reference))?;
     println!("{}@{}", p.reference, p.manifest_digest);
@@ -104,13 +113,7 @@ pub fn kernels_pull(a: &crate::kernels::PullArgs, ctx: &Ctx) -> anyhow::Result<E
 
 /// `lvh kernels push <install-dir> <ref>`.
 pub fn kernels_push(a: &KernelPushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = PushOptions {
-        arch: a.arch,
-        transport: Transport {
-            insecure: a.insecure,
-        },
-        source: a.source.clone(),
-    };
+    let opts = a.push.options(a.arch);
     let p = oci::push_kernel(&a.install_dir, &a.reference, &opts, &ctx.reporter).with_context(
         || {
             format!(
