@@ -230,6 +230,23 @@ fn upload(
     })
 }
 
+/// The manifest annotations every push writes: title, artifact kind, arch
+/// and, when given, the source URL.
+fn manifest_annotations(
+    title: &str,
+    artifact: &str,
+    opts: &PushOptions,
+) -> BTreeMap<String, String> {
+    let mut ann = BTreeMap::new();
+    ann.insert(ANN_TITLE.to_string(), title.to_string());
+    ann.insert(ANN_ARTIFACT.to_string(), artifact.to_string());
+    ann.insert(ANN_ARCH.to_string(), opts.arch.as_str().to_string());
+    if let Some(s) = &opts.source {
+        ann.insert(ANN_SOURCE.to_string(), s.clone());
+    }
+    ann
+}
+
 /// `lvh images push <file> <ref>`: `data/images/<name>.zst` in one tar layer.
 /// A file already ending in `.zst` is pushed as is.
 pub fn push_image(
@@ -304,16 +321,7 @@ pub fn push_image(
         platform: None,
         annotations: layer_ann,
     };
-    let mut ann = BTreeMap::new();
-    ann.insert(
-        ANN_TITLE.to_string(),
-        name.trim_end_matches(".zst").to_string(),
-    );
-    ann.insert(ANN_ARTIFACT.to_string(), "root-image".to_string());
-    ann.insert(ANN_ARCH.to_string(), opts.arch.as_str().to_string());
-    if let Some(s) = &opts.source {
-        ann.insert(ANN_SOURCE.to_string(), s.clone());
-    }
+    let ann = manifest_annotations(name.trim_end_matches(".zst"), "root-image", opts);
     let pushed = upload(
         reference,
         opts,
@@ -454,16 +462,10 @@ pub fn push_kernel(
         size: size as i64,
         ..Default::default()
     };
-    let mut ann = BTreeMap::new();
-    ann.insert(ANN_TITLE.to_string(), format!("kernel {tag}"));
-    ann.insert(ANN_ARTIFACT.to_string(), "kernel".to_string());
-    ann.insert(ANN_ARCH.to_string(), opts.arch.as_str().to_string());
+    let mut ann = manifest_annotations(&format!("kernel {tag}"), "kernel", opts);
     ann.insert(ANN_KERNEL_VERSION.to_string(), version.clone());
     if let Some(rel) = &release {
         ann.insert(ANN_VERSION.to_string(), rel.clone());
-    }
-    if let Some(s) = &opts.source {
-        ann.insert(ANN_SOURCE.to_string(), s.clone());
     }
     let pushed = upload(
         reference,
