@@ -30,6 +30,19 @@ fn lvh(args: &[&str], cache: &Path) -> Output {
         .expect("run lvh")
 }
 
+/// Writes `len` test bytes (from `seed`) to `<dir>/base.qcow2` and pushes
+/// them to `reference` with `lvh images push`; returns the bytes.
+fn push_test_image(dir: &Path, reference: &str, len: usize, seed: u64) -> Vec<u8> {
+    let data = test_bytes(len, seed);
+    let img = dir.join("base.qcow2");
+    write_file(&img, &data);
+    ok(&lvh(
+        &["images", "push", img.to_str().unwrap(), reference],
+        dir,
+    ));
+    data
+}
+
 #[track_caller]
 fn ok(o: &Output) -> String {
     assert!(
@@ -266,14 +279,8 @@ fn skopeo_built_artifact_in_lvh_layout_is_pulled() {
 fn a_tampered_blob_is_refused_and_leaves_nothing() {
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
-    let data = test_bytes(2 << 20, 3);
-    let img = t.path().join("base.qcow2");
-    write_file(&img, &data);
     let r = reg.reference("root-images", "tampered");
-    ok(&lvh(
-        &["images", "push", img.to_str().unwrap(), &r],
-        t.path(),
-    ));
+    push_test_image(t.path(), &r, 2 << 20, 3);
     let m = skopeo_manifest(&r);
     let blob = reg.blob_path(m["layers"][0]["digest"].as_str().unwrap());
     let mut bytes = std::fs::read(&blob).unwrap();
@@ -592,18 +599,7 @@ fn kernels_push_pull_and_catalog() {
 fn interrupted_pulls_leave_nothing_and_the_cache_skips_downloads() {
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
-    let data = test_bytes(3 << 20, 4);
-    let img = t.path().join("base.qcow2");
-    write_file(&img, &data);
-    ok(&lvh(
-        &[
-            "images",
-            "push",
-            img.to_str().unwrap(),
-            &reg.reference("root-images", "cache"),
-        ],
-        t.path(),
-    ));
+    let data = push_test_image(t.path(), &reg.reference("root-images", "cache"), 3 << 20, 4);
     let layer_size = skopeo_manifest(&reg.reference("root-images", "cache"))["layers"][0]["size"]
         .as_u64()
         .unwrap();
@@ -813,14 +809,8 @@ fn credentials_come_from_docker_config_and_the_environment() {
 fn ctrl_c_during_a_pull_leaves_nothing_and_a_rerun_completes() {
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
-    let data = test_bytes(3 << 20, 6);
-    let img = t.path().join("base.qcow2");
-    write_file(&img, &data);
     let r = reg.reference("root-images", "sigint");
-    ok(&lvh(
-        &["images", "push", img.to_str().unwrap(), &r],
-        t.path(),
-    ));
+    let data = push_test_image(t.path(), &r, 3 << 20, 6);
     let slow = Proxy::start_slow(&reg.addr, 256 << 10);
     let d = t.path().join("out");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_lvh"))
