@@ -136,6 +136,10 @@ pub const GROUPS: &[Group] = &[
         name: "compat",
         text: include_str!("../../configs/kconfig/compat.conf"),
     },
+    Group {
+        name: "testing",
+        text: include_str!("../../configs/kconfig/testing.conf"),
+    },
 ];
 
 /// The names of every group, comma separated.
