@@ -22,6 +22,8 @@ pub const CONTROL_PATH: &str = "/run";
 pub const IP_CONFIG: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
 /// The kernel's command line limit on x86 and arm64, including the NUL.
 pub const CMDLINE_MAX: usize = 2048;
+/// The guest's hostname when the image has no `/etc/hostname` (systemd's default).
+pub const FALLBACK_HOSTNAME: &str = "localhost";
 /// Console lines from the guest script that mean "lvh could not set up".
 pub const GUEST_ERROR_PREFIX: &str = "lvh-guest: error: ";
 
@@ -119,6 +121,10 @@ mount -a -T {ctl}/fstab 2>/dev/null
 [ -d /proc/self ] || mount -t proc proc /proc
 [ -d /sys/class ] || mount -t sysfs sysfs /sys
 {{ : >/run/.lvh; }} 2>/dev/null || mount -t tmpfs -o mode=0755 tmpfs /run || lvh_fail "cannot mount a tmpfs on /run"
+# The image's hostname, not the address the kernel's ip= autoconfig names the host after.
+lvh_host=; [ -r /etc/hostname ] && read -r lvh_host </etc/hostname
+case $lvh_host in ''|'#'*) lvh_host={fallback} ;; esac
+{{ echo "$lvh_host" >/proc/sys/kernel/hostname; }} 2>/dev/null || hostname "$lvh_host" 2>/dev/null
 lvh_out= lvh_err= lvh_ctl= lvh_try=0
 while :; do
 	for d in /sys/class/virtio-ports/*; do
@@ -143,6 +149,7 @@ fi
 "#,
         ctl = CONTROL_PATH,
         err = GUEST_ERROR_PREFIX,
+        fallback = FALLBACK_HOSTNAME,
         out = PORT_STDOUT,
         errp = PORT_STDERR,
         ctlp = PORT_CONTROL,
@@ -285,6 +292,11 @@ mod tests {
         );
         assert!(s.contains("cd /root"));
         assert!(!s.contains("host_mount"));
+        // the image's hostname, before the command runs
+        let host = s.find("read -r lvh_host </etc/hostname").unwrap();
+        assert!(host < s.find("(exec 9>&-").unwrap());
+        assert!(s.contains("lvh_host=localhost ;;"), "{s}");
+        assert!(s.contains(r#"echo "$lvh_host" >/proc/sys/kernel/hostname"#));
 
         let m = init_script(&GuestCommand {
             argv: vec!["make".into()],

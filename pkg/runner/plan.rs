@@ -145,7 +145,7 @@ impl RunPlan {
         let accel = accel::resolve(choice, o.arch, Arch::host(), kvm_opens);
         let root_dev = RootDev::parse(&o.root_dev).ok_or_else(|| {
             invalid(format!(
-                "invalid root device {:?} (--root-dev): expected vda or hda",
+                "invalid root device {:?} (--root-dev): expected vda, hda or sda",
                 o.root_dev
             ))
         })?;

@@ -23,15 +23,17 @@ pub const PORT_CONTROL: &str = "lvh.ctl";
 pub enum RootDev {
     /// virtio-blk, `/dev/vda` (the default).
     Vda,
-    /// IDE/AHCI, `/dev/sda` (amd64 only).
+    /// The first IDE disk on the PIIX controller of QEMU's `pc` machine, as
+    /// little-vm-helper's `-hda` gives it: `/dev/sda` through `ata_piix` (amd64 only).
     Hda,
 }
 
 impl RootDev {
+    /// `vda`, or `hda` and its alias `sda` (the name the guest sees).
     pub fn parse(s: &str) -> Option<RootDev> {
         match s {
             "vda" => Some(RootDev::Vda),
-            "hda" => Some(RootDev::Hda),
+            "hda" | "sda" => Some(RootDev::Hda),
             _ => None,
         }
     }
@@ -117,12 +119,16 @@ pub fn base_args() -> Vec<String> {
     ])
 }
 
-/// Machine type and accelerator.
-pub fn machine_args(arch: Arch, accel: Accel) -> Vec<String> {
-    let machine = match arch {
-        Arch::Amd64 => "q35",
+/// Machine type and accelerator. An IDE root disk gets QEMU's `pc` machine,
+/// which is what little-vm-helper runs `-hda` on: on q35 the same disk sits
+/// behind AHCI, which needs a driver (`SATA_AHCI`) that kernels configured for
+/// little-vm-helper's `hda` (`ATA_PIIX`) need not have.
+pub fn machine_args(arch: Arch, accel: Accel, dev: RootDev) -> Vec<String> {
+    let machine = match (arch, dev) {
+        (Arch::Amd64, RootDev::Vda) => "q35",
+        (Arch::Amd64, RootDev::Hda) => "pc",
         // gic-version=max: GICv3 under TCG, whatever the host has under KVM.
-        Arch::Arm64 => "virt,gic-version=max",
+        (Arch::Arm64, _) => "virt,gic-version=max",
     };
     vec![
         "-machine".into(),
@@ -198,7 +204,7 @@ pub fn base_cmdline(arch: Arch, dev: RootDev) -> Vec<String> {
 /// gets no option ROM (`romfile=`): lvh never network-boots, and SeaBIOS
 /// loading and running iPXE costs about 0.3 s of every boot under TCG.
 pub fn net_args(ports: &[PortForward]) -> Vec<String> {
-    let mut netdev = String::from("user,id=net0");
+    let mut netdev = String::from("user,id=user.0");
     for p in ports {
         netdev.push(',');
         netdev.push_str(&p.hostfwd());
@@ -207,7 +213,7 @@ pub fn net_args(ports: &[PortForward]) -> Vec<String> {
         "-netdev".into(),
         netdev,
         "-device".into(),
-        "virtio-net-pci,netdev=net0,romfile=".into(),
+        "virtio-net-pci,netdev=user.0,romfile=".into(),
     ]
 }
 
@@ -297,7 +303,7 @@ pub fn daemonize_args(pidfile: &Path) -> Vec<String> {
 /// The whole argument list (without the program, see [`Arch::qemu_binary`]).
 pub fn argv(c: &QemuConfig) -> Vec<String> {
     let mut v = base_args();
-    v.extend(machine_args(c.arch, c.accel));
+    v.extend(machine_args(c.arch, c.accel, c.root_dev));
     v.extend(cpu_args(c.arch, c.accel, c.cpu_kind.as_deref()));
     v.extend(smp_mem_args(c.cpus, &c.mem));
     v.extend(drive_args(&c.image, c.image_format, c.root_dev, c.snapshot));
@@ -403,9 +409,28 @@ mod tests {
         p.image = "/i/a,b.img".into();
         assert!(joined(&p)
             .contains("-drive file=/i/a,,b.img,format=raw,if=virtio,index=0,media=disk -kernel"));
-        let mut h = c;
-        h.root_dev = RootDev::Hda;
-        assert!(joined(&h).contains("if=ide,index=0"));
+    }
+
+    /// Every --root-dev value little-vm-helper takes (and `sda`, the guest's
+    /// name for `hda`): the bus, the machine that bus works on, and root=.
+    #[test]
+    fn root_devices() {
+        for (name, machine, drive, root) in [
+            ("vda", "-machine q35", "if=virtio,index=0", "root=/dev/vda"),
+            ("hda", "-machine pc ", "if=ide,index=0", "root=/dev/sda"),
+            ("sda", "-machine pc ", "if=ide,index=0", "root=/dev/sda"),
+        ] {
+            let mut c = config(Arch::Amd64, Accel::Tcg);
+            c.root_dev = RootDev::parse(name).unwrap();
+            c.cmdline = base_cmdline(Arch::Amd64, c.root_dev).join(" ");
+            let j = joined(&c);
+            for want in [machine, drive, root] {
+                assert!(j.contains(want), "{name}: {want} not in {j}");
+            }
+        }
+        for bad in ["", "vdb", "sdb", "xvda", "HDA"] {
+            assert_eq!(RootDev::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -433,13 +458,13 @@ mod tests {
     fn network_and_forwards() {
         let mut c = config(Arch::Amd64, Accel::Tcg);
         assert!(joined(&c)
-            .contains("-netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile= "));
+            .contains("-netdev user,id=user.0 -device virtio-net-pci,netdev=user.0,romfile= "));
         c.ports = vec![
             PortForward::parse("2222:22").unwrap(),
             PortForward::parse("0.0.0.0:53:53:udp").unwrap(),
         ];
         assert!(joined(&c).contains(
-            "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:53-:53 "
+            "-netdev user,id=user.0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:53-:53 "
         ));
     }
 
