@@ -143,6 +143,7 @@ fn render_plan(plan: &images::Plan) -> String {
         let what = match &it.decision {
             images::Decision::Build { reason } => format!("build    ({reason})"),
             images::Decision::Cached => "cached".into(),
+            images::Decision::Reused => "cached   (reused: no build record)".into(),
             images::Decision::Unselected => "not selected".into(),
         };
         let conf = plan.conf(it);

@@ -20,6 +20,8 @@ use crate::progress::{Outcome, Reporter, Stage};
 pub enum ImageOutcome {
     Built,
     Cached,
+    /// An existing image without lvh's build record, used as it is.
+    Reused,
     Failed(String),
     /// Not built because an ancestor failed or the build was interrupted.
     Skipped(String),
@@ -57,7 +59,12 @@ impl Summary {
     pub fn succeeded(&self) -> usize {
         self.results
             .iter()
-            .filter(|r| matches!(r.outcome, ImageOutcome::Built | ImageOutcome::Cached))
+            .filter(|r| {
+                matches!(
+                    r.outcome,
+                    ImageOutcome::Built | ImageOutcome::Cached | ImageOutcome::Reused
+                )
+            })
             .count()
     }
 
@@ -78,6 +85,7 @@ impl Summary {
             let (what, note) = match &r.outcome {
                 ImageOutcome::Built => ("built", String::new()),
                 ImageOutcome::Cached => ("cached", String::new()),
+                ImageOutcome::Reused => ("cached", "  reused: no build record".into()),
                 ImageOutcome::Failed(e) => ("FAILED", format!("  {}", first_line(e))),
                 ImageOutcome::Skipped(why) => ("skipped", format!("  {why}")),
                 ImageOutcome::Unselected => ("-", String::new()),
@@ -197,6 +205,11 @@ pub fn build(plan: &Plan, jobs: usize, reporter: &dyn Reporter) -> Summary {
             Decision::Cached => {
                 Stage::start(reporter, format!("{}: cached", it.name)).finish(Outcome::Cached);
                 results[k] = Some(result(plan, it, ImageOutcome::Cached, Duration::ZERO));
+            }
+            Decision::Reused => {
+                Stage::start(reporter, format!("{}: reused: no build record", it.name))
+                    .finish(Outcome::Cached);
+                results[k] = Some(result(plan, it, ImageOutcome::Reused, Duration::ZERO));
             }
             Decision::Unselected => {
                 results[k] = Some(ImageResult {
@@ -622,6 +635,7 @@ mod tests {
             results: vec![
                 r("a.img", ImageOutcome::Built),
                 r("b.img", ImageOutcome::Cached),
+                r("e.qcow2", ImageOutcome::Reused),
                 r("c.qcow2", ImageOutcome::Failed("boom\nmore".into())),
                 r(
                     "d.qcow2",
@@ -629,7 +643,7 @@ mod tests {
                 ),
             ],
         };
-        assert_eq!((s.succeeded(), s.failed()), (2, 2));
+        assert_eq!((s.succeeded(), s.failed()), (3, 2));
         let t = s.table();
         assert!(t.contains("a.img    built          1.0M      1.5s"), "{t}");
         assert!(
@@ -637,6 +651,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("parent c.qcow2 was not built"), "{t}");
+        assert!(
+            t.contains("e.qcow2  cached         1.0M      1.5s  reused: no build record"),
+            "{t}"
+        );
     }
 
     #[test]

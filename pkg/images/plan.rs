@@ -49,6 +49,10 @@ pub enum Decision {
         reason: String,
     },
     Cached,
+    /// An image file lvh has no build record for (built by little-vm-helper,
+    /// pulled, or copied in): used as it is, as little-vm-helper uses any
+    /// existing image, unless `--force-rebuild` or a rebuilt parent says otherwise.
+    Reused,
     /// Not selected with `-i` and not needed by a selected image.
     Unselected,
 }
@@ -204,7 +208,12 @@ fn settings(opts: &BuildOptions, forest: &Forest, i: usize, parent: Option<&Sett
         } else {
             None
         }),
-        flatten: c.flatten.unwrap_or(opts.flatten),
+        // A child of an image that images.json does not build (pulled, or
+        // built elsewhere) is written standalone: such parents are deleted
+        // once the child is built (little-vm-helper-images' kind Dockerfile
+        // does `rm *.qcow2`), which would leave an overlay without its backing file.
+        flatten: c.flatten.unwrap_or(opts.flatten)
+            || matches!(forest.parent(i), ParentRef::External(_)),
         suite: match (&opts.pkg_repo, &c.suite, parent) {
             (_, _, Some(p)) => p.suite.clone(),
             (Some(s), _, None) => s.clone(),
@@ -315,6 +324,7 @@ pub fn plan(opts: &BuildOptions, forest: Forest) -> Result<Plan, ImagesError> {
                     reason: "--force-rebuild".into(),
                 },
                 (false, _, Some(r)) if !exists => Decision::Build { reason: r },
+                (false, None, Some(_)) if record.is_none() => Decision::Reused,
                 (false, Some(p), _) => Decision::Build {
                     reason: format!("parent {} is rebuilt", p.name),
                 },
@@ -366,6 +376,7 @@ mod tests {
                 let d = match &it.decision {
                     Decision::Build { reason } => format!("build: {reason}"),
                     Decision::Cached => "cached".into(),
+                    Decision::Reused => "reused".into(),
                     Decision::Unselected => "-".into(),
                 };
                 (it.name.clone(), d)
@@ -437,6 +448,89 @@ mod tests {
         assert_eq!(dec[0].1, "build: not built yet");
         assert_eq!(dec[2].1, "build: parent a.img is rebuilt");
         assert_eq!(dec[3].1, "build: parent b.qcow2 is rebuilt");
+    }
+
+    /// Images without lvh's build record (little-vm-helper's, pulled ones) are
+    /// reused as they are, as little-vm-helper does; --force-rebuild and a
+    /// rebuilt parent still rebuild them.
+    #[test]
+    fn images_without_a_build_record_are_reused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("images.json"),
+            r#"[{"name":"a.img","bootable":false},
+                {"name":"b.qcow2","parent":"a.img"},
+                {"name":"c.qcow2","parent":"b.qcow2"}]"#,
+        )
+        .unwrap();
+        let images = d.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        for n in ["a.img", "b.qcow2"] {
+            std::fs::write(images.join(n), b"made by little-vm-helper").unwrap();
+        }
+        let o = opts(d.path(), &[], false);
+        let p = plan(&o, load(&o).unwrap()).unwrap();
+        assert_eq!(
+            decisions(&p),
+            [
+                ("a.img".into(), "reused".into()),
+                ("b.qcow2".into(), "reused".into()),
+                ("c.qcow2".into(), "build: not built yet".into()),
+            ]
+        );
+        // -i b --force-rebuild: b rebuilds, its child follows
+        let o = opts(d.path(), &["b.qcow2", "c.qcow2"], true);
+        let p = plan(&o, load(&o).unwrap()).unwrap();
+        let dec = decisions(&p);
+        assert_eq!(dec[0].1, "reused");
+        assert_eq!(dec[1].1, "build: --force-rebuild");
+        assert_eq!(dec[2].1, "build: --force-rebuild");
+        let o = opts(d.path(), &["c.qcow2"], false);
+        std::fs::remove_file(images.join("a.img")).unwrap();
+        let p = plan(&o, load(&o).unwrap()).unwrap();
+        let dec = decisions(&p);
+        assert_eq!(dec[0].1, "build: not built yet");
+        assert_eq!(dec[1].1, "build: parent a.img is rebuilt");
+        // a record that does not match still rebuilds (lvh's own image, changed config)
+        let o = opts(d.path(), &[], false);
+        let p = plan(&o, load(&o).unwrap()).unwrap();
+        mark_built(&p);
+        let mut stale = p.items[0].parts.clone();
+        stale.config.push('x');
+        cache::write_record(&images, "a.img", &stale).unwrap();
+        let p = plan(&o, load(&o).unwrap()).unwrap();
+        assert_eq!(decisions(&p)[0].1, "build: config entry changed");
+    }
+
+    /// A child of a parent images.json does not build is written standalone;
+    /// inside the forest overlays stay the default.
+    #[test]
+    fn children_of_outside_parents_are_standalone() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("images")).unwrap();
+        std::fs::write(d.path().join("images/kind.qcow2"), b"pulled").unwrap();
+        std::fs::write(
+            d.path().join("images.json"),
+            r#"[{"name":"kind_x.qcow2","parent":"kind.qcow2"},
+                {"name":"a.qcow2","bootable":false},
+                {"name":"b.qcow2","parent":"a.qcow2"},
+                {"name":"k2.qcow2","parent":"kind.qcow2","flatten":false}]"#,
+        )
+        .unwrap();
+        let o = opts(d.path(), &[], false);
+        let p = plan(&o, load(&o).unwrap()).unwrap();
+        let flat = |n: &str| {
+            p.items
+                .iter()
+                .find(|it| it.name == n)
+                .unwrap()
+                .settings
+                .flatten
+        };
+        assert!(flat("kind_x.qcow2"));
+        assert!(!flat("b.qcow2"));
+        // an explicit "flatten": false does not make an overlay on a parent that may go away
+        assert!(flat("k2.qcow2"));
     }
 
     #[test]
