@@ -247,6 +247,37 @@ fn manifest_annotations(
     ann
 }
 
+/// Whether `file` is a qcow2 image with a backing file (an overlay), from the
+/// header: magic `QFI\xfb`, then the backing file name's offset at byte 8.
+fn qcow2_has_backing(file: &Path) -> Result<bool> {
+    let mut head = [0u8; 16];
+    let mut f = File::open(file).map_err(OciError::io("cannot open", file))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f
+            .read(&mut head[n..])
+            .map_err(OciError::io("cannot read", file))?
+        {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(backing_in_header(&head[..n]))
+}
+
+fn backing_in_header(head: &[u8]) -> bool {
+    head.len() >= 16 && head.starts_with(b"QFI\xfb") && head[8..16].iter().any(|&b| b != 0)
+}
+
+/// `qemu-img convert` of an overlay and its backing chain into one qcow2.
+fn flatten_cmd(src: &Path, dst: &Path) -> crate::exec::Cmd {
+    crate::exec::Cmd::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "qcow2"])
+        .arg(src)
+        .arg(dst)
+        .timeout(std::time::Duration::from_secs(60 * 60))
+}
+
 /// `lvh images push <file> <ref>`: `data/images/<name>.zst` in one tar layer.
 /// A file already ending in `.zst` is pushed as is.
 pub fn push_image(
@@ -276,9 +307,28 @@ pub fn push_image(
     let (zst_name, zst_path) = if name.ends_with(".zst") {
         (name.clone(), file.to_path_buf())
     } else {
+        let standalone;
+        let mut src = file;
+        if qcow2_has_backing(file)? {
+            // A published image must boot on its own: write the overlay and
+            // its backing chain out as one standalone qcow2 first.
+            let c = stage.child(format!("flatten {name} (a qcow2 overlay)"));
+            standalone = tmp.path().join("standalone.qcow2");
+            flatten_cmd(file, &standalone)
+                .stage(c.id())
+                .run(reporter)
+                .map_err(|e| {
+                    OciError::InvalidInput(format!(
+                        "cannot push image {}: flattening the qcow2 overlay failed: {e}",
+                        file.display()
+                    ))
+                })?;
+            c.finish(Outcome::Done);
+            src = &standalone;
+        }
         let p = tmp.path().join("image.zst");
         let c = stage.child(format!("compress {name}"));
-        compress(file, &p, &c)?;
+        compress(src, &p, &c)?;
         c.finish(Outcome::Done);
         (format!("{name}.zst"), p)
     };
@@ -479,4 +529,34 @@ pub fn push_kernel(
     )?;
     stage.finish(Outcome::Done);
     Ok(pushed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_are_told_from_standalone_images_by_their_header() {
+        let mut overlay = b"QFI\xfb\0\0\0\x03".to_vec();
+        overlay.extend_from_slice(&0x200u64.to_be_bytes());
+        let mut standalone = b"QFI\xfb\0\0\0\x03".to_vec();
+        standalone.extend_from_slice(&[0; 8]);
+        let mut raw = vec![0u8; 8];
+        raw.extend_from_slice(&0x200u64.to_be_bytes());
+        for (head, want) in [
+            (&overlay[..], true),
+            (&standalone[..], false),
+            (&raw[..], false),
+            (&overlay[..12], false),
+            (&b""[..], false),
+        ] {
+            assert_eq!(backing_in_header(head), want, "{head:?}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.qcow2");
+        std::fs::write(&f, &overlay).unwrap();
+        assert!(qcow2_has_backing(&f).unwrap());
+        std::fs::write(&f, &standalone).unwrap();
+        assert!(!qcow2_has_backing(&f).unwrap());
+    }
 }
