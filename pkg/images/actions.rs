@@ -24,7 +24,7 @@ pub enum Op {
         dest: String,
     },
     Chmod {
-        permissions: String,
+        mode: Mode,
         file: String,
     },
     AppendLine {
@@ -42,6 +42,24 @@ pub enum Op {
         tar_file: String,
         remote_dir: String,
     },
+}
+
+/// A file mode from a chmod op: parsed once when the config is read, and kept
+/// as written (for the config's canonical form and cache key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mode {
+    pub bits: u32,
+    pub written: String,
+}
+
+impl Mode {
+    /// An octal file mode ("0755", "755").
+    pub fn parse(s: &str) -> Option<Mode> {
+        parse_mode(s).map(|bits| Mode {
+            bits,
+            written: s.to_string(),
+        })
+    }
 }
 
 /// Every action type and its op fields (Go names), in little-vm-helper's spelling.
@@ -85,7 +103,7 @@ impl Op {
             Op::SetHostname { hostname } => vec![("Hostname", hostname)],
             Op::Mkdir { dir } => vec![("Dir", dir)],
             Op::Upload { file, dest } => vec![("File", file), ("Dest", dest)],
-            Op::Chmod { permissions, file } => vec![("Permissions", permissions), ("File", file)],
+            Op::Chmod { mode, file } => vec![("Permissions", &mode.written), ("File", file)],
             Op::AppendLine { file, line } => vec![("File", file), ("Line", line)],
             Op::Link { target, link } => vec![("Target", target), ("Link", link)],
             Op::InstallKernel { kernel_install_dir } => {
@@ -113,8 +131,14 @@ impl Op {
         }
     }
 
-    pub(crate) fn from_fields(ty: &str, f: &mut impl FnMut(&str) -> String) -> Option<Op> {
-        Some(match ty {
+    /// The op of type `ty` from its fields (`f` gives a field's value by its Go
+    /// name); `None` for an unknown type, `Some(Err((field, message)))` for a
+    /// value that is not valid.
+    pub(crate) fn from_fields(
+        ty: &str,
+        f: &mut impl FnMut(&str) -> String,
+    ) -> Option<Result<Op, (&'static str, String)>> {
+        Some(Ok(match ty {
             "run-command" => Op::RunCommand { cmd: f("Cmd") },
             "copy-in" => Op::CopyIn {
                 local_path: f("LocalPath"),
@@ -128,10 +152,19 @@ impl Op {
                 file: f("File"),
                 dest: f("Dest"),
             },
-            "chmod" => Op::Chmod {
-                permissions: f("Permissions"),
-                file: f("File"),
-            },
+            "chmod" => {
+                let p = f("Permissions");
+                let file = f("File");
+                match Mode::parse(&p) {
+                    Some(mode) => Op::Chmod { mode, file },
+                    None => {
+                        return Some(Err((
+                            "Permissions",
+                            format!("{p:?} is not an octal mode such as \"0755\""),
+                        )))
+                    }
+                }
+            }
             "append-line" => Op::AppendLine {
                 file: f("File"),
                 line: f("Line"),
@@ -148,7 +181,7 @@ impl Op {
                 remote_dir: f("RemoteDir"),
             },
             _ => return None,
-        })
+        }))
     }
 }
 

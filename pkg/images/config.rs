@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Op, ACTION_TYPES};
+pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Mode, Op, ACTION_TYPES};
 use super::jsonpos::{Pos, Positions};
 
 /// The config file inside `--dir`.
@@ -440,14 +440,12 @@ fn parse_action(path: &str, act: &Value, what: &str, err: &ErrFn) -> Result<Acti
             format!("{what}: {ty} op is missing field {key:?}"),
         ));
     }
-    if let Op::Chmod { permissions, .. } = &op {
-        if parse_mode(permissions).is_none() {
-            return Err(err(
-                &format!("{op_path}.permissions"),
-                format!("{what}: chmod Permissions {permissions:?} is not an octal mode such as \"0755\""),
-            ));
-        }
-    }
+    let op = op.map_err(|(key, msg)| {
+        err(
+            &format!("{op_path}.{}", key.to_ascii_lowercase()),
+            format!("{what}: {ty} {key} {msg}"),
+        )
+    })?;
     Ok(Action { comment, op })
 }
 
@@ -576,7 +574,10 @@ mod tests {
                 "chmod",
                 r#"{"Permissions":"0644","File":"/f"}"#,
                 Op::Chmod {
-                    permissions: "0644".into(),
+                    mode: Mode {
+                        bits: 0o644,
+                        written: "0644".into(),
+                    },
                     file: "/f".into(),
                 },
             ),

@@ -117,16 +117,20 @@ impl Guest {
         Ok(())
     }
 
-    /// Runs a shell command in the guest; the error has its stderr.
+    /// Runs a shell command in the guest, with the host's proxy settings as
+    /// virt-customize passes them; the error has its stderr.
     pub fn run(&mut self, cmd: &str) -> Result<String, GuestfsError> {
-        self.h.sh(&format!("{GUEST_ENV} {cmd}"))
+        let proxy = proxy_exports(|k| std::env::var(k).ok());
+        self.h.sh(&format!("{GUEST_ENV} {proxy}{cmd}"))
     }
 
     /// apt-get update + install in the guest, then drops the downloaded debs.
+    /// The package lists stay, as virt-customize leaves them: a later step's
+    /// `apt-get install` without `update` works (images.json files rely on it).
     pub fn install_packages(&mut self, packages: &[String]) -> Result<(), GuestfsError> {
         self.run(&format!(
             "apt-get -q update && apt-get -q -y -o Dpkg::Options::=--force-confnew install {} && \
-             apt-get clean && rm -rf /var/lib/apt/lists/*",
+             apt-get clean",
             packages.join(" ")
         ))?;
         Ok(())
@@ -147,14 +151,44 @@ impl Guest {
                 h.copy_in(&config::resolve(dir, local_path), remote_dir)?;
             }
             Op::SetHostname { hostname } => {
+                // virt-customize on Debian: /etc/hostname, and the old name's
+                // entries in /etc/hosts renamed.
+                let old = if h.exists("/etc/hostname")? {
+                    let t = h.read_file("/etc/hostname")?;
+                    String::from_utf8_lossy(&t).trim().to_string()
+                } else {
+                    String::new()
+                };
                 h.write("/etc/hostname", format!("{hostname}\n").as_bytes())?;
+                if !old.is_empty() && h.exists("/etc/hosts")? && !h.is_dir("/etc/hosts")? {
+                    let hosts = String::from_utf8_lossy(&h.read_file("/etc/hosts")?).into_owned();
+                    if let Some(new) = rename_in_hosts(&hosts, &old, hostname) {
+                        h.write("/etc/hosts", new.as_bytes())?;
+                    }
+                }
             }
             Op::Mkdir { dir: d } => h.mkdir_p(d)?,
-            Op::Upload { file, dest } => h.upload(&config::resolve(dir, file), dest)?,
-            Op::Chmod { permissions, file } => {
-                let mode = config::parse_mode(permissions).expect("validated");
-                h.chmod(mode, file)?;
+            Op::Upload { file, dest } => {
+                use std::os::unix::fs::PermissionsExt;
+                let local = config::resolve(dir, file);
+                let mode = std::fs::metadata(&local)
+                    .map_err(|e| GuestfsError {
+                        call: "upload",
+                        args: local.display().to_string(),
+                        message: e.to_string(),
+                    })?
+                    .permissions()
+                    .mode()
+                    & 0o7777;
+                let target = if h.is_dir(dest)? {
+                    upload_target(dest, &local)
+                } else {
+                    dest.clone()
+                };
+                h.upload(&local, &target)?;
+                h.chmod(mode, &target)?;
             }
+            Op::Chmod { mode, file } => h.chmod(mode.bits, file)?,
             Op::AppendLine { file, line } => {
                 let mut add = Vec::new();
                 if h.exists(file)? {
@@ -210,6 +244,74 @@ impl Guest {
     }
 }
 
+/// The proxy variables virt-customize passes from the host to commands it runs
+/// in the guest, as `export` statements.
+const PROXY_VARS: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+];
+
+/// `export http_proxy=...;` for each proxy variable `env` has (empty if none).
+pub fn proxy_exports(env: impl Fn(&str) -> Option<String>) -> String {
+    let mut s = String::new();
+    for k in PROXY_VARS {
+        if let Some(v) = env(k) {
+            s.push_str(&format!("export {k}='{}';", v.replace('\'', r"'\''")));
+        }
+    }
+    s
+}
+
+/// `/etc/hosts` with every host name field equal to `old` renamed to `new`
+/// (addresses and comments untouched, spacing kept), or None when no field is
+/// `old`: what virt-customize's `--hostname` does through Augeas.
+pub fn rename_in_hosts(hosts: &str, old: &str, new: &str) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(hosts.len() + new.len());
+    for line in hosts.split_inclusive('\n') {
+        let (data, comment) = match line.find('#') {
+            Some(i) => line.split_at(i),
+            None => (line, ""),
+        };
+        let mut field = 0;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let ws = rest.len() - rest.trim_start().len();
+            out.push_str(&rest[..ws]);
+            rest = &rest[ws..];
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let word = &rest[..end];
+            if field > 0 && word == old {
+                out.push_str(new);
+                changed = true;
+            } else {
+                out.push_str(word);
+            }
+            if !word.is_empty() {
+                field += 1;
+            }
+            rest = &rest[end..];
+        }
+        out.push_str(comment);
+    }
+    changed.then_some(out)
+}
+
+/// Where an upload into the guest directory `dest` goes: `dest/<file name>`.
+pub fn upload_target(dest: &str, local: &Path) -> String {
+    let name = local
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{}/{name}", dest.trim_end_matches('/'))
+}
+
 /// The compression libguestfs should undo for a tarball, from its name.
 pub fn compression(name: &str) -> Option<&'static str> {
     let n = name.to_ascii_lowercase();
@@ -241,6 +343,49 @@ mod tests {
         ] {
             assert_eq!(compression(n), want, "{n}");
         }
+    }
+
+    #[test]
+    fn hostname_renames_the_old_name_in_etc_hosts() {
+        let hosts = "127.0.0.1\tlocalhost\n127.0.1.1\tbuildhost buildhost.local\n# buildhost here\n::1 localhost ip6-localhost buildhost # buildhost\n";
+        assert_eq!(
+            rename_in_hosts(hosts, "buildhost", "kind-6.6").unwrap(),
+            "127.0.0.1\tlocalhost\n127.0.1.1\tkind-6.6 buildhost.local\n# buildhost here\n::1 localhost ip6-localhost kind-6.6 # buildhost\n"
+        );
+        // addresses are not names; no match, no change
+        assert_eq!(rename_in_hosts("buildhost x\n", "buildhost", "y"), None);
+        assert_eq!(rename_in_hosts(hosts, "other", "y"), None);
+        assert_eq!(rename_in_hosts("", "a", "b"), None);
+        // no trailing newline
+        assert_eq!(
+            rename_in_hosts("127.0.1.1 a", "a", "b").unwrap(),
+            "127.0.1.1 b"
+        );
+    }
+
+    #[test]
+    fn proxies_are_passed_like_virt_customize() {
+        let env = |k: &str| match k {
+            "http_proxy" => Some("http://p:3128".to_string()),
+            "NO_PROXY" => Some("localhost,.local".to_string()),
+            "HTTPS_PROXY" => Some("http://a b".to_string()),
+            "ftp_proxy" => Some("it's".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            proxy_exports(env),
+            "export http_proxy='http://p:3128';export ftp_proxy='it'\\''s';export HTTPS_PROXY='http://a b';export NO_PROXY='localhost,.local';"
+        );
+        assert_eq!(proxy_exports(|_| None), "");
+    }
+
+    #[test]
+    fn uploads_into_a_directory_keep_the_file_name() {
+        assert_eq!(
+            upload_target("/etc/", Path::new("d/key.pub")),
+            "/etc/key.pub"
+        );
+        assert_eq!(upload_target("/root", Path::new("/x/f")), "/root/f");
     }
 
     #[test]
