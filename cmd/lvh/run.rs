@@ -156,28 +156,42 @@ pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
 }
 
 /// Pulls `--image` into lvh's content-addressed cache when it is not a local
-/// file but an OCI reference (and `--pull-image` allows it), so the runner only
-/// ever sees a local path. A second run of the same reference downloads nothing.
+/// file but an OCI reference (and `--pull-image` allows it), and places it in
+/// `<dir>/images/` as little-vm-helper does (a link to the cache), so the
+/// runner only ever sees a local path. A second run of the same reference
+/// downloads nothing. `REF#NAME` picks one image of an artifact with several.
 fn pull_if_remote(opts: &mut RunOptions, ctx: &Ctx) -> anyhow::Result<()> {
     use lvh::runner::image::{classify, ImageRef};
-    let ImageRef::Remote(reference) = classify(&opts.image) else {
+    let ImageRef::Remote(arg) = classify(&opts.image) else {
         return Ok(());
     };
     if !opts.pull_image {
         return Ok(());
     }
+    let (reference, image_name) = lvh::oci::split_image_name(&arg);
     // The runner's classification is loose; the OCI parser has the final word, and
     // its error says which local path was tried.
-    lvh::oci::classify_image_arg(&reference)?;
+    lvh::oci::classify_image_arg(reference)?;
     let cache = lvh::fsutil::cache_dir();
-    let resolved = lvh::oci::resolve_image(&reference, opts.arch, &cache, &ctx.reporter)
+    let ropts = lvh::oci::ResolveOptions {
+        pull: lvh::oci::PullOptions::for_arch(opts.arch),
+        image_name: image_name.map(str::to_string),
+    };
+    let resolved = lvh::oci::resolve_image_with(reference, &ropts, &cache, &ctx.reporter)
         .with_context(|| {
-            format!("no such local file {reference:?}; pulling it as an OCI reference failed")
+            format!("no such local file {arg:?}; pulling it as an OCI reference failed")
         })?;
     if resolved.cached {
         tracing::info!(path = %resolved.path.display(), "using cached {reference}");
     }
-    opts.image = resolved.path.to_string_lossy().into_owned();
+    let (path, _) = lvh::oci::place::place_pulled(
+        &resolved.path,
+        &cache.join("oci").join("images"),
+        &opts.dir.join("images"),
+        opts.persist,
+        &ctx.reporter,
+    )?;
+    opts.image = path.to_string_lossy().into_owned();
     Ok(())
 }
 

@@ -18,12 +18,13 @@ pub use reference::{classify_image_arg, looks_like_reference, ImageArg};
 pub use transport::Transport;
 
 pub mod catalog;
+pub mod place;
 pub mod pull;
 pub mod push;
 
 pub use catalog::catalog;
 pub use pull::{
-    pull_images, pull_kernel, resolve_image, resolve_image_with, PullOptions, ResolveOptions,
-    ResolvedImage,
+    pull_images, pull_kernel, resolve_image, resolve_image_with, split_image_name, PullOptions,
+    ResolveOptions, ResolvedImage,
 };
 pub use push::{push_image, push_kernel, PushOptions, Pushed};

@@ -381,7 +381,19 @@ pub fn resolve_image_with(
     write_atomic(&mpath, &resolved.raw).map_err(OciError::io("cannot write", &mpath))?;
     write_atomic(&ref_file, resolved.digest.as_bytes())
         .map_err(OciError::io("cannot write", &ref_file))?;
-    let path = pick_image(&dir, opts.image_name.as_deref(), reference)?;
+    let (path, names) = pick_image(&dir, opts.image_name.as_deref(), reference)?;
+    if opts.image_name.is_none() && names.len() > 1 {
+        let chosen = path.file_name().unwrap_or_default().to_string_lossy();
+        progress::warn(
+            reporter,
+            format!(
+                "{reference} holds {} images ({}); using {chosen}, the first by name \
+                 (pick another with {reference}#NAME)",
+                names.len(),
+                names.join(", ")
+            ),
+        );
+    }
     stage.finish(if cached {
         Outcome::Cached
     } else {
@@ -417,7 +429,10 @@ fn cached_manifest(root: &Path, ref_file: &Path, r: &Reference) -> Result<Option
     }))
 }
 
-fn pick_image(dir: &Path, name: Option<&str>, reference: &str) -> Result<PathBuf> {
+/// The image of the artifact in `dir` to use, and the names of all of them:
+/// the one `name` says (with or without its `.qcow2`), else the first by name
+/// (as little-vm-helper takes the first it extracts).
+fn pick_image(dir: &Path, name: Option<&str>, reference: &str) -> Result<(PathBuf, Vec<String>)> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(OciError::io("cannot list", dir))?
         .flatten()
@@ -429,26 +444,87 @@ fn pick_image(dir: &Path, name: Option<&str>, reference: &str) -> Result<PathBuf
         Some(n) => names
             .iter()
             .find(|x| *x == n || x.strip_suffix(".qcow2") == Some(n)),
-        None if names.len() == 1 => names.first(),
-        None => None,
+        None => names.first(),
     };
     match chosen {
-        Some(n) => Ok(dir.join(n)),
+        Some(n) => Ok((dir.join(n), names.clone())),
         None => Err(OciError::Layout {
             reference: reference.to_string(),
             message: match name {
                 Some(n) => format!("no image {n:?} in it (it has: {})", names.join(", ")),
-                None if names.is_empty() => "no files under /data/images/".into(),
-                None => format!(
-                    "it holds several images, name one (it has: {})",
-                    names.join(", ")
-                ),
+                None => "no files under /data/images/".into(),
             },
         }),
+    }
+}
+
+/// `REF#NAME`: the reference and the image to use when it holds several.
+pub fn split_image_name(arg: &str) -> (&str, Option<&str>) {
+    match arg.rsplit_once('#') {
+        Some((r, n)) if !n.is_empty() && !n.contains('/') => (r, Some(n)),
+        _ => (arg, None),
     }
 }
 
 /// A digest's hex part, for file names.
 pub fn digest_hex(d: &str) -> &str {
     d.trim_start_matches("sha256:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_images_the_first_by_name_unless_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let r = "quay.io/lvh-images/root-images:main";
+        assert!(pick_image(d.path(), None, r)
+            .unwrap_err()
+            .to_string()
+            .contains("no files under /data/images/"));
+        for n in [
+            "kind.qcow2",
+            "base.qcow2",
+            "complexity-test.qcow2",
+            ".hidden",
+        ] {
+            std::fs::write(d.path().join(n), b"").unwrap();
+        }
+        let (p, names) = pick_image(d.path(), None, r).unwrap();
+        assert_eq!(p, d.path().join("base.qcow2"));
+        assert_eq!(names, ["base.qcow2", "complexity-test.qcow2", "kind.qcow2"]);
+        for n in ["kind", "kind.qcow2"] {
+            let (p, _) = pick_image(d.path(), Some(n), r).unwrap();
+            assert_eq!(p, d.path().join("kind.qcow2"), "{n}");
+        }
+        let e = pick_image(d.path(), Some("nope"), r)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no image \"nope\"") && e.contains("kind.qcow2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn image_names_after_a_hash() {
+        for (arg, want) in [
+            (
+                "quay.io/x/root-images:main",
+                ("quay.io/x/root-images:main", None),
+            ),
+            (
+                "quay.io/x/root-images:main#kind.qcow2",
+                ("quay.io/x/root-images:main", Some("kind.qcow2")),
+            ),
+            (
+                "localhost:5000/a/b@sha256:00#kind",
+                ("localhost:5000/a/b@sha256:00", Some("kind")),
+            ),
+            ("quay.io/x/y:t#", ("quay.io/x/y:t#", None)),
+        ] {
+            assert_eq!(split_image_name(arg), want, "{arg}");
+        }
+    }
 }

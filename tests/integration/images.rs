@@ -168,3 +168,47 @@ fn a_second_build_of_the_same_dir_is_refused() {
     );
     assert!(!d.path().join("images/a.img").exists());
 }
+
+/// Images little-vm-helper built (or that were pulled) have no lvh build
+/// record: they are reused as they are, and the summary says so; only
+/// `--force-rebuild` would rebuild them.
+#[test]
+fn images_without_a_build_record_are_reused_not_rebuilt() {
+    let d = dir_with(
+        r#"[{"name": "base.img", "bootable": false},
+            {"name": "kind.qcow2", "parent": "base.img"}]"#,
+    );
+    std::fs::create_dir(d.path().join("images")).unwrap();
+    for n in ["base.img", "kind.qcow2"] {
+        std::fs::write(
+            d.path().join("images").join(n),
+            b"built by little-vm-helper",
+        )
+        .unwrap();
+    }
+    let out = build(d.path(), &["--dry-run"]);
+    assert_code(&out, 0);
+    let plan = stdout(&out);
+    assert!(plan.contains("(0 to build)"), "{plan}");
+    assert!(plan.contains("reused: no build record"), "{plan}");
+    let out = build(d.path(), &[]);
+    assert_code(&out, 0);
+    let summary = stdout(&out);
+    for n in ["base.img", "kind.qcow2"] {
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{n} not in\n{summary}"));
+        assert!(line.contains("reused: no build record"), "{line}");
+        assert_eq!(
+            std::fs::read(d.path().join("images").join(n)).unwrap(),
+            b"built by little-vm-helper"
+        );
+    }
+    let out = build(
+        d.path(),
+        &["--dry-run", "--force-rebuild", "-i", "kind.qcow2"],
+    );
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("(1 to build)"), "{}", stdout(&out));
+}
