@@ -94,11 +94,16 @@ pub fn mmdebstrap_cmd(
         .timeout(MMDEBSTRAP_TIMEOUT)
 }
 
-/// extlinux.conf for a whole-disk ext4 root on virtio-blk.
+/// The label of the root filesystem lvh makes (`mkfs.ext4 -L`).
+pub const ROOT_LABEL: &str = "root";
+
+/// extlinux.conf for a whole-disk ext4 root. The root is found by its label
+/// (Debian's initramfs resolves `LABEL=`), so the image boots whatever bus
+/// `lvh run --root-dev` puts it on: virtio-blk (`vda`) or IDE (`hda`, `sda`).
 pub fn extlinux_conf(arch: Arch) -> String {
     format!(
         "DEFAULT linux\nTIMEOUT 0\nPROMPT 0\n\nLABEL linux\n  KERNEL /vmlinuz\n  \
-         APPEND initrd=/initrd.img root=/dev/vda rw console={}\n",
+         APPEND initrd=/initrd.img root=LABEL={ROOT_LABEL} rw console={}\n",
         arch.console()
     )
 }
@@ -108,7 +113,7 @@ pub fn extlinux_conf(arch: Arch) -> String {
 pub fn write_boot_files(root: &Path, arch: Arch) -> std::io::Result<()> {
     std::fs::write(
         root.join("etc/fstab"),
-        "/dev/vda / ext4 rw,relatime,errors=remount-ro 0 1\n",
+        format!("LABEL={ROOT_LABEL} / ext4 rw,relatime,errors=remount-ro 0 1\n"),
     )?;
     std::fs::create_dir_all(root.join("boot/extlinux"))?;
     std::fs::write(
@@ -139,7 +144,7 @@ pub fn make_ext4(
 
 pub fn mkfs_cmd(root: &Path, file: &Path) -> Cmd {
     Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "root", "-d"])
+        .args(["-q", "-F", "-L", ROOT_LABEL, "-d"])
         .arg(root)
         .arg(file)
         .timeout(MKFS_TIMEOUT)
@@ -285,11 +290,20 @@ mod tests {
     }
 
     #[test]
-    fn extlinux_config_boots_vda() {
+    fn extlinux_config_finds_the_root_on_any_bus() {
         let c = extlinux_conf(Arch::Amd64);
         assert!(
-            c.contains("root=/dev/vda") && c.contains("console=ttyS0"),
+            c.contains("root=LABEL=root ") && c.contains("console=ttyS0"),
             "{c}"
         );
+        assert!(!c.contains("/dev/vda"), "{c}");
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        write_boot_files(d.path(), Arch::Amd64).unwrap();
+        let fstab = std::fs::read_to_string(d.path().join("etc/fstab")).unwrap();
+        assert!(fstab.starts_with("LABEL=root / ext4 "), "{fstab}");
+        assert!(mkfs_cmd(d.path(), Path::new("x"))
+            .display()
+            .contains(&format!("-L {ROOT_LABEL} ")));
     }
 }

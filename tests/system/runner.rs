@@ -555,7 +555,7 @@ fn a_bootable_image_boots_by_itself_and_wait_ssh_returns_when_ssh_answers() {
     let out = text(&ssh.stdout);
     assert!(ssh.status.success(), "ssh failed: {}", text(&ssh.stderr));
     // Booted by the image's own bootloader (lvh's command line would say init=).
-    assert!(out.contains("root=/dev/vda"), "{out}");
+    assert!(out.contains("root=LABEL=root"), "{out}");
     assert!(!out.contains("init="), "{out}");
     assert!(out.ends_with("0\n"), "{out}");
     assert_exits(pid, Duration::from_secs(20));
