@@ -251,3 +251,55 @@ fn a_command_needs_a_kernel() {
     let out = lvh_in(d.path(), &["run", "--image", "root.img", "--", "true"]);
     assert_invalid(&out, &["needs --kernel"]);
 }
+
+/// Every `--root-dev` little-vm-helper takes (and `sda`): the bus, the machine
+/// that bus works on (`pc` for IDE, as Go's `-hda`), `root=`, and the netdev
+/// id `user.0` that monitor scripts name in `hostfwd_add user.0 ...`.
+#[test]
+fn root_devices_and_the_netdev_id_match_little_vm_helper() {
+    let d = files();
+    for (dev, machine, drive, root) in [
+        (
+            "vda",
+            "-machine q35 ",
+            "if=virtio,index=0",
+            "root=/dev/vda ",
+        ),
+        ("hda", "-machine pc ", "if=ide,index=0", "root=/dev/sda "),
+        ("sda", "-machine pc ", "if=ide,index=0", "root=/dev/sda "),
+    ] {
+        let out = run(
+            d.path(),
+            &[
+                "--dry-run",
+                "--accel",
+                "tcg",
+                "--root-dev",
+                dev,
+                "--",
+                "true",
+            ],
+        );
+        assert_code(&out, 0);
+        let s = stdout(&out);
+        for want in [
+            machine,
+            drive,
+            root,
+            "-netdev user,id=user.0",
+            "netdev=user.0",
+        ] {
+            assert!(
+                s.contains(want),
+                "--root-dev {dev}: missing {want:?} in {s}"
+            );
+        }
+    }
+    let out = run(d.path(), &["--dry-run", "--root-dev", "sdb", "--", "true"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("expected vda, hda or sda"),
+        "{}",
+        stderr(&out)
+    );
+}
