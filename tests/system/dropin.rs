@@ -252,3 +252,78 @@ fn actions_behave_as_virt_customize() {
     );
     assert!(!hosts.contains("oldname "), "{hosts}");
 }
+
+/// A published image must boot on its own: `lvh images push` of a qcow2
+/// overlay publishes it flattened, so the pulled image needs no backing file
+/// and holds the parent's data.
+#[test]
+fn push_of_an_overlay_publishes_a_standalone_image() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("base.qcow2");
+    let child = t.path().join("child.qcow2");
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&base)
+            .arg("64M"),
+    );
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-c", "write -P 0xab 0 1M"])
+            .arg(&base),
+    );
+    run_ok(
+        Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                "base.qcow2",
+            ])
+            .arg(&child),
+    );
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-c", "write -P 0xcd 1M 1M"])
+            .arg(&child),
+    );
+    let reg = crate::oci::registry::Registry::start();
+    let r = reg.reference("lvh-images/root-images", "kind");
+    let lvh = |args: &[&str]| {
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_lvh"))
+                .args(args)
+                .env("CI", "true")
+                .env("LVH_CACHE_DIR", t.path().join("cache")),
+        )
+    };
+    lvh(&["images", "push", child.to_str().unwrap(), &r]);
+    std::fs::remove_file(&base).unwrap();
+    let out = t.path().join("out");
+    lvh(&["images", "pull", &r, "--dir", out.to_str().unwrap()]);
+    let pulled = out.join("images/child.qcow2");
+    run_ok(Command::new("qemu-img").arg("check").arg(&pulled));
+    let info = run_ok(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&pulled),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info.get("backing-filename").is_none(), "{info}");
+    for (pattern, at) in [("0xab", "0"), ("0xcd", "1M")] {
+        let o = run_ok(
+            Command::new("qemu-io")
+                .args(["-r", "-c", &format!("read -P {pattern} {at} 1M")])
+                .arg(&pulled),
+        );
+        let s = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !s.contains("failed") && s.contains("read 1048576/1048576"),
+            "{s}"
+        );
+    }
+}
