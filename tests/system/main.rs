@@ -2,6 +2,7 @@
 //! registry). Expensive fixtures are built once by lvh's own commands and cached
 //! outside the checkout (see `fixtures`). A missing tool is a failure, not a skip.
 
+mod dropin_kernels;
 mod exec;
 pub mod fixtures;
 mod images;
