@@ -1,7 +1,12 @@
-//! The exit codes lvh returns, named once and documented in the README.
+//! The exit codes lvh returns, named once and documented in the README, and
+//! the one function that finds the code an error chain deserves.
 //!
-//! Library errors implement [`HasExitCode`] so that the binary can turn any
-//! failure into the right code without string matching.
+//! Library errors implement [`HasExitCode`] and are registered in
+//! [`exit_code_of`] (a test checks that every implementor is), so the binary
+//! turns any failure into the right code without string matching.
+
+use std::error::Error;
+use std::path::PathBuf;
 
 /// Every exit code lvh itself uses. In `lvh run` command mode the guest
 /// command's own exit code is returned as is; lvh's own failures there use the
@@ -18,8 +23,6 @@ pub enum ExitCode {
     InvalidInput,
     /// Some of the work failed and the rest was done (e.g. some images built).
     Partial,
-    /// The command exists for compatibility but is not implemented yet.
-    NotImplemented,
     /// Interrupted by Ctrl-C / SIGTERM; children stopped and temporary files removed.
     Interrupted,
     /// `lvh run`: lvh failed around the guest (bad input, QEMU could not start, ...).
@@ -44,7 +47,6 @@ impl ExitCode {
             ExitCode::Usage => 2,
             ExitCode::InvalidInput => 3,
             ExitCode::Partial => 4,
-            ExitCode::NotImplemented => 5,
             ExitCode::Interrupted => 130,
             ExitCode::RunError => 240,
             ExitCode::KernelPanic => 241,
@@ -56,7 +58,8 @@ impl ExitCode {
     }
 
     /// All codes with a one-line meaning, for `--help` and the README.
-    pub const ALL: [(ExitCode, &'static str); 12] = [
+    /// (5, once "not implemented", is reserved: every command is implemented.)
+    pub const ALL: [(ExitCode, &'static str); 11] = [
         (ExitCode::Success, "success"),
         (ExitCode::Failure, "error (stderr says what failed)"),
         (ExitCode::Usage, "bad command-line usage"),
@@ -68,7 +71,6 @@ impl ExitCode {
             ExitCode::Partial,
             "part of the work failed, the rest was done",
         ),
-        (ExitCode::NotImplemented, "command not implemented yet"),
         (ExitCode::Interrupted, "interrupted (Ctrl-C or SIGTERM)"),
         (ExitCode::RunError, "run: lvh failed around the guest"),
         (ExitCode::KernelPanic, "run: guest kernel panic"),
@@ -89,28 +91,90 @@ pub trait HasExitCode {
     fn exit_code(&self) -> ExitCode;
 }
 
-/// A command that is part of the compatible surface but not built yet.
-#[derive(Debug, thiserror::Error)]
-#[error("`lvh {command}` is not implemented yet")]
-pub struct NotImplemented {
-    pub command: String,
+/// Invalid input detected before doing anything: which file (if any), which
+/// field or flag, which value, and why it is wrong.
+#[derive(Debug, Default, thiserror::Error)]
+pub struct InvalidInput {
+    pub file: Option<PathBuf>,
+    pub field: String,
+    pub value: Option<String>,
+    pub reason: String,
 }
 
-impl HasExitCode for NotImplemented {
-    fn exit_code(&self) -> ExitCode {
-        ExitCode::NotImplemented
+impl InvalidInput {
+    /// A bad value of a flag or field: `--jobs "0": must be at least 1`.
+    pub fn value(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        InvalidInput {
+            field: field.into(),
+            value: Some(value.into()),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The same error, located in `file`.
+    pub fn in_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = Some(file.into());
+        self
     }
 }
 
-/// Invalid input detected before doing anything: names the thing and the value.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(pub String);
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
+        if !self.field.is_empty() {
+            f.write_str(&self.field)?;
+            if let Some(v) = &self.value {
+                write!(f, " {v:?}")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
 
 impl HasExitCode for InvalidInput {
     fn exit_code(&self) -> ExitCode {
         ExitCode::InvalidInput
     }
+}
+
+/// The library's error types that know their exit code, tried in this order.
+macro_rules! registered {
+    ($($t:ty),* $(,)?) => {
+        /// The exit code `err` itself deserves, if it is a registered error type.
+        fn own_exit_code(err: &(dyn Error + 'static)) -> Option<ExitCode> {
+            $(if let Some(e) = err.downcast_ref::<$t>() {
+                return Some(e.exit_code());
+            })*
+            None
+        }
+        #[cfg(test)]
+        const REGISTERED: &[&str] = &[$(stringify!($t)),*];
+    };
+}
+
+registered!(
+    InvalidInput,
+    crate::exec::ExecError,
+    crate::images::ImagesError,
+    crate::kernels::KernelsError,
+    crate::runner::RunError,
+    crate::oci::OciError,
+);
+
+/// The exit code of an error chain (outermost first, as `anyhow::Error::chain`
+/// yields it): that of the first error that knows its code, else `None`.
+pub fn exit_code_of<'a>(
+    chain: impl IntoIterator<Item = &'a (dyn Error + 'static)>,
+) -> Option<ExitCode> {
+    chain.into_iter().find_map(own_exit_code)
 }
 
 /// An error and its `source()` chain on one line, joined by ": ".
@@ -128,6 +192,63 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A type that implements `HasExitCode` but is missing from `registered!`
+    /// would silently exit 1.
+    #[test]
+    fn every_exit_code_type_is_registered() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for l in text.lines() {
+                        if let Some(rest) = l.trim().strip_prefix("impl HasExitCode for ") {
+                            out.push(rest.trim_end_matches(" {").to_string());
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pkg"),
+            &mut found,
+        );
+        assert!(found.len() >= 6, "{found:?}");
+        for t in found {
+            assert!(
+                REGISTERED
+                    .iter()
+                    .any(|r| r.rsplit("::").next() == Some(t.as_str())),
+                "{t} implements HasExitCode but is not in registered!()"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_error_that_knows_its_code_wins() {
+        let inner = InvalidInput::value("--jobs", "0", "must be at least 1");
+        let wrapped = anyhow::Error::from(inner).context("failed to build");
+        assert_eq!(exit_code_of(wrapped.chain()), Some(ExitCode::InvalidInput));
+        let plain = anyhow::anyhow!("something else");
+        assert_eq!(exit_code_of(plain.chain()), None);
+    }
+
+    #[test]
+    fn invalid_input_names_file_field_value_and_reason() {
+        let e = InvalidInput::value("--jobs", "0", "must be at least 1");
+        assert_eq!(e.to_string(), "--jobs \"0\": must be at least 1");
+        let e = InvalidInput {
+            field: "kernels[1].url".into(),
+            reason: "missing".into(),
+            ..Default::default()
+        }
+        .in_file("d/kernels.json");
+        assert_eq!(e.to_string(), "d/kernels.json: kernels[1].url: missing");
+    }
 
     #[test]
     fn codes_are_distinct() {

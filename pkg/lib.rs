@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod fsutil;
 pub mod images;
+pub mod jsonpos;
 pub mod kernels;
 pub mod oci;
 pub mod progress;

@@ -1,21 +1,30 @@
-//! The top-level command line: global flags and the subcommand list. Each
-//! subsystem's flags live in its own module (`images.rs`, `kernels.rs`, `run.rs`).
+//! The top-level command line: global flags, the subcommand list, and the one
+//! place the clap tree is finished (Go-style booleans) and argv is read
+//! (cobra-style flag placement). Each subsystem's flags live in its own module.
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 
-use crate::{images, kernels, run};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::{argv, gobool, images, kernels, run};
 
 /// Build kernels and Debian root images, and boot them in QEMU fast.
 ///
 /// A drop-in for cilium's little-vm-helper: same commands, flags and files.
 #[derive(Debug, Parser)]
-#[command(name = "lvh", version, propagate_version = true, term_width = 100)]
+#[command(name = "lvh", version = crate::version(), propagate_version = true, term_width = 100)]
 #[command(after_help = crate::exit_codes_help())]
 pub struct Cli {
     /// More output: child process lines, QEMU console (-v), debug logs (-vv).
-    /// LVH_LOG=<filter> sets the log filter directly.
+    /// On `run`, -v also prints the QEMU command first, as little-vm-helper's
+    /// --verbose does (--verbose=BOOL is accepted). LVH_LOG=<filter> sets the log filter
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Treat warnings about input as errors: unknown keys in kernels.json and
+    /// images.json, Kconfig overriding a requested option
+    #[arg(long, global = true)]
+    pub strict: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -33,15 +42,53 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Print the version of lvh
     Version,
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
+    Completion {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The finished clap tree: derive's definitions with Go-style booleans.
+pub fn command() -> clap::Command {
+    gobool::apply(Cli::command())
+}
+
+/// Parses a full argv (program name first) the way cobra would accept it.
+pub fn parse_from(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let mut cmd = command();
+    let args = argv::normalize(&cmd, args);
+    let m = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&m).map_err(|e| e.format(&mut cmd))
+}
+
+/// `lvh completion <shell>`: the script for the finished tree.
+pub fn completion(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "lvh", &mut buf);
+    buf
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definitions_are_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_shell_gets_a_script_naming_lvh() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+            clap_complete::Shell::PowerShell,
+        ] {
+            let s = String::from_utf8(completion(shell)).unwrap();
+            assert!(s.contains("lvh") && s.contains("raw_configure"), "{shell}");
+        }
     }
 }

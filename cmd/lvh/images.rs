@@ -1,13 +1,17 @@
-//! `lvh images ...`: flags, and turning them into the image builder's plans.
+//! `lvh images ...`: flags, and turning them into the image builder's plans
+//! and the registry's pull/push options.
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Subcommand};
+use anyhow::Context;
+
+use clap::{Args, Subcommand};
 
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::{ExitCode, InvalidInput};
 use lvh::images;
+use lvh::oci;
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCmd {
@@ -18,7 +22,22 @@ pub enum ImagesCmd {
     /// Pull an image from an OCI repository
     Pull(PullArgs),
     /// Push an image file to an OCI repository (little-vm-helper's layout)
-    Push(crate::oci::ImagePushArgs),
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Image file to push (compressed with zstd unless it already ends in .zst)
+    #[arg(value_name = "IMAGE_FILE")]
+    pub file: PathBuf,
+    /// Where to push, e.g. quay.io/org/root-images:main
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Architecture of the image (recorded in the image config)
+    #[arg(long, default_value = Arch::host().as_str())]
+    pub arch: Arch,
+    #[command(flatten)]
+    pub push: crate::oci::PushFlags,
 }
 
 #[derive(Debug, Args)]
@@ -30,13 +49,13 @@ pub struct BuildArgs {
     #[arg(short = 'i', long = "image")]
     pub images: Vec<String>,
     /// Rebuild the selected images even if they are cached
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub force_rebuild: bool,
     /// Validate and print the build plan without building anything
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub dry_run: bool,
     /// Merge steps where possible (one appliance launch per image)
-    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long, default_value_t = true)]
     pub merge_steps: bool,
     /// Debian suite (package repository) for root images
     #[arg(long)]
@@ -48,7 +67,7 @@ pub struct BuildArgs {
     #[arg(long, default_value = lvh::arch::Arch::host().as_str())]
     pub arch: String,
     /// Write derived .qcow2 images standalone instead of as overlays on their parent
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub flatten: bool,
 }
 
@@ -61,13 +80,13 @@ pub struct PullArgs {
     #[arg(long, default_value = "_data")]
     pub dir: PathBuf,
     /// Keep the compressed (.zst) image too
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub cache: bool,
     /// Platform to pull, <os>/<arch>
     #[arg(long, default_value = lvh::arch::Arch::host().oci_platform())]
     pub platform: String,
     /// Use plain http (always used for localhost and 127.0.0.1)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub insecure: bool,
 }
 
@@ -75,21 +94,41 @@ pub fn dispatch(cmd: &ImagesCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     match cmd {
         ImagesCmd::Build(a) => build(a, ctx),
         ImagesCmd::ExampleConfig => {
-            print!("{}", images::example::example_json());
+            out!("{}", images::example::example_json());
             Ok(ExitCode::Success)
         }
-        ImagesCmd::Pull(a) => crate::oci::images_pull(a, ctx),
-        ImagesCmd::Push(a) => crate::oci::images_push(a, ctx),
+        ImagesCmd::Pull(a) => pull(a, ctx),
+        ImagesCmd::Push(a) => push(a, ctx),
     }
+}
+
+/// `lvh images pull <ref> --dir D [--cache] [--platform P]`.
+fn pull(a: &PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let opts = crate::oci::pull_options(&a.platform, a.insecure)?;
+    let pulled = oci::pull_images(&a.url, &a.dir, a.cache, &opts, &ctx.reporter)
+        .with_context(|| format!("failed to pull {}", a.url))?;
+    for f in &pulled.files {
+        outln!("{}", f.display());
+    }
+    Ok(ExitCode::Success)
+}
+
+/// `lvh images push <file> <ref>`.
+fn push(a: &PushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let opts = a.push.options(a.arch);
+    let p = oci::push_image(&a.file, &a.reference, &opts, &ctx.reporter)
+        .with_context(|| format!("failed to push {} to {}", a.file.display(), a.reference))?;
+    outln!("{}@{}", p.reference, p.manifest_digest);
+    Ok(ExitCode::Success)
 }
 
 fn options(a: &BuildArgs) -> anyhow::Result<images::BuildOptions> {
     let arch: Arch = a
         .arch
         .parse()
-        .map_err(|e| InvalidInput(format!("--arch: {e}")))?;
+        .map_err(|e| InvalidInput::value("--arch", &a.arch, format!("{e}")))?;
     if a.jobs == Some(0) {
-        return Err(InvalidInput("--jobs must be at least 1".into()).into());
+        return Err(InvalidInput::value("--jobs", "0", "must be at least 1").into());
     }
     Ok(images::BuildOptions {
         dir: a.dir.clone(),
@@ -102,22 +141,37 @@ fn options(a: &BuildArgs) -> anyhow::Result<images::BuildOptions> {
     })
 }
 
+/// Unknown keys in images.json: warnings, or with `--strict` an error. A file
+/// that does not parse is left for the loader to report.
+fn lint(dir: &std::path::Path, ctx: &Ctx) -> anyhow::Result<()> {
+    let file = dir.join(images::config::IMAGES_JSON);
+    let found = match std::fs::read_to_string(&file) {
+        Ok(text) => match images::config::parse_with_warnings(&file, &text) {
+            Ok((_, w)) => w.iter().map(|e| e.to_string()).collect(),
+            Err(_) => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    crate::warn_unknown_keys(found, ctx)
+}
+
 fn build(a: &BuildArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let opts = options(a)?;
+    lint(&opts.dir, ctx)?;
     let forest = images::load(&opts)?;
     if a.dry_run {
         let plan = images::plan(&opts, forest)?;
-        print!("{}", render_plan(&plan));
+        out!("{}", render_plan(&plan));
         return Ok(ExitCode::Success);
     }
     images::guestfs::default_env();
     let _lock = images::build::lock(&opts.dir)?;
     let plan = images::plan(&opts, forest)?;
     let summary = images::build(&plan, opts.jobs, &ctx.reporter);
-    print!("{}", summary.table());
+    out!("{}", summary.table());
     for r in &summary.results {
         if let images::ImageOutcome::Failed(e) = &r.outcome {
-            eprintln!("lvh: error: image {}: {e}", r.name);
+            errln!("lvh: error: image {}: {e}", r.name);
         }
     }
     Ok(if lvh::cancel::CancelToken::global().is_cancelled() {

@@ -1,15 +1,19 @@
-//! `lvh kernels ...`: flags, and turning them into the kernel builder's plans.
+//! `lvh kernels ...`: flags, and turning them into the kernel builder's plans
+//! and the registry's pull/push/catalog calls.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{ArgAction, Args, Subcommand};
+use anyhow::Context;
+
+use clap::{Args, Subcommand};
 
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
 use lvh::kernels;
+use lvh::oci::{self, Transport};
 
-/// The option groups `kernels init` and `kernels add` use by default.
+/// The option groups `kernels init` puts in common_opts by default.
 pub const DEFAULT_CONFIG_GROUPS: &str = "basic,bpf,virtio,minimize,namespaces";
 /// Where `kernels catalog` and `kernels pull` look by default.
 pub const DEFAULT_KERNEL_REPO: &str = "quay.io/lvh-images/kernel-images";
@@ -38,7 +42,22 @@ pub enum KernelsCmd {
     /// Pull a kernel built by little-vm-helper-images from a registry
     Pull(PullArgs),
     /// Push a kernel install directory to a registry (little-vm-helper's layout)
-    Push(crate::oci::KernelPushArgs),
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Kernel install directory with boot/ and lib/modules/ (e.g. <dir>/kernels/<name>/tar-install)
+    #[arg(value_name = "INSTALL_DIR")]
+    pub install_dir: PathBuf,
+    /// Where to push; the tag must match <version>-<date|main>, e.g. quay.io/org/kernel-images:6.6-main
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Architecture of the kernel (recorded in the image config)
+    #[arg(long, default_value = Arch::host().as_str())]
+    pub arch: Arch,
+    #[command(flatten)]
+    pub push: crate::oci::PushFlags,
 }
 
 #[derive(Debug, Args)]
@@ -54,10 +73,10 @@ pub struct InitArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Overwrite an existing kernels.json
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub force: bool,
     /// Keep the old kernels.json under a timestamped name
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub backup_conf: bool,
     /// Option groups for common_opts (comma separated)
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_CONFIG_GROUPS)]
@@ -73,20 +92,21 @@ pub struct AddArgs {
     /// Directory to place kernels
     #[arg(long)]
     pub dir: PathBuf,
-    /// Option groups for this kernel's opts (comma separated)
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_CONFIG_GROUPS)]
+    /// Option groups to copy into this kernel's opts (comma separated; default none:
+    /// the groups from `init` are in common_opts)
+    #[arg(long, value_delimiter = ',')]
     pub config_groups: Vec<String>,
     /// Do not add the kernel; print its config entry
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub just_print_config: bool,
     /// Starting config: defconfig (default), another make target (tinyconfig) or a config file
     #[arg(long)]
     pub base_config: Option<String>,
     /// Fetch the kernel's tree after adding it
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub fetch: bool,
     /// Keep the old kernels.json under a timestamped name
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub backup_conf: bool,
 }
 
@@ -98,7 +118,7 @@ pub struct RemoveArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Keep the old kernels.json under a timestamped name
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub backup_conf: bool,
 }
 
@@ -121,9 +141,6 @@ pub struct ConfigureArgs {
     /// Target architecture (amd64 or arm64)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
-    /// Fail when Kconfig overrode a requested option (default: warn)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
-    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -138,9 +155,6 @@ pub struct RawConfigureArgs {
     /// Target architecture (amd64 or arm64)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
-    /// Fail when Kconfig overrode a requested option (default: warn)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
-    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,10 +166,10 @@ pub struct CatalogArgs {
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
     /// Use the CI repository (<repo>-ci), like little-vm-helper's --ci
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub ci: bool,
     /// Use plain http (always used for localhost and 127.0.0.1)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub insecure: bool,
 }
 
@@ -173,15 +187,39 @@ pub struct PullArgs {
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
     pub repo: String,
     /// Use the CI repository (<repo>-ci), like little-vm-helper's --ci
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub ci: bool,
     /// Use plain http (always used for localhost and 127.0.0.1)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub insecure: bool,
+}
+
+/// The `--dir` of a command that reads kernels.json.
+fn config_dir(cmd: &KernelsCmd) -> Option<&Path> {
+    match cmd {
+        KernelsCmd::List(a) => Some(&a.dir),
+        KernelsCmd::Add(a) => Some(&a.dir),
+        KernelsCmd::Remove(a) => Some(&a.dir),
+        KernelsCmd::Fetch(a) => Some(&a.dir),
+        KernelsCmd::Configure(a) | KernelsCmd::Build(a) => Some(&a.dir),
+        KernelsCmd::RawConfigure(a) => Some(&a.dir),
+        KernelsCmd::Init(_)
+        | KernelsCmd::Catalog(_)
+        | KernelsCmd::Pull(_)
+        | KernelsCmd::Push(_) => None,
+    }
+}
+
+/// Unknown keys in kernels.json: warnings, or with `--strict` an error.
+fn lint(dir: &Path, ctx: &Ctx) -> anyhow::Result<()> {
+    crate::warn_unknown_keys(kernels::config::lint(dir), ctx)
 }
 
 pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let r = &ctx.reporter;
+    if let Some(dir) = config_dir(cmd) {
+        lint(dir, ctx)?;
+    }
     match cmd {
         KernelsCmd::Init(a) => {
             let file = kernels::init(&kernels::InitPlan {
@@ -199,7 +237,7 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 } else {
                     "not fetched"
                 };
-                println!("{}\t{}\t{state}", k.name, k.url);
+                outln!("{}\t{}\t{state}", k.name, k.url);
             }
         }
         KernelsCmd::Add(a) => {
@@ -218,7 +256,7 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 r,
             )?;
             if a.just_print_config {
-                println!("{}", added.json);
+                outln!("{}", added.json);
             } else {
                 r.println(&format!(
                     "added kernel {} ({})",
@@ -239,9 +277,9 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             print_fetched(r, &f);
         }
         KernelsCmd::Configure(a) => {
-            kernels::configure(&plan(a), r)?;
+            kernels::configure(&plan(a, ctx), r)?;
             let tree = kernels::layout::Layout::new(&a.dir).tree(&a.name);
-            println!("{}", tree.join(".config").display());
+            outln!("{}", tree.join(".config").display());
         }
         KernelsCmd::RawConfigure(a) => {
             kernels::raw_configure(
@@ -250,14 +288,14 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     tree: a.kernel_dir.clone(),
                     name: a.name.clone(),
                     arch: a.arch,
-                    strict: a.strict,
+                    strict: ctx.strict,
                 },
                 r,
             )?;
-            println!("{}", a.kernel_dir.join(".config").display());
+            outln!("{}", a.kernel_dir.join(".config").display());
         }
         KernelsCmd::Build(a) => {
-            let b = kernels::build(&plan(a), r)?;
+            let b = kernels::build(&plan(a, ctx), r)?;
             r.println(&format!(
                 "kernel {} ({}) installed in {}{}",
                 a.name,
@@ -265,22 +303,62 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 b.install.display(),
                 if b.install_cached { " (unchanged)" } else { "" }
             ));
-            println!("{}", b.image.display());
+            outln!("{}", b.image.display());
         }
-        KernelsCmd::Catalog(a) => return crate::oci::kernels_catalog(a, ctx),
-        KernelsCmd::Pull(a) => return crate::oci::kernels_pull(a, ctx),
-        KernelsCmd::Push(a) => return crate::oci::kernels_push(a, ctx),
+        KernelsCmd::Catalog(a) => catalog(a)?,
+        KernelsCmd::Pull(a) => pull(a, ctx)?,
+        KernelsCmd::Push(a) => push(a, ctx)?,
     }
     Ok(ExitCode::Success)
 }
 
-fn plan(a: &ConfigureArgs) -> kernels::KernelPlan {
+fn plan(a: &ConfigureArgs, ctx: &Ctx) -> kernels::KernelPlan {
     kernels::KernelPlan {
         dir: a.dir.clone(),
         name: a.name.clone(),
         arch: a.arch,
-        strict: a.strict,
+        strict: ctx.strict,
     }
+}
+
+/// `lvh kernels pull <tag> [-d D] [-p P] [--repo R]`.
+fn pull(a: &PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let opts = crate::oci::pull_options(&a.platform, a.insecure)?;
+    let repo = crate::oci::ci_repo(&a.repo, a.ci);
+    let dir = oci::pull_kernel(&repo, &a.tag, &a.dir, &opts, &ctx.reporter)
+        .with_context(|| format!("failed to pull kernel {repo}:{}", a.tag))?;
+    outln!("{}", dir.display());
+    Ok(())
+}
+
+/// `lvh kernels push <install-dir> <ref>`.
+fn push(a: &PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let opts = a.push.options(a.arch);
+    let p = oci::push_kernel(&a.install_dir, &a.reference, &opts, &ctx.reporter).with_context(
+        || {
+            format!(
+                "failed to push {} to {}",
+                a.install_dir.display(),
+                a.reference
+            )
+        },
+    )?;
+    outln!("{}@{}", p.reference, p.manifest_digest);
+    Ok(())
+}
+
+/// `lvh kernels catalog [version] [--repo R]`.
+fn catalog(a: &CatalogArgs) -> anyhow::Result<()> {
+    let repo = crate::oci::ci_repo(&a.repo, a.ci);
+    let transport = Transport {
+        insecure: a.insecure,
+    };
+    let lines = oci::catalog(&repo, a.kernel_version.as_deref(), &transport)
+        .with_context(|| format!("failed to list {repo}"))?;
+    for l in lines {
+        outln!("{l}");
+    }
+    Ok(())
 }
 
 fn print_fetched(r: &crate::render::Renderer, f: &kernels::Fetched) {

@@ -2,22 +2,52 @@
 //! and progress rendering, dispatches to the subsystem modules and turns errors
 //! into messages and named exit codes.
 
+#[macro_use]
+mod out;
+mod argv;
 mod cli;
+mod gobool;
 mod images;
 mod kernels;
 mod oci;
 mod render;
 mod run;
 
-use clap::Parser;
-use lvh::error::{ExitCode, HasExitCode};
+use lvh::error::ExitCode;
 
-use cli::{Cli, Command};
+use cli::Command;
 
 /// What every command handler gets besides its own flags.
 pub struct Ctx {
     pub reporter: render::Renderer,
     pub verbose: u8,
+    /// `--strict`: warnings about input are errors.
+    pub strict: bool,
+}
+
+/// The version `lvh version` and `--version` print: `git describe` of the
+/// checkout lvh was built from, else the crate version.
+pub fn version() -> &'static str {
+    option_env!("LVH_GIT_VERSION").unwrap_or(lvh::VERSION)
+}
+
+/// Unknown config keys (`file:line:col: unknown key "k"`): warnings as Go
+/// ignores them, or with `--strict` one invalid-input error naming them all.
+pub fn warn_unknown_keys(found: Vec<String>, ctx: &Ctx) -> anyhow::Result<()> {
+    if ctx.strict && !found.is_empty() {
+        return Err(lvh::error::InvalidInput {
+            field: "--strict".into(),
+            reason: found.join("; "),
+            ..Default::default()
+        }
+        .into());
+    }
+    for w in found {
+        ctx.reporter.println(&format!(
+            "lvh: warning: {w} (ignored; --strict makes it an error)"
+        ));
+    }
+    Ok(())
 }
 
 /// The exit-code table shown under `lvh --help`.
@@ -28,14 +58,6 @@ pub fn exit_codes_help() -> String {
     }
     s.push_str("  `lvh run -- CMD` exits with CMD's own exit code when the guest ran it.");
     s
-}
-
-/// The error for commands that exist for compatibility but are not built yet.
-pub fn not_implemented(command: &str) -> anyhow::Result<ExitCode> {
-    Err(lvh::error::NotImplemented {
-        command: command.to_string(),
-    }
-    .into())
 }
 
 fn init_logging(verbose: u8) {
@@ -55,23 +77,8 @@ fn init_logging(verbose: u8) {
 
 /// The exit code an error deserves: the first error in the chain that knows.
 fn classify(err: &anyhow::Error) -> ExitCode {
-    for cause in err.chain() {
-        macro_rules! known {
-            ($($t:ty),* $(,)?) => {
-                $(if let Some(e) = cause.downcast_ref::<$t>() {
-                    return e.exit_code();
-                })*
-            };
-        }
-        known!(
-            lvh::error::NotImplemented,
-            lvh::error::InvalidInput,
-            lvh::exec::ExecError,
-            lvh::images::ImagesError,
-            lvh::kernels::KernelsError,
-            lvh::runner::RunError,
-            lvh::oci::OciError,
-        );
+    if let Some(code) = lvh::error::exit_code_of(err.chain()) {
+        return code;
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {
         return ExitCode::Interrupted;
@@ -80,17 +87,21 @@ fn classify(err: &anyhow::Error) -> ExitCode {
 }
 
 fn print_error(err: &anyhow::Error) {
-    eprintln!("lvh: error: {err}");
+    errln!("lvh: error: {err}");
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        errln!("  caused by: {cause}");
     }
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse_from(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            if let Err(w) = e.print() {
+                if w.kind() == std::io::ErrorKind::BrokenPipe {
+                    out::die_of_sigpipe();
+                }
+            }
             let code = if e.use_stderr() {
                 ExitCode::Usage.code()
             } else {
@@ -101,20 +112,25 @@ fn main() -> std::process::ExitCode {
     };
     init_logging(cli.verbose);
     if let Err(e) = lvh::cancel::install_handler(|| {
-        eprintln!("lvh: interrupted: stopping and cleaning up (press Ctrl-C again to kill)")
+        errln!("lvh: interrupted: stopping and cleaning up (press Ctrl-C again to kill)")
     }) {
         tracing::warn!("could not install the Ctrl-C handler: {e}");
     }
     let ctx = Ctx {
         reporter: render::Renderer::new(render::want_fancy(), cli.verbose),
         verbose: cli.verbose,
+        strict: cli.strict,
     };
     let result = match &cli.command {
         Command::Images(c) => images::dispatch(c, &ctx),
         Command::Kernels(c) => kernels::dispatch(c, &ctx),
         Command::Run(a) => run::dispatch(a, &ctx),
         Command::Version => {
-            println!("lvh {}", lvh::VERSION);
+            outln!("lvh {}", version());
+            Ok(ExitCode::Success)
+        }
+        Command::Completion { shell } => {
+            out::stdout(&cli::completion(*shell));
             Ok(ExitCode::Success)
         }
     };

@@ -1,45 +1,11 @@
-//! The OCI commands: `images pull|push`, `kernels pull|push|catalog`. Flags in,
-//! validated options to `lvh::oci`, results to stdout.
+//! What the registry commands of `images` and `kernels` share: the push flags
+//! and turning flags into `lvh::oci` options. It knows nothing of either
+//! command group; `images.rs` and `kernels.rs` use it.
 
-use std::path::PathBuf;
+use clap::Args;
 
-use anyhow::Context;
-use clap::{ArgAction, Args};
-
-use crate::Ctx;
 use lvh::arch::Arch;
-use lvh::error::ExitCode;
-use lvh::oci::{self, Platform, PullOptions, PushOptions, Transport};
-
-#[derive(Debug, Args)]
-pub struct ImagePushArgs {
-    /// Image file to push (compressed with zstd unless it already ends in .zst)
-    #[arg(value_name = "IMAGE_FILE")]
-    pub file: PathBuf,
-    /// Where to push, e.g. quay.io/org/root-images:main
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// Architecture of the image (recorded in the image config)
-    #[arg(long, default_value = Arch::host().as_str())]
-    pub arch: Arch,
-    #[command(flatten)]
-    pub push: PushFlags,
-}
-
-#[derive(Debug, Args)]
-pub struct KernelPushArgs {
-    /// Kernel install directory with boot/ and lib/modules/ (e.g. <dir>/kernels/<name>/tar-install)
-    #[arg(value_name = "INSTALL_DIR")]
-    pub install_dir: PathBuf,
-    /// Where to push; the tag must match <version>-<date|main>, e.g. quay.io/org/kernel-images:6.6-main
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// Architecture of the kernel (recorded in the image config)
-    #[arg(long, default_value = Arch::host().as_str())]
-    pub arch: Arch,
-    #[command(flatten)]
-    pub push: PushFlags,
-}
+use lvh::oci::{Platform, PullOptions, PushOptions, Transport};
 
 /// The flags `images push` and `kernels push` share.
 #[derive(Debug, Args)]
@@ -48,12 +14,12 @@ pub struct PushFlags {
     #[arg(long)]
     pub source: Option<String>,
     /// Use plain http (always used for localhost and 127.0.0.1)
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub insecure: bool,
 }
 
 impl PushFlags {
-    fn options(&self, arch: Arch) -> PushOptions {
+    pub fn options(&self, arch: Arch) -> PushOptions {
         PushOptions {
             arch,
             transport: Transport {
@@ -65,7 +31,7 @@ impl PushFlags {
 }
 
 /// little-vm-helper's `--ci`: the `-ci` twin of the repository.
-fn ci_repo(repo: &str, ci: bool) -> String {
+pub fn ci_repo(repo: &str, ci: bool) -> String {
     if ci {
         format!("{repo}-ci")
     } else {
@@ -73,7 +39,7 @@ fn ci_repo(repo: &str, ci: bool) -> String {
     }
 }
 
-fn pull_options(platform: &str, insecure: bool) -> anyhow::Result<PullOptions> {
+pub fn pull_options(platform: &str, insecure: bool) -> anyhow::Result<PullOptions> {
     let platform: Platform = platform.parse()?;
     Ok(PullOptions {
         platform,
@@ -81,62 +47,11 @@ fn pull_options(platform: &str, insecure: bool) -> anyhow::Result<PullOptions> {
     })
 }
 
-/// `lvh images pull <ref> --dir D [--cache] [--platform P]`.
-pub fn images_pull(a: &crate::images::PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = pull_options(&a.platform, a.insecure)?;
-    let pulled = oci::pull_images(&a.url, &a.dir, a.cache, &opts, &ctx.reporter)
-        .with_context(|| format!("failed to pull {}", a.url))?;
-    for f in &pulled.files {
-        println!("{}", f.display());
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ci_repo_appends_the_ci_suffix_only_with_ci() {
+        assert_eq!(super::ci_repo("quay.io/a/k", true), "quay.io/a/k-ci");
+        assert_eq!(super::ci_repo("quay.io/a/k", false), "quay.io/a/k");
     }
-    Ok(ExitCode::Success)
-}
-
-/// `lvh images push <file> <ref>`.
-pub fn images_push(a: &ImagePushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = a.push.options(a.arch);
-    let p = oci::push_image(&a.file, &a.reference, &opts, &ctx.reporter)
-        .with_context(|| format!("failed to push {} to {}", a.file.display(), a.reference))?;
-    println!("{}@{}", p.reference, p.manifest_digest);
-    Ok(ExitCode::Success)
-}
-
-/// `lvh kernels pull <tag> [-d D] [-p P] [--repo R]`.
-pub fn kernels_pull(a: &crate::kernels::PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = pull_options(&a.platform, a.insecure)?;
-    let repo = ci_repo(&a.repo, a.ci);
-    let dir = oci::pull_kernel(&repo, &a.tag, &a.dir, &opts, &ctx.reporter)
-        .with_context(|| format!("failed to pull kernel {repo}:{}", a.tag))?;
-    println!("{}", dir.display());
-    Ok(ExitCode::Success)
-}
-
-/// `lvh kernels push <install-dir> <ref>`.
-pub fn kernels_push(a: &KernelPushArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = a.push.options(a.arch);
-    let p = oci::push_kernel(&a.install_dir, &a.reference, &opts, &ctx.reporter).with_context(
-        || {
-            format!(
-                "failed to push {} to {}",
-                a.install_dir.display(),
-                a.reference
-            )
-        },
-    )?;
-    println!("{}@{}", p.reference, p.manifest_digest);
-    Ok(ExitCode::Success)
-}
-
-/// `lvh kernels catalog [version] [--repo R]`.
-pub fn kernels_catalog(a: &crate::kernels::CatalogArgs, _ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let repo = ci_repo(&a.repo, a.ci);
-    let transport = Transport {
-        insecure: a.insecure,
-    };
-    let lines = oci::catalog(&repo, a.kernel_version.as_deref(), &transport)
-        .with_context(|| format!("failed to list {repo}"))?;
-    for l in lines {
-        println!("{l}");
-    }
-    Ok(ExitCode::Success)
 }

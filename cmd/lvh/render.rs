@@ -51,7 +51,7 @@ impl Renderer {
             Some(mp) => {
                 let _ = mp.println(line);
             }
-            None => eprintln!("{line}"),
+            None => errln!("{line}"),
         }
     }
 
@@ -88,7 +88,7 @@ impl Renderer {
                 Some(pb)
             }
             None => {
-                eprintln!("==> {label}");
+                errln!("==> {label}");
                 None
             }
         };
@@ -127,8 +127,8 @@ impl Renderer {
                         Unit::Items => n.to_string(),
                     };
                     match total {
-                        Some(t) => eprintln!("    {}: {} / {}", v.name, fmt(pos), fmt(t)),
-                        None => eprintln!("    {}: {}", v.name, fmt(pos)),
+                        Some(t) => errln!("    {}: {} / {}", v.name, fmt(pos), fmt(t)),
+                        None => errln!("    {}: {}", v.name, fmt(pos)),
                     }
                 }
             }
@@ -154,7 +154,7 @@ impl Renderer {
                 );
                 pb.finish_with_message(text);
             }
-            None => eprintln!("<== {}: {text}", v.name),
+            None => errln!("<== {}: {text}", v.name),
         }
     }
 }
@@ -172,8 +172,8 @@ impl Reporter for Renderer {
             } => self.progress(&mut st, id, pos, total, unit),
             Event::Message { id, message } => match st.stages.get(&id) {
                 Some(StageView { bar: Some(pb), .. }) => pb.set_message(message),
-                Some(v) => eprintln!("    {}: {message}", v.name),
-                None => eprintln!("{message}"),
+                Some(v) => errln!("    {}: {message}", v.name),
+                None => errln!("{message}"),
             },
             Event::Line {
                 stage,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{ArgAction, Args};
+use clap::Args;
 
 use crate::Ctx;
 use lvh::arch::Arch;
@@ -28,19 +28,20 @@ pub struct RunArgs {
     #[arg(long, default_value = "_data")]
     pub dir: PathBuf,
     /// Pull the image from an OCI repository if it is not a local file
-    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long, default_value_t = true)]
     pub pull_image: bool,
     /// Kernel image to boot (if empty, boot the image's own bootloader)
     #[arg(long)]
     pub kernel: Option<PathBuf>,
-    /// Print the QEMU command before running it
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    /// Do not run QEMU, just print its command on stdout (after pulling the image);
+    /// -v/--verbose prints it (on stderr) and runs it
+    #[arg(long)]
     pub qemu_cmd_print: bool,
     /// Do not use hardware acceleration (KVM); emulate with TCG
-    #[arg(long, alias = "qemu-disable-kvm", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long, alias = "qemu-disable-kvm")]
     pub no_hw_accel: bool,
     /// Daemonize QEMU after initializing
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long)]
     pub daemonize: bool,
     /// Save the VM console output to this file
     #[arg(long)]
@@ -111,9 +112,11 @@ pub struct RunArgs {
 
 fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
     if !(v.is_finite() && v > 0.0) {
-        return Err(lvh::error::InvalidInput(format!(
-            "invalid number of seconds {v} ({flag}): expected a positive number"
-        ))
+        return Err(lvh::error::InvalidInput::value(
+            flag,
+            v.to_string(),
+            "expected a positive number of seconds",
+        )
         .into());
     }
     Ok(Duration::from_secs_f64(v))
@@ -201,9 +204,9 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         pull_if_remote(&mut opts, ctx)?;
     }
     let plan = RunPlan::new(&opts, kvm_usable(Path::new("/dev/kvm")))?;
-    if args.dry_run {
+    if args.dry_run || args.qemu_cmd_print {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
-        println!("{}", vm::qemu_cmd(&plan, &dir).display());
+        outln!("{}", vm::qemu_cmd(&plan, &dir).display());
         return Ok(ExitCode::Success);
     }
     let sinks = Sinks {
@@ -211,7 +214,9 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         stderr: Box::new(std::io::stderr()),
         console: (ctx.verbose > 0).then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
     };
-    match lvh::runner::run(&plan, sinks, &ctx.reporter, args.qemu_cmd_print)? {
+    // little-vm-helper's run --verbose: print the QEMU command, then run it.
+    let print_cmd = ctx.verbose > 0;
+    match lvh::runner::run(&plan, sinks, &ctx.reporter, print_cmd)? {
         Outcome::Command(code) | Outcome::Exited(code) => {
             Ok(ExitCode::Command((code & 0xff) as u8))
         }

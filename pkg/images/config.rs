@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Mode, Op, ACTION_TYPES};
-use super::jsonpos::{Pos, Positions};
+use crate::jsonpos::{strip_unknown, Pos, Positions, UnknownKey};
 
 /// The config file inside `--dir`.
 pub const IMAGES_JSON: &str = "images.json";
@@ -168,8 +168,61 @@ pub struct ConfigError {
 
 /// Parses and validates the text of an images.json (everything that does not
 /// need the filesystem: see [`check_inputs`] for that). `file` names it in errors.
+/// Keys Go's decoder would ignore are dropped (see [`parse_with_warnings`]).
 pub fn parse(file: &Path, text: &str) -> Result<Vec<ImageConf>, ConfigError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| ConfigError {
+    parse_with_warnings(file, text).map(|(confs, _)| confs)
+}
+
+/// Drops the keys little-vm-helper ignores (in image entries, actions and ops)
+/// and returns where they were.
+fn strip_unknown_keys(value: &mut Value) -> Vec<UnknownKey> {
+    let mut out = Vec::new();
+    let Value::Array(entries) = value else {
+        return out;
+    };
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let path = format!("[{i}]");
+        out.extend(strip_unknown(entry, &path, IMAGE_KEYS));
+        let Some(Value::Array(actions)) = entry
+            .as_object_mut()
+            .and_then(|m| {
+                m.iter_mut()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("actions"))
+            })
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        for (j, act) in actions.iter_mut().enumerate() {
+            let apath = format!("{path}.actions[{j}]");
+            out.extend(strip_unknown(act, &apath, &["comment", "op", "type"]));
+            let Some(m) = act.as_object_mut() else {
+                continue;
+            };
+            let ty = m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("type"))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_string);
+            let Some((_, keys)) = ACTION_TYPES.iter().find(|(t, _)| Some(*t) == ty.as_deref())
+            else {
+                continue;
+            };
+            if let Some((_, op)) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("op")) {
+                out.extend(strip_unknown(op, &format!("{apath}.op"), keys));
+            }
+        }
+    }
+    out
+}
+
+/// Parses and validates like [`parse`], and returns, besides the images, one
+/// warning per key lvh ignores as Go does (file, line and key), in file order.
+pub fn parse_with_warnings(
+    file: &Path,
+    text: &str,
+) -> Result<(Vec<ImageConf>, Vec<ConfigError>), ConfigError> {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| ConfigError {
         file: file.to_owned(),
         pos: Pos {
             line: e.line(),
@@ -178,6 +231,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<ImageConf>, ConfigError> {
         msg: format!("invalid JSON: {e}"),
     })?;
     let positions = Positions::scan(text);
+    let mut warnings: Vec<ConfigError> = strip_unknown_keys(&mut value)
+        .into_iter()
+        .map(|u| ConfigError {
+            file: file.to_owned(),
+            pos: positions.get(&u.path),
+            msg: format!("unknown key {:?}", u.key),
+        })
+        .collect();
+    warnings.sort_by_key(|w| (w.pos.line, w.pos.col));
     let err = |path: &str, msg: String| ConfigError {
         file: file.to_owned(),
         pos: positions.get(path),
@@ -201,7 +263,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<ImageConf>, ConfigError> {
         }
         out.push(conf);
     }
-    Ok(out)
+    Ok((out, warnings))
 }
 
 type ErrFn<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
@@ -644,12 +706,10 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("[{\"name\": \"a\",}]", "images.json:1:15: invalid JSON"),
             ("{}", "images.json:1:1: expected a JSON array"),
-            ("[\n {\"name\":\"a\", \"colour\": 1}]", "images.json:2:25: unknown key \"colour\" in an image entry"),
             ("[{\"name\":\"a\"},\n {\"name\":\"a\"}]", "images.json:2:10: duplicate image name \"a\""),
             ("[{\"parent\":\"a\"}]", "images.json:1:2: image entry has no \"name\""),
             ("[{\"name\":\"a\",\"actions\":[{\"op\":{},\"type\":\"frobnicate\"}]}]", "unknown action type \"frobnicate\""),
             ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"LocalPath\":\"x\"},\"type\":\"copy-in\"}]}]", "image \"a\": copy-in op is missing field \"RemoteDir\""),
-            ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Cmd\":\"x\",\"File\":\"y\"},\"type\":\"run-command\"}]}]", "unknown key \"File\" in a run-command op"),
             ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Cmd\":\"x\",\"cmd\":\"y\"},\"type\":\"run-command\"}]}]", "given twice"),
             ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Cmd\":\"x\"}}]}]", "action has no \"type\""),
             ("[{\"name\":\"a\",\"image_size\":\"8Q\"}]", "invalid image_size \"8Q\""),
@@ -663,6 +723,22 @@ mod tests {
             let e = p(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}\n got: {e}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings_with_line_and_key() {
+        let text = "[\n {\"name\":\"a\", \"colour\": 1,\n  \"actions\": [{\"op\": {\"Cmd\": \"x\", \"File\": \"y\"},\n     \"type\": \"run-command\", \"when\": 1}]}]";
+        let (c, w) = parse_with_warnings(Path::new("images.json"), text).unwrap();
+        assert_eq!(c[0].actions.len(), 1);
+        let w: Vec<String> = w.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "images.json:2:25: unknown key \"colour\"",
+                "images.json:3:43: unknown key \"File\"",
+                "images.json:4:37: unknown key \"when\"",
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! images as little-vm-helper's example, and valid input for `images build`.
 
 use super::config::{Action, ImageConf, Op};
-use super::jsonpos::Pos;
+use crate::jsonpos::Pos;
 
 /// The example images.
 pub fn example() -> Vec<ImageConf> {

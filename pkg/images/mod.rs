@@ -10,7 +10,6 @@ pub mod customize;
 pub mod example;
 pub mod forest;
 pub mod guestfs;
-mod jsonpos;
 pub mod plan;
 pub mod rootfs;
 

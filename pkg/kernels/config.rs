@@ -1,7 +1,8 @@
 //! `kernels.json`: little-vm-helper's exact shape (`kernels[{name, url, opts,
-//! extra_make_args}]`, `common_opts`) plus lvh's `base_config` extension key,
-//! read strictly (unknown keys and malformed options name the file and kernel)
-//! and written atomically with Go's 4-space indentation.
+//! extra_make_args}]`, `common_opts`) plus lvh's `base_config` extension key.
+//! Unknown keys are ignored as Go ignores them ([`lint`] reports them with file,
+//! line and key); malformed values name the file and kernel. Written atomically
+//! with Go's 4-space indentation.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,6 @@ pub const RESERVED_NAME: &str = "git";
 
 /// `kernels.json` as stored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Conf {
     pub kernels: Vec<KernelConf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -27,9 +27,11 @@ pub struct Conf {
 
 /// One kernel to build from source.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KernelConf {
     pub name: String,
+    /// Empty for a kernel whose tree is made some other way (little-vm-helper-images'
+    /// RHEL kernels, configured with `raw_configure`); only `fetch` needs it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub opts: Vec<ConfigOption>,
@@ -102,7 +104,9 @@ pub fn validate(conf: &Conf) -> std::result::Result<(), String> {
         if !seen.insert(k.name.as_str()) {
             return Err(format!("{label} appears twice"));
         }
-        url::parse(&k.url).map_err(|e| format!("{label}: url: {e}"))?;
+        if !k.url.is_empty() {
+            url::parse(&k.url).map_err(|e| format!("{label}: url: {e}"))?;
+        }
         for (j, o) in k.opts.iter().enumerate() {
             parse_option(o).map_err(|e| format!("{label}: opts[{j}]: {e}"))?;
         }
@@ -115,19 +119,42 @@ pub fn validate(conf: &Conf) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The keys of the file and of a kernel entry.
+const TOP_KEYS: &[&str] = &["kernels", "common_opts"];
+const KERNEL_KEYS: &[&str] = &["name", "url", "opts", "extra_make_args", "base_config"];
+
 /// Parses `kernels.json` text, naming the kernel (by index or name) whose entry
-/// is wrong: unknown keys, wrong types, malformed options.
+/// is wrong: wrong types, malformed options. Unknown keys are ignored.
 pub fn parse(text: &str) -> std::result::Result<Conf, String> {
-    let value: serde_json::Value =
+    parse_with_warnings(text).map(|(c, _)| c)
+}
+
+/// Like [`parse`], and also returns the unknown keys it ignored, as
+/// `line:col: unknown key "k"`, in file order.
+pub fn parse_with_warnings(text: &str) -> std::result::Result<(Conf, Vec<String>), String> {
+    use crate::jsonpos::{strip_unknown, Positions};
+    let mut value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    let obj = value
-        .as_object()
-        .ok_or("expected a JSON object with \"kernels\" and \"common_opts\"")?;
-    for key in obj.keys() {
-        if key != "kernels" && key != "common_opts" {
-            return Err(format!("unknown key {key:?} (known: kernels, common_opts)"));
+    if !value.is_object() {
+        return Err("expected a JSON object with \"kernels\" and \"common_opts\"".into());
+    }
+    let mut unknown = strip_unknown(&mut value, "", TOP_KEYS);
+    if let Some(serde_json::Value::Array(ks)) = value.get_mut("kernels") {
+        for (i, k) in ks.iter_mut().enumerate() {
+            unknown.extend(strip_unknown(k, &format!("kernels[{i}]"), KERNEL_KEYS));
         }
     }
+    let positions = Positions::scan(text);
+    let mut warnings: Vec<_> = unknown
+        .iter()
+        .map(|u| (positions.get(&u.path), &u.key))
+        .collect();
+    warnings.sort_by_key(|(p, _)| (p.line, p.col));
+    let warnings = warnings
+        .into_iter()
+        .map(|(p, k)| format!("{}:{}: unknown key {k:?}", p.line, p.col))
+        .collect();
+    let obj = value.as_object().expect("checked above");
     let mut conf = Conf::default();
     match obj.get("kernels") {
         None | Some(serde_json::Value::Null) => {}
@@ -148,7 +175,7 @@ pub fn parse(text: &str) -> std::result::Result<Conf, String> {
         }
     }
     validate(&conf)?;
-    Ok(conf)
+    Ok((conf, warnings))
 }
 
 /// The file for a kernels directory.
@@ -170,6 +197,23 @@ pub fn load(dir: &Path) -> Result<Conf> {
         Err(e) => return Err(KernelsError::io("failed to read", file, e)),
     };
     parse(&text).map_err(|message| KernelsError::BadConfig { file, message })
+}
+
+/// The unknown keys of `<dir>/kernels.json`, as `file:line:col: unknown key
+/// "k"`; none when the file is missing or unreadable (loading it
+/// reports that), or malformed (likewise).
+pub fn lint(dir: &Path) -> Vec<String> {
+    let file = path(dir);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Vec::new();
+    };
+    match parse_with_warnings(&text) {
+        Ok((_, w)) => w
+            .into_iter()
+            .map(|w| format!("{}:{w}", file.display()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The text lvh writes: Go's `json.MarshalIndent(conf, "", "    ")` layout.
@@ -310,11 +354,6 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("{", "invalid JSON"),
             ("[]", "expected a JSON object"),
-            (r#"{"kernels": [], "extra": 1}"#, "unknown key \"extra\""),
-            (
-                r#"{"kernels": [{"name": "a", "url": "/x", "colour": 1}]}"#,
-                "kernel \"a\": unknown field `colour`",
-            ),
             (
                 r#"{"kernels": [{"url": "/x"}]}"#,
                 "kernels[0]: missing field `name`",
@@ -344,6 +383,24 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn url_less_kernels_and_unknown_keys_load_with_warnings() {
+        // little-vm-helper-images' RHEL kernels have no url; Go ignores unknown keys.
+        let text = "{\n  \"kernels\": [\n    {\"name\": \"rhel8.6\", \"comment\": 1},\n    {\"name\": \"a\", \"url\": \"/x\"}\n  ],\n  \"version\": 2\n}";
+        let (conf, w) = parse_with_warnings(text).unwrap();
+        assert_eq!(conf.kernels[0].url, "");
+        assert_eq!(conf.kernels[1].url, "/x");
+        assert_eq!(
+            w,
+            [
+                "3:36: unknown key \"comment\"",
+                "6:14: unknown key \"version\""
+            ]
+        );
+        // a url-less entry is written back without a url key
+        assert!(!to_text(&conf).contains("\"url\": \"\""));
     }
 
     #[test]

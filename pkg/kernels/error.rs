@@ -21,6 +21,8 @@ pub enum KernelsError {
         file: PathBuf,
         known: String,
     },
+    #[error("kernel {name:?} has no url in {file}: it cannot be fetched (make its tree another way and use `lvh kernels raw_configure`)")]
+    NoUrl { name: String, file: PathBuf },
     #[error("kernel {name:?} has not been fetched: {path} does not exist (run `lvh kernels fetch {name}`)")]
     NotFetched { name: String, path: PathBuf },
     #[error("{what} {}", .path.display())]
@@ -85,6 +87,7 @@ impl HasExitCode for KernelsError {
             | KernelsError::BadConfig { .. }
             | KernelsError::NoConfig { .. }
             | KernelsError::UnknownKernel { .. }
+            | KernelsError::NoUrl { .. }
             | KernelsError::NotFetched { .. }
             | KernelsError::NoCrossCompiler { .. } => ExitCode::InvalidInput,
             KernelsError::Exec { source, .. } => source.exit_code(),

@@ -228,6 +228,12 @@ fn kernel<'a>(conf: &'a Conf, dir: &Path, name: &str) -> Result<&'a KernelConf> 
 pub fn fetch(dir: &Path, name: &str, reporter: &dyn Reporter) -> Result<Fetched> {
     let conf = config::load(dir)?;
     let k = kernel(&conf, dir, name)?;
+    if k.url.is_empty() {
+        return Err(KernelsError::NoUrl {
+            name: name.to_string(),
+            file: config::path(dir),
+        });
+    }
     let url = url::parse(&k.url).map_err(KernelsError::Invalid)?;
     let layout = Layout::new(dir);
     let _lock = lock(&layout, name, reporter)?;

@@ -64,16 +64,6 @@ fn go_style_booleans_parse() {
 }
 
 #[test]
-fn version_prints_the_version() {
-    let out = lvh(&["version"]);
-    assert_code(&out, 0);
-    assert_eq!(
-        stdout(&out).trim(),
-        format!("lvh {}", env!("CARGO_PKG_VERSION"))
-    );
-}
-
-#[test]
 fn unknown_flags_are_usage_errors() {
     let out = lvh(&["run", "--no-such-flag"]);
     assert_code(&out, 2);

@@ -85,7 +85,8 @@ fn validation_errors_name_the_place_and_write_nothing() {
     for (config, want) in cases {
         let d = dir_with(config);
         std::fs::create_dir_all(d.path().join("kern/boot")).unwrap();
-        let out = build(d.path(), &[]);
+        // --strict: the unknown key is an error (without it, a warning: Go ignores it)
+        let out = build(d.path(), &["--strict"]);
         assert_code(&out, INVALID_INPUT);
         let err = stderr(&out);
         assert!(

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod dropin;
 mod images;
 mod kernels;
 mod oci;

@@ -224,7 +224,10 @@ fn bad_values_are_invalid_input() {
             &["--root-dev", "sdb", "--", "true"],
             &["\"sdb\" (--root-dev)"],
         ),
-        (&["--timeout=-1", "--", "true"], &["(--timeout)"]),
+        (
+            &["--timeout=-1", "--", "true"],
+            &["--timeout \"-1\"", "positive number of seconds"],
+        ),
         (
             &["--daemonize", "--", "true"],
             &["--daemonize cannot be combined"],

@@ -3,6 +3,7 @@
 //! outside the checkout (see `fixtures`). A missing tool is a failure, not a skip.
 
 mod dropin;
+mod dropin_kernels;
 mod exec;
 pub mod fixtures;
 mod images;

@@ -442,6 +442,8 @@ fn verbose_shows_the_console_on_stderr_only() {
     assert_code(&o, 0);
     assert_eq!(text(&o.stdout), "hi\n");
     assert!(text(&o.stderr).contains("Linux version"));
+    // little-vm-helper's run --verbose: the QEMU command is printed before it runs
+    assert!(text(&o.stderr).contains("qemu command: qemu-system-x86_64 "));
 }
 
 /// Waits up to `within` for process `pid` to end; fails if it still runs.

@@ -1,5 +1,7 @@
 //! Source positions (line, column) of every value in a JSON document, keyed by
-//! path (`[0].actions[1].op.cmd`), so validation errors can point at the field.
+//! path (`[0].actions[1].op.cmd`), so validation errors can point at the field;
+//! and [`strip_unknown`], which drops the keys Go's decoder would ignore and
+//! says where they were. Shared by images.json and kernels.json.
 //!
 //! serde_json reports positions only for syntax errors; the semantic checks run
 //! on parsed values, so this small scanner walks the (already valid) text once.
@@ -46,6 +48,44 @@ impl Positions {
             }
         }
     }
+}
+
+/// A key a config file has that lvh (like Go's decoder) ignores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// The key as written.
+    pub key: String,
+    /// Its path, for [`Positions::get`].
+    pub path: String,
+}
+
+/// Removes from the object `obj` (at `path`) the keys not in `known`, compared
+/// case-insensitively as Go's `encoding/json` does, and returns them in file
+/// order. A non-object is left alone (type errors are the parser's business).
+pub fn strip_unknown(obj: &mut serde_json::Value, path: &str, known: &[&str]) -> Vec<UnknownKey> {
+    let Some(map) = obj.as_object_mut() else {
+        return Vec::new();
+    };
+    let unknown: Vec<String> = map
+        .keys()
+        .filter(|k| !known.iter().any(|n| n.eq_ignore_ascii_case(k)))
+        .cloned()
+        .collect();
+    unknown
+        .into_iter()
+        .map(|key| {
+            map.remove(&key);
+            let lk = key.to_ascii_lowercase();
+            UnknownKey {
+                path: if path.is_empty() {
+                    lk
+                } else {
+                    format!("{path}.{lk}")
+                },
+                key,
+            }
+        })
+        .collect()
 }
 
 struct Scanner<'a> {
