@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod images;
 mod kernels;
+mod linking;
 mod oci;
 mod run;

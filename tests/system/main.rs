@@ -6,6 +6,7 @@ mod exec;
 pub mod fixtures;
 mod images;
 mod kernels;
+mod no_guestfs;
 mod oci;
 mod runner;
 mod tools;
