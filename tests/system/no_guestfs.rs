@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use lvh::arch::Arch;
 
+use crate::common::text;
+
 /// Where Debian's libguestfs0 puts the library on this host.
 fn library_path() -> PathBuf {
     let triple = match Arch::host() {
@@ -27,33 +29,23 @@ fn library_path() -> PathBuf {
 
 /// `lvh args...` in a mount namespace where the library is an empty file.
 fn lvh_without_libguestfs(empty: &Path, args: &[&std::ffi::OsStr]) -> Output {
-    Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#,
-        ])
-        .arg("sh")
-        .arg(empty)
-        .arg(library_path())
-        .arg(env!("CARGO_BIN_EXE_lvh"))
-        .args(args)
-        .env("LVH_ACCEL", "tcg")
-        .env("CI", "true")
-        .env_remove("LVH_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run unshare (util-linux)")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "sh",
+        "-c",
+        r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#,
+    ])
+    .arg("sh")
+    .arg(empty)
+    .arg(library_path())
+    .arg(crate::common::lvh().get_program())
+    .args(args)
+    .env("LVH_ACCEL", "tcg")
+    .env("CI", "true")
+    .env_remove("LVH_LOG")
+    .stdin(Stdio::null());
+    c.output().expect("run unshare (util-linux)")
 }
 
 #[test]
@@ -82,7 +74,7 @@ fn run_and_images_build_without_libguestfs() {
             dir.as_os_str(),
         ],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    crate::common::assert_code(&o, 1);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("libguestfs.so.0") && err.contains("install the Debian package libguestfs0"),
@@ -109,7 +101,7 @@ fn run_and_images_build_without_libguestfs() {
             "booted without libguestfs".as_ref(),
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    crate::common::assert_code(&o, 0);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "booted without libguestfs\n"
