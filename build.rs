@@ -9,6 +9,11 @@
 //!   they always run (a missing tool is a failure there). PATH is looked at
 //!   when this script runs (not on every PATH change, which would rebuild the
 //!   crate); after installing git or make, `touch build.rs` picks them up.
+//! - `lvh_no_guestfs_h`: likewise for the libguestfs struct layout unit test
+//!   when `/usr/include/guestfs.h` (libguestfs-dev) is missing.
+
+/// libguestfs's header, for the unit test of the binding's struct layouts.
+const GUESTFS_H: &str = "/usr/include/guestfs.h";
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -16,7 +21,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(lvh_system, lvh_no_git, lvh_no_make)");
+    println!("cargo::rustc-check-cfg=cfg(lvh_system, lvh_no_git, lvh_no_make, lvh_no_guestfs_h)");
     println!("cargo::rerun-if-env-changed=LVH_SYSTEM_TESTS");
     println!("cargo::rerun-if-changed=build.rs");
     let system = std::env::var("LVH_SYSTEM_TESTS").is_ok_and(|v| v == "1");
@@ -27,5 +32,8 @@ fn main() {
         if !system && !on_path(tool) {
             println!("cargo::rustc-cfg={cfg}");
         }
+    }
+    if !system && !std::path::Path::new(GUESTFS_H).exists() {
+        println!("cargo::rustc-cfg=lvh_no_guestfs_h");
     }
 }
