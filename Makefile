@@ -7,6 +7,9 @@ export LIBGUESTFS_BACKEND ?= direct
 export LIBGUESTFS_BACKEND_SETTINGS ?= force_tcg
 # Tests and the demo boot guests with TCG (see README: KVM is not usable here).
 export LVH_ACCEL ?= tcg
+# Every tier with the real tools: builds the system tier (plain `cargo test`
+# reports it as ignored), requires git, make and guestfs.h (see build.rs).
+export LVH_SYSTEM_TESTS ?= 1
 
 .PHONY: all build test test-unit test-integration test-system lint bench demo install-deps clean
 

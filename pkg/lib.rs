@@ -17,6 +17,7 @@ pub mod kernels;
 pub mod oci;
 pub mod progress;
 pub mod runner;
+pub mod sched;
 
 /// The version of lvh, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

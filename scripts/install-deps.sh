@@ -7,13 +7,14 @@ PACKAGES=(
 	# runner
 	qemu-system-x86 qemu-system-arm qemu-utils ovmf
 	# image builder
-	mmdebstrap libguestfs-tools libguestfs-dev linux-image-amd64 e2fsprogs
+	mmdebstrap libguestfs0 libguestfs-tools linux-image-amd64 e2fsprogs
 	qemu-user-static binfmt-support arch-test extlinux guestfs-tools
 	# kernel builder
 	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils
-	# oci + tests
-	docker-registry skopeo zstd curl openssh-client telnet socat
+	# oci + tests (libguestfs-dev: guestfs.h for the binding's struct layout test;
+	# lvh itself builds without it and loads libguestfs0 at run time)
+	docker-registry skopeo zstd curl openssh-client telnet socat libguestfs-dev
 	# building lvh
 	pkg-config build-essential
 )

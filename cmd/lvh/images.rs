@@ -164,7 +164,6 @@ fn build(a: &BuildArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         out!("{}", render_plan(&plan));
         return Ok(ExitCode::Success);
     }
-    images::guestfs::default_env();
     let _lock = images::build::lock(&opts.dir)?;
     let plan = images::plan(&opts, forest)?;
     let summary = images::build(&plan, opts.jobs, &ctx.reporter);

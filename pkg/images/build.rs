@@ -3,7 +3,6 @@
 //! skipping only their descendants, and a summary (built/cached, size, time).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::config::{Format, ImageConf};
@@ -14,6 +13,7 @@ use super::{cache, rootfs, ImagesError};
 use crate::cancel::CancelToken;
 use crate::fsutil::{remove_any, Lock, Partial};
 use crate::progress::{Outcome, Reporter, Stage};
+use crate::sched::{self, Skip, Status};
 
 /// How one image ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,14 +151,6 @@ pub fn default_jobs() -> usize {
     cpus.min((avail_gib / 4) as usize).max(1)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Pending,
-    Running,
-    Ok,
-    Bad,
-}
-
 /// The pid in a temporary name `.<image>.<what>-<pid>` of one of our images.
 fn temp_owner(file_name: &str, images: &[&str]) -> Option<u32> {
     let rest = file_name.strip_prefix('.')?;
@@ -198,10 +190,9 @@ pub fn build(plan: &Plan, jobs: usize, reporter: &dyn Reporter) -> Summary {
     clean_stale(plan);
     let n = plan.items.len();
     let mut results: Vec<Option<ImageResult>> = vec![None; n];
-    let mut states = vec![State::Ok; n];
     for (k, it) in plan.items.iter().enumerate() {
         match it.decision {
-            Decision::Build { .. } => states[k] = State::Pending,
+            Decision::Build { .. } => {}
             Decision::Cached => {
                 Stage::start(reporter, format!("{}: cached", it.name)).finish(Outcome::Cached);
                 results[k] = Some(result(plan, it, ImageOutcome::Cached, Duration::ZERO));
@@ -222,88 +213,39 @@ pub fn build(plan: &Plan, jobs: usize, reporter: &dyn Reporter) -> Summary {
         }
     }
     let pos_of = |index: usize| plan.items.iter().position(|it| it.index == index);
-    let shared = Mutex::new((states, results));
-    let cv = Condvar::new();
+    let parent_of: Vec<Option<usize>> = plan
+        .items
+        .iter()
+        .map(|it| plan.forest.defined_parent(it.index).and_then(pos_of))
+        .collect();
+    let pending: Vec<bool> = results.iter().map(Option::is_none).collect();
     let cancel = CancelToken::global();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| loop {
-                let k = {
-                    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        let (states, results) = &mut *g;
-                        let mut pick = None;
-                        for k in 0..n {
-                            if states[k] != State::Pending {
-                                continue;
-                            }
-                            let it = &plan.items[k];
-                            if cancel.is_cancelled() {
-                                states[k] = State::Bad;
-                                results[k] = Some(skipped(it, "interrupted".into()));
-                                continue;
-                            }
-                            let parent = plan.forest.defined_parent(it.index).and_then(pos_of);
-                            match parent.map(|p| (p, states[p])) {
-                                Some((_, State::Pending | State::Running)) => continue,
-                                Some((p, State::Bad)) => {
-                                    states[k] = State::Bad;
-                                    results[k] = Some(skipped(
-                                        it,
-                                        format!("parent {} was not built", plan.items[p].name),
-                                    ));
-                                }
-                                _ => {
-                                    pick = Some(k);
-                                    break;
-                                }
-                            }
-                        }
-                        if let Some(k) = pick {
-                            states[k] = State::Running;
-                            break Some(k);
-                        }
-                        let busy = states
-                            .iter()
-                            .any(|s| matches!(s, State::Pending | State::Running));
-                        if !busy {
-                            break None;
-                        }
-                        g = cv
-                            .wait_timeout(g, Duration::from_millis(200))
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
-                };
-                let Some(k) = k else {
-                    cv.notify_all();
-                    return;
-                };
-                let it = &plan.items[k];
-                let start = Instant::now();
-                let res = build_one(plan, it, reporter);
-                let (state, outcome) = match res {
-                    Ok(()) => (State::Ok, ImageOutcome::Built),
-                    Err(e) => (
-                        State::Bad,
-                        ImageOutcome::Failed(crate::error::error_chain(&e)),
-                    ),
-                };
-                let r = result(plan, it, outcome, start.elapsed());
-                let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-                g.0[k] = state;
-                g.1[k] = Some(r);
-                cv.notify_all();
-            });
+    let statuses = sched::run(&parent_of, &pending, jobs, &|| cancel.is_cancelled(), |k| {
+        let it = &plan.items[k];
+        let start = Instant::now();
+        match build_one(plan, it, reporter) {
+            Ok(()) => Ok(result(plan, it, ImageOutcome::Built, start.elapsed())),
+            Err(e) => {
+                let outcome = ImageOutcome::Failed(crate::error::error_chain(&e));
+                Err(result(plan, it, outcome, start.elapsed()))
+            }
         }
     });
-    let (_, results) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-    Summary {
-        results: results
-            .into_iter()
-            .map(|r| r.expect("every image ends"))
-            .collect(),
-    }
+    let results = results
+        .into_iter()
+        .zip(statuses)
+        .zip(&plan.items)
+        .map(|((before, status), it)| match status {
+            Status::Succeeded(r) | Status::Failed(r) => r,
+            Status::Skipped(Skip::Parent(p)) => {
+                skipped(it, format!("parent {} was not built", plan.items[p].name))
+            }
+            Status::Skipped(Skip::Cancelled) => skipped(it, "interrupted".into()),
+            Status::Skipped(Skip::Cycle) => skipped(it, "its parents form a cycle".into()),
+            Status::NotRun => before.expect("every image not built has a result"),
+        })
+        .collect();
+    Summary { results }
 }
 
 fn skipped(it: &PlanItem, why: String) -> ImageResult {

@@ -10,6 +10,7 @@ pub mod customize;
 pub mod example;
 pub mod forest;
 pub mod guestfs;
+pub mod guestfs_sys;
 pub mod plan;
 pub mod rootfs;
 

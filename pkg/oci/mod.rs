@@ -6,6 +6,7 @@ pub mod auth;
 pub mod blob;
 pub mod error;
 pub mod extract;
+pub mod kernel_layer;
 pub mod manifest;
 pub mod reference;
 pub mod sparse;

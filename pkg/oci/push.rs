@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -20,8 +19,7 @@ use super::transport::{hex, sha256_digest, Remote, Transport};
 use crate::arch::Arch;
 use crate::progress::{Outcome, Reporter, Stage, Unit};
 
-/// zstd level for pushed artifacts (what `zstd` uses by default).
-const ZSTD_LEVEL: i32 = 3;
+use super::kernel_layer::{self, ZSTD_LEVEL};
 
 pub const ANN_TITLE: &str = "org.opencontainers.image.title";
 pub const ANN_SOURCE: &str = "org.opencontainers.image.source";
@@ -49,14 +47,14 @@ pub struct Pushed {
 }
 
 /// A writer that hashes and counts what passes through.
-struct HashWriter<W> {
-    inner: W,
+pub(super) struct HashWriter<W> {
+    pub(super) inner: W,
     hash: Sha256,
-    n: u64,
+    pub(super) n: u64,
 }
 
 impl<W: Write> HashWriter<W> {
-    fn new(inner: W) -> Self {
+    pub(super) fn new(inner: W) -> Self {
         HashWriter {
             inner,
             hash: Sha256::new(),
@@ -64,7 +62,7 @@ impl<W: Write> HashWriter<W> {
         }
     }
 
-    fn digest(&self) -> String {
+    pub(super) fn digest(&self) -> String {
         format!("sha256:{}", hex(&self.hash.clone().finalize()))
     }
 }
@@ -398,20 +396,6 @@ pub fn kernel_release(install: &Path) -> Option<String> {
     names.pop()
 }
 
-/// Every path under `root` (relative), parents before children, sorted.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    let mut entries: Vec<_> = fs::read_dir(root.join(rel))?.collect::<io::Result<_>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let r = rel.join(e.file_name());
-        out.push(r.clone());
-        if e.file_type()?.is_dir() {
-            walk(root, &r, out)?;
-        }
-    }
-    Ok(())
-}
-
 /// `lvh kernels push <install-dir> <ref>`: the tree as `data/kernels/<version>/`
 /// in one tar+zstd layer; the version comes from the tag (`6.6-main` -> `6.6`).
 pub fn push_kernel(
@@ -444,72 +428,18 @@ pub fn push_kernel(
     let tmp = scratch_dir()?;
     let layer_path = tmp.path().join("layer.tar.zst");
     let c = stage.child("pack kernel layer");
-    let werr = |p: &Path| OciError::io("cannot pack", p.to_path_buf());
-    let out = HashWriter::new(io::BufWriter::with_capacity(
-        1 << 20,
-        File::create(&layer_path).map_err(OciError::io("cannot create", &layer_path))?,
-    ));
-    let enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(werr(&layer_path))?;
-    let mut b = tar::Builder::new(HashWriter::new(enc));
-    let prefix = PathBuf::from("data/kernels").join(&version);
-    for d in ["data/", "data/kernels/"] {
-        b.append_data(&mut dir_header(0o755), d, io::empty())
-            .map_err(werr(&layer_path))?;
-    }
-    b.append_data(
-        &mut dir_header(0o755),
-        format!("{}/", prefix.display()),
-        io::empty(),
+    let file = File::create(&layer_path).map_err(OciError::io("cannot create", &layer_path))?;
+    let (packed, _) = kernel_layer::pack_kernel(
+        install,
+        &version,
+        io::BufWriter::with_capacity(1 << 20, file),
     )
-    .map_err(werr(&layer_path))?;
-    let mut paths = Vec::new();
-    walk(install, Path::new(""), &mut paths).map_err(werr(install))?;
-    for rel in &paths {
-        let src = install.join(rel);
-        let m = fs::symlink_metadata(&src).map_err(werr(&src))?;
-        let name = prefix.join(rel);
-        let mode = m.permissions().mode() & 0o7777;
-        let ft = m.file_type();
-        if ft.is_dir() {
-            b.append_data(
-                &mut dir_header(mode),
-                format!("{}/", name.display()),
-                io::empty(),
-            )
-            .map_err(werr(&src))?;
-        } else if ft.is_file() {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(mode);
-            h.set_size(m.size());
-            h.set_mtime(0);
-            h.set_uid(0);
-            h.set_gid(0);
-            let f = File::open(&src).map_err(werr(&src))?;
-            b.append_data(&mut h, &name, f).map_err(werr(&src))?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&src).map_err(werr(&src))?;
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_mode(0o777);
-            h.set_size(0);
-            h.set_mtime(0);
-            b.append_link(&mut h, &name, &target).map_err(werr(&src))?;
-        }
-    }
-    let inner = b.into_inner().map_err(werr(&layer_path))?;
-    let diff_id = inner.digest();
-    let enc = inner.inner;
-    let mut out = enc.finish().map_err(werr(&layer_path))?;
-    out.flush().map_err(werr(&layer_path))?;
-    let digest = out.digest();
-    let size = out.n;
-    drop(out);
+    .map_err(OciError::io("cannot pack", install))?;
     c.finish(Outcome::Done);
     let layer = Descriptor {
         media_type: OCI_LAYER_TAR_ZSTD.into(),
-        digest,
-        size: size as i64,
+        digest: packed.digest,
+        size: packed.size as i64,
         ..Default::default()
     };
     let mut ann = manifest_annotations(&format!("kernel {tag}"), "kernel", opts);
@@ -522,7 +452,7 @@ pub fn push_kernel(
         opts,
         &layer_path,
         layer,
-        &diff_id,
+        &packed.diff_id,
         ann,
         "lvh kernels push",
         &stage,

@@ -1,17 +1,14 @@
 //! The cost of supervising a child through `lvh::exec` against a bare
 //! `std::process::Command`, for a trivial program.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lvh::exec::Cmd;
 use lvh::progress::NullReporter;
 
-const RUNS: usize = 200;
+use crate::util::median;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+const RUNS: usize = 200;
 
 pub fn run() -> anyhow::Result<()> {
     let mut ours = Vec::with_capacity(RUNS);
@@ -24,7 +21,7 @@ pub fn run() -> anyhow::Result<()> {
         std::process::Command::new("true").status()?;
         bare.push(t.elapsed());
     }
-    let (o, b) = (median(ours), median(bare));
+    let (o, b) = (median(&ours), median(&bare));
     println!(
         "exec `true`: lvh::exec median {:.2} ms, std::process median {:.2} ms, ratio {:.2}",
         o.as_secs_f64() * 1e3,

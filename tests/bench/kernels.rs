@@ -12,6 +12,8 @@ use lvh::arch::Arch;
 
 use crate::fixtures;
 
+use crate::util::median;
+
 const RUNS: usize = 3;
 
 fn time(cmd: &mut Command) -> anyhow::Result<Duration> {
@@ -21,11 +23,6 @@ fn time(cmd: &mut Command) -> anyhow::Result<Duration> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(t.elapsed())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn side_by_side(what: &str, ours: Duration, theirs: Duration, reference: &str) {
@@ -68,8 +65,8 @@ pub fn run() -> anyhow::Result<()> {
     }
     side_by_side(
         "kernels build, nothing changed",
-        median(ours),
-        median(make),
+        median(&ours),
+        median(&make),
         "make no-op",
     );
 
@@ -90,8 +87,8 @@ pub fn run() -> anyhow::Result<()> {
     }
     side_by_side(
         "kernels fetch, no new commits",
-        median(ours),
-        median(git),
+        median(&ours),
+        median(&git),
         "git fetch",
     );
     Ok(())

@@ -2,6 +2,8 @@
 //! tool in the same run and print the ratio. Run one by name:
 //! `cargo bench --bench bench -- exec`.
 
+#[path = "../system/common.rs"]
+mod common;
 mod exec_overhead;
 #[path = "../system/fixtures/mod.rs"]
 mod fixtures;
@@ -9,6 +11,7 @@ mod images;
 mod kernels;
 mod oci;
 mod runner;
+mod util;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use lvh::exec::Cmd;
 use lvh::progress::NullReporter;
 
+use crate::util::median;
+
 #[path = "../system/oci/registry.rs"]
 mod registry;
 
@@ -63,12 +65,6 @@ fn reference_pull(reference: &str, out: &Path) -> anyhow::Result<Duration> {
     );
     run_cmd("sh", &["-c", &script])?;
     Ok(t.elapsed())
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[v.len() / 2]
 }
 
 pub fn run() -> anyhow::Result<()> {

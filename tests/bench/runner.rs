@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
+use crate::util::median;
+
 const RUNS: usize = 7;
 const BUDGET: f64 = 1.15;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
@@ -132,7 +129,7 @@ fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
             times.push(timed(&mut make(), name)?);
         }
     }
-    let medians: Vec<Duration> = variants.iter().map(|v| median(v.2.clone())).collect();
+    let medians: Vec<Duration> = variants.iter().map(|v| median(&v.2)).collect();
     println!("boot-to-command (TCG, {RUNS} interleaved rounds, medians):");
     for ((name, _, times), m) in variants.iter().zip(&medians) {
         println!(

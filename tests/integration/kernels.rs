@@ -58,6 +58,7 @@ fn conf(root: &Path) -> serde_json::Value {
 }
 
 #[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
 fn init_add_fetch_update_list_remove() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
@@ -168,6 +169,7 @@ fn init_add_fetch_update_list_remove() {
 }
 
 #[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
 fn just_print_config_prints_and_saves_nothing() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
@@ -228,6 +230,7 @@ fn init_refuses_to_overwrite_unless_forced_and_backs_up() {
 }
 
 #[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
 fn bad_input_is_refused_with_a_clear_message() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
@@ -383,6 +386,8 @@ fn set_opts(root: &Path, opts: serde_json::Value) {
 }
 
 #[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
+#[cfg_attr(lvh_no_make, ignore = "needs make on PATH (Debian package make)")]
 fn configure_verifies_and_build_installs_and_reconfigures_on_change() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
@@ -547,6 +552,7 @@ fn configure_verifies_and_build_installs_and_reconfigures_on_change() {
 }
 
 #[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
 fn a_missing_cross_compiler_names_the_package() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
@@ -583,6 +589,7 @@ fn a_missing_cross_compiler_names_the_package() {
 }
 
 #[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
 fn a_source_with_alternates_is_fetched_through_libgit2() {
     // Hard-linking objects is impossible when the source borrows them from
     // another repository, so this exercises the regular git2 fetch path.

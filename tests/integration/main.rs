@@ -6,5 +6,6 @@ mod common;
 mod dropin;
 mod images;
 mod kernels;
+mod linking;
 mod oci;
 mod run;

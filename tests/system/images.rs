@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 use lvh::images::guestfs::Handle;
 
+use crate::common::text;
 use crate::fixtures::image::{lvh_build, root_image, ROOT_IMAGE};
 
 fn set_guestfs_env() {
@@ -27,15 +28,6 @@ fn dir_on_fixture(config: &str) -> tempfile::TempDir {
     std::os::unix::fs::symlink(&root, d.path().join("images").join(ROOT_IMAGE)).unwrap();
     std::fs::write(d.path().join("images.json"), config).unwrap();
     d
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The RESULT column of the summary table for `image`.

@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
+
+use crate::common::{assert_code, free_port};
 use sha2::{Digest, Sha256};
 
 /// The kernel and root image to boot for `arch`: the shared fixtures built by
@@ -23,7 +25,7 @@ fn boot_files(arch: Arch) -> (PathBuf, PathBuf) {
 /// `lvh run --kernel K --image I <extra>` under TCG, environment kept clean.
 fn lvh_run(arch: Arch, extra: &[&str]) -> Command {
     let (kernel, image) = boot_files(arch);
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
+    let mut c = crate::common::lvh();
     c.arg("run")
         .arg("--kernel")
         .arg(&kernel)
@@ -31,9 +33,7 @@ fn lvh_run(arch: Arch, extra: &[&str]) -> Command {
         .arg(&image)
         .args(["--qemu-arch", arch.as_str(), "--mem", "512M"])
         .args(extra)
-        .env("LVH_ACCEL", "tcg")
-        .env("CI", "true")
-        .env_remove("LVH_LOG");
+        .env("LVH_ACCEL", "tcg");
     c
 }
 
@@ -43,17 +43,6 @@ fn output(mut c: Command) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }
 
 /// A checksum of a (sparse) file's whole content: the map of its data extents
@@ -351,14 +340,6 @@ fn ctrl_c_leaves_no_qemu_and_no_overlay() {
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -21,11 +21,9 @@ use serde_json::Value;
 const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn lvh(args: &[&str], cache: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lvh"))
+    crate::common::lvh()
         .args(args)
-        .env("CI", "true")
         .env("LVH_CACHE_DIR", cache)
-        .env_remove("LVH_LOG")
         .output()
         .expect("run lvh")
 }

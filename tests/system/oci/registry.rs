@@ -22,12 +22,7 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
+pub use crate::common::free_port;
 
 /// A bare `GET path` returning the status code, if the server answered.
 pub fn http_status(addr: &str, path: &str) -> Option<u16> {

@@ -1,0 +1,39 @@
+//! Helpers shared by the system tests (and the benches, which include this
+//! file): the built binary, exit-code assertions that show both streams, and
+//! a free loopback port.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// `lvh` as cargo built it, with a predictable environment: plain progress
+/// lines (`CI`), no log filter from the caller.
+pub fn lvh() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
+    c.env("CI", "true").env_remove("LVH_LOG");
+    c
+}
+
+/// An output's status and both streams, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts the exit code and shows both streams when it is wrong.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
