@@ -14,6 +14,8 @@ PACKAGES=(
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils
 	# oci + tests
 	docker-registry skopeo zstd curl openssh-client telnet socat
+	# BPF test programs (clang -target bpf)
+	clang-19
 	# building lvh
 	pkg-config build-essential
 )

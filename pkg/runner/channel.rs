@@ -314,6 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn splats_are_announced_when_they_begin_and_sent_when_they_end() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut p = SplatParser::new();
+        for l in [
+            "[ 1.0] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2",
+            "[ 1.1] Call Trace:",
+            "[ 1.2]  f+0x1/0x2",
+            "[ 1.3] ---[ end trace 0000000000000000 ]---",
+            "[ 2.0] watchdog: BUG: soft lockup - CPU#0 stuck for 3s! [sh:1]",
+            "[ 3.0] Kernel panic - not syncing: softlockup: hung tasks",
+        ] {
+            watch_line(l, &mut p, &tx);
+        }
+        let evs: Vec<String> = rx
+            .try_iter()
+            .map(|e| match e {
+                Event::Splat(s) => format!("splat {}", s.summary()),
+                Event::SplatBegan => "began".into(),
+                Event::Panic(_) => "panic".into(),
+                e => format!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(
+            evs,
+            [
+                "began",
+                "splat warning in f",
+                "began",
+                "splat soft-lockup",
+                "began",
+                "panic"
+            ]
+        );
+    }
+
+    #[test]
     fn tail_is_bounded() {
         let t = ConsoleTail::new(2);
         for l in ["a", "b", "c"] {

@@ -84,9 +84,9 @@ pub fn run_report(
     let result = match &plan.mode {
         Mode::Command { cmd, timeout } => {
             match run_command(plan, cmd, *timeout, policy, sinks, reporter, print_cmd) {
-                Ok((result, watch)) => {
+                Ok((result, watch, ended)) => {
                     facts.boot_time = watch.boot_time();
-                    facts.command_time = watch.command_time(Instant::now());
+                    facts.command_time = watch.command_time(ended);
                     facts.taint = watch.exit.and_then(|e| e.taint);
                     facts.kernel_release = watch.kernel_release.clone();
                     facts.splats = watch.splats;
@@ -388,7 +388,7 @@ fn run_command(
     sinks: Sinks,
     reporter: &dyn Reporter,
     print_cmd: bool,
-) -> Result<(Result<Outcome, RunError>, Watch), RunError> {
+) -> Result<(Result<Outcome, RunError>, Watch, Instant), RunError> {
     let dir = run_dir()?;
     let wiring = wire(plan, gcmd, dir.path())?;
     let cmd = Cmd::new(plan.arch.qemu_binary())
@@ -409,6 +409,7 @@ fn run_command(
     };
     let mut watch = Watch::new(limits, policy.clone());
     let (verdict, status) = supervise(&mut child, &pumps, &mut watch)?;
+    let ended = Instant::now();
     tracing::debug!(elapsed = ?start.elapsed(), ?verdict, "run ends");
     if matches!(verdict, Verdict::GuestError(_)) {
         // Let the console catch up so the tail shows the failure.
@@ -426,7 +427,7 @@ fn run_command(
         &pumps.tail,
         &qemu_stderr,
     );
-    Ok((result, watch))
+    Ok((result, watch, ended))
 }
 
 /// Without a command and in the foreground: lvh becomes QEMU (as

@@ -8,4 +8,5 @@ mod images;
 mod kernels;
 mod oci;
 mod runner;
+mod splat;
 mod tools;
