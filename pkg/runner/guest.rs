@@ -178,11 +178,14 @@ fi
 
 /// The end of the init script: run the command with its output counted,
 /// read the taint flags around it, report the exit on the control port.
+/// (`cat`, not `read`: sysctl files answer only a read at offset 0, and
+/// dash's `read` takes one byte at a time.)
 fn run_part(argv: &str, persist: bool) -> String {
     format!(
         r#"
 mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
-{{ read -r lvh_t0 </proc/sys/kernel/tainted; }} 2>/dev/null || lvh_t0=-
+lvh_taint() {{ t=$(cat /proc/sys/kernel/tainted 2>/dev/null); case $t in '' | *[!0-9]*) t=- ;; esac; echo "$t"; }}
+lvh_t0=$(lvh_taint)
 dd if=/run/lvh.o of="$lvh_out" bs=65536 2>/run/lvh.on &
 dd if=/run/lvh.e of="$lvh_err" bs=65536 2>/run/lvh.en &
 (exec 9>&- {argv}) >/run/lvh.o 2>/run/lvh.e </dev/null
@@ -191,7 +194,7 @@ wait
 {sync}lvh_on=; while read -r w _; do lvh_on=$w; done </run/lvh.on
 lvh_en=; while read -r w _; do lvh_en=$w; done </run/lvh.en
 case "$lvh_on:$lvh_en" in *[!0-9:]* | :* | *:) lvh_fail "could not count the command's output bytes (dd said: $lvh_on $lvh_en)" ;; esac
-{{ read -r lvh_t1 </proc/sys/kernel/tainted; }} 2>/dev/null || lvh_t1=-
+lvh_t1=$(lvh_taint)
 echo "exit $lvh_status $lvh_on $lvh_en $lvh_t0 $lvh_t1" >&9
 read -r lvh_ack <&9
 exit 0
@@ -299,6 +302,11 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("cd /root"));
+        assert!(
+            s.contains("lvh_t0=$(lvh_taint)\ndd if=")
+                && s.contains("lvh_t1=$(lvh_taint)\necho \"exit $lvh_status $lvh_on $lvh_en $lvh_t0 $lvh_t1\" >&9"),
+            "{s}"
+        );
         assert!(!s.contains("host_mount"));
 
         let m = init_script(&GuestCommand {

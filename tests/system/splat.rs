@@ -2,7 +2,8 @@
 //! WARN, a BUG and a soft lockup in the fixture kernel (`testing` options)
 //! and `lvh run` must fail each with exit code 245 naming kind and function;
 //! allowlists and `--splat warn` let a known splat pass; `--result-json` is
-//! written for every verdict. And a real BPF program: an XDP program built on
+//! written for every verdict; a taint that appears during the command counts
+//! as a splat. And a real BPF program: an XDP program built on
 //! the host with clang, loaded with bpftool in the guest and test-run on
 //! known input.
 
@@ -308,4 +309,35 @@ bpftool prog show pinned /sys/fs/bpf/p";
     // XDP_PASS for the packet starting with 0x42, XDP_DROP for the other.
     assert_eq!(retvals, ["2", "1"], "{out}\n{}", text(&o.stderr));
     assert!(out.contains("xdp") && out.contains("first_byte"), "{out}");
+}
+
+#[test]
+fn a_taint_that_appears_during_the_command_fails_it_unless_allowed() {
+    let cmd = "echo 64 > /proc/sys/kernel/tainted; echo done";
+    let o = run(&["--", "sh", "-c", cmd]);
+    assert_code(&o, 245);
+    assert_eq!(text(&o.stdout), "done\n");
+    let e = error_line(&o);
+    assert!(e.starts_with("lvh: error: kernel splat: taint"), "{e}");
+    assert!(
+        text(&o.stderr).contains("U (taint requested by userspace) (tainted 0x0 -> 0x40)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let d = tempfile::tempdir().unwrap();
+    let allow = d.path().join("allow.json");
+    std::fs::write(
+        &allow,
+        r#"[{"pattern": "taint requested by userspace", "reason": "the test asks for it", "expires": "2099-12-31"}]"#,
+    )
+    .unwrap();
+    let o = run(&[
+        "--splat-allow",
+        allow.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        cmd,
+    ]);
+    assert_code(&o, 0);
 }
