@@ -372,3 +372,42 @@ fn taint_flags_by_letter() {
     );
     assert!(t.first_line.contains("0x0 -> 0x200"), "{}", t.first_line);
 }
+
+/// Console logs captured from the system-test fixture kernel (tinyconfig
+/// 6.12 with the `runner,testing` groups, TCG) running LKDTM, as lvh's
+/// `--console-log-file` wrote them (CRLF line ends included).
+#[test]
+fn real_lkdtm_splats_from_the_fixture_kernel() {
+    let cases = [
+        (
+            include_str!("testdata/lkdtm-warning-6.12.txt"),
+            SplatKind::Warning,
+            "lkdtm_WARNING",
+            "WARNING: CPU: 0 PID: 41 at drivers/misc/lkdtm/bugs.c:112 lkdtm_WARNING+0x8/0xb",
+            "---[ end trace 0000000000000000 ]---",
+        ),
+        (
+            include_str!("testdata/lkdtm-bug-6.12.txt"),
+            SplatKind::Bug,
+            "lkdtm_BUG",
+            "kernel BUG at drivers/misc/lkdtm/bugs.c:105!",
+            "---[ end trace 0000000000000000 ]---",
+        ),
+        (
+            include_str!("testdata/lkdtm-softlockup-6.12.txt"),
+            SplatKind::SoftLockup,
+            "lkdtm_SOFTLOCKUP",
+            "watchdog: BUG: soft lockup - CPU#0 stuck for 3s! [sh:41]",
+            " </TASK>",
+        ),
+    ];
+    for (text, kind, function, first, last) in cases {
+        let s = parse(text);
+        assert_eq!(s.len(), 1, "{s:#?}");
+        assert_eq!(s[0].kind, kind);
+        assert_eq!(s[0].function.as_deref(), Some(function));
+        assert_eq!(s[0].first_line, first);
+        assert_eq!(s[0].lines.last().unwrap(), last);
+        assert!(s[0].lines.iter().any(|l| l == "Call Trace:"));
+    }
+}
