@@ -35,6 +35,9 @@ pub enum ExitCode {
     QemuExited,
     /// `lvh run`: the guest command did not finish before `--timeout`.
     CommandTimeout,
+    /// `lvh run`: the guest kernel splatted (WARN, BUG, Oops, lockup, ...) or
+    /// became tainted, and `--splat fail` (the default) made that a failure.
+    KernelSplat,
     /// `lvh run -- CMD`: the guest command's own exit code, passed through.
     Command(u8),
 }
@@ -53,13 +56,14 @@ impl ExitCode {
             ExitCode::NoSignOfLife => 242,
             ExitCode::QemuExited => 243,
             ExitCode::CommandTimeout => 244,
+            ExitCode::KernelSplat => 245,
             ExitCode::Command(c) => c as i32,
         }
     }
 
     /// All codes with a one-line meaning, for `--help` and the README.
     /// (5, once "not implemented", is reserved: every command is implemented.)
-    pub const ALL: [(ExitCode, &'static str); 11] = [
+    pub const ALL: [(ExitCode, &'static str); 12] = [
         (ExitCode::Success, "success"),
         (ExitCode::Failure, "error (stderr says what failed)"),
         (ExitCode::Usage, "bad command-line usage"),
@@ -83,6 +87,10 @@ impl ExitCode {
             "run: QEMU exited before the command finished",
         ),
         (ExitCode::CommandTimeout, "run: guest command timed out"),
+        (
+            ExitCode::KernelSplat,
+            "run: guest kernel splat (WARN, BUG, Oops, lockup, ...) or new taint",
+        ),
     ];
 }
 
@@ -266,6 +274,7 @@ mod tests {
             ExitCode::NoSignOfLife,
             ExitCode::QemuExited,
             ExitCode::CommandTimeout,
+            ExitCode::KernelSplat,
         ] {
             assert!((240..=250).contains(&c.code()));
         }

@@ -15,6 +15,8 @@ PACKAGES=(
 	# oci + tests (libguestfs-dev: guestfs.h for the binding's struct layout test;
 	# lvh itself builds without it and loads libguestfs0 at run time)
 	docker-registry skopeo zstd curl openssh-client telnet socat libguestfs-dev
+	# BPF test programs (clang -target bpf)
+	clang-19
 	# building lvh
 	pkg-config build-essential
 )

@@ -105,6 +105,16 @@ pub struct RunArgs {
     /// Extra argument passed to QEMU as is (repeatable, e.g. --qemu-arg=-S)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_arg: Vec<String>,
+    /// Kernel splats (WARN, BUG, Oops, lockups, sanitizers, new taint) in command mode:
+    /// fail (exit code 245), warn (report on stderr), or off
+    #[arg(long, value_name = "MODE", default_value = "fail")]
+    pub splat: lvh::runner::allow::SplatMode,
+    /// JSON allowlist of known splats: [{"pattern": REGEX, "reason": TEXT, "expires": "YYYY-MM-DD"}]
+    #[arg(long, value_name = "FILE")]
+    pub splat_allow: Option<PathBuf>,
+    /// Write how the run ended (verdict, times, splats, kernel) to this JSON file
+    #[arg(long, value_name = "FILE")]
+    pub result_json: Option<PathBuf>,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -198,12 +208,30 @@ fn pull_if_remote(opts: &mut RunOptions, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--splat` and `--splat-allow`, checked (an expired entry fails here).
+fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::allow::SplatPolicy> {
+    use lvh::runner::allow::{Date, SplatPolicy};
+    let (policy, warnings) =
+        SplatPolicy::load(args.splat, args.splat_allow.as_deref(), Date::today())?;
+    for w in warnings {
+        lvh::progress::warn(&ctx.reporter, w);
+    }
+    Ok(policy)
+}
+
 pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut opts = options(args)?;
     if !args.dry_run {
         pull_if_remote(&mut opts, ctx)?;
     }
+    if let (Some(r), None) = (&args.result_json, &opts.console_log_file) {
+        // The console goes beside the result, where the result says it is.
+        let mut name = r.as_os_str().to_owned();
+        name.push(".console.log");
+        opts.console_log_file = Some(name.into());
+    }
     let plan = RunPlan::new(&opts, kvm_usable(Path::new("/dev/kvm")))?;
+    let policy = splat_policy(args, ctx)?;
     if args.dry_run || args.qemu_cmd_print {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
         outln!("{}", vm::qemu_cmd(&plan, &dir).display());
@@ -216,7 +244,11 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     };
     // little-vm-helper's run --verbose: print the QEMU command, then run it.
     let print_cmd = ctx.verbose > 0;
-    match lvh::runner::run(&plan, sinks, &ctx.reporter, print_cmd)? {
+    let report = lvh::runner::run_report(&plan, &policy, sinks, &ctx.reporter, print_cmd);
+    if let Some(path) = &args.result_json {
+        lvh::runner::result::RunResult::new(&report.result, &report.facts).write(path)?;
+    }
+    match report.result? {
         Outcome::Command(code) | Outcome::Exited(code) => {
             Ok(ExitCode::Command((code & 0xff) as u8))
         }

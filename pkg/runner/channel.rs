@@ -1,8 +1,9 @@
 //! The host side of the guest channels: unix sockets lvh listens on before
 //! QEMU starts (QEMU connects to them as a client), and one thread per socket
 //! that forwards what arrives: command output byte-exact to its sink, control
-//! lines parsed, console text watched for signs of life, panics and guest
-//! errors, kept as a tail for error messages and copied to the log.
+//! lines parsed, console text watched for signs of life, panics, splats
+//! ([`super::splat`]) and guest errors, kept as a tail for error messages and
+//! copied to the log.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::guest::{self, ControlMsg, GUEST_ERROR_PREFIX};
+use super::splat::{Splat, SplatParser};
 
 /// What the channel threads tell the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,12 @@ pub enum Event {
     Panic(String),
     /// A console line from lvh's guest script saying what failed.
     GuestError(String),
+    /// The kernel's release, from its `Linux version` banner.
+    KernelRelease(String),
+    /// A splat started on the console; its trace is still being printed.
+    SplatBegan,
+    /// A splat whose trace ended (or was cut by the end of the console).
+    Splat(Splat),
     /// The console socket closed (QEMU exited).
     ConsoleClosed,
     Control(ControlMsg),
@@ -167,6 +175,11 @@ pub fn classify_console_line(line: &str) -> Option<Event> {
     if line.contains(PANIC_MARKER) {
         return Some(Event::Panic(line.trim().to_string()));
     }
+    if let Some((_, rest)) = line.split_once("Linux version ") {
+        if let Some(release) = rest.split_whitespace().next() {
+            return Some(Event::KernelRelease(release.to_string()));
+        }
+    }
     // At the start only: the kernel echoes its command line, bootstrap included.
     line.trim_start()
         .strip_prefix(GUEST_ERROR_PREFIX)
@@ -188,8 +201,24 @@ pub fn split_lines(pending: &mut Vec<u8>, chunk: &[u8]) -> Vec<String> {
     out
 }
 
+/// Feeds one console line to the splat parser and the line classifier.
+fn watch_line(line: &str, splats: &mut SplatParser, tx: &Sender<Event>) {
+    let was_open = splats.is_open();
+    let done = splats.push(line);
+    let ended = !done.is_empty();
+    for s in done {
+        let _ = tx.send(Event::Splat(s));
+    }
+    if splats.is_open() && (ended || !was_open) {
+        let _ = tx.send(Event::SplatBegan);
+    }
+    if let Some(ev) = classify_console_line(line) {
+        let _ = tx.send(ev);
+    }
+}
+
 /// Watches the guest console: copies it to the log and echo sinks, keeps the
-/// tail, and reports life, panics and guest errors.
+/// tail, and reports life, panics, splats and guest errors.
 pub fn pump_console(
     l: UnixListener,
     mut log: Option<std::fs::File>,
@@ -203,6 +232,7 @@ pub fn pump_console(
             let mut buf = vec![0u8; 16 * 1024];
             let mut pending = Vec::new();
             let mut alive = false;
+            let mut splats = SplatParser::new();
             loop {
                 let n = match s.read(&mut buf) {
                     Ok(0) => break,
@@ -222,18 +252,17 @@ pub fn pump_console(
                     let _ = e.flush();
                 }
                 for line in split_lines(&mut pending, &buf[..n]) {
-                    if let Some(ev) = classify_console_line(&line) {
-                        let _ = tx.send(ev);
-                    }
+                    watch_line(&line, &mut splats, &tx);
                     tail.push(line);
                 }
             }
             if !pending.is_empty() {
                 let line = String::from_utf8_lossy(&pending).trim().to_string();
-                if let Some(ev) = classify_console_line(&line) {
-                    let _ = tx.send(ev);
-                }
+                watch_line(&line, &mut splats, &tx);
                 tail.push(line);
+            }
+            if let Some(s) = splats.finish() {
+                let _ = tx.send(Event::Splat(s));
             }
         }
         let _ = tx.send(Event::ConsoleClosed);
@@ -271,12 +300,52 @@ mod tests {
                 "cannot mount the host directory at /host".into()
             ))
         );
-        assert_eq!(classify_console_line("[    0.1] Linux version 6.12"), None);
+        assert_eq!(
+            classify_console_line("[    0.0] Linux version 6.12.57 (root@x) (gcc 12) #1"),
+            Some(Event::KernelRelease("6.12.57".into()))
+        );
+        assert_eq!(classify_console_line("[    0.1] Run /bin/sh as init"), None);
         assert_eq!(
             classify_console_line(
                 "Kernel command line: init=/bin/sh -- -c \"echo lvh-guest: error: x\""
             ),
             None
+        );
+    }
+
+    #[test]
+    fn splats_are_announced_when_they_begin_and_sent_when_they_end() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut p = SplatParser::new();
+        for l in [
+            "[ 1.0] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2",
+            "[ 1.1] Call Trace:",
+            "[ 1.2]  f+0x1/0x2",
+            "[ 1.3] ---[ end trace 0000000000000000 ]---",
+            "[ 2.0] watchdog: BUG: soft lockup - CPU#0 stuck for 3s! [sh:1]",
+            "[ 3.0] Kernel panic - not syncing: softlockup: hung tasks",
+        ] {
+            watch_line(l, &mut p, &tx);
+        }
+        let evs: Vec<String> = rx
+            .try_iter()
+            .map(|e| match e {
+                Event::Splat(s) => format!("splat {}", s.summary()),
+                Event::SplatBegan => "began".into(),
+                Event::Panic(_) => "panic".into(),
+                e => format!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(
+            evs,
+            [
+                "began",
+                "splat warning in f",
+                "began",
+                "splat soft-lockup",
+                "began",
+                "panic"
+            ]
         );
     }
 

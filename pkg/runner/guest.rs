@@ -5,8 +5,9 @@
 //! The guest needs nothing but `/bin/sh` and the usual Debian base tools
 //! (`mount`, `mkfifo`, `dd`): no ssh, agent or systemd. The script mounts the
 //! pseudo filesystems, optionally the host share, runs the command with stdout
-//! and stderr each through a counting `dd` into its own virtio-serial port, and reports `exit STATUS OUTBYTES ERRBYTES` on the
-//! control port. The counts let the host wait until every byte has arrived
+//! and stderr each through a counting `dd` into its own virtio-serial port, and reports `exit STATUS OUTBYTES ERRBYTES
+//! TAINT_BEFORE TAINT_AFTER` on the control port (the kernel's taint flags
+//! before and after the command, `-` without `/proc/sys/kernel/tainted`). The counts let the host wait until every byte has arrived
 //! before it stops the VM (virtio-serial buffers can still be in flight when
 //! the command ends).
 
@@ -178,9 +179,20 @@ fi
         format!("cd {} 2>/dev/null || cd /", sh_quote(&cwd))
     };
     s.push_str(&cd);
-    s.push_str(&format!(
+    s.push_str(&run_part(&argv.join(" "), cmd.persist));
+    s
+}
+
+/// The end of the init script: run the command with its output counted,
+/// read the taint flags around it, report the exit on the control port.
+/// (`cat`, not `read`: sysctl files answer only a read at offset 0, and
+/// dash's `read` takes one byte at a time.)
+fn run_part(argv: &str, persist: bool) -> String {
+    format!(
         r#"
 mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
+lvh_taint() {{ t=$(cat /proc/sys/kernel/tainted 2>/dev/null); case $t in '' | *[!0-9]*) t=- ;; esac; echo "$t"; }}
+lvh_t0=$(lvh_taint)
 dd if=/run/lvh.o of="$lvh_out" bs=65536 2>/run/lvh.on &
 dd if=/run/lvh.e of="$lvh_err" bs=65536 2>/run/lvh.en &
 (exec 9>&- {argv}) >/run/lvh.o 2>/run/lvh.e </dev/null
@@ -189,14 +201,13 @@ wait
 {sync}lvh_on=; while read -r w _; do lvh_on=$w; done </run/lvh.on
 lvh_en=; while read -r w _; do lvh_en=$w; done </run/lvh.en
 case "$lvh_on:$lvh_en" in *[!0-9:]* | :* | *:) lvh_fail "could not count the command's output bytes (dd said: $lvh_on $lvh_en)" ;; esac
-echo "exit $lvh_status $lvh_on $lvh_en" >&9
+lvh_t1=$(lvh_taint)
+echo "exit $lvh_status $lvh_on $lvh_en $lvh_t0 $lvh_t1" >&9
 read -r lvh_ack <&9
 exit 0
 "#,
-        argv = argv.join(" "),
-        sync = if cmd.persist { "sync\n" } else { "" },
-    ));
-    s
+        sync = if persist { "sync\n" } else { "" },
+    )
 }
 
 /// A message the guest sent on the control port.
@@ -204,11 +215,13 @@ exit 0
 pub enum ControlMsg {
     /// The init script is running (the guest is alive and booted).
     Started,
-    /// The command ended with `status`, having written this many bytes.
+    /// The command ended with `status`, having written this many bytes;
+    /// the kernel's taint flags before and after it, when readable.
     Exit {
         status: i32,
         stdout_bytes: u64,
         stderr_bytes: u64,
+        taint: Option<(u64, u64)>,
     },
     /// The init script could not set up.
     Error(String),
@@ -230,10 +243,15 @@ pub fn parse_control(line: &str) -> Option<ControlMsg> {
     let status = it.next()?.parse().ok()?;
     let stdout_bytes = it.next()?.parse().ok()?;
     let stderr_bytes = it.next()?.parse().ok()?;
+    let taint = match (it.next(), it.next()) {
+        (Some(b), Some(a)) => b.parse().ok().zip(a.parse().ok()),
+        _ => None,
+    };
     Some(ControlMsg::Exit {
         status,
         stdout_bytes,
         stderr_bytes,
+        taint,
     })
 }
 
@@ -291,6 +309,11 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("cd /root"));
+        assert!(
+            s.contains("lvh_t0=$(lvh_taint)\ndd if=")
+                && s.contains("lvh_t1=$(lvh_taint)\necho \"exit $lvh_status $lvh_on $lvh_en $lvh_t0 $lvh_t1\" >&9"),
+            "{s}"
+        );
         assert!(!s.contains("host_mount"));
         // the image's hostname, before the command runs
         let host = s.find("read -r lvh_host </etc/hostname").unwrap();
@@ -324,7 +347,26 @@ mod tests {
             Some(ControlMsg::Exit {
                 status: 42,
                 stdout_bytes: 10,
-                stderr_bytes: 0
+                stderr_bytes: 0,
+                taint: None,
+            })
+        );
+        assert_eq!(
+            parse_control("exit 0 1 2 0 512"),
+            Some(ControlMsg::Exit {
+                status: 0,
+                stdout_bytes: 1,
+                stderr_bytes: 2,
+                taint: Some((0, 512)),
+            })
+        );
+        assert_eq!(
+            parse_control("exit 0 1 2 - -"),
+            Some(ControlMsg::Exit {
+                status: 0,
+                stdout_bytes: 1,
+                stderr_bytes: 2,
+                taint: None,
             })
         );
         assert_eq!(

@@ -1,15 +1,21 @@
 //! The VM runner: QEMU argv from small pure builders ([`qemu`]), the validated
 //! run plan ([`plan`]), the guest command channel ([`guest`], [`channel`]) and
-//! VM supervision ([`vm`]): boot deadline, panic detection, QEMU early exit,
-//! Ctrl-C, and a throwaway overlay so the image is never modified.
+//! VM supervision ([`vm`], its decisions in [`verdict`]): boot deadline,
+//! panic and splat detection ([`splat`], [`allow`]), QEMU early exit, Ctrl-C,
+//! and a throwaway overlay so the image is never modified; the run's result
+//! as JSON ([`result`]).
 
 pub mod accel;
+pub mod allow;
 pub mod channel;
 pub mod guest;
 pub mod image;
 pub mod plan;
 pub mod ports;
 pub mod qemu;
+pub mod result;
+pub mod splat;
+pub mod verdict;
 pub mod vm;
 
 use std::path::PathBuf;
@@ -18,7 +24,7 @@ use std::time::Duration;
 use crate::error::{ExitCode, HasExitCode};
 
 pub use plan::{Mode, RunOptions, RunPlan};
-pub use vm::{run, Outcome, Sinks};
+pub use vm::{run, run_report, Outcome, RunFacts, RunReport, Sinks};
 
 /// How many console lines an error shows.
 pub const CONSOLE_TAIL_LINES: usize = 25;
@@ -67,6 +73,13 @@ pub enum RunError {
     },
     #[error("the guest could not run the command: {0}")]
     Guest(String),
+    #[error("{}", fmt_splats(.splats, .command_status))]
+    Splat {
+        /// The splats that failed the run, in order.
+        splats: Vec<splat::Splat>,
+        /// The command's own exit status, when it ended.
+        command_status: Option<i32>,
+    },
     #[error("the guest command did not finish within {}s and the VM was stopped", .0.as_secs())]
     CommandTimeout(Duration),
     #[error("the guest command ended but its {stream} stopped at {got} of {want} bytes")]
@@ -97,6 +110,26 @@ fn fmt_lines(title: &str, lines: &[String]) -> String {
     s
 }
 
+/// The first line names the first splat's kind and function; every splat's
+/// whole trace follows.
+fn fmt_splats(splats: &[splat::Splat], status: &Option<i32>) -> String {
+    let Some(first) = splats.first() else {
+        return "kernel splat".into();
+    };
+    let mut s = format!("kernel splat: {}", first.summary());
+    if splats.len() > 1 {
+        s.push_str(&format!(" (and {} more)", splats.len() - 1));
+    }
+    match status {
+        Some(c) => s.push_str(&format!(" (the command exited with {c})")),
+        None => s.push_str(" (the VM was stopped: the command could not finish)"),
+    }
+    for sp in splats {
+        s.push_str(&fmt_lines(&sp.summary(), &sp.lines));
+    }
+    s
+}
+
 fn fmt_log(p: &Option<PathBuf>) -> String {
     match p {
         Some(p) => format!(" (console log: {})", p.display()),
@@ -118,6 +151,7 @@ impl HasExitCode for RunError {
         match self {
             RunError::Invalid(_) => ExitCode::InvalidInput,
             RunError::KernelPanic { .. } => ExitCode::KernelPanic,
+            RunError::Splat { .. } => ExitCode::KernelSplat,
             RunError::NoSignOfLife { .. }
             | RunError::NotStarted { .. }
             | RunError::SshTimeout { .. } => ExitCode::NoSignOfLife,
@@ -178,6 +212,13 @@ mod tests {
                 243,
             ),
             (RunError::CommandTimeout(d), 244),
+            (
+                RunError::Splat {
+                    splats: vec![],
+                    command_status: Some(0),
+                },
+                245,
+            ),
             (RunError::Guest("g".into()), 240),
             (RunError::Interrupted, 130),
         ];

@@ -1,8 +1,9 @@
 //! Starting and supervising the VM. Command mode watches QEMU, the console
 //! and the guest channel together and ends the run at the first of: the
-//! command's exit (after every output byte arrived), a kernel panic, a guest
-//! that stays silent or never starts the command before the boot deadline,
-//! QEMU exiting early, the command timeout, or Ctrl-C. The private run
+//! command's exit (after every output byte arrived), a kernel panic, a
+//! lockup splat, a guest that stays silent or never starts the command
+//! before the boot deadline, QEMU exiting early, the command timeout, or
+//! Ctrl-C; the decision is [`super::verdict`]'s, this module moves bytes. The private run
 //! directory (sockets, control share, and QEMU's `snapshot=on` overlay via
 //! `TMPDIR`) is removed when the run ends, whatever the reason.
 
@@ -12,15 +13,18 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::accel::Accel;
+use super::allow::SplatPolicy;
 use super::channel::{self, ConsoleTail, Event, StreamCount};
-use super::guest::{self, ControlMsg};
+use super::guest;
 use super::plan::{Mode, RunPlan};
 use super::qemu;
+use super::splat::SplatKind;
+use super::verdict::{Action, Limits, SeenSplat, Tick, Verdict, Watch};
 use super::{RunError, CONSOLE_TAIL_LINES};
 use crate::cancel::CancelToken;
 use crate::exec::{describe_status, Cmd, Io};
@@ -28,12 +32,6 @@ use crate::progress::{self, Reporter};
 
 /// How often the supervisor polls QEMU, deadlines and Ctrl-C.
 const TICK: Duration = Duration::from_millis(5);
-/// After QEMU exits, how long to wait for the console and channels to drain.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// After a panic line, how long to let QEMU finish printing and exit.
-const PANIC_SETTLE: Duration = Duration::from_secs(3);
-/// After the command ended, how long output may stall before lvh gives up.
-const OUTPUT_STALL: Duration = Duration::from_secs(30);
 /// How long QEMU gets to exit after SIGTERM at the end of a run.
 const QEMU_GRACE: Duration = Duration::from_secs(5);
 /// QEMU stderr lines kept for error messages.
@@ -59,22 +57,51 @@ pub enum Outcome {
 }
 
 /// Runs the plan. `print_cmd` reports the QEMU command line before starting.
+/// Splats fail a command-mode run (`--splat fail` without an allowlist).
 pub fn run(
     plan: &RunPlan,
     sinks: Sinks,
     reporter: &dyn Reporter,
     print_cmd: bool,
 ) -> Result<Outcome, RunError> {
-    match &plan.mode {
+    run_report(plan, &SplatPolicy::default(), sinks, reporter, print_cmd).result
+}
+
+/// Runs the plan with `policy` for splats; returns the outcome and what the
+/// run found (times, splats, kernel release) for `--result-json`.
+pub fn run_report(
+    plan: &RunPlan,
+    policy: &SplatPolicy,
+    sinks: Sinks,
+    reporter: &dyn Reporter,
+    print_cmd: bool,
+) -> RunReport {
+    let mut facts = RunFacts {
+        cmdline: plan.kernel.is_some().then(|| plan.cmdline()),
+        console_log: plan.console_log.clone(),
+        ..Default::default()
+    };
+    let result = match &plan.mode {
         Mode::Command { cmd, timeout } => {
-            run_command(plan, cmd, *timeout, sinks, reporter, print_cmd)
+            match run_command(plan, cmd, *timeout, policy, sinks, reporter, print_cmd) {
+                Ok((result, watch, ended)) => {
+                    facts.boot_time = watch.boot_time();
+                    facts.command_time = watch.command_time(ended);
+                    facts.taint = watch.exit.and_then(|e| e.taint);
+                    facts.kernel_release = watch.kernel_release.clone();
+                    facts.splats = watch.splats;
+                    result
+                }
+                Err(e) => Err(e),
+            }
         }
         Mode::Interactive => run_interactive(plan, reporter, print_cmd),
         Mode::Daemon {
             ssh_port,
             ssh_timeout,
         } => run_daemon(plan, *ssh_port, *ssh_timeout, reporter, print_cmd),
-    }
+    };
+    RunReport { result, facts }
 }
 
 /// The QEMU command for `plan` with its private files in `run_dir`.
@@ -128,49 +155,227 @@ fn no_life_hint(accel: Accel) -> String {
     }
 }
 
-/// State the supervisor builds from channel events.
-#[derive(Default)]
-struct Seen {
-    alive: bool,
-    started: Option<Instant>,
-    exit: Option<(i32, u64, u64)>,
-    exit_at: Option<Instant>,
-    panic: Option<String>,
-    panic_at: Option<Instant>,
-    guest_error: Option<String>,
-    console_closed: bool,
+/// The listening sockets and files of a command-mode run, made before QEMU starts.
+struct Wiring {
+    cfg: qemu::QemuConfig,
+    console: std::os::unix::net::UnixListener,
+    stdout: std::os::unix::net::UnixListener,
+    stderr: std::os::unix::net::UnixListener,
+    control: std::os::unix::net::UnixListener,
+    log: Option<std::fs::File>,
 }
 
-impl Seen {
-    fn take(&mut self, ev: Event) {
-        match ev {
-            Event::ConsoleAlive => self.alive = true,
-            Event::Panic(l) => {
-                if self.panic.is_none() {
-                    self.panic = Some(l);
-                    self.panic_at = Some(Instant::now());
-                }
+fn write_file(p: &Path, text: String) -> Result<(), RunError> {
+    std::fs::write(p, text).map_err(|e| RunError::io(format!("write {}", p.display()), e))
+}
+
+/// Writes the control share (init script, fstab) and binds the sockets.
+fn wire(plan: &RunPlan, gcmd: &guest::GuestCommand, dir: &Path) -> Result<Wiring, RunError> {
+    let cfg = plan.qemu_config(dir);
+    let ch = cfg.channel.clone().expect("command mode has a channel");
+    std::fs::create_dir(&ch.share_dir)
+        .map_err(|e| RunError::io(format!("create {}", ch.share_dir.display()), e))?;
+    write_file(&ch.share_dir.join("init"), guest::init_script(gcmd))?;
+    write_file(&ch.share_dir.join("fstab"), guest::fstab())?;
+    let listen = |p: &Path| {
+        channel::listen(p).map_err(|e| RunError::io(format!("listen on {}", p.display()), e))
+    };
+    let console_path = match &cfg.console {
+        qemu::Console::Socket(p) => p.clone(),
+        _ => unreachable!("command mode reads the console"),
+    };
+    let log = match &plan.console_log {
+        Some(p) => Some(
+            std::fs::File::create(p)
+                .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    Ok(Wiring {
+        console: listen(&console_path)?,
+        stdout: listen(&ch.stdout_sock)?,
+        stderr: listen(&ch.stderr_sock)?,
+        control: listen(&ch.control_sock)?,
+        log,
+        cfg,
+    })
+}
+
+/// Sets the stop flag when dropped, so the pump threads stop waiting for
+/// connections that will never come once the run returns.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The pump threads' shared state, as the supervisor sees it.
+struct Pumps {
+    rx: mpsc::Receiver<Event>,
+    tail: Arc<ConsoleTail>,
+    out: Arc<StreamCount>,
+    err: Arc<StreamCount>,
+    _stop: StopOnDrop,
+}
+
+fn start_pumps(w: Wiring, sinks: Sinks) -> Pumps {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let tail = Arc::new(ConsoleTail::new(CONSOLE_TAIL_LINES));
+    let out = Arc::new(StreamCount::default());
+    let err = Arc::new(StreamCount::default());
+    let (s, t) = (stop.clone(), tx.clone());
+    channel::pump_console(w.console, w.log, sinks.console, tail.clone(), s, t);
+    let (s, t) = (stop.clone(), tx.clone());
+    channel::pump_stream(w.stdout, "stdout", sinks.stdout, out.clone(), s, t);
+    let (s, t) = (stop.clone(), tx.clone());
+    channel::pump_stream(w.stderr, "stderr", sinks.stderr, err.clone(), s, t);
+    channel::pump_control(w.control, stop.clone(), tx);
+    Pumps {
+        rx,
+        tail,
+        out,
+        err,
+        _stop: StopOnDrop(stop),
+    }
+}
+
+/// What a command-mode run found besides its outcome: for `--result-json`.
+#[derive(Clone, Debug, Default)]
+pub struct RunFacts {
+    /// From QEMU's start to the command's start.
+    pub boot_time: Option<Duration>,
+    pub command_time: Option<Duration>,
+    pub splats: Vec<SeenSplat>,
+    pub taint: Option<(u64, u64)>,
+    pub kernel_release: Option<String>,
+    pub cmdline: Option<String>,
+    pub console_log: Option<std::path::PathBuf>,
+}
+
+/// A run's outcome and what it found.
+#[derive(Debug)]
+pub struct RunReport {
+    pub result: Result<Outcome, RunError>,
+    pub facts: RunFacts,
+}
+
+/// The supervisor: moves events into the watch and asks it what to do.
+fn supervise(
+    child: &mut crate::exec::Child,
+    pumps: &Pumps,
+    watch: &mut Watch,
+) -> Result<(Verdict, Option<ExitStatus>), RunError> {
+    let cancel = CancelToken::global();
+    let mut qemu: Option<(ExitStatus, Instant)> = None;
+    loop {
+        if let Ok(ev) = pumps.rx.recv_timeout(TICK) {
+            // Take every queued event before judging.
+            for ev in std::iter::once(ev).chain(pumps.rx.try_iter()) {
+                tracing::debug!(elapsed = ?watch.limits.start.elapsed(), event = ?ev, "guest");
+                watch.take(ev, Instant::now());
             }
-            Event::GuestError(m) => {
-                self.guest_error.get_or_insert(m);
+        }
+        let now = Instant::now();
+        if qemu.is_none() {
+            match child.try_wait() {
+                Ok(Some(st)) => qemu = Some((st, now)),
+                Ok(None) => {}
+                Err(e) => return Err(RunError::io("wait for QEMU", e)),
             }
-            Event::ConsoleClosed => self.console_closed = true,
-            Event::Control(ControlMsg::Started) => {
-                self.alive = true;
-                self.started.get_or_insert_with(Instant::now);
-            }
-            Event::Control(ControlMsg::Exit {
-                status,
-                stdout_bytes,
-                stderr_bytes,
-            }) => {
-                self.exit = Some((status, stdout_bytes, stderr_bytes));
-                self.exit_at = Some(Instant::now());
-            }
-            Event::Control(ControlMsg::Error(m)) => {
-                self.guest_error.get_or_insert(m);
-            }
-            Event::ControlClosed | Event::StreamClosed(_) => {}
+        }
+        let tick = Tick {
+            now,
+            qemu_exit: qemu.map(|(st, at)| (st.success(), at)),
+            out_bytes: pumps.out.bytes.load(Ordering::SeqCst),
+            err_bytes: pumps.err.bytes.load(Ordering::SeqCst),
+            cancelled: cancel.is_cancelled(),
+        };
+        if let Action::Stop(v) = watch.next(&tick) {
+            return Ok((v, qemu.map(|(st, _)| st)));
+        }
+    }
+}
+
+/// Turns the verdict into the run's outcome or error.
+fn conclude(
+    verdict: Verdict,
+    status: Option<ExitStatus>,
+    watch: &Watch,
+    plan: &RunPlan,
+    argv: String,
+    tail: &ConsoleTail,
+    qemu_stderr: &Mutex<VecDeque<String>>,
+) -> Result<Outcome, RunError> {
+    let status = || status.as_ref().map(describe_status).unwrap_or_default();
+    match verdict {
+        Verdict::Done(code) => Ok(Outcome::Command(code)),
+        Verdict::Splat(command_status) => Err(RunError::Splat {
+            splats: watch.failing().into_iter().cloned().collect(),
+            command_status,
+        }),
+        Verdict::Interrupted => Err(RunError::Interrupted),
+        Verdict::Incomplete { stream, got, want } => {
+            Err(RunError::Incomplete { stream, got, want })
+        }
+        Verdict::GuestError(msg) => Err(RunError::Guest(msg)),
+        Verdict::Panic(line) => Err(RunError::KernelPanic {
+            line,
+            console: tail.lines(),
+        }),
+        Verdict::QemuFailed => Err(RunError::QemuFailed {
+            argv,
+            status: status(),
+            stderr: lines_of(qemu_stderr),
+        }),
+        Verdict::QemuExited => Err(RunError::QemuExited {
+            status: status(),
+            console: tail.lines(),
+            stderr: lines_of(qemu_stderr),
+        }),
+        Verdict::NoSignOfLife => Err(RunError::NoSignOfLife {
+            after: plan.boot_timeout,
+            accel: plan.accel.to_string(),
+            hint: no_life_hint(plan.accel),
+            stderr: lines_of(qemu_stderr),
+        }),
+        Verdict::NotStarted => Err(RunError::NotStarted {
+            after: plan.boot_timeout,
+            console: tail.lines(),
+        }),
+        Verdict::Timeout(t) => Err(RunError::CommandTimeout(t)),
+    }
+}
+
+/// Warns about the splats that did not fail the run and notes the allowed ones.
+fn report_splats(watch: &Watch, reporter: &dyn Reporter) {
+    let failing = watch.failing().len();
+    for s in &watch.splats {
+        match &s.allowed {
+            Some((entry, reason)) => progress::info(
+                reporter,
+                format!(
+                    "kernel splat allowed by entry {entry} of {} ({reason}): {}",
+                    watch
+                        .policy
+                        .allow_file
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    s.splat.summary()
+                ),
+            ),
+            None if failing == 0 && s.splat.kind != SplatKind::Panic => progress::warn(
+                reporter,
+                format!(
+                    "kernel splat: {}\n  {}",
+                    s.splat.summary(),
+                    s.splat.lines.join("\n  ")
+                ),
+            ),
+            None => {}
         }
     }
 }
@@ -179,42 +384,15 @@ fn run_command(
     plan: &RunPlan,
     gcmd: &guest::GuestCommand,
     timeout: Option<Duration>,
+    policy: &SplatPolicy,
     sinks: Sinks,
     reporter: &dyn Reporter,
     print_cmd: bool,
-) -> Result<Outcome, RunError> {
+) -> Result<(Result<Outcome, RunError>, Watch, Instant), RunError> {
     let dir = run_dir()?;
-    let cfg = plan.qemu_config(dir.path());
-    let ch = cfg.channel.clone().expect("command mode has a channel");
-    std::fs::create_dir(&ch.share_dir)
-        .map_err(|e| RunError::io(format!("create {}", ch.share_dir.display()), e))?;
-    let init = ch.share_dir.join("init");
-    std::fs::write(&init, guest::init_script(gcmd))
-        .map_err(|e| RunError::io(format!("write {}", init.display()), e))?;
-    let fstab = ch.share_dir.join("fstab");
-    std::fs::write(&fstab, guest::fstab())
-        .map_err(|e| RunError::io(format!("write {}", fstab.display()), e))?;
-    let listen = |p: &Path| {
-        channel::listen(p).map_err(|e| RunError::io(format!("listen on {}", p.display()), e))
-    };
-    let console_path = match &cfg.console {
-        qemu::Console::Socket(p) => p.clone(),
-        _ => unreachable!("command mode reads the console"),
-    };
-    let console_l = listen(&console_path)?;
-    let out_l = listen(&ch.stdout_sock)?;
-    let err_l = listen(&ch.stderr_sock)?;
-    let ctl_l = listen(&ch.control_sock)?;
-    let log = match &plan.console_log {
-        Some(p) => Some(
-            std::fs::File::create(p)
-                .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
-        ),
-        None => None,
-    };
-
+    let wiring = wire(plan, gcmd, dir.path())?;
     let cmd = Cmd::new(plan.arch.qemu_binary())
-        .args(qemu::argv(&cfg))
+        .args(qemu::argv(&wiring.cfg))
         .env("TMPDIR", dir.path())
         .grace(QEMU_GRACE);
     if print_cmd {
@@ -223,169 +401,33 @@ fn run_command(
     let start = Instant::now();
     let mut child = cmd.spawn(Io::Null, Io::Null, Io::Piped)?;
     let qemu_stderr = collect_stderr(child.take_stderr().expect("piped stderr"));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let tail = Arc::new(ConsoleTail::new(CONSOLE_TAIL_LINES));
-    let out_count = Arc::new(StreamCount::default());
-    let err_count = Arc::new(StreamCount::default());
-    channel::pump_console(
-        console_l,
-        log,
-        sinks.console,
-        tail.clone(),
-        stop.clone(),
-        tx.clone(),
-    );
-    channel::pump_stream(
-        out_l,
-        "stdout",
-        sinks.stdout,
-        out_count.clone(),
-        stop.clone(),
-        tx.clone(),
-    );
-    channel::pump_stream(
-        err_l,
-        "stderr",
-        sinks.stderr,
-        err_count.clone(),
-        stop.clone(),
-        tx.clone(),
-    );
-    channel::pump_control(ctl_l, stop.clone(), tx);
-    // Stop waiting for connections that will never come once we return.
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
+    let pumps = start_pumps(wiring, sinks);
+    let limits = Limits {
+        start,
+        boot_timeout: plan.boot_timeout,
+        timeout,
+    };
+    let mut watch = Watch::new(limits, policy.clone());
+    let (verdict, status) = supervise(&mut child, &pumps, &mut watch)?;
+    let ended = Instant::now();
+    tracing::debug!(elapsed = ?start.elapsed(), ?verdict, "run ends");
+    if matches!(verdict, Verdict::GuestError(_)) {
+        // Let the console catch up so the tail shows the failure.
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let _stop = StopOnDrop(stop);
-
-    let cancel = CancelToken::global();
-    let mut seen = Seen::default();
-    let mut last_progress = (0u64, Instant::now());
-    let boot_deadline = start + plan.boot_timeout;
-    let mut qemu_status: Option<ExitStatus> = None;
-    let mut exited_at: Option<Instant> = None;
-    loop {
-        match rx.recv_timeout(TICK) {
-            Ok(ev) => {
-                tracing::debug!(elapsed = ?start.elapsed(), event = ?ev, "guest");
-                seen.take(ev);
-                // Handle every queued event before judging.
-                while let Ok(ev) = rx.try_recv() {
-                    tracing::debug!(elapsed = ?start.elapsed(), event = ?ev, "guest");
-                    seen.take(ev);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
-        }
-        let now = Instant::now();
-
-        if qemu_status.is_none() {
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    qemu_status = Some(st);
-                    exited_at = Some(now);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(RunError::io("wait for QEMU", e)),
-            }
-        }
-
-        if cancel.is_cancelled() {
-            let _ = child.terminate();
-            return Err(RunError::Interrupted);
-        }
-
-        if let Some((status, want_out, want_err)) = seen.exit {
-            let got_out = out_count.bytes.load(Ordering::SeqCst);
-            let got_err = err_count.bytes.load(Ordering::SeqCst);
-            if got_out >= want_out && got_err >= want_err {
-                let _ = child.terminate();
-                tracing::debug!(elapsed = ?start.elapsed(), "guest command done");
-                return Ok(Outcome::Command(status));
-            }
-            if got_out + got_err != last_progress.0 {
-                last_progress = (got_out + got_err, now);
-            }
-            let stalled = now.duration_since(last_progress.1.max(seen.exit_at.unwrap_or(now)));
-            if stalled > OUTPUT_STALL || exited_at.is_some_and(|t| now - t > DRAIN_AFTER_EXIT) {
-                let _ = child.terminate();
-                let (stream, got, want) = if got_out < want_out {
-                    ("stdout", got_out, want_out)
-                } else {
-                    ("stderr", got_err, want_err)
-                };
-                return Err(RunError::Incomplete { stream, got, want });
-            }
-            continue;
-        }
-
-        if let Some(msg) = &seen.guest_error {
-            // Let the console catch up so the tail shows the failure.
-            std::thread::sleep(Duration::from_millis(100));
-            let _ = child.terminate();
-            return Err(RunError::Guest(msg.clone()));
-        }
-
-        if let Some(line) = &seen.panic {
-            let settled = qemu_status.is_some() && seen.console_closed;
-            if settled || seen.panic_at.is_some_and(|t| now - t > PANIC_SETTLE) {
-                let _ = child.terminate();
-                return Err(RunError::KernelPanic {
-                    line: line.clone(),
-                    console: tail.lines(),
-                });
-            }
-            continue;
-        }
-
-        if let (Some(st), Some(t)) = (qemu_status, exited_at) {
-            // Give the console a moment to deliver QEMU's last words.
-            if !seen.console_closed && now - t < DRAIN_AFTER_EXIT {
-                continue;
-            }
-            let stderr = lines_of(&qemu_stderr);
-            if !seen.alive && !st.success() {
-                return Err(RunError::QemuFailed {
-                    argv: cmd.display(),
-                    status: describe_status(&st),
-                    stderr,
-                });
-            }
-            return Err(RunError::QemuExited {
-                status: describe_status(&st),
-                console: tail.lines(),
-                stderr,
-            });
-        }
-
-        if seen.started.is_none() && now >= boot_deadline {
-            let _ = child.terminate();
-            if !seen.alive {
-                return Err(RunError::NoSignOfLife {
-                    after: plan.boot_timeout,
-                    accel: plan.accel.to_string(),
-                    hint: no_life_hint(plan.accel),
-                    stderr: lines_of(&qemu_stderr),
-                });
-            }
-            return Err(RunError::NotStarted {
-                after: plan.boot_timeout,
-                console: tail.lines(),
-            });
-        }
-
-        if let (Some(t), Some(started)) = (timeout, seen.started) {
-            if now - started >= t {
-                let _ = child.terminate();
-                return Err(RunError::CommandTimeout(t));
-            }
-        }
-    }
+    let _ = child.terminate();
+    report_splats(&watch, reporter);
+    let argv = cmd.display();
+    let result = conclude(
+        verdict,
+        status,
+        &watch,
+        plan,
+        argv,
+        &pumps.tail,
+        &qemu_stderr,
+    );
+    Ok((result, watch, ended))
 }
 
 /// Without a command and in the foreground: lvh becomes QEMU (as
@@ -525,31 +567,6 @@ fn last_lines(p: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_exit_report_is_kept_and_a_later_panic_noted() {
-        let mut s = Seen::default();
-        s.take(Event::Control(ControlMsg::Started));
-        assert!(s.alive && s.started.is_some());
-        s.take(Event::Control(ControlMsg::Exit {
-            status: 3,
-            stdout_bytes: 1,
-            stderr_bytes: 2,
-        }));
-        s.take(Event::Panic(
-            "Kernel panic - not syncing: Attempted to kill init!".into(),
-        ));
-        assert_eq!(s.exit, Some((3, 1, 2)));
-        assert!(s.panic.is_some());
-    }
-
-    #[test]
-    fn the_first_guest_error_wins() {
-        let mut s = Seen::default();
-        s.take(Event::GuestError("a".into()));
-        s.take(Event::Control(ControlMsg::Error("b".into())));
-        assert_eq!(s.guest_error.as_deref(), Some("a"));
-    }
 
     #[test]
     fn nothing_answers_on_a_closed_port() {

@@ -306,3 +306,55 @@ fn root_devices_and_the_netdev_id_match_little_vm_helper() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_splat_allowlist_is_checked_before_anything_runs() {
+    let d = files();
+    let allow = |name: &str, text: &str| {
+        std::fs::write(d.path().join(name), text).unwrap();
+        name.to_string()
+    };
+    let expired = allow(
+        "expired.json",
+        r#"[{"pattern": "lkdtm", "reason": "r", "expires": "2027-01-31"},
+            {"pattern": "warning in foo", "reason": "bug 123", "expires": "2020-01-31"}]"#,
+    );
+    let out = run(d.path(), &["--dry-run", "--splat-allow", &expired]);
+    assert_invalid(
+        &out,
+        &["expired.json: entry 2", "bug 123", "expired on 2020-01-31"],
+    );
+    let bad = allow(
+        "bad.json",
+        r#"[{"pattern": "a(", "reason": "r", "expires": "2099-01-31"}]"#,
+    );
+    let out = run(d.path(), &["--dry-run", "--splat-allow", &bad]);
+    assert_invalid(&out, &["bad.json: entry 1: invalid pattern \"a(\""]);
+    let bad_date = allow(
+        "date.json",
+        r#"[{"pattern": "a", "reason": "r", "expires": "2099-02-30"}]"#,
+    );
+    let out = run(d.path(), &["--dry-run", "--splat-allow", &bad_date]);
+    assert_invalid(
+        &out,
+        &["date.json: entry 1: invalid expires date \"2099-02-30\""],
+    );
+    let odd = allow(
+        "odd.json",
+        r#"[{"pattern": "a", "reason": "r", "expires": "2099-01-31", "ticket": 1}]"#,
+    );
+    let out = run(d.path(), &["--dry-run", "--splat-allow", &odd]);
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("odd.json: entry 1: unknown key \"ticket\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(d.path(), &["--dry-run", "--splat", "maybe"]);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("fail, warn or off"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -26,6 +26,8 @@ mod oci;
 #[cfg(lvh_system)]
 mod runner;
 #[cfg(lvh_system)]
+mod splat;
+#[cfg(lvh_system)]
 mod tools;
 
 #[cfg(not(lvh_system))]
