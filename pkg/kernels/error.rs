@@ -21,6 +21,13 @@ pub enum KernelsError {
         file: PathBuf,
         known: String,
     },
+    #[error("kernel {kernel:?}: fragment {file}: {message} (in the tree {})", .tree.display())]
+    Fragment {
+        kernel: String,
+        file: String,
+        tree: PathBuf,
+        message: String,
+    },
     #[error("kernel {name:?} has not been fetched: {path} does not exist (run `lvh kernels fetch {name}`)")]
     NotFetched { name: String, path: PathBuf },
     #[error("{what} {}", .path.display())]
@@ -86,6 +93,7 @@ impl HasExitCode for KernelsError {
             | KernelsError::NoConfig { .. }
             | KernelsError::UnknownKernel { .. }
             | KernelsError::NotFetched { .. }
+            | KernelsError::Fragment { .. }
             | KernelsError::NoCrossCompiler { .. } => ExitCode::InvalidInput,
             KernelsError::Exec { source, .. } => source.exit_code(),
             _ => ExitCode::Failure,
