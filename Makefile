@@ -8,7 +8,7 @@ export LIBGUESTFS_BACKEND_SETTINGS ?= force_tcg
 # Tests and the demo boot guests with TCG (see README: KVM is not usable here).
 export LVH_ACCEL ?= tcg
 
-.PHONY: all build test test-unit test-integration test-system lint bench demo install-deps clean
+.PHONY: all build test test-unit test-integration test-system test-bpf lint bench demo install-deps clean
 
 all: build
 
@@ -33,6 +33,10 @@ test-system:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").
+test-bpf: install-deps build
+	bash scripts/bpf-selftests.sh
 
 bench: install-deps
 	$(CARGO) bench --locked --bench bench
