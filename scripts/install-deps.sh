@@ -13,7 +13,7 @@ PACKAGES=(
 	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils
 	# BPF selftests (make test-bpf): bookworm's clang-19/llvm-19, libelf/zlib headers
-	clang-19 llvm-19 lld-19 libelf-dev zlib1g-dev libcap-dev python3
+	clang-19 llvm-19 lld-19 libelf-dev zlib1g-dev libcap-dev python3 rsync
 	# oci + tests
 	docker-registry skopeo zstd curl openssh-client telnet socat
 	# building lvh
