@@ -27,6 +27,8 @@ for prog, pat in [("test_verifier", r"^#(\d+)/\w+ (.*) FAIL"), ("test_progs", r"
         if m:
             name = m.groups()[-1].strip()
             failed.append((prog, name))
+# test_progs repeats failed tests in its closing "All error logs" section.
+failed = list(dict.fromkeys(failed))
 def known_as(prog, name):
     # A listed test covers its subtests ("name" covers "name/sub").
     for (p, k) in known:
