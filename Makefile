@@ -11,7 +11,7 @@ export LVH_ACCEL ?= tcg
 # reports it as ignored), requires git, make and guestfs.h (see build.rs).
 export LVH_SYSTEM_TESTS ?= 1
 
-.PHONY: all build test test-unit test-integration test-system lint bench demo install-deps clean
+.PHONY: all build test test-unit test-integration test-system test-bpf lint bench demo install-deps clean
 
 all: build
 
@@ -36,6 +36,10 @@ test-system:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").
+test-bpf: install-deps build
+	bash scripts/bpf-selftests.sh
 
 bench: install-deps
 	$(CARGO) bench --locked --bench bench

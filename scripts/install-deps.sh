@@ -12,11 +12,12 @@ PACKAGES=(
 	# kernel builder
 	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils
+	# BPF test programs (clang -target bpf) and selftests (make test-bpf):
+	# bookworm's clang-19/llvm-19, libelf/zlib headers
+	clang-19 llvm-19 lld-19 libelf-dev zlib1g-dev libcap-dev python3 rsync
 	# oci + tests (libguestfs-dev: guestfs.h for the binding's struct layout test;
 	# lvh itself builds without it and loads libguestfs0 at run time)
 	docker-registry skopeo zstd curl openssh-client telnet socat libguestfs-dev
-	# BPF test programs (clang -target bpf)
-	clang-19
 	# building lvh
 	pkg-config build-essential
 )

@@ -102,6 +102,9 @@ pub struct AddArgs {
     /// Starting config: defconfig (default), another make target (tinyconfig) or a config file
     #[arg(long)]
     pub base_config: Option<String>,
+    /// Kconfig fragment inside the kernel tree, merged before the options (repeatable; `.x86_64`, `.aarch64` names apply to that arch only)
+    #[arg(long = "fragment", value_name = "FILE")]
+    pub fragments: Vec<String>,
     /// Fetch the kernel's tree after adding it
     #[arg(long)]
     pub fetch: bool,
@@ -251,6 +254,7 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     fetch: a.fetch,
                     backup: a.backup_conf,
                     base_config: a.base_config.clone(),
+                    fragments: a.fragments.clone(),
                     cwd: std::env::current_dir()?,
                 },
                 r,

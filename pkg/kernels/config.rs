@@ -1,8 +1,8 @@
 //! `kernels.json`: little-vm-helper's exact shape (`kernels[{name, url, opts,
-//! extra_make_args}]`, `common_opts`) plus lvh's `base_config` extension key.
-//! Unknown keys are ignored as Go ignores them ([`lint`] reports them with file,
-//! line and key); malformed values name the file and kernel. Written atomically
-//! with Go's 4-space indentation.
+//! extra_make_args}]`, `common_opts`) plus lvh's `base_config` and `fragments`
+//! extension keys. Unknown keys are ignored as Go ignores them ([`lint`] reports
+//! them with file, line and key); malformed values name the file and kernel.
+//! Written atomically with Go's 4-space indentation.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,12 @@ pub struct KernelConf {
     /// `tinyconfig`, or a path to a config file used as the starting `.config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_config: Option<String>,
+    /// lvh extension: Kconfig fragment files inside the kernel tree (such as
+    /// `tools/testing/selftests/bpf/config`), merged after `common_opts` and
+    /// before `opts`; a name ending in an arch suffix (`.x86_64`, `.aarch64`)
+    /// applies to that arch only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fragments: Vec<String>,
 }
 
 /// Where configuration starts from.
@@ -110,6 +116,9 @@ pub fn validate(conf: &Conf) -> std::result::Result<(), String> {
         for (j, o) in k.opts.iter().enumerate() {
             parse_option(o).map_err(|e| format!("{label}: opts[{j}]: {e}"))?;
         }
+        for (j, f) in k.fragments.iter().enumerate() {
+            super::fragments::check_path(f).map_err(|e| format!("{label}: fragments[{j}]: {e}"))?;
+        }
         if let Some(b) = &k.base_config {
             if b.trim().is_empty() {
                 return Err(format!("{label}: base_config: must not be empty"));
@@ -121,7 +130,14 @@ pub fn validate(conf: &Conf) -> std::result::Result<(), String> {
 
 /// The keys of the file and of a kernel entry.
 const TOP_KEYS: &[&str] = &["kernels", "common_opts"];
-const KERNEL_KEYS: &[&str] = &["name", "url", "opts", "extra_make_args", "base_config"];
+const KERNEL_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "opts",
+    "extra_make_args",
+    "base_config",
+    "fragments",
+];
 
 /// Parses `kernels.json` text, naming the kernel (by index or name) whose entry
 /// is wrong: wrong types, malformed options. Unknown keys are ignored.
@@ -322,7 +338,11 @@ mod tests {
         {
             "name": "tiny",
             "url": "/src/linux#main",
-            "base_config": "tinyconfig"
+            "base_config": "tinyconfig",
+            "fragments": [
+                "tools/testing/selftests/bpf/config",
+                "tools/testing/selftests/bpf/config.x86_64"
+            ]
         }
     ],
     "common_opts": [
@@ -338,6 +358,8 @@ mod tests {
         let conf = parse(SAMPLE).unwrap();
         assert_eq!(conf.kernels[0].extra_make_args, vec!["LLVM=1"]);
         assert_eq!(conf.kernels[1].base_config.as_deref(), Some("tinyconfig"));
+        assert_eq!(conf.kernels[1].fragments.len(), 2);
+        assert!(conf.kernels[0].fragments.is_empty());
         assert_eq!(to_text(&conf), SAMPLE);
     }
 
@@ -373,6 +395,14 @@ mod tests {
             (
                 r#"{"kernels": [{"name": "a", "url": "/x"}, {"name": "a", "url": "/y"}]}"#,
                 "kernel \"a\" appears twice",
+            ),
+            (
+                r#"{"kernels": [{"name": "a", "url": "/x", "fragments": ["../cfg"]}]}"#,
+                "kernel \"a\": fragments[0]: \"../cfg\" must be a path inside the kernel tree",
+            ),
+            (
+                r#"{"kernels": [{"name": "a", "url": "/x", "fragments": "cfg"}]}"#,
+                "kernel \"a\": invalid type",
             ),
             (
                 r#"{"kernels": [], "common_opts": [["--enable"]]}"#,

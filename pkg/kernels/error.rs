@@ -23,6 +23,13 @@ pub enum KernelsError {
     },
     #[error("kernel {name:?} has no url in {file}: it cannot be fetched (make its tree another way and use `lvh kernels raw_configure`)")]
     NoUrl { name: String, file: PathBuf },
+    #[error("kernel {kernel:?}: fragment {file}: {message} (in the tree {})", .tree.display())]
+    Fragment {
+        kernel: String,
+        file: String,
+        tree: PathBuf,
+        message: String,
+    },
     #[error("kernel {name:?} has not been fetched: {path} does not exist (run `lvh kernels fetch {name}`)")]
     NotFetched { name: String, path: PathBuf },
     #[error("{what} {}", .path.display())]
@@ -89,6 +96,7 @@ impl HasExitCode for KernelsError {
             | KernelsError::UnknownKernel { .. }
             | KernelsError::NoUrl { .. }
             | KernelsError::NotFetched { .. }
+            | KernelsError::Fragment { .. }
             | KernelsError::NoCrossCompiler { .. } => ExitCode::InvalidInput,
             KernelsError::Exec { source, .. } => source.exit_code(),
             _ => ExitCode::Failure,

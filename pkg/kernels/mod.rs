@@ -8,6 +8,7 @@
 pub mod build;
 pub mod config;
 pub mod error;
+pub mod fragments;
 pub mod git;
 pub mod kconfig;
 pub mod layout;
@@ -75,6 +76,8 @@ pub struct AddPlan {
     pub backup: bool,
     /// lvh's `base_config` extension key (`defconfig` when absent).
     pub base_config: Option<String>,
+    /// lvh's `fragments` extension key: Kconfig fragments inside the tree.
+    pub fragments: Vec<String>,
     /// Where relative source paths are resolved (the caller's working directory).
     pub cwd: PathBuf,
 }
@@ -111,6 +114,7 @@ pub fn new_entry(plan: &AddPlan) -> Result<KernelConf> {
         opts,
         extra_make_args: Vec::new(),
         base_config: plan.base_config.clone(),
+        fragments: plan.fragments.clone(),
     };
     config::validate(&Conf {
         kernels: vec![entry.clone()],
@@ -256,8 +260,47 @@ pub struct KernelPlan {
     pub strict: bool,
 }
 
-/// A hash of everything that decides a kernel's `.config`.
-fn config_stamp(dir: &Path, conf: &Conf, k: &KernelConf, arch: Arch) -> String {
+/// `common_opts`, the kernel's fragments (read from `tree`, those of `arch`),
+/// then its `opts`: every option `configure` applies, in order. Fragment
+/// symbols that a later fragment set again are reported.
+fn all_options(
+    conf: &Conf,
+    k: &KernelConf,
+    tree: &Path,
+    arch: Arch,
+    reporter: &dyn Reporter,
+) -> Result<Vec<options::ConfigOption>> {
+    let (frag, redefined) = fragments::load(tree, &k.fragments, arch).map_err(|e| {
+        let (file, message) = match e {
+            fragments::LoadError::Missing { file } => (file, "no such file".to_string()),
+            fragments::LoadError::Read { file, err } => (file, format!("cannot read it: {err}")),
+            fragments::LoadError::Parse { file, message } => (file, message),
+        };
+        KernelsError::Fragment {
+            kernel: k.name.clone(),
+            file,
+            tree: tree.to_path_buf(),
+            message,
+        }
+    })?;
+    for r in redefined {
+        progress::info(
+            reporter,
+            format!(
+                "kernel {}: fragment {} redefines {}",
+                k.name, r.fragment, r.symbol
+            ),
+        );
+    }
+    let mut v = conf.common_opts.clone();
+    v.extend(frag);
+    v.extend(k.opts.iter().cloned());
+    Ok(v)
+}
+
+/// A hash of everything that decides a kernel's `.config` (`opts` are all the
+/// options applied, fragments' contents included).
+fn config_stamp(dir: &Path, k: &KernelConf, opts: &[options::ConfigOption], arch: Arch) -> String {
     let mut h = Sha256::new();
     h.update(arch.as_str());
     h.update(b"\0");
@@ -266,7 +309,7 @@ fn config_stamp(dir: &Path, conf: &Conf, k: &KernelConf, arch: Arch) -> String {
         config::BaseConfig::File(p) => h.update(std::fs::read(p).unwrap_or_default()),
     }
     h.update(b"\0");
-    h.update(serde_json::to_vec(&conf.options_for(Some(k))).unwrap_or_default());
+    h.update(serde_json::to_vec(opts).unwrap_or_default());
     h.update(serde_json::to_vec(&k.extra_make_args).unwrap_or_default());
     format!("{:x}\n", h.finalize())
 }
@@ -328,13 +371,14 @@ fn configure_locked(
     // must configure again.
     crate::fsutil::write_atomic(&stamp_file, b"incomplete\n")
         .map_err(|e| KernelsError::io("failed to write", &stamp_file, e))?;
+    let opts = all_options(conf, k, tree, plan.arch, reporter)?;
     let stage = Stage::start(reporter, format!("configure {} ({})", k.name, plan.arch));
     build::base_config(&make, &k.base(&plan.dir), &stage)?;
-    let c = build::apply_options(&make, &conf.options_for(Some(k)), &stage)?;
+    let c = build::apply_options(&make, &opts, &stage)?;
     report_findings(&k.name, &c, plan.strict, reporter)?;
     crate::fsutil::write_atomic(
         &stamp_file,
-        config_stamp(&plan.dir, conf, k, plan.arch).as_bytes(),
+        config_stamp(&plan.dir, k, &opts, plan.arch).as_bytes(),
     )
     .map_err(|e| KernelsError::io("failed to write", &stamp_file, e))?;
     stage.finish(Outcome::Done);
@@ -387,8 +431,12 @@ pub fn raw_configure(plan: &RawConfigurePlan, reporter: &dyn Reporter) -> Result
         .name
         .clone()
         .unwrap_or_else(|| plan.tree.display().to_string());
+    let opts = match k {
+        Some(k) => all_options(&conf, k, &make.tree, plan.arch, reporter)?,
+        None => conf.options_for(None),
+    };
     let stage = Stage::start(reporter, format!("raw_configure {label}"));
-    let c = build::apply_options(&make, &conf.options_for(k), &stage)?;
+    let c = build::apply_options(&make, &opts, &stage)?;
     report_findings(&label, &c, plan.strict, reporter)?;
     stage.finish(Outcome::Done);
     Ok(c)
@@ -402,7 +450,9 @@ pub fn build(plan: &KernelPlan, reporter: &dyn Reporter) -> Result<Built> {
     let layout = Layout::new(&plan.dir);
     let tree = tree_of(&layout, &plan.name)?;
     let _lock = lock(&layout, &plan.name, reporter)?;
-    let want_stamp = config_stamp(&plan.dir, &conf, k, plan.arch);
+    // Quiet here: configure (if it runs) reports the fragments' redefinitions.
+    let opts = all_options(&conf, k, &tree, plan.arch, &progress::NullReporter)?;
+    let want_stamp = config_stamp(&plan.dir, k, &opts, plan.arch);
     let have_stamp = std::fs::read_to_string(layout::config_stamp(&tree)).ok();
     let current = build::read_config(&tree);
     let reason = match (&current, &have_stamp) {

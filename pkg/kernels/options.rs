@@ -140,6 +140,10 @@ pub const GROUPS: &[Group] = &[
         name: "testing",
         text: include_str!("../../configs/kconfig/testing.conf"),
     },
+    Group {
+        name: "tracing",
+        text: include_str!("../../configs/kconfig/tracing.conf"),
+    },
 ];
 
 /// The names of every group, comma separated.

@@ -553,6 +553,116 @@ fn configure_verifies_and_build_installs_and_reconfigures_on_change() {
 
 #[test]
 #[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
+#[cfg_attr(lvh_no_make, ignore = "needs make on PATH (Debian package make)")]
+fn fragments_merge_between_groups_and_opts_per_arch_and_a_missing_one_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    fake_kernel(root);
+    ok(
+        root,
+        &[
+            "kernels",
+            "init",
+            "--dir",
+            "d",
+            "--config-groups",
+            "namespaces",
+        ],
+    );
+    ok(
+        root,
+        &[
+            "kernels",
+            "add",
+            "f",
+            "fake",
+            "--dir",
+            "d",
+            "--config-groups",
+            "",
+            "--base-config",
+            "tinyconfig",
+            "--fragment",
+            "sel/config",
+            "--fragment",
+            "sel/config.x86_64",
+            "--fragment",
+            "sel/config.aarch64",
+            "--fetch",
+        ],
+    );
+    assert_eq!(
+        conf(root)["kernels"][0]["fragments"],
+        serde_json::json!(["sel/config", "sel/config.x86_64", "sel/config.aarch64"])
+    );
+    let tree = root.join("d/kernels/f");
+    std::fs::create_dir_all(tree.join("sel")).unwrap();
+    // The fragment turns off a common_opts symbol (fragments come after the
+    // groups), the x86_64 one redefines FRAG_B, the kernel's opts override FRAG_C.
+    std::fs::write(
+        tree.join("sel/config"),
+        "# CONFIG_NET_NS is not set\nCONFIG_FRAG_A=y\n# CONFIG_FRAG_B is not set\nCONFIG_FRAG_C=y\nCONFIG_FORCED_OFF=y\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("sel/config.x86_64"), "CONFIG_FRAG_B=m\n").unwrap();
+    std::fs::write(tree.join("sel/config.aarch64"), "CONFIG_ARM_ONLY=y\n").unwrap();
+    set_opts(root, serde_json::json!([["--disable", "CONFIG_FRAG_C"]]));
+    let o = lvh_in(
+        root,
+        &["kernels", "configure", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 0);
+    let e = stderr(&o);
+    // A fragment option that did not stick is reported like an opts one.
+    assert!(
+        e.contains("CONFIG_FORCED_OFF wanted y, Kconfig set it off"),
+        "{e}"
+    );
+    assert!(
+        e.contains("fragment sel/config.x86_64 redefines CONFIG_FRAG_B"),
+        "{e}"
+    );
+    let config = std::fs::read_to_string(tree.join(".config")).unwrap();
+    let has = |l: &str| config.lines().any(|x| x == l);
+    for want in [
+        "CONFIG_FRAG_A=y",
+        "CONFIG_FRAG_B=m",
+        "# CONFIG_FRAG_C is not set",
+        "# CONFIG_NET_NS is not set",
+        "CONFIG_UTS_NS=y",
+    ] {
+        assert!(has(want), "{want} in\n{config}");
+    }
+    assert!(!config.contains("ARM_ONLY"), "{config}");
+
+    // A changed fragment makes build configure again.
+    std::fs::write(tree.join("sel/config.x86_64"), "CONFIG_FRAG_B=y\n").unwrap();
+    let o = lvh_in(
+        root,
+        &["kernels", "build", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("configuring f"), "{}", stderr(&o));
+    let config = std::fs::read_to_string(tree.join(".config")).unwrap();
+    assert!(config.lines().any(|l| l == "CONFIG_FRAG_B=y"), "{config}");
+
+    // A missing fragment names the kernel, the file and the tree.
+    std::fs::remove_file(tree.join("sel/config.x86_64")).unwrap();
+    let o = lvh_in(
+        root,
+        &["kernels", "configure", "f", "--dir", "d", "--arch", "amd64"],
+    );
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(
+        e.contains("kernel \"f\": fragment sel/config.x86_64: no such file")
+            && e.contains(&tree.display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
 fn a_missing_cross_compiler_names_the_package() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
