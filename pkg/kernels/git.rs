@@ -1,7 +1,7 @@
 //! Fetching kernel trees: one shared bare repository `kernels/git` with a remote
 //! per kernel and a worktree `kernels/<name>` on branch `lvh-<name>` (git2), or
 //! a standalone shallow clone for `?depth=N` URLs (the `git` program, see
-//! [`fetch_shallow`] for why). Fetching again fast-forwards the worktree.
+//! `fetch_shallow` for why). Fetching again fast-forwards the worktree.
 
 use std::path::{Path, PathBuf};
 

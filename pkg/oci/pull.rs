@@ -466,11 +466,6 @@ pub fn split_image_name(arg: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// A digest's hex part, for file names.
-pub fn digest_hex(d: &str) -> &str {
-    d.trim_start_matches("sha256:")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
