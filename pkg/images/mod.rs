@@ -7,6 +7,7 @@ pub mod build;
 pub(crate) mod cache;
 pub mod config;
 pub(crate) mod customize;
+mod entry;
 pub mod example;
 pub(crate) mod forest;
 pub mod guestfs;
