@@ -47,7 +47,7 @@ fn add_excludes(git_dir: &Path) -> Result<()> {
 }
 
 /// Opens the shared bare repository, creating it on first use.
-pub fn open_shared(layout: &Layout) -> Result<Repository> {
+pub(crate) fn open_shared(layout: &Layout) -> Result<Repository> {
     let git_dir = layout.git_dir();
     let repo = if git_dir.join("HEAD").is_file() {
         Repository::open_bare(&git_dir).map_err(KernelsError::git(format!(
@@ -67,7 +67,12 @@ pub fn open_shared(layout: &Layout) -> Result<Repository> {
 }
 
 /// Fetches (or updates) kernel `name` from `url`.
-pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
+pub(crate) fn fetch(
+    layout: &Layout,
+    name: &str,
+    url: &KernelUrl,
+    stage: &Stage,
+) -> Result<Fetched> {
     if url.depth.is_some() {
         return fetch_shallow(layout, name, url, stage);
     }
@@ -318,7 +323,7 @@ fn link_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
 }
 
 /// Picks the remote ref to fetch from the advertised `(name, symref target)` list.
-pub fn pick_ref<'a>(
+pub(crate) fn pick_ref<'a>(
     heads: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     branch: Option<&str>,
 ) -> std::result::Result<(String, String), String> {
@@ -522,7 +527,7 @@ fn rev_parse(tree: &str) -> Result<String> {
 
 /// Removes kernel `name`'s tree, its worktree record, branch and remote; the
 /// shared repository (and its objects) stays.
-pub fn remove(layout: &Layout, name: &str) -> Result<Vec<String>> {
+pub(crate) fn remove(layout: &Layout, name: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let tree = layout.tree(name);
     if tree.exists() {
