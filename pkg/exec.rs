@@ -6,23 +6,24 @@
 //! SIGTERMs the whole group, waits a grace period and then SIGKILLs it. Errors name
 //! the argv, how the child ended and the stderr tail.
 
-use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use std::time::Duration;
 
 use crate::cancel::{CancelToken, GroupRegistration};
-use crate::error::{ExitCode, HasExitCode};
-use crate::progress::{Event, NullReporter, Reporter, StageId, Stream};
+use crate::progress::StageId;
+
+mod child;
+mod error;
+mod run;
+
+pub use child::Child;
+pub use error::{describe_status, ExecError};
 
 /// How long a child gets between SIGTERM and SIGKILL unless told otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
@@ -86,101 +87,6 @@ impl Output {
     /// Captured stdout as text, trailing whitespace trimmed.
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).trim_end().to_string()
-    }
-}
-
-/// How a child failed. Every variant names the command line.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    #[error("`{program}` was not found in PATH (needed for `{argv}`)")]
-    NotFound { program: String, argv: String },
-    #[error("failed to start `{argv}`")]
-    Spawn {
-        argv: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("`{argv}` {}{}{}", describe_status(.status), fmt_log(.log), fmt_tail(.tail))]
-    Failed {
-        argv: String,
-        status: ExitStatus,
-        tail: Vec<String>,
-        log: Option<PathBuf>,
-    },
-    #[error("`{argv}` did not finish within {}s and was stopped{}{}", .timeout.as_secs_f64(), fmt_log(.log), fmt_tail(.tail))]
-    Timeout {
-        argv: String,
-        timeout: Duration,
-        tail: Vec<String>,
-        log: Option<PathBuf>,
-    },
-    #[error("`{argv}` was interrupted")]
-    Interrupted { argv: String },
-    #[error("i/o error while running `{argv}`")]
-    Io {
-        argv: String,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl ExecError {
-    /// The failed command's exit status, when it ran and exited.
-    pub fn status(&self) -> Option<ExitStatus> {
-        match self {
-            ExecError::Failed { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// The kept output tail, when there is one.
-    pub fn tail(&self) -> &[String] {
-        match self {
-            ExecError::Failed { tail, .. } | ExecError::Timeout { tail, .. } => tail,
-            _ => &[],
-        }
-    }
-}
-
-impl HasExitCode for ExecError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            ExecError::Interrupted { .. } => ExitCode::Interrupted,
-            _ => ExitCode::Failure,
-        }
-    }
-}
-
-/// "exited with status 2" / "was killed by signal 9 (SIGKILL)".
-pub fn describe_status(status: &ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        format!("exited with status {code}")
-    } else if let Some(sig) = status.signal() {
-        match Signal::try_from(sig) {
-            Ok(s) => format!("was killed by signal {sig} ({})", s.as_str()),
-            Err(_) => format!("was killed by signal {sig}"),
-        }
-    } else {
-        format!("ended with {status}")
-    }
-}
-
-fn fmt_tail(tail: &[String]) -> String {
-    if tail.is_empty() {
-        return String::new();
-    }
-    let mut s = format!("; last {} lines of output:", tail.len());
-    for l in tail {
-        s.push_str("\n    ");
-        s.push_str(l);
-    }
-    s
-}
-
-fn fmt_log(log: &Option<PathBuf>) -> String {
-    match log {
-        Some(p) => format!(" (full log: {})", p.display()),
-        None => String::new(),
     }
 }
 
@@ -396,207 +302,6 @@ impl Cmd {
             _reg: GroupRegistration::new(pgid),
         })
     }
-
-    /// Runs to completion, streaming output lines to `reporter`.
-    pub fn run(&self, reporter: &dyn Reporter) -> Result<Output, ExecError> {
-        let start = Instant::now();
-        let argv = self.display();
-        let io_err = |e| ExecError::Io {
-            argv: argv.clone(),
-            source: e,
-        };
-        let mut log = match &self.log_file {
-            Some(p) => Some(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(io_err)?,
-            ),
-            None => None,
-        };
-        let stdin = match self.input {
-            Input::Null => Io::Null,
-            Input::Inherit => Io::Inherit,
-            Input::Bytes(_) => Io::Piped,
-        };
-        let mut child = self.spawn(stdin, Io::Piped, Io::Piped)?;
-        if let Input::Bytes(bytes) = &self.input {
-            let mut w = child.inner.stdin.take().expect("piped stdin");
-            let bytes = bytes.clone();
-            std::thread::spawn(move || {
-                let _ = w.write_all(&bytes);
-            });
-        }
-        let (tx, rx) = mpsc::channel::<(Stream, Option<Vec<u8>>)>();
-        pump(
-            child.inner.stdout.take().expect("piped"),
-            Stream::Stdout,
-            tx.clone(),
-        );
-        pump(
-            child.inner.stderr.take().expect("piped"),
-            Stream::Stderr,
-            tx,
-        );
-
-        let mut out = Collected::new(self.tail_lines);
-        let deadline = self.timeout.map(|t| start + t);
-        let mut exited_at: Option<Instant> = None;
-        let mut open_streams = 2;
-        loop {
-            match rx.recv_timeout(POLL) {
-                Ok((stream, Some(line))) => {
-                    if let Some(f) = log.as_mut() {
-                        let _ = f.write_all(&line);
-                    }
-                    self.take_line(reporter, &mut out, stream, line);
-                    continue;
-                }
-                Ok((_, None)) => open_streams -= 1,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => open_streams = 0,
-            }
-            if exited_at.is_none() {
-                if let Some(st) = child.try_wait().map_err(io_err)? {
-                    child.kill_group(Signal::SIGKILL);
-                    out.status = Some(st);
-                    exited_at = Some(Instant::now());
-                }
-            }
-            if let Some(t) = exited_at {
-                if open_streams == 0 || t.elapsed() > PIPE_DRAIN {
-                    break;
-                }
-                continue;
-            }
-            if self.cancel.is_cancelled() {
-                let _ = child.terminate();
-                return Err(ExecError::Interrupted { argv });
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let _ = child.terminate();
-                return Err(ExecError::Timeout {
-                    argv,
-                    timeout: self.timeout.unwrap_or_default(),
-                    tail: out.tail(),
-                    log: self.log_file.clone(),
-                });
-            }
-        }
-        let status = out.status.expect("loop ends only after exit");
-        let output = Output {
-            status,
-            tail: out.tail(),
-            stdout: out.stdout,
-            elapsed: start.elapsed(),
-        };
-        if self.check && !status.success() {
-            return Err(ExecError::Failed {
-                argv,
-                status,
-                tail: output.tail,
-                log: self.log_file.clone(),
-            });
-        }
-        Ok(output)
-    }
-
-    /// Runs with no reporting and returns captured stdout, trimmed.
-    pub fn read(&self) -> Result<String, ExecError> {
-        Ok(self
-            .clone()
-            .capture_stdout()
-            .run(&NullReporter)?
-            .stdout_str())
-    }
-
-    fn take_line(
-        &self,
-        reporter: &dyn Reporter,
-        out: &mut Collected,
-        stream: Stream,
-        line: Vec<u8>,
-    ) {
-        if stream == Stream::Stdout && self.capture_stdout {
-            out.stdout.extend_from_slice(&line);
-            return;
-        }
-        let text = String::from_utf8_lossy(&line)
-            .trim_end_matches(['\n', '\r'])
-            .to_string();
-        out.push_tail(stream, text.clone());
-        reporter.report(Event::Line {
-            stage: self.stage,
-            stream,
-            line: text,
-        });
-    }
-}
-
-struct Collected {
-    stdout: Vec<u8>,
-    err_tail: VecDeque<String>,
-    out_tail: VecDeque<String>,
-    cap: usize,
-    status: Option<ExitStatus>,
-}
-
-impl Collected {
-    fn new(cap: usize) -> Self {
-        Collected {
-            stdout: Vec::new(),
-            err_tail: VecDeque::new(),
-            out_tail: VecDeque::new(),
-            cap,
-            status: None,
-        }
-    }
-
-    fn push_tail(&mut self, stream: Stream, line: String) {
-        let q = match stream {
-            Stream::Stdout => &mut self.out_tail,
-            Stream::Stderr => &mut self.err_tail,
-        };
-        if self.cap == 0 {
-            return;
-        }
-        if q.len() == self.cap {
-            q.pop_front();
-        }
-        q.push_back(line);
-    }
-
-    fn tail(&self) -> Vec<String> {
-        let q = if self.err_tail.is_empty() {
-            &self.out_tail
-        } else {
-            &self.err_tail
-        };
-        q.iter().cloned().collect()
-    }
-}
-
-fn pump(
-    r: impl Read + Send + 'static,
-    stream: Stream,
-    tx: mpsc::Sender<(Stream, Option<Vec<u8>>)>,
-) {
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        loop {
-            let mut buf = Vec::new();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if tx.send((stream, Some(buf))).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let _ = tx.send((stream, None));
-    });
 }
 
 fn to_stdio(io: &Io, write: bool) -> io::Result<Stdio> {
@@ -607,106 +312,6 @@ fn to_stdio(io: &Io, write: bool) -> io::Result<Stdio> {
         Io::File(p) if write => File::options().create(true).append(true).open(p)?.into(),
         Io::File(p) => File::open(p)?.into(),
     })
-}
-
-/// A running child in its own process group. Dropping it stops the whole group
-/// (SIGTERM, grace period, SIGKILL) unless it was [`Child::detach`]ed.
-#[derive(Debug)]
-pub struct Child {
-    inner: std::process::Child,
-    argv: String,
-    grace: Duration,
-    status: Option<ExitStatus>,
-    detached: bool,
-    _reg: GroupRegistration,
-}
-
-impl Child {
-    pub fn id(&self) -> u32 {
-        self.inner.id()
-    }
-
-    pub fn argv(&self) -> &str {
-        &self.argv
-    }
-
-    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
-        self.inner.stdin.take()
-    }
-
-    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
-        self.inner.stdout.take()
-    }
-
-    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
-        self.inner.stderr.take()
-    }
-
-    /// The exit status if the child has exited (reaps it).
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_none() {
-            self.status = self.inner.try_wait()?;
-        }
-        Ok(self.status)
-    }
-
-    /// Waits for exit until `deadline`, returning `None` if it passed or `cancel` was set.
-    pub fn wait_until(
-        &mut self,
-        deadline: Option<Instant>,
-        cancel: &CancelToken,
-    ) -> io::Result<Option<ExitStatus>> {
-        loop {
-            if let Some(st) = self.try_wait()? {
-                return Ok(Some(st));
-            }
-            if cancel.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Sends `sig` to the child's whole process group (errors such as "no such
-    /// group" are ignored: the group is already gone).
-    pub fn kill_group(&self, sig: Signal) {
-        let _ = killpg(Pid::from_raw(self.inner.id() as i32), sig);
-    }
-
-    /// Stops the group politely, then forcefully after the grace period, and reaps the child.
-    pub fn terminate(&mut self) -> io::Result<ExitStatus> {
-        if let Some(st) = self.try_wait()? {
-            self.kill_group(Signal::SIGKILL);
-            return Ok(st);
-        }
-        self.kill_group(Signal::SIGTERM);
-        let deadline = Instant::now() + self.grace;
-        while Instant::now() < deadline {
-            if let Some(st) = self.try_wait()? {
-                self.kill_group(Signal::SIGKILL);
-                return Ok(st);
-            }
-            std::thread::sleep(POLL);
-        }
-        tracing::debug!(argv = %self.argv, "grace period over, sending SIGKILL");
-        self.kill_group(Signal::SIGKILL);
-        let st = self.inner.wait()?;
-        self.status = Some(st);
-        Ok(st)
-    }
-
-    /// Leaves the child running after the guard is gone (for `--daemonize`).
-    pub fn detach(mut self) {
-        self.detached = true;
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.detached {
-            let _ = self.terminate();
-        }
-    }
 }
 
 /// Whether `program` can be found in PATH (or is an existing path).
@@ -734,6 +339,8 @@ impl fmt::Display for Cmd {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
     use super::*;
 
     #[test]
@@ -760,16 +367,5 @@ mod tests {
             describe_status(&ExitStatus::from_raw(9)),
             "was killed by signal 9 (SIGKILL)"
         );
-    }
-
-    #[test]
-    fn tail_prefers_stderr_and_is_bounded() {
-        let mut c = Collected::new(2);
-        c.push_tail(Stream::Stdout, "o".into());
-        assert_eq!(c.tail(), vec!["o"]);
-        for l in ["a", "b", "c"] {
-            c.push_tail(Stream::Stderr, l.into());
-        }
-        assert_eq!(c.tail(), vec!["b", "c"]);
     }
 }

@@ -2,9 +2,23 @@
 //!
 //! This is the library behind the `lvh` binary. It never prints: long operations
 //! emit [`progress::Event`]s to a [`progress::Reporter`] that the binary renders.
-//! The subsystems (`images`, `kernels`, `runner`, `oci`) share the plumbing in
-//! [`arch`], [`exec`], [`progress`], [`cancel`] and [`error`] and never reach
-//! into each other's internals.
+//!
+//! How the pieces fit: [`images`] turns `images.json` into root images
+//! (mmdebstrap, libguestfs, qemu-img); [`kernels`] fetches, configures and
+//! builds kernel trees from `kernels.json`; [`runner`] boots a kernel and an
+//! image in QEMU and runs a command in the guest. That is the pipeline
+//! images → kernels → runner, and the runner only takes paths, so it needs
+//! neither of the others. [`oci`] sits beside them: it pushes what `images` and
+//! `kernels` built and pulls what the runner boots, without a Docker daemon.
+//! All of them share the plumbing: [`arch`] (the target architecture as a
+//! runtime enum), [`exec`] (the one way to run a child process), [`cancel`]
+//! (Ctrl-C), [`progress`] (events), [`error`] (exit codes and input errors)
+//! and [`fsutil`] (atomic outputs, locks, cache paths). Two crate-internal
+//! helpers complete it: `sched` runs a forest of jobs in parallel (image
+//! builds, each after its parent), and `jsonpos` records where each JSON value
+//! sits and strips the keys Go would ignore, so config errors and warnings can
+//! name file, line and key. The subsystems never reach into each other's
+//! internals; only what the binary and the tests use is public.
 
 pub mod arch;
 pub mod cancel;
@@ -12,12 +26,12 @@ pub mod error;
 pub mod exec;
 pub mod fsutil;
 pub mod images;
-pub mod jsonpos;
+pub(crate) mod jsonpos;
 pub mod kernels;
 pub mod oci;
 pub mod progress;
 pub mod runner;
-pub mod sched;
+pub(crate) mod sched;
 
 /// The version of lvh, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

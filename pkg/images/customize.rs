@@ -150,74 +150,14 @@ impl Guest {
                 h.mkdir_p(remote_dir)?;
                 h.copy_in(&config::resolve(dir, local_path), remote_dir)?;
             }
-            Op::SetHostname { hostname } => {
-                // virt-customize on Debian: /etc/hostname, and the old name's
-                // entries in /etc/hosts renamed.
-                let old = if h.exists("/etc/hostname")? {
-                    let t = h.read_file("/etc/hostname")?;
-                    String::from_utf8_lossy(&t).trim().to_string()
-                } else {
-                    String::new()
-                };
-                h.write("/etc/hostname", format!("{hostname}\n").as_bytes())?;
-                if !old.is_empty() && h.exists("/etc/hosts")? && !h.is_dir("/etc/hosts")? {
-                    let hosts = String::from_utf8_lossy(&h.read_file("/etc/hosts")?).into_owned();
-                    if let Some(new) = rename_in_hosts(&hosts, &old, hostname) {
-                        h.write("/etc/hosts", new.as_bytes())?;
-                    }
-                }
-            }
+            Op::SetHostname { hostname } => self.set_hostname(hostname)?,
             Op::Mkdir { dir: d } => h.mkdir_p(d)?,
-            Op::Upload { file, dest } => {
-                use std::os::unix::fs::PermissionsExt;
-                let local = config::resolve(dir, file);
-                let mode = std::fs::metadata(&local)
-                    .map_err(|e| GuestfsError {
-                        call: "upload",
-                        args: local.display().to_string(),
-                        message: e.to_string(),
-                    })?
-                    .permissions()
-                    .mode()
-                    & 0o7777;
-                let target = if h.is_dir(dest)? {
-                    upload_target(dest, &local)
-                } else {
-                    dest.clone()
-                };
-                h.upload(&local, &target)?;
-                h.chmod(mode, &target)?;
-            }
+            Op::Upload { file, dest } => self.upload(&config::resolve(dir, file), dest)?,
             Op::Chmod { mode, file } => h.chmod(mode.bits, file)?,
-            Op::AppendLine { file, line } => {
-                let mut add = Vec::new();
-                if h.exists(file)? {
-                    let cur = h.read_file(file)?;
-                    if !cur.is_empty() && !cur.ends_with(b"\n") {
-                        add.push(b'\n');
-                    }
-                }
-                add.extend_from_slice(line.as_bytes());
-                add.push(b'\n');
-                h.write_append(file, &add)?;
-            }
+            Op::AppendLine { file, line } => self.append_line(file, line)?,
             Op::Link { target, link } => h.ln_sf(target, link)?,
             Op::InstallKernel { kernel_install_dir } => {
-                let tree = config::resolve(dir, kernel_install_dir);
-                let vmlinuz = config::find_vmlinuz(&tree).map_err(|message| GuestfsError {
-                    call: "install-kernel",
-                    args: tree.display().to_string(),
-                    message,
-                })?;
-                h.copy_in(&tree.join("boot"), "/")?;
-                if tree.join("lib/modules").is_dir() {
-                    // /lib is a symlink to usr/lib on merged-/usr systems
-                    if !h.exists("/lib")? {
-                        h.mkdir_p("/lib")?;
-                    }
-                    h.copy_in(&tree.join("lib/modules"), "/lib/")?;
-                }
-                h.ln_sf(&format!("/{vmlinuz}"), "/vmlinuz")?;
+                self.install_kernel(&config::resolve(dir, kernel_install_dir))?
             }
             Op::TarIn {
                 tar_file,
@@ -232,6 +172,84 @@ impl Guest {
             }
         }
         Ok(())
+    }
+
+    /// What virt-customize does on Debian: writes /etc/hostname and renames the
+    /// old name's entries in /etc/hosts.
+    fn set_hostname(&mut self, hostname: &str) -> Result<(), GuestfsError> {
+        let h = &mut self.h;
+        let old = if h.exists("/etc/hostname")? {
+            let t = h.read_file("/etc/hostname")?;
+            String::from_utf8_lossy(&t).trim().to_string()
+        } else {
+            String::new()
+        };
+        h.write("/etc/hostname", format!("{hostname}\n").as_bytes())?;
+        if !old.is_empty() && h.exists("/etc/hosts")? && !h.is_dir("/etc/hosts")? {
+            let hosts = String::from_utf8_lossy(&h.read_file("/etc/hosts")?).into_owned();
+            if let Some(new) = rename_in_hosts(&hosts, &old, hostname) {
+                h.write("/etc/hosts", new.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads `local` to `dest` (into it when it is a directory) with the
+    /// local file's permission bits.
+    fn upload(&mut self, local: &Path, dest: &str) -> Result<(), GuestfsError> {
+        use std::os::unix::fs::PermissionsExt;
+        let h = &mut self.h;
+        let mode = std::fs::metadata(local)
+            .map_err(|e| GuestfsError {
+                call: "upload",
+                args: local.display().to_string(),
+                message: e.to_string(),
+            })?
+            .permissions()
+            .mode()
+            & 0o7777;
+        let target = if h.is_dir(dest)? {
+            upload_target(dest, local)
+        } else {
+            dest.to_string()
+        };
+        h.upload(local, &target)?;
+        h.chmod(mode, &target)
+    }
+
+    /// Appends `line` to `file`, first ending an unterminated last line.
+    fn append_line(&mut self, file: &str, line: &str) -> Result<(), GuestfsError> {
+        let h = &mut self.h;
+        let mut add = Vec::new();
+        if h.exists(file)? {
+            let cur = h.read_file(file)?;
+            if !cur.is_empty() && !cur.ends_with(b"\n") {
+                add.push(b'\n');
+            }
+        }
+        add.extend_from_slice(line.as_bytes());
+        add.push(b'\n');
+        h.write_append(file, &add)
+    }
+
+    /// Copies an install tree's `boot/` and `lib/modules/` in and points
+    /// `/vmlinuz` at its kernel.
+    fn install_kernel(&mut self, tree: &Path) -> Result<(), GuestfsError> {
+        let h = &mut self.h;
+        let vmlinuz = config::find_vmlinuz(tree).map_err(|message| GuestfsError {
+            call: "install-kernel",
+            args: tree.display().to_string(),
+            message,
+        })?;
+        h.copy_in(&tree.join("boot"), "/")?;
+        if tree.join("lib/modules").is_dir() {
+            // /lib is a symlink to usr/lib on merged-/usr systems
+            if !h.exists("/lib")? {
+                h.mkdir_p("/lib")?;
+            }
+            h.copy_in(&tree.join("lib/modules"), "/lib/")?;
+        }
+        h.ln_sf(&format!("/{vmlinuz}"), "/vmlinuz")
     }
 
     /// Restores the guest's resolv.conf, unmounts, syncs and stops the appliance.

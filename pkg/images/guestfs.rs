@@ -1,5 +1,5 @@
 //! A thin, safe binding to libguestfs's C library (`libguestfs.so.0`, loaded at
-//! run time by [`super::guestfs_sys`]): the handful of `guestfs_*` calls the
+//! run time by `guestfs_sys`): the handful of `guestfs_*` calls the
 //! image builder needs, behind a RAII [`Handle`] that closes (and shuts the
 //! appliance down) on drop. Errors carry `guestfs_last_error`.
 //!
@@ -70,7 +70,7 @@ unsafe fn take_string(p: *mut c_char, len: Option<usize>) -> Vec<u8> {
 
 impl Handle {
     /// A new handle with libguestfs's own stderr error printing turned off and
-    /// lvh's backend defaults (see [`sys::backend_choice`]). Loads
+    /// lvh's backend defaults (see `guestfs_sys::backend_choice`). Loads
     /// `libguestfs.so.0` on first use; without it the error names the Debian
     /// package to install.
     pub fn new() -> Result<Handle, GuestfsError> {

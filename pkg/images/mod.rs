@@ -2,15 +2,16 @@
 //! keys, and the build pipeline (mmdebstrap, `mkfs.ext4 -d`, libguestfs actions,
 //! qemu-img), with parallel jobs and a summary.
 
-pub mod actions;
+pub(crate) mod actions;
 pub mod build;
-pub mod cache;
+pub(crate) mod cache;
 pub mod config;
-pub mod customize;
+pub(crate) mod customize;
+mod entry;
 pub mod example;
-pub mod forest;
+pub(crate) mod forest;
 pub mod guestfs;
-pub mod guestfs_sys;
+pub(crate) mod guestfs_sys;
 pub mod plan;
 pub mod rootfs;
 

@@ -1,7 +1,7 @@
 //! Fetching kernel trees: one shared bare repository `kernels/git` with a remote
 //! per kernel and a worktree `kernels/<name>` on branch `lvh-<name>` (git2), or
 //! a standalone shallow clone for `?depth=N` URLs (the `git` program, see
-//! [`fetch_shallow`] for why). Fetching again fast-forwards the worktree.
+//! `fetch_shallow` for why). Fetching again fast-forwards the worktree.
 
 use std::path::{Path, PathBuf};
 
@@ -47,7 +47,7 @@ fn add_excludes(git_dir: &Path) -> Result<()> {
 }
 
 /// Opens the shared bare repository, creating it on first use.
-pub fn open_shared(layout: &Layout) -> Result<Repository> {
+pub(crate) fn open_shared(layout: &Layout) -> Result<Repository> {
     let git_dir = layout.git_dir();
     let repo = if git_dir.join("HEAD").is_file() {
         Repository::open_bare(&git_dir).map_err(KernelsError::git(format!(
@@ -67,41 +67,19 @@ pub fn open_shared(layout: &Layout) -> Result<Repository> {
 }
 
 /// Fetches (or updates) kernel `name` from `url`.
-pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
+pub(crate) fn fetch(
+    layout: &Layout,
+    name: &str,
+    url: &KernelUrl,
+    stage: &Stage,
+) -> Result<Fetched> {
     if url.depth.is_some() {
         return fetch_shallow(layout, name, url, stage);
     }
     let repo = open_shared(layout)?;
     let gerr = |what: &str| KernelsError::git(format!("{what} for kernel {name:?} ({})", url.repo));
-
-    let mut remote = match repo.find_remote(name) {
-        Ok(r) if r.url().ok() == Some(url.repo.as_str()) => r,
-        Ok(_) => {
-            repo.remote_set_url(name, &url.repo)
-                .map_err(gerr("failed to set the remote URL"))?;
-            repo.find_remote(name)
-                .map_err(gerr("failed to find the remote"))?
-        }
-        Err(_) => repo
-            .remote(name, &url.repo)
-            .map_err(gerr("failed to add the remote"))?,
-    };
-
-    // Which ref to follow: the given branch (or tag), else the remote's HEAD.
-    stage.message(format!("connecting to {}", url.repo));
-    let (src_ref, branch) = {
-        let conn = remote
-            .connect_auth(Direction::Fetch, None, None)
-            .map_err(gerr("failed to connect"))?;
-        let heads = conn
-            .list()
-            .map_err(gerr("failed to list the remote's refs"))?;
-        pick_ref(
-            heads.iter().map(|h| (h.name(), h.symref_target())),
-            url.branch.as_deref(),
-        )
-        .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))?
-    };
+    let mut remote = kernel_remote(&repo, name, url)?;
+    let (src_ref, branch) = remote_ref(&mut remote, name, url, stage)?;
     let tracking = format!("refs/remotes/{name}/{branch}");
     let refspec = format!("+{src_ref}:{tracking}");
 
@@ -134,14 +112,83 @@ pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Res
         });
     }
 
-    // A new worktree (or one whose checkout was interrupted: start it over).
+    checkout_worktree(&repo, layout, name, url, &target, &branch, stage)?;
+    Ok(Fetched {
+        tree,
+        commit,
+        branch,
+        outcome: FetchOutcome::Created,
+    })
+}
+
+/// The shared repository's remote for the kernel, added or pointed at `url`.
+fn kernel_remote<'r>(
+    repo: &'r Repository,
+    name: &str,
+    url: &KernelUrl,
+) -> Result<git2::Remote<'r>> {
+    let gerr = |what: &str| KernelsError::git(format!("{what} for kernel {name:?} ({})", url.repo));
+    Ok(match repo.find_remote(name) {
+        Ok(r) if r.url().ok() == Some(url.repo.as_str()) => r,
+        Ok(_) => {
+            repo.remote_set_url(name, &url.repo)
+                .map_err(gerr("failed to set the remote URL"))?;
+            repo.find_remote(name)
+                .map_err(gerr("failed to find the remote"))?
+        }
+        Err(_) => repo
+            .remote(name, &url.repo)
+            .map_err(gerr("failed to add the remote"))?,
+    })
+}
+
+/// Which ref to follow, as (remote ref, branch name): the given branch (or
+/// tag), else the remote's HEAD.
+fn remote_ref(
+    remote: &mut git2::Remote<'_>,
+    name: &str,
+    url: &KernelUrl,
+    stage: &Stage,
+) -> Result<(String, String)> {
+    let gerr = |what: &str| KernelsError::git(format!("{what} for kernel {name:?} ({})", url.repo));
+    stage.message(format!("connecting to {}", url.repo));
+    let conn = remote
+        .connect_auth(Direction::Fetch, None, None)
+        .map_err(gerr("failed to connect"))?;
+    let heads = conn
+        .list()
+        .map_err(gerr("failed to list the remote's refs"))?;
+    pick_ref(
+        heads.iter().map(|h| (h.name(), h.symref_target())),
+        url.branch.as_deref(),
+    )
+    .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
+}
+
+/// A new worktree `kernels/<name>` on branch `lvh-<name>` at `target` (or one
+/// whose checkout was interrupted: started over). A marker file says the
+/// checkout is incomplete until it is done.
+fn checkout_worktree(
+    repo: &Repository,
+    layout: &Layout,
+    name: &str,
+    url: &KernelUrl,
+    target: &git2::Commit<'_>,
+    branch: &str,
+    stage: &Stage,
+) -> Result<()> {
+    let gerr = |what: &str| KernelsError::git(format!("{what} for kernel {name:?} ({})", url.repo));
+    let tree = layout.tree(name);
+    let marker = layout
+        .kernels_dir()
+        .join(format!(".{name}.checkout-incomplete"));
     std::fs::write(&marker, b"").map_err(|e| KernelsError::io("failed to write", &marker, e))?;
     crate::fsutil::remove_any(&tree).map_err(|e| KernelsError::io("failed to remove", &tree, e))?;
     crate::fsutil::remove_any(&layout.git_dir().join("worktrees").join(name))
         .map_err(|e| KernelsError::io("failed to remove stale worktree data for", &tree, e))?;
     let local = layout::local_branch(name);
     let br = repo
-        .branch(&local, &target, true)
+        .branch(&local, target, true)
         .map_err(gerr(&format!("failed to create branch {local}")))?;
     stage.message(format!("checking out {branch} into {}", tree.display()));
     let mut opts = git2::WorktreeAddOptions::new();
@@ -151,13 +198,7 @@ pub fn fetch(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Res
             "failed to create the worktree {}",
             tree.display()
         )))?;
-    std::fs::remove_file(&marker).map_err(|e| KernelsError::io("failed to remove", &marker, e))?;
-    Ok(Fetched {
-        tree,
-        commit,
-        branch,
-        outcome: FetchOutcome::Created,
-    })
+    std::fs::remove_file(&marker).map_err(|e| KernelsError::io("failed to remove", &marker, e))
 }
 
 fn fetch_remote(
@@ -282,7 +323,7 @@ fn link_tree(src: &Path, dst: &Path) -> std::io::Result<usize> {
 }
 
 /// Picks the remote ref to fetch from the advertised `(name, symref target)` list.
-pub fn pick_ref<'a>(
+pub(crate) fn pick_ref<'a>(
     heads: impl Iterator<Item = (&'a str, Option<&'a str>)>,
     branch: Option<&str>,
 ) -> std::result::Result<(String, String), String> {
@@ -369,54 +410,70 @@ fn git(args: &[&str]) -> Cmd {
 /// the kernel developer's own tree) has no shallow fetch, and because git itself
 /// handles re-fetching a shallow history (new shallow boundary) robustly.
 fn fetch_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
+    let tree = layout.tree(name);
+    if !tree.join(".git").exists() {
+        return clone_shallow(layout, name, url, stage);
+    }
+    refetch_shallow(tree, name, url, stage)
+}
+
+/// The first shallow fetch: `git clone --depth` into a partial directory that
+/// becomes `kernels/<name>` when complete.
+fn clone_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
     let depth = url.depth.unwrap_or(1).to_string();
     let src = url.shallow_source();
     let tree = layout.tree(name);
     let local = layout::local_branch(name);
     let r = stage.reporter();
-    let tree_s = tree.to_string_lossy().to_string();
-    if !tree.join(".git").exists() {
-        std::fs::create_dir_all(layout.kernels_dir())
-            .map_err(|e| KernelsError::io("failed to create", layout.kernels_dir(), e))?;
-        let partial = crate::fsutil::Partial::new(&tree)
-            .map_err(|e| KernelsError::io("failed to prepare", &tree, e))?;
-        let p = partial.path().to_string_lossy().to_string();
-        let mut args = vec![
-            "clone",
-            "--progress",
-            "--no-tags",
-            "--single-branch",
-            "--depth",
-            &depth,
-        ];
-        if let Some(b) = &url.branch {
-            args.extend(["--branch", b]);
-        }
-        args.extend([src.as_str(), p.as_str()]);
-        git(&args)
-            .stage(stage.id())
-            .run(r)
-            .map_err(KernelsError::exec(format!(
-                "failed to clone {src} for kernel {name:?}"
-            )))?;
-        git(&["-C", &p, "checkout", "-q", "-B", &local])
-            .run(r)
-            .map_err(KernelsError::exec(format!(
-                "failed to create branch {local}"
-            )))?;
-        add_excludes(&partial.path().join(".git"))?;
-        partial
-            .commit()
-            .map_err(|e| KernelsError::io("failed to move the clone to", &tree, e))?;
-        let commit = rev_parse(&tree_s)?;
-        let branch = url.branch.clone().unwrap_or_else(|| "HEAD".into());
-        return Ok(Fetched {
-            tree,
-            commit,
-            branch,
-            outcome: FetchOutcome::Created,
-        });
+    std::fs::create_dir_all(layout.kernels_dir())
+        .map_err(|e| KernelsError::io("failed to create", layout.kernels_dir(), e))?;
+    let partial = crate::fsutil::Partial::new(&tree)
+        .map_err(|e| KernelsError::io("failed to prepare", &tree, e))?;
+    let p = partial.path().to_string_lossy().to_string();
+    let mut args = vec![
+        "clone",
+        "--progress",
+        "--no-tags",
+        "--single-branch",
+        "--depth",
+        &depth,
+    ];
+    if let Some(b) = &url.branch {
+        args.extend(["--branch", b]);
     }
+    args.extend([src.as_str(), p.as_str()]);
+    git(&args)
+        .stage(stage.id())
+        .run(r)
+        .map_err(KernelsError::exec(format!(
+            "failed to clone {src} for kernel {name:?}"
+        )))?;
+    git(&["-C", &p, "checkout", "-q", "-B", &local])
+        .run(r)
+        .map_err(KernelsError::exec(format!(
+            "failed to create branch {local}"
+        )))?;
+    add_excludes(&partial.path().join(".git"))?;
+    partial
+        .commit()
+        .map_err(|e| KernelsError::io("failed to move the clone to", &tree, e))?;
+    let commit = rev_parse(&tree.to_string_lossy())?;
+    let branch = url.branch.clone().unwrap_or_else(|| "HEAD".into());
+    Ok(Fetched {
+        tree,
+        commit,
+        branch,
+        outcome: FetchOutcome::Created,
+    })
+}
+
+/// A later shallow fetch: fetch the branch (or HEAD) at the same depth and
+/// move the tree to it.
+fn refetch_shallow(tree: PathBuf, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
+    let depth = url.depth.unwrap_or(1).to_string();
+    let src = url.shallow_source();
+    let r = stage.reporter();
+    let tree_s = tree.to_string_lossy().to_string();
     let before = rev_parse(&tree_s)?;
     git(&["-C", &tree_s, "remote", "set-url", "origin", &src])
         .run(r)
@@ -470,7 +527,7 @@ fn rev_parse(tree: &str) -> Result<String> {
 
 /// Removes kernel `name`'s tree, its worktree record, branch and remote; the
 /// shared repository (and its objects) stays.
-pub fn remove(layout: &Layout, name: &str) -> Result<Vec<String>> {
+pub(crate) fn remove(layout: &Layout, name: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let tree = layout.tree(name);
     if tree.exists() {

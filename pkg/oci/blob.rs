@@ -105,10 +105,6 @@ impl<'s> BlobReader<'s> {
             }),
         }
     }
-
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
 }
 
 impl Read for BlobReader<'_> {

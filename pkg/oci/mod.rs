@@ -2,26 +2,26 @@
 //! layout (`/data/images/<name>.qcow2.zst`, `/data/kernels/<version>/...`)
 //! without a Docker daemon, with a content-addressed local cache for `lvh run`.
 
-pub mod auth;
-pub mod blob;
-pub mod error;
-pub mod extract;
-pub mod kernel_layer;
-pub mod manifest;
-pub mod reference;
-pub mod sparse;
-pub mod tags;
-pub mod transport;
+pub(crate) mod auth;
+pub(crate) mod blob;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod kernel_layer;
+pub(crate) mod manifest;
+pub(crate) mod reference;
+pub(crate) mod sparse;
+pub(crate) mod tags;
+pub(crate) mod transport;
 
 pub use error::OciError;
 pub use manifest::Platform;
 pub use reference::{classify_image_arg, looks_like_reference, ImageArg};
 pub use transport::Transport;
 
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod place;
-pub mod pull;
-pub mod push;
+pub(crate) mod pull;
+pub(crate) mod push;
 
 pub use catalog::catalog;
 pub use pull::{

@@ -321,11 +321,7 @@ pub fn resolve_image_with(
     reporter: &dyn Reporter,
 ) -> Result<ResolvedImage> {
     let r = parse_reference(reference)?;
-    let root = cache_dir.join("oci");
-    for sub in ["images", "manifests", "refs"] {
-        let d = root.join(sub);
-        std::fs::create_dir_all(&d).map_err(OciError::io("cannot create", &d))?;
-    }
+    let root = image_cache_root(cache_dir)?;
     let stage = Stage::start(reporter, format!("image {}", display(&r)));
     let remote = Remote::connect(r.clone(), &opts.pull.transport)?;
     let ref_file = root.join("refs").join(format!(
@@ -333,25 +329,9 @@ pub fn resolve_image_with(
         slug(&display(&r)),
         slug(&opts.pull.platform.to_string())
     ));
-    let resolved = match resolve(&remote, &opts.pull.platform) {
-        Ok(x) => x,
-        Err(e @ OciError::Unreachable { .. }) => match cached_manifest(&root, &ref_file, &r)? {
-            Some(x) => {
-                progress::warn(
-                    reporter,
-                    format!("{e}; using the cached {} of {}", x.digest, display(&r)),
-                );
-                x
-            }
-            None => return Err(e),
-        },
-        Err(e) => return Err(e),
-    };
-    let layers = resolved.manifest.layers.clone().unwrap_or_default();
-    let key_input: String = layers.iter().map(|l| format!("{}\n", l.digest)).collect();
-    let key = sha256_digest(key_input.as_bytes());
-    let key = key.trim_start_matches("sha256:");
-    let dir = root.join("images").join(key);
+    let resolved = resolve_or_cached(&remote, &r, &opts.pull.platform, &root, &ref_file, reporter)?;
+    let key = layers_key(&resolved);
+    let dir = root.join("images").join(&key);
     let _lock = Lock::acquire(
         &root.join("images").join(format!("{key}.lock")),
         &format!("cache entry {}", dir.display()),
@@ -360,39 +340,12 @@ pub fn resolve_image_with(
     let cached = dir.is_dir();
     if !cached {
         warn_on_foreign_config(&remote, &resolved, &opts.pull.platform, reporter);
-        let staging = Partial::new(&dir).map_err(OciError::io("cannot prepare", &dir))?;
-        std::fs::create_dir(staging.path())
-            .map_err(OciError::io("cannot create", staging.path()))?;
-        pull_layers(
-            &remote,
-            &resolved,
-            staging.path(),
-            &Want::Images { keep_zst: false },
-            &stage,
-        )?;
-        staging
-            .commit()
-            .map_err(OciError::io("cannot move into place", &dir))?;
+        fill_cache_entry(&remote, &resolved, &dir, &stage)?;
     }
-    let mpath = root.join("manifests").join(format!(
-        "{}.json",
-        resolved.digest.trim_start_matches("sha256:")
-    ));
-    write_atomic(&mpath, &resolved.raw).map_err(OciError::io("cannot write", &mpath))?;
-    write_atomic(&ref_file, resolved.digest.as_bytes())
-        .map_err(OciError::io("cannot write", &ref_file))?;
+    record_resolution(&root, &ref_file, &resolved)?;
     let (path, names) = pick_image(&dir, opts.image_name.as_deref(), reference)?;
     if opts.image_name.is_none() && names.len() > 1 {
-        let chosen = path.file_name().unwrap_or_default().to_string_lossy();
-        progress::warn(
-            reporter,
-            format!(
-                "{reference} holds {} images ({}); using {chosen}, the first by name \
-                 (pick another with {reference}#NAME)",
-                names.len(),
-                names.join(", ")
-            ),
-        );
+        warn_first_of_several(reference, &path, &names, reporter);
     }
     stage.finish(if cached {
         Outcome::Cached
@@ -404,6 +357,97 @@ pub fn resolve_image_with(
         manifest_digest: resolved.digest,
         cached,
     })
+}
+
+/// `<cache_dir>/oci`, with its `images`, `manifests` and `refs` directories.
+fn image_cache_root(cache_dir: &Path) -> Result<PathBuf> {
+    let root = cache_dir.join("oci");
+    for sub in ["images", "manifests", "refs"] {
+        let d = root.join(sub);
+        std::fs::create_dir_all(&d).map_err(OciError::io("cannot create", &d))?;
+    }
+    Ok(root)
+}
+
+/// Resolves the reference at the registry; when the registry is unreachable,
+/// falls back (with a warning) to the manifest last resolved for it.
+fn resolve_or_cached(
+    remote: &Remote,
+    r: &Reference,
+    platform: &Platform,
+    root: &Path,
+    ref_file: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Resolved> {
+    match resolve(remote, platform) {
+        Ok(x) => Ok(x),
+        Err(e @ OciError::Unreachable { .. }) => match cached_manifest(root, ref_file, r)? {
+            Some(x) => {
+                progress::warn(
+                    reporter,
+                    format!("{e}; using the cached {} of {}", x.digest, display(r)),
+                );
+                Ok(x)
+            }
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The cache key of an image: the hash of its layer digests, hex.
+fn layers_key(resolved: &Resolved) -> String {
+    let layers = resolved.manifest.layers.clone().unwrap_or_default();
+    let key_input: String = layers.iter().map(|l| format!("{}\n", l.digest)).collect();
+    let key = sha256_digest(key_input.as_bytes());
+    key.trim_start_matches("sha256:").to_string()
+}
+
+/// Pulls the image's layers into the cache entry `dir`, which appears only
+/// when complete.
+fn fill_cache_entry(
+    remote: &Remote,
+    resolved: &Resolved,
+    dir: &Path,
+    stage: &Stage<'_>,
+) -> Result<()> {
+    let staging = Partial::new(dir).map_err(OciError::io("cannot prepare", dir))?;
+    std::fs::create_dir(staging.path()).map_err(OciError::io("cannot create", staging.path()))?;
+    pull_layers(
+        remote,
+        resolved,
+        staging.path(),
+        &Want::Images { keep_zst: false },
+        stage,
+    )?;
+    staging
+        .commit()
+        .map_err(OciError::io("cannot move into place", dir))?;
+    Ok(())
+}
+
+/// Keeps the manifest and the reference's digest for offline runs.
+fn record_resolution(root: &Path, ref_file: &Path, resolved: &Resolved) -> Result<()> {
+    let mpath = root.join("manifests").join(format!(
+        "{}.json",
+        resolved.digest.trim_start_matches("sha256:")
+    ));
+    write_atomic(&mpath, &resolved.raw).map_err(OciError::io("cannot write", &mpath))?;
+    write_atomic(ref_file, resolved.digest.as_bytes())
+        .map_err(OciError::io("cannot write", ref_file))
+}
+
+fn warn_first_of_several(reference: &str, path: &Path, names: &[String], reporter: &dyn Reporter) {
+    let chosen = path.file_name().unwrap_or_default().to_string_lossy();
+    progress::warn(
+        reporter,
+        format!(
+            "{reference} holds {} images ({}); using {chosen}, the first by name \
+             (pick another with {reference}#NAME)",
+            names.len(),
+            names.join(", ")
+        ),
+    );
 }
 
 /// The manifest last resolved for `r`, if the cache has it (verified again).
@@ -464,11 +508,6 @@ pub fn split_image_name(arg: &str) -> (&str, Option<&str>) {
         Some((r, n)) if !n.is_empty() && !n.contains('/') => (r, Some(n)),
         _ => (arg, None),
     }
-}
-
-/// A digest's hex part, for file names.
-pub fn digest_hex(d: &str) -> &str {
-    d.trim_start_matches("sha256:")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -284,81 +284,14 @@ pub fn push_image(
     opts: &PushOptions,
     reporter: &dyn Reporter,
 ) -> Result<Pushed> {
-    let meta = fs::metadata(file).map_err(|e| {
-        OciError::InvalidInput(format!("cannot push image {}: {e}", file.display()))
-    })?;
-    if !meta.is_file() {
-        return Err(OciError::InvalidInput(format!(
-            "cannot push image {}: not a regular file",
-            file.display()
-        )));
-    }
+    let name = image_file_name(file)?;
     parse_reference(reference)?;
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            OciError::InvalidInput(format!("image path {} has no file name", file.display()))
-        })?;
     let stage = Stage::start(reporter, format!("push {} -> {reference}", file.display()));
     let tmp = scratch_dir()?;
-    let (zst_name, zst_path) = if name.ends_with(".zst") {
-        (name.clone(), file.to_path_buf())
-    } else {
-        let standalone;
-        let mut src = file;
-        if qcow2_has_backing(file)? {
-            // A published image must boot on its own: write the overlay and
-            // its backing chain out as one standalone qcow2 first.
-            let c = stage.child(format!("flatten {name} (a qcow2 overlay)"));
-            standalone = tmp.path().join("standalone.qcow2");
-            flatten_cmd(file, &standalone)
-                .stage(c.id())
-                .run(reporter)
-                .map_err(|e| {
-                    OciError::InvalidInput(format!(
-                        "cannot push image {}: flattening the qcow2 overlay failed: {e}",
-                        file.display()
-                    ))
-                })?;
-            c.finish(Outcome::Done);
-            src = &standalone;
-        }
-        let p = tmp.path().join("image.zst");
-        let c = stage.child(format!("compress {name}"));
-        compress(src, &p, &c)?;
-        c.finish(Outcome::Done);
-        (format!("{name}.zst"), p)
-    };
+    let (zst_name, zst_path) = compressed_image(file, &name, tmp.path(), &stage, reporter)?;
     let layer_path = tmp.path().join("layer.tar");
     let c = stage.child("pack layer");
-    let mut b = tar::Builder::new(HashWriter::new(io::BufWriter::with_capacity(
-        1 << 20,
-        File::create(&layer_path).map_err(OciError::io("cannot create", &layer_path))?,
-    )));
-    let werr = OciError::io;
-    b.append_data(&mut dir_header(0o755), "data/", io::empty())
-        .map_err(werr("cannot write", &layer_path))?;
-    b.append_data(&mut dir_header(0o755), "data/images/", io::empty())
-        .map_err(werr("cannot write", &layer_path))?;
-    let zsize = fs::metadata(&zst_path)
-        .map_err(OciError::io("cannot stat", &zst_path))?
-        .len();
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(zsize);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    let zf = File::open(&zst_path).map_err(OciError::io("cannot open", &zst_path))?;
-    b.append_data(&mut h, format!("data/images/{zst_name}"), zf)
-        .map_err(werr("cannot write", &layer_path))?;
-    let mut hw = b.into_inner().map_err(werr("cannot write", &layer_path))?;
-    hw.flush().map_err(werr("cannot write", &layer_path))?;
-    let digest = hw.digest();
-    let size = hw.n;
-    drop(hw);
+    let (digest, size) = pack_image_layer(&zst_name, &zst_path, &layer_path)?;
     c.finish(Outcome::Done);
     let mut layer_ann = BTreeMap::new();
     layer_ann.insert(ANN_TITLE.to_string(), format!("data/images/{zst_name}"));
@@ -382,6 +315,93 @@ pub fn push_image(
     )?;
     stage.finish(Outcome::Done);
     Ok(pushed)
+}
+
+/// The file name of an image to push, which must be a regular file.
+fn image_file_name(file: &Path) -> Result<String> {
+    let meta = fs::metadata(file).map_err(|e| {
+        OciError::InvalidInput(format!("cannot push image {}: {e}", file.display()))
+    })?;
+    if !meta.is_file() {
+        return Err(OciError::InvalidInput(format!(
+            "cannot push image {}: not a regular file",
+            file.display()
+        )));
+    }
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            OciError::InvalidInput(format!("image path {} has no file name", file.display()))
+        })
+}
+
+/// The zstd-compressed image to put in the layer, as (name, path): the file
+/// itself when it already ends in `.zst`, else a compressed copy in `tmp`
+/// (flattened first when it is a qcow2 overlay).
+fn compressed_image(
+    file: &Path,
+    name: &str,
+    tmp: &Path,
+    stage: &Stage<'_>,
+    reporter: &dyn Reporter,
+) -> Result<(String, PathBuf)> {
+    if name.ends_with(".zst") {
+        return Ok((name.to_string(), file.to_path_buf()));
+    }
+    let standalone;
+    let mut src = file;
+    if qcow2_has_backing(file)? {
+        // A published image must boot on its own: write the overlay and
+        // its backing chain out as one standalone qcow2 first.
+        let c = stage.child(format!("flatten {name} (a qcow2 overlay)"));
+        standalone = tmp.join("standalone.qcow2");
+        flatten_cmd(file, &standalone)
+            .stage(c.id())
+            .run(reporter)
+            .map_err(|e| {
+                OciError::InvalidInput(format!(
+                    "cannot push image {}: flattening the qcow2 overlay failed: {e}",
+                    file.display()
+                ))
+            })?;
+        c.finish(Outcome::Done);
+        src = &standalone;
+    }
+    let p = tmp.join("image.zst");
+    let c = stage.child(format!("compress {name}"));
+    compress(src, &p, &c)?;
+    c.finish(Outcome::Done);
+    Ok((format!("{name}.zst"), p))
+}
+
+/// Writes the layer tar (`data/`, `data/images/`, `data/images/<zst_name>`)
+/// to `layer_path` and returns its digest and size.
+fn pack_image_layer(zst_name: &str, zst_path: &Path, layer_path: &Path) -> Result<(String, u64)> {
+    let mut b = tar::Builder::new(HashWriter::new(io::BufWriter::with_capacity(
+        1 << 20,
+        File::create(layer_path).map_err(OciError::io("cannot create", layer_path))?,
+    )));
+    let werr = OciError::io;
+    b.append_data(&mut dir_header(0o755), "data/", io::empty())
+        .map_err(werr("cannot write", layer_path))?;
+    b.append_data(&mut dir_header(0o755), "data/images/", io::empty())
+        .map_err(werr("cannot write", layer_path))?;
+    let zsize = fs::metadata(zst_path)
+        .map_err(OciError::io("cannot stat", zst_path))?
+        .len();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(zsize);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    let zf = File::open(zst_path).map_err(OciError::io("cannot open", zst_path))?;
+    b.append_data(&mut h, format!("data/images/{zst_name}"), zf)
+        .map_err(werr("cannot write", layer_path))?;
+    let mut hw = b.into_inner().map_err(werr("cannot write", layer_path))?;
+    hw.flush().map_err(werr("cannot write", layer_path))?;
+    Ok((hw.digest(), hw.n))
 }
 
 /// The kernel release an install tree holds (`boot/vmlinuz-<release>`).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest, Sha256};
@@ -359,42 +359,7 @@ pub fn map_error(
             what,
             reference: target.to_string(),
         },
-        E::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            let msg = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            if codes.iter().any(|c| {
-                matches!(
-                    c,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::BlobUnknown
-                        | OciErrorCode::NotFound
-                )
-            }) {
-                OciError::NotFound {
-                    what,
-                    reference: target.to_string(),
-                }
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-            {
-                OciError::Unauthorized {
-                    reference: target.to_string(),
-                    hint: unauthorized_hint(registry, &msg),
-                }
-            } else {
-                OciError::Registry {
-                    reference: target.to_string(),
-                    message: msg,
-                }
-            }
-        }
+        E::RegistryError { envelope, .. } => map_envelope(what, target, registry, &envelope),
         E::UnauthorizedError { url } => OciError::Unauthorized {
             reference: target.to_string(),
             hint: unauthorized_hint(registry, &url),
@@ -441,6 +406,50 @@ pub fn map_error(
             reference: target.to_string(),
             message: other.to_string(),
         },
+    }
+}
+
+/// A registry's error envelope: not found or unauthorized when one of its
+/// codes says so, else a registry error quoting every code and message.
+fn map_envelope(
+    what: &'static str,
+    target: &str,
+    registry: &str,
+    envelope: &OciEnvelope,
+) -> OciError {
+    let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+    let msg = envelope
+        .errors
+        .iter()
+        .map(|e| format!("{:?}: {}", e.code, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if codes.iter().any(|c| {
+        matches!(
+            c,
+            OciErrorCode::ManifestUnknown
+                | OciErrorCode::NameUnknown
+                | OciErrorCode::BlobUnknown
+                | OciErrorCode::NotFound
+        )
+    }) {
+        OciError::NotFound {
+            what,
+            reference: target.to_string(),
+        }
+    } else if codes
+        .iter()
+        .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+    {
+        OciError::Unauthorized {
+            reference: target.to_string(),
+            hint: unauthorized_hint(registry, &msg),
+        }
+    } else {
+        OciError::Registry {
+            reference: target.to_string(),
+            message: msg,
+        }
     }
 }
 

@@ -21,8 +21,6 @@ pub const CONTROL_PATH: &str = "/run";
 /// Static guest networking for QEMU's user network, set by the kernel
 /// (`CONFIG_IP_PNP`) or, without it, by the script with `ip` when installed.
 pub const IP_CONFIG: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
-/// The kernel's command line limit on x86 and arm64, including the NUL.
-pub const CMDLINE_MAX: usize = 2048;
 /// The guest's hostname when the image has no `/etc/hostname` (systemd's default).
 pub const FALLBACK_HOSTNAME: &str = "localhost";
 /// Console lines from the guest script that mean "lvh could not set up".
@@ -258,6 +256,9 @@ pub fn parse_control(line: &str) -> Option<ControlMsg> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kernel's command line limit on x86 and arm64, including the NUL.
+    const CMDLINE_MAX: usize = 2048;
 
     #[test]
     fn quoting_keeps_words_whole() {

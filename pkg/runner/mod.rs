@@ -1,21 +1,21 @@
-//! The VM runner: QEMU argv from small pure builders ([`qemu`]), the validated
-//! run plan ([`plan`]), the guest command channel ([`guest`], [`channel`]) and
-//! VM supervision ([`vm`], its decisions in [`verdict`]): boot deadline,
-//! panic and splat detection ([`splat`], [`allow`]), QEMU early exit, Ctrl-C,
+//! The VM runner: QEMU argv from small pure builders (`qemu`), the validated
+//! run plan (`plan`), the guest command channel (`guest`, `channel`) and
+//! VM supervision ([`vm`], its decisions in `verdict`): boot deadline,
+//! panic and splat detection (`splat`, [`allow`]), QEMU early exit, Ctrl-C,
 //! and a throwaway overlay so the image is never modified; the run's result
 //! as JSON ([`result`]).
 
 pub mod accel;
 pub mod allow;
-pub mod channel;
-pub mod guest;
+pub(crate) mod channel;
+pub(crate) mod guest;
 pub mod image;
-pub mod plan;
-pub mod ports;
-pub mod qemu;
+pub(crate) mod plan;
+pub(crate) mod ports;
+pub(crate) mod qemu;
 pub mod result;
-pub mod splat;
-pub mod verdict;
+pub(crate) mod splat;
+pub(crate) mod verdict;
 pub mod vm;
 
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! command's exit (after every output byte arrived), a kernel panic, a
 //! lockup splat, a guest that stays silent or never starts the command
 //! before the boot deadline, QEMU exiting early, the command timeout, or
-//! Ctrl-C; the decision is [`super::verdict`]'s, this module moves bytes. The private run
+//! Ctrl-C; the decision is `verdict`'s, this module moves bytes. The private run
 //! directory (sockets, control share, and QEMU's `snapshot=on` overlay via
 //! `TMPDIR`) is removed when the run ends, whatever the reason.
 
