@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::accel::{self, Accel};
 use super::guest::{self, GuestCommand};
-use super::image::{self, ImageFormat, ImageRef};
+use super::image::ImageFormat;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
 use super::RunError;
@@ -17,9 +17,8 @@ use crate::arch::Arch;
 /// `lvh run`'s flags, as the binary parsed them.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub image: String,
-    pub dir: PathBuf,
-    pub pull_image: bool,
+    /// A local path: references are pulled before the runner sees them.
+    pub image: PathBuf,
     pub kernel: Option<PathBuf>,
     pub no_hw_accel: bool,
     pub accel: Option<String>,
@@ -111,29 +110,19 @@ pub fn validate_mem(mem: &str) -> Result<String, RunError> {
     }
 }
 
-fn resolve_image(o: &RunOptions) -> Result<PathBuf, RunError> {
-    match image::classify(&o.image) {
-        ImageRef::Local(p) => {
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(invalid(format!(
-                    "image {} (--image) is not a regular file",
-                    p.display()
-                )))
-            }
-        }
-        ImageRef::Missing(p) => Err(invalid(format!(
+fn check_image(p: &Path) -> Result<PathBuf, RunError> {
+    if p.is_file() {
+        Ok(p.to_path_buf())
+    } else if p.exists() {
+        Err(invalid(format!(
+            "image {} (--image) is not a regular file",
+            p.display()
+        )))
+    } else {
+        Err(invalid(format!(
             "no such image file {} (--image)",
             p.display()
-        ))),
-        ImageRef::Remote(r) if !o.pull_image => Err(invalid(format!(
-            "no such image file {r} (--image), and --pull-image=false"
-        ))),
-        ImageRef::Remote(r) => Err(RunError::Setup(format!(
-            "no such image file {r} (--image); it looks like an OCI reference, which `lvh run` pulls (not with --dry-run; `lvh images pull` pulls it to {})",
-            o.dir.join("images").display()
-        ))),
+        )))
     }
 }
 
@@ -178,7 +167,7 @@ impl RunPlan {
                 )));
             }
         }
-        let image = resolve_image(o)?;
+        let image = check_image(&o.image)?;
         let image_format = ImageFormat::detect(&image)
             .map_err(|e| RunError::io(format!("read image {}", image.display()), e))?;
         let mode = Self::mode(o, &ports)?;
@@ -353,9 +342,7 @@ mod tests {
         std::fs::write(&image, b"\0\0\0\0").unwrap();
         std::fs::write(&kernel, b"k").unwrap();
         RunOptions {
-            image: image.to_string_lossy().into(),
-            dir: "_data".into(),
-            pull_image: true,
+            image,
             kernel: Some(kernel),
             no_hw_accel: false,
             accel: Some("tcg".into()),
@@ -485,16 +472,6 @@ mod tests {
             let e = err(&o);
             assert!(e.contains(want), "want {want:?} in {e:?}");
         }
-    }
-
-    #[test]
-    fn oci_references_are_not_pulled_by_the_plan() {
-        let d = tempfile::tempdir().unwrap();
-        let mut o = options(d.path());
-        o.image = "quay.io/lvh-images/kind:6.6-main".into();
-        let e = RunPlan::new(&o, false).unwrap_err();
-        assert!(matches!(e, RunError::Setup(_)));
-        assert!(e.to_string().contains("looks like an OCI reference"));
     }
 
     #[test]
