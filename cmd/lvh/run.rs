@@ -11,7 +11,7 @@ use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
 use lvh::runner::accel::kvm_usable;
-use lvh::runner::{vm, Outcome, RunOptions, RunPlan, Sinks};
+use lvh::runner::{plan, vm, Outcome, RunOptions, RunPlan, Sinks};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -132,9 +132,14 @@ fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// The flags as the runner's options (validation happens in `RunPlan::new`).
-/// The flags are checked before `--image` is resolved, which may pull it.
+/// The flags as the runner's typed options (the checks that need several
+/// flags happen in `RunPlan::new`). The flags are checked before `--image` is
+/// resolved, which may pull it.
 pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
+    let env = std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty());
+    let accel = plan::parse_accel(a.no_hw_accel, a.accel.as_deref(), env.as_deref())?;
+    let root_dev = plan::parse_root_dev(&a.root_dev)?;
+    let mem: plan::MemSize = a.mem.parse()?;
     let boot_timeout = a
         .boot_timeout
         .map(|v| secs("--boot-timeout", v))
@@ -144,19 +149,17 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
     Ok(RunOptions {
         image: image_path(a, ctx)?,
         kernel: a.kernel.clone(),
-        no_hw_accel: a.no_hw_accel,
-        accel: a.accel.clone(),
-        accel_env: std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty()),
+        accel,
         daemonize: a.daemonize,
         console_log_file: a.console_log_file.clone(),
         host_mount: a.host_mount.clone(),
         ports: a.ports.clone(),
         serial_port: a.serial_port,
         cpu: a.cpu,
-        mem: a.mem.clone(),
+        mem,
         cpu_kind: a.cpu_kind.clone(),
         qemu_monitor_port: a.qemu_monitor_port,
-        root_dev: a.root_dev.clone(),
+        root_dev,
         arch: a.qemu_arch,
         append: a.append.clone(),
         cmd: a.cmd.clone(),

@@ -4,9 +4,10 @@
 //! given run directory.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use super::accel::{self, Accel};
+use super::accel::{self, Accel, AccelChoice};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
 use super::ports::{self, PortForward};
@@ -20,20 +21,18 @@ pub struct RunOptions {
     /// A local path: references are pulled before the runner sees them.
     pub image: PathBuf,
     pub kernel: Option<PathBuf>,
-    pub no_hw_accel: bool,
-    pub accel: Option<String>,
-    /// `LVH_ACCEL`.
-    pub accel_env: Option<String>,
+    /// From `--no-hw-accel`, `--accel` and `LVH_ACCEL` (see [`accel::choose`]).
+    pub accel: AccelChoice,
     pub daemonize: bool,
     pub console_log_file: Option<PathBuf>,
     pub host_mount: Option<PathBuf>,
     pub ports: Vec<String>,
     pub serial_port: u16,
     pub cpu: u32,
-    pub mem: String,
+    pub mem: MemSize,
     pub cpu_kind: Option<String>,
     pub qemu_monitor_port: u16,
-    pub root_dev: String,
+    pub root_dev: RootDev,
     pub arch: Arch,
     pub append: Vec<String>,
     pub cmd: Vec<String>,
@@ -74,7 +73,7 @@ pub struct RunPlan {
     pub kernel: Option<PathBuf>,
     pub root_dev: RootDev,
     pub cpus: u32,
-    pub mem: String,
+    pub mem: MemSize,
     pub cpu_kind: Option<String>,
     pub append: Vec<String>,
     pub ports: Vec<PortForward>,
@@ -91,23 +90,77 @@ fn invalid(msg: String) -> RunError {
     RunError::Invalid(msg)
 }
 
-/// `-m` sizes QEMU accepts: a positive number with an optional K/M/G/T suffix.
-pub fn validate_mem(mem: &str) -> Result<String, RunError> {
-    let t = mem.trim();
-    let (num, suffix) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
-        _ => (t, None),
-    };
-    let ok_suffix = suffix.is_none_or(|c| "kKmMgGtT".contains(c));
-    let n: Option<u64> = num.parse().ok();
-    match n {
-        Some(n) if n > 0 && ok_suffix && num.chars().all(|c| c.is_ascii_digit()) => {
-            Ok(t.to_string())
-        }
-        _ => Err(invalid(format!(
-            "invalid memory size {mem:?} (--mem): expected a positive number with an optional K, M, G or T suffix, e.g. 4G or 512M"
-        ))),
+/// A RAM size (`--mem`), in bytes. Parsed as QEMU parses `-m`: a positive
+/// whole number with an optional K, M, G or T suffix (any case, binary units);
+/// a plain number is MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemSize(u64);
+
+impl MemSize {
+    pub const fn bytes(self) -> u64 {
+        self.0
     }
+
+    /// The size as QEMU's `-m` value, in the largest unit that divides it.
+    pub fn qemu_arg(self) -> String {
+        for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M')] {
+            if self.0 % (1u64 << shift) == 0 {
+                return format!("{}{unit}", self.0 >> shift);
+            }
+        }
+        format!("{}K", self.0 >> 10)
+    }
+}
+
+impl FromStr for MemSize {
+    type Err = RunError;
+
+    fn from_str(mem: &str) -> Result<MemSize, RunError> {
+        let t = mem.trim();
+        let (num, suffix) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
+            _ => (t, None),
+        };
+        let shift = match suffix.map(|c| c.to_ascii_uppercase()) {
+            None | Some('M') => Some(20),
+            Some('K') => Some(10),
+            Some('G') => Some(30),
+            Some('T') => Some(40),
+            Some(_) => None,
+        };
+        let n: Option<u64> = num.parse().ok();
+        match (n, shift) {
+            (Some(n), Some(shift)) if n > 0 && num.chars().all(|c| c.is_ascii_digit()) => n
+                .checked_mul(1u64 << shift)
+                .map(MemSize)
+                .ok_or_else(|| bad_mem(mem)),
+            _ => Err(bad_mem(mem)),
+        }
+    }
+}
+
+fn bad_mem(mem: &str) -> RunError {
+    invalid(format!(
+        "invalid memory size {mem:?} (--mem): expected a positive number with an optional K, M, G or T suffix, e.g. 4G or 512M"
+    ))
+}
+
+/// `--root-dev`: `vda`, or `hda` and its alias `sda`.
+pub fn parse_root_dev(s: &str) -> Result<RootDev, RunError> {
+    RootDev::parse(s).ok_or_else(|| {
+        invalid(format!(
+            "invalid root device {s:?} (--root-dev): expected vda, hda or sda"
+        ))
+    })
+}
+
+/// `--no-hw-accel`, `--accel` and `LVH_ACCEL` as the accelerator choice.
+pub fn parse_accel(
+    no_hw_accel: bool,
+    flag: Option<&str>,
+    env: Option<&str>,
+) -> Result<AccelChoice, RunError> {
+    accel::choose(no_hw_accel, flag, env).map_err(|e| invalid(e.to_string()))
 }
 
 fn check_image(p: &Path) -> Result<PathBuf, RunError> {
@@ -129,15 +182,8 @@ fn check_image(p: &Path) -> Result<PathBuf, RunError> {
 impl RunPlan {
     /// Checks every flag. `kvm_opens` is the `/dev/kvm` probe (passed in so this stays pure).
     pub fn new(o: &RunOptions, kvm_opens: bool) -> Result<RunPlan, RunError> {
-        let choice = accel::choose(o.no_hw_accel, o.accel.as_deref(), o.accel_env.as_deref())
-            .map_err(|e| invalid(e.to_string()))?;
-        let accel = accel::resolve(choice, o.arch, Arch::host(), kvm_opens);
-        let root_dev = RootDev::parse(&o.root_dev).ok_or_else(|| {
-            invalid(format!(
-                "invalid root device {:?} (--root-dev): expected vda, hda or sda",
-                o.root_dev
-            ))
-        })?;
+        let accel = accel::resolve(o.accel, o.arch, Arch::host(), kvm_opens);
+        let root_dev = o.root_dev;
         if root_dev == RootDev::Hda && o.arch == Arch::Arm64 {
             return Err(invalid(
                 "--root-dev hda is not available on arm64 (the virt machine has no IDE); use vda"
@@ -149,7 +195,6 @@ impl RunPlan {
                 "invalid CPU count 0 (--cpu): expected 1 or more".into(),
             ));
         }
-        let mem = validate_mem(&o.mem)?;
         let ports = ports::parse_all(&o.ports).map_err(|e| invalid(e.to_string()))?;
         if let Some(k) = &o.kernel {
             if !k.is_file() {
@@ -187,7 +232,7 @@ impl RunPlan {
             kernel: o.kernel.as_deref().map(abs),
             root_dev,
             cpus: o.cpu,
-            mem,
+            mem: o.mem,
             cpu_kind: o.cpu_kind.clone().filter(|k| !k.is_empty()),
             append: o
                 .append
@@ -313,7 +358,7 @@ impl RunPlan {
             arch: self.arch,
             accel: self.accel,
             cpus: self.cpus,
-            mem: self.mem.clone(),
+            mem: self.mem.qemu_arg(),
             cpu_kind: self.cpu_kind.clone(),
             image: self.image.clone(),
             image_format: self.image_format,
@@ -344,19 +389,17 @@ mod tests {
         RunOptions {
             image,
             kernel: Some(kernel),
-            no_hw_accel: false,
-            accel: Some("tcg".into()),
-            accel_env: None,
+            accel: AccelChoice::Tcg,
             daemonize: false,
             console_log_file: None,
             host_mount: None,
             ports: vec![],
             serial_port: 0,
             cpu: 2,
-            mem: "4G".into(),
+            mem: "4G".parse().unwrap(),
             cpu_kind: None,
             qemu_monitor_port: 0,
-            root_dev: "vda".into(),
+            root_dev: RootDev::Vda,
             arch: Arch::Amd64,
             append: vec![],
             cmd: vec!["true".into()],
@@ -376,16 +419,55 @@ mod tests {
 
     #[test]
     fn memory_sizes() {
-        for ok in ["4G", "512M", "4096", "1g", "2T"] {
-            assert!(validate_mem(ok).is_ok(), "{ok}");
+        const M: u64 = 1 << 20;
+        for (ok, bytes, qemu) in [
+            ("4G", 4096 * M, "4G"),
+            ("512M", 512 * M, "512M"),
+            ("4096", 4096 * M, "4G"),
+            ("1g", 1024 * M, "1G"),
+            ("2T", 2 * 1024 * 1024 * M, "2T"),
+            ("1536k", 1536 * 1024, "1536K"),
+            (" 8G ", 8192 * M, "8G"),
+        ] {
+            let m: MemSize = ok.parse().unwrap();
+            assert_eq!((m.bytes(), m.qemu_arg().as_str()), (bytes, qemu), "{ok}");
         }
-        for bad in ["", "0", "4X", "G", "-1G", "4.5G", "4 G"] {
-            let e = validate_mem(bad).unwrap_err().to_string();
+        for bad in [
+            "",
+            "0",
+            "4X",
+            "G",
+            "-1G",
+            "4.5G",
+            "4 G",
+            "99999999999T",
+            "lots",
+        ] {
+            let e = bad.parse::<MemSize>().unwrap_err().to_string();
             assert!(
-                e.contains(&format!("{bad:?}")) && e.contains("--mem"),
+                e.contains(&format!("invalid memory size {bad:?} (--mem)")),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn root_devs_and_accels() {
+        assert_eq!(parse_root_dev("vda").unwrap(), RootDev::Vda);
+        assert_eq!(parse_root_dev("hda").unwrap(), RootDev::Hda);
+        assert_eq!(parse_root_dev("sda").unwrap(), RootDev::Hda);
+        let e = parse_root_dev("sdb").unwrap_err().to_string();
+        assert!(e.contains("\"sdb\" (--root-dev)"), "{e}");
+        assert_eq!(
+            parse_accel(true, Some("kvm"), None).unwrap(),
+            AccelChoice::Tcg
+        );
+        assert_eq!(
+            parse_accel(false, None, Some("kvm")).unwrap(),
+            AccelChoice::Kvm
+        );
+        let e = parse_accel(false, Some("hvf"), None).unwrap_err();
+        assert!(matches!(e, RunError::Invalid(_)) && e.to_string().contains("\"hvf\""));
     }
 
     #[test]
@@ -411,17 +493,11 @@ mod tests {
         let base = options(d.path());
         type Edit = Box<dyn Fn(&mut RunOptions)>;
         let cases: Vec<(Edit, &str)> = vec![
-            (Box::new(|o| o.mem = "lots".into()), "\"lots\" (--mem)"),
             (
                 Box::new(|o| o.ports = vec!["x:22".into()]),
                 "\"x:22\" (--port)",
             ),
-            (
-                Box::new(|o| o.root_dev = "sdb".into()),
-                "\"sdb\" (--root-dev)",
-            ),
             (Box::new(|o| o.cpu = 0), "(--cpu)"),
-            (Box::new(|o| o.accel = Some("hvf".into())), "\"hvf\""),
             (
                 Box::new(|o| o.kernel = Some("/nonexistent/bzImage".into())),
                 "no such kernel file /nonexistent/bzImage (--kernel)",
@@ -461,7 +537,7 @@ mod tests {
             (
                 Box::new(|o| {
                     o.arch = Arch::Arm64;
-                    o.root_dev = "hda".into();
+                    o.root_dev = RootDev::Hda;
                 }),
                 "not available on arm64",
             ),
@@ -512,16 +588,14 @@ mod tests {
     }
 
     #[test]
-    fn no_hw_accel_and_env() {
+    fn accel_choices_resolve() {
         let d = tempfile::tempdir().unwrap();
         let mut o = options(d.path());
-        o.accel = None;
-        o.accel_env = Some("kvm".into());
+        o.accel = AccelChoice::Kvm;
         assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Kvm);
-        o.no_hw_accel = true;
+        o.accel = AccelChoice::Tcg;
         assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Tcg);
-        o.no_hw_accel = false;
-        o.accel_env = None;
+        o.accel = AccelChoice::Auto;
         assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Kvm);
         assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Tcg);
     }
