@@ -11,7 +11,7 @@ use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
 use lvh::runner::accel::kvm_usable;
-use lvh::runner::{vm, Outcome, RunOptions, RunPlan, Sinks};
+use lvh::runner::{plan, vm, Outcome, RunOptions, RunPlan, Sinks};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -132,65 +132,81 @@ fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// The flags as the runner's options (validation happens in `RunPlan::new`).
-pub fn options(a: &RunArgs) -> anyhow::Result<RunOptions> {
+/// The flags as the runner's typed options (the checks that need several
+/// flags happen in `RunPlan::new`). The flags are checked before `--image` is
+/// resolved, which may pull it.
+pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
+    let env = std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty());
+    let accel = plan::parse_accel(a.no_hw_accel, a.accel.as_deref(), env.as_deref())?;
+    let root_dev = plan::parse_root_dev(&a.root_dev)?;
+    let mem: plan::MemSize = a.mem.parse()?;
+    let boot_timeout = a
+        .boot_timeout
+        .map(|v| secs("--boot-timeout", v))
+        .transpose()?;
+    let timeout = a.timeout.map(|v| secs("--timeout", v)).transpose()?;
+    let ssh_timeout = secs("--ssh-timeout", a.ssh_timeout)?;
     Ok(RunOptions {
-        image: a.image.clone(),
-        dir: a.dir.clone(),
-        pull_image: a.pull_image,
+        image: image_path(a, ctx)?,
         kernel: a.kernel.clone(),
-        no_hw_accel: a.no_hw_accel,
-        accel: a.accel.clone(),
-        accel_env: std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty()),
+        accel,
         daemonize: a.daemonize,
         console_log_file: a.console_log_file.clone(),
         host_mount: a.host_mount.clone(),
         ports: a.ports.clone(),
         serial_port: a.serial_port,
         cpu: a.cpu,
-        mem: a.mem.clone(),
+        mem,
         cpu_kind: a.cpu_kind.clone(),
         qemu_monitor_port: a.qemu_monitor_port,
-        root_dev: a.root_dev.clone(),
+        root_dev,
         arch: a.qemu_arch,
         append: a.append.clone(),
         cmd: a.cmd.clone(),
         cwd: a.cwd.clone(),
         persist: a.persist,
-        boot_timeout: a
-            .boot_timeout
-            .map(|v| secs("--boot-timeout", v))
-            .transpose()?,
-        timeout: a.timeout.map(|v| secs("--timeout", v)).transpose()?,
+        boot_timeout,
+        timeout,
         wait_ssh: a.wait_ssh,
-        ssh_timeout: secs("--ssh-timeout", a.ssh_timeout)?,
+        ssh_timeout,
         qemu_args: a.qemu_arg.clone(),
     })
 }
 
-/// Pulls `--image` into lvh's content-addressed cache when it is not a local
-/// file but an OCI reference (and `--pull-image` allows it), and places it in
-/// `<dir>/images/` as little-vm-helper does (a link to the cache), so the
-/// runner only ever sees a local path. A second run of the same reference
-/// downloads nothing. `REF#NAME` picks one image of an artifact with several.
-fn pull_if_remote(opts: &mut RunOptions, ctx: &Ctx) -> anyhow::Result<()> {
-    use lvh::runner::image::{classify, ImageRef};
-    let ImageRef::Remote(arg) = classify(&opts.image) else {
-        return Ok(());
+/// `--image` as a local path for the runner: a local file as is; an OCI
+/// reference pulled into lvh's content-addressed cache (when `--pull-image`
+/// allows it; never with `--dry-run`) and placed in `<dir>/images/` as
+/// little-vm-helper does (a link to the cache). A second run of the same
+/// reference downloads nothing. `REF#NAME` picks one image of an artifact with
+/// several.
+fn image_path(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<PathBuf> {
+    use lvh::oci::ImageSource;
+    use lvh::runner::RunError;
+    let (reference, image_name) = match ImageSource::parse(&args.image, |p| p.exists())? {
+        ImageSource::Path(p) => return Ok(p),
+        ImageSource::Reference { reference, name } => (reference, name),
     };
-    if !opts.pull_image {
-        return Ok(());
+    let arg = &args.image;
+    if !args.pull_image {
+        return Err(RunError::Invalid(format!(
+            "no such image file {arg} (--image), and --pull-image=false"
+        ))
+        .into());
     }
-    let (reference, image_name) = lvh::oci::split_image_name(&arg);
-    // The runner's classification is loose; the OCI parser has the final word, and
-    // its error says which local path was tried.
-    lvh::oci::classify_image_arg(reference)?;
+    if args.dry_run {
+        return Err(RunError::Setup(format!(
+            "no such image file {arg} (--image); it looks like an OCI reference, which `lvh run` pulls (not with --dry-run; `lvh images pull` pulls it to {})",
+            args.dir.join("images").display()
+        ))
+        .into());
+    }
+    let arch = args.qemu_arch;
     let cache = lvh::fsutil::cache_dir();
     let ropts = lvh::oci::ResolveOptions {
-        pull: lvh::oci::PullOptions::for_arch(opts.arch),
-        image_name: image_name.map(str::to_string),
+        pull: lvh::oci::PullOptions::for_arch(arch),
+        image_name,
     };
-    let resolved = lvh::oci::resolve_image_with(reference, &ropts, &cache, &ctx.reporter)
+    let resolved = lvh::oci::resolve_image_with(&reference, &ropts, &cache, &ctx.reporter)
         .with_context(|| {
             format!("no such local file {arg:?}; pulling it as an OCI reference failed")
         })?;
@@ -200,12 +216,11 @@ fn pull_if_remote(opts: &mut RunOptions, ctx: &Ctx) -> anyhow::Result<()> {
     let (path, _) = lvh::oci::place::place_pulled(
         &resolved.path,
         &cache.join("oci").join("images"),
-        &opts.dir.join("images"),
-        opts.persist,
+        &args.dir.join("images"),
+        args.persist,
         &ctx.reporter,
     )?;
-    opts.image = path.to_string_lossy().into_owned();
-    Ok(())
+    Ok(path)
 }
 
 /// `--splat` and `--splat-allow`, checked (an expired entry fails here).
@@ -220,10 +235,7 @@ fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::allow:
 }
 
 pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let mut opts = options(args)?;
-    if !args.dry_run {
-        pull_if_remote(&mut opts, ctx)?;
-    }
+    let mut opts = options(args, ctx)?;
     if let (Some(r), None) = (&args.result_json, &opts.console_log_file) {
         // The console goes beside the result, where the result says it is.
         let mut name = r.as_os_str().to_owned();

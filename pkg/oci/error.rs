@@ -60,14 +60,8 @@ pub enum OciError {
     },
     #[error("bad registry credentials file {path}: {message}")]
     AuthConfig { path: PathBuf, message: String },
-    #[error(
-        "{given:?} is neither an existing local file ({tried}) nor a registry reference: {reason}"
-    )]
-    NotLocalNorReference {
-        given: String,
-        tried: String,
-        reason: String,
-    },
+    #[error("no such image file {given} (--image), and it is not a registry reference: {reason}")]
+    NotLocalNorReference { given: String, reason: String },
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

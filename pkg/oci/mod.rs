@@ -15,7 +15,7 @@ pub(crate) mod transport;
 
 pub use error::OciError;
 pub use manifest::Platform;
-pub use reference::{classify_image_arg, looks_like_reference, ImageArg};
+pub use reference::ImageSource;
 pub use transport::Transport;
 
 pub(crate) mod catalog;

@@ -1,7 +1,7 @@
 //! Registry references: parsing, telling a reference from a mistyped local path,
 //! and which registries are spoken to over plain http.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_client::Reference;
@@ -58,38 +58,43 @@ fn check_shape(s: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// True when `s` reads as a registry reference rather than a local path. Pure:
-/// looks at the string only. Callers check the file system first.
-pub fn looks_like_reference(s: &str) -> bool {
-    parse_reference(s).is_ok()
-}
-
-/// What an image argument (`lvh run --image X`) means.
+/// Where `lvh run --image` points: a local file, or an OCI reference to pull.
+/// The one place that tells the two apart; the runner only ever sees a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageArg {
-    Local(std::path::PathBuf),
-    Remote(String),
+pub enum ImageSource {
+    /// A local file (it exists, or it does not and is reported as missing).
+    Path(PathBuf),
+    /// A registry reference; `name` is the `#NAME` suffix that picks one image
+    /// of an artifact holding several (`REF#kind.qcow2`).
+    Reference {
+        reference: String,
+        name: Option<String>,
+    },
 }
 
-/// Decides whether `s` is a local file or a reference. An existing path always
-/// wins; a missing one is taken as a reference only when it reads as one, so a
-/// mistyped path is never silently looked up in a registry.
-pub fn classify_image_arg(s: &str) -> Result<ImageArg> {
-    let p = Path::new(s);
-    if p.exists() {
-        return Ok(ImageArg::Local(p.to_path_buf()));
-    }
-    match check_shape(s).and_then(|()| {
-        Reference::from_str(s)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }) {
-        Ok(()) => Ok(ImageArg::Remote(s.to_string())),
-        Err(reason) => Err(OciError::NotLocalNorReference {
-            given: s.to_string(),
-            tried: format!("no such file {}", p.display()),
-            reason,
-        }),
+impl ImageSource {
+    /// Parses an image argument. `exists` probes the file system (passed in so
+    /// this stays pure). An existing path always wins; a missing one is taken as
+    /// a reference only when it parses as one (registry host required), so a
+    /// mistyped path is never looked up in a registry but reported, with the
+    /// reason it is not a reference either.
+    pub fn parse(s: &str, exists: impl Fn(&Path) -> bool) -> Result<ImageSource> {
+        let p = Path::new(s);
+        if exists(p) {
+            return Ok(ImageSource::Path(p.to_path_buf()));
+        }
+        let (reference, name) = super::pull::split_image_name(s);
+        match parse_reference(reference) {
+            Ok(_) => Ok(ImageSource::Reference {
+                reference: reference.to_string(),
+                name: name.map(str::to_string),
+            }),
+            Err(OciError::InvalidReference { reason, .. }) => Err(OciError::NotLocalNorReference {
+                given: s.to_string(),
+                reason,
+            }),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -174,35 +179,110 @@ mod tests {
             "quay.io/UPPER:tag",
             "has space/x",
         ] {
-            assert!(!looks_like_reference(s), "{s:?} taken for a reference");
+            assert!(parse_reference(s).is_err(), "{s:?} taken for a reference");
         }
         for s in [
             "quay.io/lvh-images/kind:6.6-main",
             "localhost/x",
             "127.0.0.1:5000/a:b",
         ] {
-            assert!(looks_like_reference(s), "{s:?}");
+            assert!(parse_reference(s).is_ok(), "{s:?}");
+        }
+    }
+
+    fn reference(r: &str, name: Option<&str>) -> ImageSource {
+        ImageSource::Reference {
+            reference: r.into(),
+            name: name.map(String::from),
         }
     }
 
     #[test]
-    fn image_args_say_what_was_tried() {
+    fn image_sources_parse() {
+        let digest =
+            "x.io/y@sha256:0123456789012345678901234567890123456789012345678901234567890123";
+        // (argument, exists on disk, what it is; None = refused, naming the path)
+        let cases: Vec<(&str, bool, Option<ImageSource>)> = vec![
+            ("root.img", true, Some(ImageSource::Path("root.img".into()))),
+            ("root.img", false, None),
+            ("./x", true, Some(ImageSource::Path("./x".into()))),
+            ("./x", false, None),
+            ("./x:y", false, None),
+            (
+                "/abs/root.img",
+                true,
+                Some(ImageSource::Path("/abs/root.img".into())),
+            ),
+            ("/abs/root.img", false, None),
+            ("_data/images/base.qcow2", false, None),
+            (
+                "quay.io/a/b:t",
+                false,
+                Some(reference("quay.io/a/b:t", None)),
+            ),
+            (
+                "localhost:5000/x:y",
+                false,
+                Some(reference("localhost:5000/x:y", None)),
+            ),
+            (digest, false, Some(reference(digest, None))),
+            (
+                "quay.io/lvh-images/root-images:main#kind.qcow2",
+                false,
+                Some(reference(
+                    "quay.io/lvh-images/root-images:main",
+                    Some("kind.qcow2"),
+                )),
+            ),
+            ("cilium/x", false, None),
+            ("cilium/x:tag", false, None),
+            ("quay.io/a/base.qcow2", false, None),
+            ("quay.io/a/base.qcow2:t", false, None),
+            // An existing path always wins, even one that reads as a reference.
+            (
+                "quay.io/a/b:t",
+                true,
+                Some(ImageSource::Path("quay.io/a/b:t".into())),
+            ),
+        ];
+        for (arg, exists, want) in cases {
+            let got = ImageSource::parse(arg, |_| exists);
+            match want {
+                Some(w) => assert_eq!(got.unwrap(), w, "{arg}"),
+                None => {
+                    let e = got.unwrap_err();
+                    let m = e.to_string();
+                    assert!(
+                        matches!(e, OciError::NotLocalNorReference { .. }),
+                        "{arg}: {m}"
+                    );
+                    assert!(
+                        m.contains(&format!("no such image file {arg} (--image)")),
+                        "{m}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn image_sources_probe_the_file_system() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("img.qcow2");
         std::fs::write(&f, b"").unwrap();
         let fs = f.to_str().unwrap();
-        assert_eq!(classify_image_arg(fs).unwrap(), ImageArg::Local(f.clone()));
+        let exists = |p: &Path| p.exists();
+        assert_eq!(
+            ImageSource::parse(fs, exists).unwrap(),
+            ImageSource::Path(f.clone())
+        );
         let missing = d.path().join("imgg.qcow2");
-        let err = classify_image_arg(missing.to_str().unwrap())
+        let err = ImageSource::parse(missing.to_str().unwrap(), exists)
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("no such file") && err.contains("imgg.qcow2"),
+            err.contains("no such image file") && err.contains("imgg.qcow2"),
             "{err}"
-        );
-        assert_eq!(
-            classify_image_arg("quay.io/a/b:c").unwrap(),
-            ImageArg::Remote("quay.io/a/b:c".into())
         );
     }
 

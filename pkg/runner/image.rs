@@ -1,8 +1,9 @@
-//! The root image: its on-disk format (sniffed from the header, so a
-//! mis-named file still boots) and how `--image` turns into a local path.
+//! The root image's on-disk format (sniffed from the header, so a mis-named
+//! file still boots). The runner takes a local path: `--image` references are
+//! told apart and pulled before it (see `oci::ImageSource`).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Disk image formats QEMU is told about explicitly (no format probing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,44 +44,6 @@ impl ImageFormat {
     }
 }
 
-/// Where `--image` points.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ImageRef {
-    /// An existing local file.
-    Local(PathBuf),
-    /// Not a local file; looks like something to pull.
-    Remote(String),
-    /// Not a local file and not a plausible reference: a path that does not exist.
-    Missing(PathBuf),
-}
-
-/// Classifies `--image`. Something with a `/` before a `:` tag or a
-/// registry-looking first component that does not exist locally is a reference.
-pub fn classify(image: &str) -> ImageRef {
-    let p = Path::new(image);
-    if p.exists() {
-        return ImageRef::Local(p.to_path_buf());
-    }
-    if looks_like_reference(image) {
-        ImageRef::Remote(image.to_string())
-    } else {
-        ImageRef::Missing(p.to_path_buf())
-    }
-}
-
-/// `quay.io/lvh-images/kind:6.6-main`, `localhost:5000/x/y:tag`, `x/y@sha256:...`.
-fn looks_like_reference(s: &str) -> bool {
-    if s.starts_with('/') || s.starts_with('.') || s.contains("//") {
-        return false;
-    }
-    let Some((first, _)) = s.split_once('/') else {
-        return false;
-    };
-    let registry_like = first.contains('.') || first.contains(':') || first == "localhost";
-    let last = s.rsplit('/').next().unwrap_or("");
-    registry_like && (last.contains(':') || last.contains('@'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,28 +67,5 @@ mod tests {
         let r = d.path().join("b.qcow2");
         std::fs::write(&r, b"xx").unwrap();
         assert_eq!(ImageFormat::detect(&r).unwrap(), ImageFormat::Raw);
-    }
-
-    #[test]
-    fn classifies_image_arguments() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("img.qcow2");
-        std::fs::write(&f, b"").unwrap();
-        assert_eq!(classify(f.to_str().unwrap()), ImageRef::Local(f.clone()));
-        for r in [
-            "quay.io/lvh-images/kind:6.6-main",
-            "localhost:5000/lvh/base:latest",
-            "ghcr.io/x/y@sha256:abcd",
-        ] {
-            assert_eq!(classify(r), ImageRef::Remote(r.into()), "{r}");
-        }
-        for m in [
-            "_data/images/base.qcow2",
-            "/nonexistent/base.qcow2",
-            "base.qcow2",
-            "./x:y",
-        ] {
-            assert_eq!(classify(m), ImageRef::Missing(m.into()), "{m}");
-        }
     }
 }

@@ -4,11 +4,12 @@
 //! given run directory.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use super::accel::{self, Accel};
+use super::accel::{self, Accel, AccelChoice};
 use super::guest::{self, GuestCommand};
-use super::image::{self, ImageFormat, ImageRef};
+use super::image::ImageFormat;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
 use super::RunError;
@@ -17,24 +18,21 @@ use crate::arch::Arch;
 /// `lvh run`'s flags, as the binary parsed them.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub image: String,
-    pub dir: PathBuf,
-    pub pull_image: bool,
+    /// A local path: references are pulled before the runner sees them.
+    pub image: PathBuf,
     pub kernel: Option<PathBuf>,
-    pub no_hw_accel: bool,
-    pub accel: Option<String>,
-    /// `LVH_ACCEL`.
-    pub accel_env: Option<String>,
+    /// From `--no-hw-accel`, `--accel` and `LVH_ACCEL` (see [`accel::choose`]).
+    pub accel: AccelChoice,
     pub daemonize: bool,
     pub console_log_file: Option<PathBuf>,
     pub host_mount: Option<PathBuf>,
     pub ports: Vec<String>,
     pub serial_port: u16,
     pub cpu: u32,
-    pub mem: String,
+    pub mem: MemSize,
     pub cpu_kind: Option<String>,
     pub qemu_monitor_port: u16,
-    pub root_dev: String,
+    pub root_dev: RootDev,
     pub arch: Arch,
     pub append: Vec<String>,
     pub cmd: Vec<String>,
@@ -75,7 +73,7 @@ pub struct RunPlan {
     pub kernel: Option<PathBuf>,
     pub root_dev: RootDev,
     pub cpus: u32,
-    pub mem: String,
+    pub mem: MemSize,
     pub cpu_kind: Option<String>,
     pub append: Vec<String>,
     pub ports: Vec<PortForward>,
@@ -92,63 +90,100 @@ fn invalid(msg: String) -> RunError {
     RunError::Invalid(msg)
 }
 
-/// `-m` sizes QEMU accepts: a positive number with an optional K/M/G/T suffix.
-pub fn validate_mem(mem: &str) -> Result<String, RunError> {
-    let t = mem.trim();
-    let (num, suffix) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
-        _ => (t, None),
-    };
-    let ok_suffix = suffix.is_none_or(|c| "kKmMgGtT".contains(c));
-    let n: Option<u64> = num.parse().ok();
-    match n {
-        Some(n) if n > 0 && ok_suffix && num.chars().all(|c| c.is_ascii_digit()) => {
-            Ok(t.to_string())
+/// A RAM size (`--mem`), in bytes. Parsed as QEMU parses `-m`: a positive
+/// whole number with an optional K, M, G or T suffix (any case, binary units);
+/// a plain number is MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemSize(u64);
+
+impl MemSize {
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// The size as QEMU's `-m` value, in the largest unit that divides it.
+    pub fn qemu_arg(self) -> String {
+        for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M')] {
+            if self.0 % (1u64 << shift) == 0 {
+                return format!("{}{unit}", self.0 >> shift);
+            }
         }
-        _ => Err(invalid(format!(
-            "invalid memory size {mem:?} (--mem): expected a positive number with an optional K, M, G or T suffix, e.g. 4G or 512M"
-        ))),
+        format!("{}K", self.0 >> 10)
     }
 }
 
-fn resolve_image(o: &RunOptions) -> Result<PathBuf, RunError> {
-    match image::classify(&o.image) {
-        ImageRef::Local(p) => {
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(invalid(format!(
-                    "image {} (--image) is not a regular file",
-                    p.display()
-                )))
-            }
+impl FromStr for MemSize {
+    type Err = RunError;
+
+    fn from_str(mem: &str) -> Result<MemSize, RunError> {
+        let t = mem.trim();
+        let (num, suffix) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
+            _ => (t, None),
+        };
+        let shift = match suffix.map(|c| c.to_ascii_uppercase()) {
+            None | Some('M') => Some(20),
+            Some('K') => Some(10),
+            Some('G') => Some(30),
+            Some('T') => Some(40),
+            Some(_) => None,
+        };
+        let n: Option<u64> = num.parse().ok();
+        match (n, shift) {
+            (Some(n), Some(shift)) if n > 0 && num.chars().all(|c| c.is_ascii_digit()) => n
+                .checked_mul(1u64 << shift)
+                .map(MemSize)
+                .ok_or_else(|| bad_mem(mem)),
+            _ => Err(bad_mem(mem)),
         }
-        ImageRef::Missing(p) => Err(invalid(format!(
+    }
+}
+
+fn bad_mem(mem: &str) -> RunError {
+    invalid(format!(
+        "invalid memory size {mem:?} (--mem): expected a positive number with an optional K, M, G or T suffix, e.g. 4G or 512M"
+    ))
+}
+
+/// `--root-dev`: `vda`, or `hda` and its alias `sda`.
+pub fn parse_root_dev(s: &str) -> Result<RootDev, RunError> {
+    RootDev::parse(s).ok_or_else(|| {
+        invalid(format!(
+            "invalid root device {s:?} (--root-dev): expected vda, hda or sda"
+        ))
+    })
+}
+
+/// `--no-hw-accel`, `--accel` and `LVH_ACCEL` as the accelerator choice.
+pub fn parse_accel(
+    no_hw_accel: bool,
+    flag: Option<&str>,
+    env: Option<&str>,
+) -> Result<AccelChoice, RunError> {
+    accel::choose(no_hw_accel, flag, env).map_err(|e| invalid(e.to_string()))
+}
+
+fn check_image(p: &Path) -> Result<PathBuf, RunError> {
+    if p.is_file() {
+        Ok(p.to_path_buf())
+    } else if p.exists() {
+        Err(invalid(format!(
+            "image {} (--image) is not a regular file",
+            p.display()
+        )))
+    } else {
+        Err(invalid(format!(
             "no such image file {} (--image)",
             p.display()
-        ))),
-        ImageRef::Remote(r) if !o.pull_image => Err(invalid(format!(
-            "no such image file {r} (--image), and --pull-image=false"
-        ))),
-        ImageRef::Remote(r) => Err(RunError::Setup(format!(
-            "no such image file {r} (--image); it looks like an OCI reference, which `lvh run` pulls (not with --dry-run; `lvh images pull` pulls it to {})",
-            o.dir.join("images").display()
-        ))),
+        )))
     }
 }
 
 impl RunPlan {
     /// Checks every flag. `kvm_opens` is the `/dev/kvm` probe (passed in so this stays pure).
     pub fn new(o: &RunOptions, kvm_opens: bool) -> Result<RunPlan, RunError> {
-        let choice = accel::choose(o.no_hw_accel, o.accel.as_deref(), o.accel_env.as_deref())
-            .map_err(|e| invalid(e.to_string()))?;
-        let accel = accel::resolve(choice, o.arch, Arch::host(), kvm_opens);
-        let root_dev = RootDev::parse(&o.root_dev).ok_or_else(|| {
-            invalid(format!(
-                "invalid root device {:?} (--root-dev): expected vda, hda or sda",
-                o.root_dev
-            ))
-        })?;
+        let accel = accel::resolve(o.accel, o.arch, Arch::host(), kvm_opens);
+        let root_dev = o.root_dev;
         if root_dev == RootDev::Hda && o.arch == Arch::Arm64 {
             return Err(invalid(
                 "--root-dev hda is not available on arm64 (the virt machine has no IDE); use vda"
@@ -160,7 +195,6 @@ impl RunPlan {
                 "invalid CPU count 0 (--cpu): expected 1 or more".into(),
             ));
         }
-        let mem = validate_mem(&o.mem)?;
         let ports = ports::parse_all(&o.ports).map_err(|e| invalid(e.to_string()))?;
         if let Some(k) = &o.kernel {
             if !k.is_file() {
@@ -178,7 +212,7 @@ impl RunPlan {
                 )));
             }
         }
-        let image = resolve_image(o)?;
+        let image = check_image(&o.image)?;
         let image_format = ImageFormat::detect(&image)
             .map_err(|e| RunError::io(format!("read image {}", image.display()), e))?;
         let mode = Self::mode(o, &ports)?;
@@ -198,7 +232,7 @@ impl RunPlan {
             kernel: o.kernel.as_deref().map(abs),
             root_dev,
             cpus: o.cpu,
-            mem,
+            mem: o.mem,
             cpu_kind: o.cpu_kind.clone().filter(|k| !k.is_empty()),
             append: o
                 .append
@@ -324,7 +358,7 @@ impl RunPlan {
             arch: self.arch,
             accel: self.accel,
             cpus: self.cpus,
-            mem: self.mem.clone(),
+            mem: self.mem.qemu_arg(),
             cpu_kind: self.cpu_kind.clone(),
             image: self.image.clone(),
             image_format: self.image_format,
@@ -353,23 +387,19 @@ mod tests {
         std::fs::write(&image, b"\0\0\0\0").unwrap();
         std::fs::write(&kernel, b"k").unwrap();
         RunOptions {
-            image: image.to_string_lossy().into(),
-            dir: "_data".into(),
-            pull_image: true,
+            image,
             kernel: Some(kernel),
-            no_hw_accel: false,
-            accel: Some("tcg".into()),
-            accel_env: None,
+            accel: AccelChoice::Tcg,
             daemonize: false,
             console_log_file: None,
             host_mount: None,
             ports: vec![],
             serial_port: 0,
             cpu: 2,
-            mem: "4G".into(),
+            mem: "4G".parse().unwrap(),
             cpu_kind: None,
             qemu_monitor_port: 0,
-            root_dev: "vda".into(),
+            root_dev: RootDev::Vda,
             arch: Arch::Amd64,
             append: vec![],
             cmd: vec!["true".into()],
@@ -389,16 +419,55 @@ mod tests {
 
     #[test]
     fn memory_sizes() {
-        for ok in ["4G", "512M", "4096", "1g", "2T"] {
-            assert!(validate_mem(ok).is_ok(), "{ok}");
+        const M: u64 = 1 << 20;
+        for (ok, bytes, qemu) in [
+            ("4G", 4096 * M, "4G"),
+            ("512M", 512 * M, "512M"),
+            ("4096", 4096 * M, "4G"),
+            ("1g", 1024 * M, "1G"),
+            ("2T", 2 * 1024 * 1024 * M, "2T"),
+            ("1536k", 1536 * 1024, "1536K"),
+            (" 8G ", 8192 * M, "8G"),
+        ] {
+            let m: MemSize = ok.parse().unwrap();
+            assert_eq!((m.bytes(), m.qemu_arg().as_str()), (bytes, qemu), "{ok}");
         }
-        for bad in ["", "0", "4X", "G", "-1G", "4.5G", "4 G"] {
-            let e = validate_mem(bad).unwrap_err().to_string();
+        for bad in [
+            "",
+            "0",
+            "4X",
+            "G",
+            "-1G",
+            "4.5G",
+            "4 G",
+            "99999999999T",
+            "lots",
+        ] {
+            let e = bad.parse::<MemSize>().unwrap_err().to_string();
             assert!(
-                e.contains(&format!("{bad:?}")) && e.contains("--mem"),
+                e.contains(&format!("invalid memory size {bad:?} (--mem)")),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn root_devs_and_accels() {
+        assert_eq!(parse_root_dev("vda").unwrap(), RootDev::Vda);
+        assert_eq!(parse_root_dev("hda").unwrap(), RootDev::Hda);
+        assert_eq!(parse_root_dev("sda").unwrap(), RootDev::Hda);
+        let e = parse_root_dev("sdb").unwrap_err().to_string();
+        assert!(e.contains("\"sdb\" (--root-dev)"), "{e}");
+        assert_eq!(
+            parse_accel(true, Some("kvm"), None).unwrap(),
+            AccelChoice::Tcg
+        );
+        assert_eq!(
+            parse_accel(false, None, Some("kvm")).unwrap(),
+            AccelChoice::Kvm
+        );
+        let e = parse_accel(false, Some("hvf"), None).unwrap_err();
+        assert!(matches!(e, RunError::Invalid(_)) && e.to_string().contains("\"hvf\""));
     }
 
     #[test]
@@ -424,17 +493,11 @@ mod tests {
         let base = options(d.path());
         type Edit = Box<dyn Fn(&mut RunOptions)>;
         let cases: Vec<(Edit, &str)> = vec![
-            (Box::new(|o| o.mem = "lots".into()), "\"lots\" (--mem)"),
             (
                 Box::new(|o| o.ports = vec!["x:22".into()]),
                 "\"x:22\" (--port)",
             ),
-            (
-                Box::new(|o| o.root_dev = "sdb".into()),
-                "\"sdb\" (--root-dev)",
-            ),
             (Box::new(|o| o.cpu = 0), "(--cpu)"),
-            (Box::new(|o| o.accel = Some("hvf".into())), "\"hvf\""),
             (
                 Box::new(|o| o.kernel = Some("/nonexistent/bzImage".into())),
                 "no such kernel file /nonexistent/bzImage (--kernel)",
@@ -474,7 +537,7 @@ mod tests {
             (
                 Box::new(|o| {
                     o.arch = Arch::Arm64;
-                    o.root_dev = "hda".into();
+                    o.root_dev = RootDev::Hda;
                 }),
                 "not available on arm64",
             ),
@@ -485,16 +548,6 @@ mod tests {
             let e = err(&o);
             assert!(e.contains(want), "want {want:?} in {e:?}");
         }
-    }
-
-    #[test]
-    fn oci_references_are_not_pulled_by_the_plan() {
-        let d = tempfile::tempdir().unwrap();
-        let mut o = options(d.path());
-        o.image = "quay.io/lvh-images/kind:6.6-main".into();
-        let e = RunPlan::new(&o, false).unwrap_err();
-        assert!(matches!(e, RunError::Setup(_)));
-        assert!(e.to_string().contains("looks like an OCI reference"));
     }
 
     #[test]
@@ -535,16 +588,14 @@ mod tests {
     }
 
     #[test]
-    fn no_hw_accel_and_env() {
+    fn accel_choices_resolve() {
         let d = tempfile::tempdir().unwrap();
         let mut o = options(d.path());
-        o.accel = None;
-        o.accel_env = Some("kvm".into());
+        o.accel = AccelChoice::Kvm;
         assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Kvm);
-        o.no_hw_accel = true;
+        o.accel = AccelChoice::Tcg;
         assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Tcg);
-        o.no_hw_accel = false;
-        o.accel_env = None;
+        o.accel = AccelChoice::Auto;
         assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Kvm);
         assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Tcg);
     }
