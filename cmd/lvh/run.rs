@@ -11,7 +11,7 @@ use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
 use lvh::runner::accel::kvm_usable;
-use lvh::runner::{plan, vm, Outcome, RunOptions, RunPlan, Sinks};
+use lvh::runner::{parse_accel, parse_root_dev, vm, MemSize, Outcome, RunOptions, RunPlan, Sinks};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -137,9 +137,9 @@ fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
 /// resolved, which may pull it.
 pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
     let env = std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty());
-    let accel = plan::parse_accel(a.no_hw_accel, a.accel.as_deref(), env.as_deref())?;
-    let root_dev = plan::parse_root_dev(&a.root_dev)?;
-    let mem: plan::MemSize = a.mem.parse()?;
+    let accel = parse_accel(a.no_hw_accel, a.accel.as_deref(), env.as_deref())?;
+    let root_dev = parse_root_dev(&a.root_dev)?;
+    let mem: MemSize = a.mem.parse()?;
     let boot_timeout = a
         .boot_timeout
         .map(|v| secs("--boot-timeout", v))

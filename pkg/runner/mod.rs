@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::{ExitCode, HasExitCode};
 
-pub use plan::{Mode, RunOptions, RunPlan};
+pub use plan::{parse_accel, parse_root_dev, MemSize, Mode, RunOptions, RunPlan};
 pub use vm::{run, run_report, Outcome, RunFacts, RunReport, Sinks};
 
 /// How many console lines an error shows.
