@@ -13,7 +13,8 @@
 //! All of them share the plumbing: [`arch`] (the target architecture as a
 //! runtime enum), [`exec`] (the one way to run a child process), [`cancel`]
 //! (Ctrl-C), [`progress`] (events), [`error`] (exit codes and input errors)
-//! and [`fsutil`] (atomic outputs, locks, cache paths). Two crate-internal
+//! [`fsutil`] (atomic outputs, locks, cache paths) and [`date`] (UTC calendar
+//! dates). Two crate-internal
 //! helpers complete it: `sched` runs a forest of jobs in parallel (image
 //! builds, each after its parent), and `jsonpos` records where each JSON value
 //! sits and strips the keys Go would ignore, so config errors and warnings can
@@ -22,6 +23,7 @@
 
 pub mod arch;
 pub mod cancel;
+pub mod date;
 pub mod error;
 pub mod exec;
 pub mod fsutil;

@@ -264,7 +264,8 @@ fn timestamp() -> String {
         .unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let date = crate::date::Date::from_unix_days(days);
+    let (y, m, d) = (date.year, date.month, date.day);
     format!(
         "{y:04}{m:02}{d:02}.{:02}{:02}{:02}{:06}",
         rem / 3600,
@@ -272,19 +273,6 @@ fn timestamp() -> String {
         rem % 60,
         now.subsec_micros()
     )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 impl Conf {
@@ -459,7 +447,5 @@ mod tests {
         let t = timestamp();
         assert_eq!(t.len(), 21, "{t}");
         assert_eq!(&t[8..9], ".");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
     }
 }
