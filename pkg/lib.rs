@@ -14,10 +14,10 @@
 //! runtime enum), [`exec`] (the one way to run a child process), [`cancel`]
 //! (Ctrl-C), [`progress`] (events), [`error`] (exit codes and input errors),
 //! [`fsutil`] (atomic outputs, locks, cache paths) and [`date`] (UTC calendar
-//! dates). Two crate-internal helpers complete it: `sched` runs a forest of jobs in parallel (image
-//! builds, each after its parent), and `jsonpos` records where each JSON value
-//! sits and strips the keys Go would ignore, so config errors and warnings can
-//! name file, line and key. The subsystems never reach into each other's
+//! dates). Two crate-internal helpers complete it: `sched` runs a forest of
+//! jobs in parallel (image builds, each after its parent), and `jsonpos`
+//! records where each JSON value sits and strips the keys Go would ignore, so
+//! config errors and warnings can name file, line and key. The subsystems never reach into each other's
 //! internals; only what the binary and the tests use is public.
 
 pub mod arch;
