@@ -17,8 +17,9 @@
 //! dates). Two crate-internal helpers complete it: `sched` runs a forest of
 //! jobs in parallel (image builds, each after its parent), and `jsonpos`
 //! records where each JSON value sits and strips the keys Go would ignore, so
-//! config errors and warnings can name file, line and key. The subsystems never reach into each other's
-//! internals; only what the binary and the tests use is public.
+//! config errors and warnings can name file, line and key. The subsystems
+//! never reach into each other's internals; only what the binary and the tests
+//! use is public.
 
 pub mod arch;
 pub mod cancel;
