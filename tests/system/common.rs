@@ -37,3 +37,37 @@ pub fn free_port() -> u16 {
         .expect("bind a free port")
         .port()
 }
+
+/// The pid of a daemonized QEMU, from lvh's `running as pid N` line on stderr.
+pub fn daemon_pid(stderr: &str) -> u32 {
+    let at = stderr.find("running as pid ").expect("pid in output") + "running as pid ".len();
+    stderr[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Runs `command` as root over ssh on 127.0.0.1:`port` with the private `key`,
+/// without asking anything (no host key check, batch mode).
+pub fn ssh_root(key: &std::path::Path, port: u16, command: &str) -> Output {
+    Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
+        .args(["-p", &port.to_string(), "root@127.0.0.1", command])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ssh")
+}
+
+/// Sends SIGTERM to `pid` (a daemonized QEMU); an error says it was gone.
+pub fn terminate(pid: u32) -> nix::Result<()> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+}

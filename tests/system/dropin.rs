@@ -135,33 +135,9 @@ fn boot_with_root_dev(dev: &str) -> String {
             .env("LVH_ACCEL", "tcg")
             .env("CI", "true"),
     );
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let at = err.find("running as pid ").expect("pid in output") + "running as pid ".len();
-    let pid: i32 = err[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let ssh = Command::new("ssh")
-        .arg("-i")
-        .arg(&f.key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
-        .args(["-p", &port.to_string(), "root@127.0.0.1"])
-        .arg("grep ' / ' /proc/self/mounts")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    );
+    let pid = crate::common::daemon_pid(&String::from_utf8_lossy(&o.stderr));
+    let ssh = crate::common::ssh_root(&f.key, port, "grep ' / ' /proc/self/mounts");
+    let _ = crate::common::terminate(pid);
     assert!(ssh.status.success(), "ssh failed: {}", text(&ssh));
     String::from_utf8_lossy(&ssh.stdout).into_owned()
 }

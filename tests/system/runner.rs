@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, free_port};
+use crate::common::{assert_code, daemon_pid, free_port, ssh_root, terminate};
 use sha2::{Digest, Sha256};
 
 /// The kernel and root image to boot for `arch`: the shared fixtures built by
@@ -438,22 +438,12 @@ fn assert_exits(pid: u32, within: Duration) {
     assert!(!proc.exists(), "QEMU {pid} was left running");
 }
 
-fn pid_from(stderr: &str) -> u32 {
-    let at = stderr.find("running as pid ").expect("pid in output") + "running as pid ".len();
-    stderr[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn daemonize_leaves_qemu_running_and_wait_ssh_fails_clearly() {
     // -S keeps the guest CPU stopped: QEMU stays up, nothing ever answers.
     let o = output(lvh_run(Arch::Amd64, &["--daemonize", "--qemu-arg=-S"]));
     assert_code(&o, 0);
-    let pid = pid_from(&text(&o.stderr));
+    let pid = daemon_pid(&text(&o.stderr));
     assert!(
         Path::new(&format!("/proc/{pid}")).exists(),
         "QEMU {pid} is not running"
@@ -485,7 +475,7 @@ fn daemonize_leaves_qemu_running_and_wait_ssh_fails_clearly() {
         "{e}"
     );
     assert!(start.elapsed() < Duration::from_secs(30));
-    let pid = pid_from(&e);
+    let pid = daemon_pid(&e);
     assert_exits(pid, Duration::from_secs(10));
 }
 
@@ -508,33 +498,9 @@ fn a_bootable_image_boots_by_itself_and_wait_ssh_returns_when_ssh_answers() {
         .output()
         .expect("run lvh");
     assert_code(&o, 0);
-    let pid = pid_from(&text(&o.stderr));
-    let ssh = Command::new("ssh")
-        .arg("-i")
-        .arg(&f.key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=30",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["root@127.0.0.1", "cat /proc/cmdline; id -u"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    let pid = daemon_pid(&text(&o.stderr));
+    let ssh = ssh_root(&f.key, port, "cat /proc/cmdline; id -u");
+    terminate(pid).expect("QEMU was running");
     let out = text(&ssh.stdout);
     assert!(ssh.status.success(), "ssh failed: {}", text(&ssh.stderr));
     // Booted by the image's own bootloader (lvh's command line would say init=).
