@@ -147,44 +147,26 @@ mod tests {
         }
         let images = d.path().join("_data/images");
         let dst = images.join("kind.qcow2");
-        let (p, how) = place_pulled(
-            &v1.join("kind.qcow2"),
-            &cache,
-            &images,
-            false,
-            &NullReporter,
-        )
-        .unwrap();
+        let (f1, f2) = (v1.join("kind.qcow2"), v2.join("kind.qcow2"));
+        let place = |src: &Path, persist: bool| {
+            place_pulled(src, &cache, &images, persist, &NullReporter).unwrap()
+        };
+        let (p, how) = place(&f1, false);
         assert_eq!((p.as_path(), how), (dst.as_path(), Placed::HardLink));
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_eq!(ino(&dst), ino(&v1.join("kind.qcow2")));
-        let (_, how) = place_pulled(
-            &v1.join("kind.qcow2"),
-            &cache,
-            &images,
-            false,
-            &NullReporter,
-        )
-        .unwrap();
+        let (_, how) = place(&f1, false);
         assert_eq!(how, Placed::Already);
         // a newer pull replaces lvh's own earlier link
         assert_eq!(
             existing(&v2.join("kind.qcow2"), &cache, &dst),
             Existing::OurLink
         );
-        let (_, how) = place_pulled(
-            &v2.join("kind.qcow2"),
-            &cache,
-            &images,
-            false,
-            &NullReporter,
-        )
-        .unwrap();
+        let (_, how) = place(&f2, false);
         assert_eq!(how, Placed::HardLink);
         assert_eq!(ino(&dst), ino(&v2.join("kind.qcow2")));
         // --persist: a copy of its own
-        let (p, how) =
-            place_pulled(&v2.join("kind.qcow2"), &cache, &images, true, &NullReporter).unwrap();
+        let (p, how) = place(&f2, true);
         assert_eq!((p.as_path(), how), (dst.as_path(), Placed::Copy));
         assert_ne!(ino(&dst), ino(&v2.join("kind.qcow2")));
         assert_eq!(
@@ -192,14 +174,7 @@ mod tests {
             std::fs::read(v2.join("kind.qcow2")).unwrap()
         );
         // that copy is now the user's file: kept, the cache's used
-        let (p, how) = place_pulled(
-            &v1.join("kind.qcow2"),
-            &cache,
-            &images,
-            false,
-            &NullReporter,
-        )
-        .unwrap();
+        let (p, how) = place(&f1, false);
         assert_eq!((p, how), (v1.join("kind.qcow2"), Placed::Kept));
         assert_eq!(
             std::fs::read(&dst).unwrap(),
