@@ -23,7 +23,7 @@ fn boot_files(arch: Arch) -> (PathBuf, PathBuf) {
 }
 
 /// `lvh run --kernel K --image I <extra>` under TCG, environment kept clean.
-fn lvh_run(arch: Arch, extra: &[&str]) -> Command {
+pub(crate) fn lvh_run(arch: Arch, extra: &[&str]) -> Command {
     let (kernel, image) = boot_files(arch);
     let mut c = crate::common::lvh();
     c.arg("run")

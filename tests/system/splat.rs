@@ -13,43 +13,19 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
+use crate::common::assert_code;
+
 const DIRECT: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
 
-fn lvh_run(extra: &[&str]) -> Command {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
-    c.arg("run")
-        .arg("--kernel")
-        .arg(&kernel.image)
-        .arg("--image")
-        .arg(&image)
-        .args(["--qemu-arch", "amd64", "--mem", "512M"])
-        .args(extra)
-        .env("LVH_ACCEL", "tcg")
-        .env("CI", "true")
-        .env_remove("LVH_LOG")
-        .stdin(Stdio::null());
-    c
-}
-
 fn run(extra: &[&str]) -> Output {
-    lvh_run(extra).output().expect("run lvh")
+    crate::runner::lvh_run(Arch::Amd64, extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lvh")
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn assert_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }
 
 /// The `lvh: error:` line of stderr.
