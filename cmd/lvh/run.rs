@@ -80,7 +80,7 @@ pub struct RunArgs {
     /// Print the QEMU command and exit without touching anything
     #[arg(long)]
     pub dry_run: bool,
-    /// Accelerator: kvm, tcg, or auto (KVM when /dev/kvm opens and the guest arch is native)
+    /// Accelerator: kvm, tcg, or auto (KVM for a native guest when a KVM probe guest runs)
     /// [default: $LVH_ACCEL, else auto]
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
