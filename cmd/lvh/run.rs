@@ -1,7 +1,7 @@
 //! `lvh run`: flags, and turning them into a validated run plan for the runner.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +10,8 @@ use clap::Args;
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
-use lvh::runner::accel::kvm_usable;
+use lvh::runner::accel::kvm_check;
+use lvh::runner::kvm_probe;
 use lvh::runner::{parse_accel, parse_root_dev, vm, MemSize, Outcome, RunOptions, RunPlan, Sinks};
 
 #[derive(Debug, Args)]
@@ -79,7 +80,7 @@ pub struct RunArgs {
     /// Print the QEMU command and exit without touching anything
     #[arg(long)]
     pub dry_run: bool,
-    /// Accelerator: kvm, tcg, or auto (KVM when /dev/kvm opens and the guest arch is native)
+    /// Accelerator: kvm, tcg, or auto (KVM for a native guest when a KVM probe guest runs)
     /// [default: $LVH_ACCEL, else auto]
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
@@ -242,7 +243,11 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         name.push(".console.log");
         opts.console_log_file = Some(name.into());
     }
-    let plan = RunPlan::new(&opts, kvm_usable(Path::new("/dev/kvm")))?;
+    let kvm = kvm_probe::status(kvm_check(opts.accel, opts.arch, Arch::host()));
+    let plan = RunPlan::with_kvm(&opts, &kvm)?;
+    if let Some(note) = &plan.accel_note {
+        lvh::progress::warn(&ctx.reporter, note.clone());
+    }
     let policy = splat_policy(args, ctx)?;
     if args.dry_run || args.qemu_cmd_print {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");

@@ -1,6 +1,9 @@
 //! Accelerator choice: `--accel kvm|tcg|auto` (`--no-hw-accel` means tcg,
-//! `LVH_ACCEL` sets the default). `auto` uses KVM when `/dev/kvm` opens
-//! read-write and the guest architecture is the host's, else TCG.
+//! `LVH_ACCEL` sets the default). `auto` uses KVM when the guest architecture
+//! is the host's and KVM can really run a guest (`/dev/kvm` opens and a tiny
+//! guest finishes in time, see [`super::kvm_probe`]); otherwise TCG, with a
+//! note saying why. The decision ([`decide`]) is pure: what was found out
+//! about KVM comes in as a [`KvmStatus`].
 
 use std::fmt;
 use std::path::Path;
@@ -76,14 +79,100 @@ pub fn kvm_usable(dev: &Path) -> bool {
         .is_ok()
 }
 
-/// Picks the accelerator. Pure: the probe result is passed in.
-pub fn resolve(choice: AccelChoice, guest: Arch, host: Arch, kvm_opens: bool) -> Accel {
+/// What lvh found out about KVM on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvmStatus {
+    /// Not looked at (TCG was asked for, or the guest is foreign).
+    NotChecked,
+    /// `/dev/kvm` opens (and, where the probe ran, a tiny guest ran in time).
+    Usable,
+    /// No `/dev/kvm`.
+    Missing,
+    /// `/dev/kvm` exists but cannot be opened; the reason names the fix.
+    NoAccess(String),
+    /// `/dev/kvm` opens but a tiny guest did not run properly; the reason says how.
+    Broken(String),
+}
+
+/// The accelerator to use and, when `auto` fell back to TCG, the one line
+/// that says why (the binary prints it on stderr).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccelDecision {
+    pub accel: Accel,
+    pub note: Option<String>,
+}
+
+/// How much to find out about KVM before deciding: nothing for TCG or a
+/// foreign guest, whether it opens for an explicit `kvm`, the full probe
+/// (cached per host boot) for `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmCheck {
+    None,
+    Open,
+    Probe,
+}
+
+/// What [`decide`] needs to know about KVM for this choice.
+pub fn kvm_check(choice: AccelChoice, guest: Arch, host: Arch) -> KvmCheck {
     match choice {
-        AccelChoice::Tcg => Accel::Tcg,
-        AccelChoice::Kvm => Accel::Kvm,
-        AccelChoice::Auto if guest == host && kvm_opens => Accel::Kvm,
-        AccelChoice::Auto => Accel::Tcg,
+        AccelChoice::Tcg => KvmCheck::None,
+        AccelChoice::Kvm => KvmCheck::Open,
+        AccelChoice::Auto if guest != host => KvmCheck::None,
+        AccelChoice::Auto => KvmCheck::Probe,
     }
+}
+
+/// Picks the accelerator. Pure: what was found out about KVM is passed in.
+/// `auto` uses KVM only for a native guest on a KVM that works, else TCG
+/// with a note when KVM was there but not usable. An explicit `kvm` is
+/// obeyed, except that a foreign guest, a missing `/dev/kvm` or one that
+/// cannot be opened is an error naming the fix (QEMU would fail anyway).
+pub fn decide(
+    choice: AccelChoice,
+    guest: Arch,
+    host: Arch,
+    kvm: &KvmStatus,
+) -> Result<AccelDecision, String> {
+    let tcg = |note: Option<String>| {
+        Ok(AccelDecision {
+            accel: Accel::Tcg,
+            note,
+        })
+    };
+    let kvm_ok = Ok(AccelDecision {
+        accel: Accel::Kvm,
+        note: None,
+    });
+    match (choice, kvm) {
+        (AccelChoice::Tcg, _) => tcg(None),
+        (AccelChoice::Kvm, _) if guest != host => Err(format!(
+            "--accel kvm cannot run a {guest} guest on this {host} host (KVM runs only the host's architecture); use --accel tcg or auto"
+        )),
+        (AccelChoice::Kvm, KvmStatus::Missing) => Err(
+            "--accel kvm: there is no /dev/kvm on this host (load the kvm module, or use --accel tcg)"
+                .into(),
+        ),
+        (AccelChoice::Kvm, KvmStatus::NoAccess(why)) => Err(format!("--accel kvm: {why}")),
+        (AccelChoice::Kvm, _) => kvm_ok,
+        (AccelChoice::Auto, _) if guest != host => tcg(None),
+        (AccelChoice::Auto, KvmStatus::Usable | KvmStatus::NotChecked) => kvm_ok,
+        (AccelChoice::Auto, KvmStatus::Missing) => tcg(None),
+        (AccelChoice::Auto, KvmStatus::NoAccess(why) | KvmStatus::Broken(why)) => tcg(Some(
+            format!("KVM is not usable, so lvh uses TCG (slower; --accel tcg skips this check): {why}"),
+        )),
+    }
+}
+
+/// [`decide`] with only "does `/dev/kvm` open" known (callers that did not probe).
+pub fn resolve(choice: AccelChoice, guest: Arch, host: Arch, kvm_opens: bool) -> Accel {
+    let kvm = if kvm_opens {
+        KvmStatus::Usable
+    } else {
+        KvmStatus::Missing
+    };
+    decide(choice, guest, host, &kvm)
+        .map(|d| d.accel)
+        .unwrap_or(Accel::Kvm)
 }
 
 /// The choice from the flags and environment: `--no-hw-accel` wins, then
@@ -128,6 +217,91 @@ mod tests {
             Accel::Kvm,
             "explicit kvm is obeyed (and fails loudly in QEMU)"
         );
+    }
+
+    /// Every choice against every KVM state, native and foreign: which
+    /// accelerator, whether a note is printed, whether it is an error.
+    #[test]
+    fn decisions() {
+        use Arch::*;
+        use KvmStatus::*;
+        let no_access = NoAccess("/dev/kvm: permission denied; add yourself to group kvm".into());
+        let broken = Broken("the test guest did not finish within 250 ms".into());
+        // (choice, guest, status, Ok((accel, note contains)) or Err(error contains))
+        type Want = Result<(Accel, Option<&'static str>), &'static str>;
+        let cases: Vec<(AccelChoice, Arch, KvmStatus, Want)> = vec![
+            (AccelChoice::Tcg, Amd64, Usable, Ok((Accel::Tcg, None))),
+            (
+                AccelChoice::Tcg,
+                Amd64,
+                broken.clone(),
+                Ok((Accel::Tcg, None)),
+            ),
+            (AccelChoice::Tcg, Arm64, NotChecked, Ok((Accel::Tcg, None))),
+            (AccelChoice::Auto, Amd64, Usable, Ok((Accel::Kvm, None))),
+            (AccelChoice::Auto, Amd64, NotChecked, Ok((Accel::Kvm, None))),
+            (AccelChoice::Auto, Amd64, Missing, Ok((Accel::Tcg, None))),
+            (
+                AccelChoice::Auto,
+                Amd64,
+                no_access.clone(),
+                Ok((Accel::Tcg, Some("group kvm"))),
+            ),
+            (
+                AccelChoice::Auto,
+                Amd64,
+                broken.clone(),
+                Ok((Accel::Tcg, Some("KVM is not usable, so lvh uses TCG"))),
+            ),
+            (AccelChoice::Auto, Arm64, Usable, Ok((Accel::Tcg, None))),
+            (
+                AccelChoice::Auto,
+                Arm64,
+                broken.clone(),
+                Ok((Accel::Tcg, None)),
+            ),
+            (AccelChoice::Kvm, Amd64, Usable, Ok((Accel::Kvm, None))),
+            (AccelChoice::Kvm, Amd64, NotChecked, Ok((Accel::Kvm, None))),
+            (AccelChoice::Kvm, Amd64, broken, Ok((Accel::Kvm, None))),
+            (AccelChoice::Kvm, Amd64, Missing, Err("no /dev/kvm")),
+            (AccelChoice::Kvm, Amd64, no_access, Err("group kvm")),
+            (
+                AccelChoice::Kvm,
+                Arm64,
+                Usable,
+                Err("cannot run a arm64 guest"),
+            ),
+        ];
+        for (choice, guest, status, want) in cases {
+            let got = decide(choice, guest, Amd64, &status);
+            let what = format!("{choice:?} {guest} {status:?}: {got:?}");
+            match (want, got) {
+                (Ok((accel, note)), Ok(d)) => {
+                    assert_eq!(d.accel, accel, "{what}");
+                    match (note, &d.note) {
+                        (None, None) => {}
+                        (Some(w), Some(n)) => assert!(n.contains(w), "{what}"),
+                        _ => panic!("note: {what}"),
+                    }
+                }
+                (Err(w), Err(e)) => assert!(e.contains(w), "{what}"),
+                _ => panic!("{what}"),
+            }
+        }
+    }
+
+    #[test]
+    fn what_to_check() {
+        use Arch::*;
+        for (choice, guest, want) in [
+            (AccelChoice::Tcg, Amd64, KvmCheck::None),
+            (AccelChoice::Auto, Arm64, KvmCheck::None),
+            (AccelChoice::Auto, Amd64, KvmCheck::Probe),
+            (AccelChoice::Kvm, Amd64, KvmCheck::Open),
+            (AccelChoice::Kvm, Arm64, KvmCheck::Open),
+        ] {
+            assert_eq!(kvm_check(choice, guest, Amd64), want, "{choice:?} {guest}");
+        }
     }
 
     #[test]

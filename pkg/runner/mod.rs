@@ -10,6 +10,9 @@ pub mod allow;
 pub(crate) mod channel;
 pub(crate) mod guest;
 pub mod image;
+#[cfg(target_arch = "x86_64")]
+mod kvm_guest;
+pub mod kvm_probe;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub(crate) mod qemu;

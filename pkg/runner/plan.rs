@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::accel::{self, Accel, AccelChoice};
+use super::accel::{self, Accel, AccelChoice, KvmStatus};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
 use super::ports::{self, PortForward};
@@ -67,6 +67,8 @@ pub enum Mode {
 pub struct RunPlan {
     pub arch: Arch,
     pub accel: Accel,
+    /// Why `auto` did not use KVM, when it was there but unusable (printed once).
+    pub accel_note: Option<String>,
     pub image: PathBuf,
     pub image_format: ImageFormat,
     pub persist: bool,
@@ -180,9 +182,22 @@ fn check_image(p: &Path) -> Result<PathBuf, RunError> {
 }
 
 impl RunPlan {
-    /// Checks every flag. `kvm_opens` is the `/dev/kvm` probe (passed in so this stays pure).
+    /// Checks every flag. `kvm_opens`: whether `/dev/kvm` opens (see [`RunPlan::with_kvm`]).
     pub fn new(o: &RunOptions, kvm_opens: bool) -> Result<RunPlan, RunError> {
-        let accel = accel::resolve(o.accel, o.arch, Arch::host(), kvm_opens);
+        let kvm = if kvm_opens {
+            KvmStatus::Usable
+        } else {
+            KvmStatus::Missing
+        };
+        Self::with_kvm(o, &kvm)
+    }
+
+    /// Checks every flag. `kvm` is what was found out about KVM (see
+    /// [`super::kvm_probe::status`]; passed in so this stays pure).
+    pub fn with_kvm(o: &RunOptions, kvm: &KvmStatus) -> Result<RunPlan, RunError> {
+        let decision =
+            accel::decide(o.accel, o.arch, Arch::host(), kvm).map_err(RunError::Setup)?;
+        let accel = decision.accel;
         let root_dev = o.root_dev;
         if root_dev == RootDev::Hda && o.arch == Arch::Arm64 {
             return Err(invalid(
@@ -226,6 +241,7 @@ impl RunPlan {
         Ok(RunPlan {
             arch: o.arch,
             accel,
+            accel_note: decision.note,
             image: abs(&image),
             image_format,
             persist: o.persist,
@@ -592,7 +608,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut o = options(d.path());
         o.accel = AccelChoice::Kvm;
-        assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Kvm);
+        assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Kvm);
+        let e = RunPlan::new(&o, false).unwrap_err().to_string();
+        assert!(e.contains("--accel kvm: there is no /dev/kvm"), "{e}");
+        let broken = KvmStatus::Broken("too slow".into());
+        let p = RunPlan::with_kvm(&o, &broken).unwrap();
+        assert_eq!(
+            (p.accel, p.accel_note),
+            (Accel::Kvm, None),
+            "explicit kvm is obeyed"
+        );
+        o.accel = AccelChoice::Auto;
+        let p = RunPlan::with_kvm(&o, &broken).unwrap();
+        assert_eq!(p.accel, Accel::Tcg);
+        assert!(p.accel_note.unwrap().ends_with(": too slow"));
+        assert_eq!(p.boot_timeout, Accel::Tcg.default_boot_timeout());
         o.accel = AccelChoice::Tcg;
         assert_eq!(RunPlan::new(&o, true).unwrap().accel, Accel::Tcg);
         o.accel = AccelChoice::Auto;

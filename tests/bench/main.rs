@@ -2,6 +2,8 @@
 //! tool in the same run and print the ratio. Run one by name:
 //! `cargo bench --bench bench -- exec`.
 
+mod accel;
+mod arm64;
 #[path = "../system/common.rs"]
 mod common;
 mod exec_overhead;
@@ -16,6 +18,8 @@ mod util;
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
 
 const BENCHES: &[Bench] = &[
+    ("accel", accel::run),
+    ("arm64", arm64::run),
     ("exec", exec_overhead::run),
     ("images", images::run),
     ("kernels", kernels::run),

@@ -6,6 +6,8 @@
 //! build.rs); plain `cargo test` reports the tier as one ignored test instead.
 
 #[cfg(lvh_system)]
+mod accel;
+#[cfg(lvh_system)]
 mod action;
 #[cfg(lvh_system)]
 mod common;
