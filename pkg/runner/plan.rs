@@ -182,6 +182,7 @@ fn check_image(p: &Path) -> Result<PathBuf, RunError> {
 impl RunPlan {
     /// Checks every flag. `kvm_opens` is the `/dev/kvm` probe (passed in so this stays pure).
     pub fn new(o: &RunOptions, kvm_opens: bool) -> Result<RunPlan, RunError> {
+        super::limits::check_options(o)?;
         let accel = accel::resolve(o.accel, o.arch, Arch::host(), kvm_opens);
         let root_dev = o.root_dev;
         if root_dev == RootDev::Hda && o.arch == Arch::Arm64 {
@@ -223,7 +224,7 @@ impl RunPlan {
             ));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        Ok(RunPlan {
+        let plan = RunPlan {
             arch: o.arch,
             accel,
             image: abs(&image),
@@ -249,7 +250,9 @@ impl RunPlan {
                 .unwrap_or_else(|| accel.default_boot_timeout()),
             qemu_args: o.qemu_args.clone(),
             mode,
-        })
+        };
+        super::limits::check_plan(&plan)?;
+        Ok(plan)
     }
 
     fn mode(o: &RunOptions, ports: &[PortForward]) -> Result<Mode, RunError> {
@@ -378,7 +381,7 @@ impl RunPlan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn options(dir: &Path) -> RunOptions {
@@ -484,7 +487,7 @@ mod tests {
         assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
         assert!(c
             .cmdline
-            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -- -c"));
+            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount"));
     }
 
     #[test]

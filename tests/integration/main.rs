@@ -1,6 +1,7 @@
 //! Integration tier: spawns the built `lvh` binary in temporary directories.
 //! Needs no root, network or QEMU.
 
+mod bad_input;
 mod cli;
 mod common;
 mod dropin;
