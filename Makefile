@@ -40,6 +40,13 @@ FUZZ_SECS ?= 60
 fuzz:
 	LVH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --locked --release --test fuzz -- --nocapture --test-threads=1
 
+# 200 consecutive `lvh run -- true` and 8 concurrent runs (README "Reliability");
+# make test runs 20 and 3.
+SOAK_RUNS ?= 200
+LOAD_RUNS ?= 8
+soak: install-deps
+	LVH_SOAK_RUNS=$(SOAK_RUNS) LVH_LOAD_RUNS=$(LOAD_RUNS) $(CARGO) test --locked --release --test system -- load:: --test-threads=1 --nocapture
+
 test-system:
 	$(CARGO) test --locked --release --test system -- --test-threads=2
 

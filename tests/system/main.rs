@@ -6,6 +6,8 @@
 //! build.rs); plain `cargo test` reports the tier as one ignored test instead.
 
 #[cfg(lvh_system)]
+mod bad_input;
+#[cfg(lvh_system)]
 mod common;
 #[cfg(lvh_system)]
 mod dropin;
@@ -19,6 +21,8 @@ pub mod fixtures;
 mod images;
 #[cfg(lvh_system)]
 mod kernels;
+#[cfg(lvh_system)]
+mod load;
 #[cfg(lvh_system)]
 mod no_guestfs;
 #[cfg(lvh_system)]
