@@ -43,11 +43,19 @@ fn run_one(t: &Target, input: &[u8]) -> Result<(), PathBuf> {
     if r.is_ok() {
         return Ok(());
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
+    Err(save(t, "crashes", input))
+}
+
+/// An input worth a look: slower than this (reported, not failed).
+const SLOW: Duration = Duration::from_millis(500);
+
+/// Keeps `input` under `target/fuzz-<kind>/` and returns where.
+fn save(t: &Target, kind: &str, input: &[u8]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/fuzz-{kind}"));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(format!("{}-{:016x}", t.name, gen::hash(input)));
     std::fs::write(&p, input).unwrap();
-    Err(p)
+    p
 }
 
 #[test]
@@ -99,6 +107,7 @@ fn mutated_inputs_for_a_bounded_time() {
         let dict = gen::dictionary(t.name);
         let start = Instant::now();
         let mut execs: u64 = 0;
+        let mut slow = 0;
         while start.elapsed() < budget {
             let input = if t.name == "layer_tar" && rng.below(2) == 0 {
                 gen::tar_archive(&mut rng)
@@ -106,13 +115,30 @@ fn mutated_inputs_for_a_bounded_time() {
                 gen::mutate(&mut rng, &seeds, dict)
             };
             execs += 1;
-            if let Err(saved) = run_one(t, &input) {
+            let t0 = Instant::now();
+            let r = run_one(t, &input);
+            if t0.elapsed() > SLOW {
+                slow += 1;
+                if slow <= 3 {
+                    let p = save(t, "slow", &input);
+                    eprintln!(
+                        "fuzz: {} took {:?} on {}",
+                        t.name,
+                        t0.elapsed(),
+                        p.display()
+                    );
+                }
+            }
+            if let Err(saved) = r {
                 failures.push(format!("{}: crash saved at {}", t.name, saved.display()));
                 break;
             }
         }
         let rate = execs as f64 / start.elapsed().as_secs_f64();
-        eprintln!("fuzz: {:<14} {execs:>9} executions ({rate:.0}/s)", t.name);
+        eprintln!(
+            "fuzz: {:<14} {execs:>9} executions ({rate:.0}/s), {slow} over {SLOW:?}",
+            t.name
+        );
     }
     assert!(failures.is_empty(), "seed {seed}:\n{}", failures.join("\n"));
 }

@@ -8,5 +8,6 @@ mod dropin;
 mod images;
 mod kernels;
 mod linking;
+mod load;
 mod oci;
 mod run;
