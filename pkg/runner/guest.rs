@@ -87,15 +87,22 @@ pub fn bootstrap_script() -> String {
     script
 }
 
-/// The complete kernel command line for command mode: lvh's base, then
-/// `init=/bin/sh -c "BOOTSTRAP"`, then the user's `--append` (so an `init=`
-/// there wins, and words the kernel passes on to init land after the script).
+/// The complete kernel command line for command mode: lvh's base,
+/// `init=/bin/sh`, the user's `--append` (so an `init=` there wins), with
+/// `-c "BOOTSTRAP"` right after the last `init=` or `rdinit=` word: the
+/// kernel drops every init argument given before one of those (its
+/// `init_setup`), and words it passes on to init that come later land after
+/// the script, harmless.
 pub fn command_cmdline(base: &[String], append: &[String]) -> String {
     let mut parts: Vec<String> = base.to_vec();
     parts.push(IP_CONFIG.into());
     parts.push("init=/bin/sh".into());
-    parts.push(format!("-c \"{}\"", bootstrap_script()));
     parts.extend(append.iter().cloned());
+    let last_init = parts
+        .iter()
+        .rposition(|p| p.starts_with("init=") || p.starts_with("rdinit="))
+        .expect("lvh's own init= is there");
+    parts.insert(last_init + 1, format!("-c \"{}\"", bootstrap_script()));
     parts.join(" ")
 }
 
@@ -298,26 +305,30 @@ mod tests {
     }
 
     #[test]
-    fn command_cmdline_lets_the_users_init_win_and_puts_the_users_words_after_the_bootstrap() {
-        let c = command_cmdline(
-            &["root=/dev/vda".into(), "console=ttyS0".into()],
-            &[
-                "quiet".into(),
-                "init_debug".into(),
-                "init=/nonexistent".into(),
-            ],
-        );
+    fn command_cmdline_puts_the_bootstrap_after_the_last_init() {
+        let base = ["root=/dev/vda".to_string(), "console=ttyS0".to_string()];
+        let c = command_cmdline(&base, &["quiet".into(), "init_debug".into()]);
         assert!(
             c.starts_with(
                 "root=/dev/vda console=ttyS0 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount "
             ),
             "{c}"
         );
+        assert!(c.ends_with("exit 1;}\" quiet init_debug"), "{c}");
+        assert!(c.len() < CMDLINE_MAX);
+        // The user's init wins and still gets `-c BOOTSTRAP` (the kernel
+        // forgets init arguments given before an init= or rdinit=).
+        let c = command_cmdline(
+            &base,
+            &["quiet".into(), "init=/bin/bash".into(), "x".into()],
+        );
         assert!(
-            c.ends_with("exit 1;}\" quiet init_debug init=/nonexistent"),
+            c.contains("init=/bin/sh quiet init=/bin/bash -c \":;mount "),
             "{c}"
         );
-        assert!(c.len() < CMDLINE_MAX);
+        assert!(c.ends_with("exit 1;}\" x"), "{c}");
+        let c = command_cmdline(&base, &["rdinit=/x".into()]);
+        assert!(c.contains("init=/bin/sh rdinit=/x -c \":;mount "), "{c}");
     }
 
     #[test]
