@@ -43,6 +43,10 @@ fn run_in(dir: &Path, extra: &[&str]) -> Command {
         .arg(&i)
         .args(["--qemu-arch", "amd64", "--mem", "256M", "--cpu", "1"])
         .args(["--boot-timeout", "600"])
+        // A TCG guest starved by a loaded host reports soft lockups (seen:
+        // "stuck for 21s" with 3 runs at a load average of 30): what these
+        // tests check is isolation and cleanup, so splats only warn.
+        .args(["--splat", "warn"])
         .args(extra)
         .env("LVH_ACCEL", "tcg")
         .env("TMPDIR", dir.join("tmp"))
