@@ -11,7 +11,7 @@ export LVH_ACCEL ?= tcg
 # reports it as ignored), requires git, make and guestfs.h (see build.rs).
 export LVH_SYSTEM_TESTS ?= 1
 
-.PHONY: all build test test-unit test-integration test-system test-bpf lint bench demo install-deps clean
+.PHONY: all build test test-unit test-integration test-fuzz test-system test-bpf lint bench demo fuzz soak install-deps clean
 
 all: build
 
@@ -22,13 +22,30 @@ install-deps:
 	bash scripts/install-deps.sh
 
 # Every tier uses the release profile so CI compiles the dependencies once.
-test: install-deps lint test-unit test-integration test-system
+test: install-deps lint test-unit test-integration test-fuzz test-system
 
 test-unit:
 	$(CARGO) test --locked --release --lib --bins
 
 test-integration:
 	$(CARGO) test --locked --release --test integration
+
+# The fuzz corpora (tests/fuzz/corpus) replayed, then 2 s of mutations per target.
+test-fuzz:
+	$(CARGO) test --locked --release --test fuzz
+
+# Every fuzz target for FUZZ_SECS seconds (README "Reliability"); a crash is
+# saved under target/fuzz-crashes/ and fails the run.
+FUZZ_SECS ?= 60
+fuzz:
+	LVH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --locked --release --test fuzz -- --nocapture --test-threads=1
+
+# 200 consecutive `lvh run -- true` and 8 concurrent runs (README "Reliability");
+# make test runs 20 and 3.
+SOAK_RUNS ?= 200
+LOAD_RUNS ?= 8
+soak: install-deps
+	LVH_SOAK_RUNS=$(SOAK_RUNS) LVH_LOAD_RUNS=$(LOAD_RUNS) $(CARGO) test --locked --release --test system -- load:: --test-threads=1 --nocapture
 
 test-system:
 	$(CARGO) test --locked --release --test system -- --test-threads=2

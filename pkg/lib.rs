@@ -27,6 +27,8 @@ pub mod date;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod images;
 pub(crate) mod jsonpos;
 pub mod kernels;

@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Write how the run ended (verdict, times, splats, kernel) to this JSON file
     #[arg(long, value_name = "FILE")]
     pub result_json: Option<PathBuf>,
+    /// Boot --kernel even when its configuration (build tree .config, config-VER
+    /// beside it, or IKCONFIG) lacks what the run needs (virtio-blk, ext4, 9p, ...)
+    #[arg(long)]
+    pub no_kernel_check: bool,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -253,6 +257,12 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
         outln!("{}", vm::qemu_cmd(&plan, &dir).display());
         return Ok(ExitCode::Success);
+    }
+    lvh::runner::preflight::check(&plan)?;
+    if !args.no_kernel_check {
+        if let Some(source) = lvh::runner::kcheck::check(&plan)? {
+            tracing::debug!("kernel configuration checked: {source}");
+        }
     }
     let sinks = Sinks {
         stdout: Box::new(std::io::stdout()),

@@ -1,5 +1,5 @@
 //! The guest side of command mode, generated on the host: a tiny bootstrap on
-//! the kernel command line (`init=/bin/sh ... -- -c "..."`) that mounts lvh's
+//! the kernel command line (`init=/bin/sh -c "..."`) that mounts lvh's
 //! read-only 9p control share and sources the init script written here.
 //!
 //! The guest needs nothing but `/bin/sh` and the usual Debian base tools
@@ -61,30 +61,48 @@ fn dq_escape(s: &str) -> String {
     o
 }
 
-/// The bootstrap script: mount the control share, source its init script.
-/// The kernel keeps a double-quoted argument whole, so it must not contain `"`.
+/// The bootstrap script: mount the control share, run its init script (as
+/// PID 1, through `exec`).
+///
+/// It travels on the kernel command line as one quoted word right after
+/// `init=/bin/sh -c`, so the kernel hands it to init as `argv[2]`. The kernel
+/// passes every word it does not know (`init_debug`, `single`, ...) to init as
+/// a further argument, and since those follow `-c SCRIPT` they only become the
+/// script's `$0`, `$1`, ... and cannot break it (with the script after `--`
+/// they came first and `sh` took the first for a script file to open). For the
+/// kernel to pass the word on whole and untouched it must contain no `"`, no
+/// `=` (a word with `=` becomes an environment variable) and no `.` (a word
+/// with a dot is taken for a module parameter and dropped), hence the octal
+/// escapes for the mount options and `exec /bin/sh` rather than `. FILE`.
 pub fn bootstrap_script() -> String {
     let script = format!(
-        "mount -t 9p -o trans=virtio,version=9p2000.L,ro {tag} {p}&&. {p}/init||\
+        ":;mount -t 9p -o $(printf 'trans\\075virtio,version\\0759p2000\\056L,ro') {tag} {p}&&exec /bin/sh {p}/init||\
          {{ echo {err}cannot mount the lvh control share: the kernel needs CONFIG_9P_FS, CONFIG_NET_9P_VIRTIO and CONFIG_VIRTIO_PCI>/dev/console;exit 1;}}",
         p = CONTROL_PATH,
         tag = CONTROL_TAG,
         // Escaped so that the kernel's echo of its command line is no match.
         err = GUEST_ERROR_PREFIX.replace(':', "\\:"),
     );
-    debug_assert!(!script.contains('"'));
+    debug_assert!(!script.contains(['"', '=', '.']));
     script
 }
 
 /// The complete kernel command line for command mode: lvh's base,
-/// `init=/bin/sh`, the user's `--append` (so an `init=` there wins), then the
-/// init arguments after `--`, which must come last.
+/// `init=/bin/sh`, the user's `--append` (so an `init=` there wins), with
+/// `-c "BOOTSTRAP"` right after the last `init=` or `rdinit=` word: the
+/// kernel drops every init argument given before one of those (its
+/// `init_setup`), and words it passes on to init that come later land after
+/// the script, harmless.
 pub fn command_cmdline(base: &[String], append: &[String]) -> String {
     let mut parts: Vec<String> = base.to_vec();
     parts.push(IP_CONFIG.into());
     parts.push("init=/bin/sh".into());
     parts.extend(append.iter().cloned());
-    parts.push(format!("-- -c \"{}\"", bootstrap_script()));
+    let last_init = parts
+        .iter()
+        .rposition(|p| p.starts_with("init=") || p.starts_with("rdinit="))
+        .expect("lvh's own init= is there");
+    parts.insert(last_init + 1, format!("-c \"{}\"", bootstrap_script()));
     parts.join(" ")
 }
 
@@ -271,30 +289,46 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_fits_and_has_no_inner_quotes() {
+    fn bootstrap_fits_and_the_kernel_passes_it_on_whole() {
         let b = bootstrap_script();
-        assert!(!b.contains('"'), "{b}");
+        // `"` would end the kernel's quoting, `=` make it an environment
+        // variable, `.` a module parameter that the kernel drops.
+        for c in ['"', '=', '.', '\n'] {
+            assert!(!b.contains(c), "{c:?} in {b}");
+        }
         assert!(b.len() < 400, "{} bytes", b.len());
         assert!(
             !b.contains(GUEST_ERROR_PREFIX),
             "the console echo of the cmdline would match"
         );
+        assert!(b.contains("$(printf 'trans\\075virtio,version\\0759p2000\\056L,ro') lvhctl /run&&exec /bin/sh /run/init||"), "{b}");
     }
 
     #[test]
-    fn command_cmdline_lets_the_users_init_win_and_ends_with_the_bootstrap() {
-        let c = command_cmdline(
-            &["root=/dev/vda".into(), "console=ttyS0".into()],
-            &["quiet".into(), "init=/nonexistent".into()],
-        );
+    fn command_cmdline_puts_the_bootstrap_after_the_last_init() {
+        let base = ["root=/dev/vda".to_string(), "console=ttyS0".to_string()];
+        let c = command_cmdline(&base, &["quiet".into(), "init_debug".into()]);
         assert!(
             c.starts_with(
-                "root=/dev/vda console=ttyS0 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh quiet init=/nonexistent -- -c \"mount "
+                "root=/dev/vda console=ttyS0 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount "
             ),
             "{c}"
         );
-        assert!(c.ends_with("exit 1;}\""), "{c}");
+        assert!(c.ends_with("exit 1;}\" quiet init_debug"), "{c}");
         assert!(c.len() < CMDLINE_MAX);
+        // The user's init wins and still gets `-c BOOTSTRAP` (the kernel
+        // forgets init arguments given before an init= or rdinit=).
+        let c = command_cmdline(
+            &base,
+            &["quiet".into(), "init=/bin/bash".into(), "x".into()],
+        );
+        assert!(
+            c.contains("init=/bin/sh quiet init=/bin/bash -c \":;mount "),
+            "{c}"
+        );
+        assert!(c.ends_with("exit 1;}\" x"), "{c}");
+        let c = command_cmdline(&base, &["rdinit=/x".into()]);
+        assert!(c.contains("init=/bin/sh rdinit=/x -c \":;mount "), "{c}");
     }
 
     #[test]

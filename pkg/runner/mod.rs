@@ -10,11 +10,14 @@ pub mod allow;
 pub(crate) mod channel;
 pub(crate) mod guest;
 pub mod image;
+pub mod kcheck;
 #[cfg(target_arch = "x86_64")]
 mod kvm_guest;
 pub mod kvm_probe;
+pub(crate) mod limits;
 pub(crate) mod plan;
 pub(crate) mod ports;
+pub mod preflight;
 pub(crate) mod qemu;
 pub mod result;
 pub(crate) mod splat;

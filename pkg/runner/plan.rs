@@ -195,6 +195,7 @@ impl RunPlan {
     /// Checks every flag. `kvm` is what was found out about KVM (see
     /// [`super::kvm_probe::status`]; passed in so this stays pure).
     pub fn with_kvm(o: &RunOptions, kvm: &KvmStatus) -> Result<RunPlan, RunError> {
+        super::limits::check_options(o)?;
         let decision =
             accel::decide(o.accel, o.arch, Arch::host(), kvm).map_err(RunError::Setup)?;
         let accel = decision.accel;
@@ -238,7 +239,7 @@ impl RunPlan {
             ));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        Ok(RunPlan {
+        let plan = RunPlan {
             arch: o.arch,
             accel,
             accel_note: decision.note,
@@ -265,7 +266,9 @@ impl RunPlan {
                 .unwrap_or_else(|| accel.default_boot_timeout()),
             qemu_args: o.qemu_args.clone(),
             mode,
-        })
+        };
+        super::limits::check_plan(&plan)?;
+        Ok(plan)
     }
 
     fn mode(o: &RunOptions, ports: &[PortForward]) -> Result<Mode, RunError> {
@@ -394,7 +397,7 @@ impl RunPlan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn options(dir: &Path) -> RunOptions {
@@ -500,7 +503,7 @@ mod tests {
         assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
         assert!(c
             .cmdline
-            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -- -c"));
+            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount"));
     }
 
     #[test]

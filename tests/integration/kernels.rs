@@ -7,7 +7,7 @@ use std::process::Command;
 
 use crate::common::{assert_code, lvh_in, stderr, stdout};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -47,7 +47,7 @@ fn commit(src: &Path, file: &str, msg: &str) -> String {
     git(src, &["rev-parse", "HEAD"])
 }
 
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> String {
     let o = lvh_in(dir, args);
     assert_code(&o, 0);
     stdout(&o)
@@ -333,7 +333,7 @@ fn bad_input_is_refused_with_a_clear_message() {
 /// A stand-in kernel tree (make targets and `scripts/config` as tiny scripts) to
 /// test configure/build logic without a compiler; the real kernel is built by
 /// the system tests. Its "Kconfig" forces FORCED_OFF off and knows no ABSENT.
-fn fake_kernel(root: &Path) -> PathBuf {
+pub(crate) fn fake_kernel(root: &Path) -> PathBuf {
     let src = root.join("fake");
     std::fs::create_dir_all(src.join("scripts")).unwrap();
     git(&src, &["init", "-q", "-b", "main"]);

@@ -2,11 +2,13 @@
 //! Needs no root, network or QEMU.
 
 mod action;
+mod bad_input;
 mod cli;
 mod common;
 mod dropin;
 mod images;
 mod kernels;
 mod linking;
+mod load;
 mod oci;
 mod run;

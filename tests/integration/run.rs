@@ -55,7 +55,7 @@ fn dry_run_prints_the_qemu_command_and_touches_nothing() {
     for want in [
         "-machine q35 -accel tcg -cpu max",
         "format=raw,if=virtio,index=0,media=disk,snapshot=on",
-        "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -- -c",
+        "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount",
         "hostfwd=tcp:127.0.0.1:2222-:22",
         "name=lvh.stdout",
     ] {
@@ -104,7 +104,8 @@ fn dry_run_per_arch_accel_and_flags() {
     for want in [
         "-machine virt,gic-version=max -accel tcg -cpu max,pauth-impdef=on -smp 3 -m 1G",
         "format=qcow2,if=virtio,index=0,media=disk -kernel",
-        "console=ttyAMA0 panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh quiet loglevel=1 -- -c",
+        "console=ttyAMA0 panic=-1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount",
+        "exit 1;}\" quiet loglevel=1'",
         "mount_tag=host_mount",
         "-monitor tcp:127.0.0.1:5555,server=on,wait=off",
     ] {

@@ -10,6 +10,8 @@ mod accel;
 #[cfg(lvh_system)]
 mod action;
 #[cfg(lvh_system)]
+mod bad_input;
+#[cfg(lvh_system)]
 mod common;
 #[cfg(lvh_system)]
 mod dropin;
@@ -23,6 +25,8 @@ pub mod fixtures;
 mod images;
 #[cfg(lvh_system)]
 mod kernels;
+#[cfg(lvh_system)]
+mod load;
 #[cfg(lvh_system)]
 mod no_guestfs;
 #[cfg(lvh_system)]

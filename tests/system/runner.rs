@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 /// The kernel and root image to boot for `arch`: the shared fixtures built by
 /// lvh's own `kernels` and `images` commands (the one place tests get them).
-fn boot_files(arch: Arch) -> (PathBuf, PathBuf) {
+pub(crate) fn boot_files(arch: Arch) -> (PathBuf, PathBuf) {
     let kernel = crate::fixtures::kernel::kernel(arch).expect("kernel fixture");
     let image = crate::fixtures::image::root_image(arch).expect("root image fixture");
     (kernel.image, image)
@@ -48,7 +48,7 @@ fn text(b: &[u8]) -> String {
 /// A checksum of a (sparse) file's whole content: the map of its data extents
 /// and their bytes (holes read as zeros, so this is equivalent to hashing every
 /// byte, without reading gigabytes of zeros).
-fn content_digest(p: &Path) -> String {
+pub(crate) fn content_digest(p: &Path) -> String {
     use std::io::{Seek, SeekFrom};
     use std::os::fd::AsRawFd;
     let mut f = std::fs::File::open(p).unwrap();
