@@ -10,6 +10,7 @@ pub mod allow;
 pub(crate) mod channel;
 pub(crate) mod guest;
 pub mod image;
+pub mod pidfile;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub(crate) mod qemu;

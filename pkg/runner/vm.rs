@@ -488,10 +488,12 @@ fn run_daemon(
     print_cmd: bool,
 ) -> Result<Outcome, RunError> {
     // The pid file must outlive lvh (it is how the VM is found and stopped):
-    // it goes to the system temp dir, named after lvh's pid.
+    // it goes to the system temp dir, named after lvh's pid. Those of QEMUs
+    // killed from outside are removed here, by the next daemonized run.
     let piddir = std::env::temp_dir();
+    super::pidfile::sweep(&piddir);
     let mut cfg = plan.qemu_config(&piddir);
-    let pidfile = piddir.join(format!("lvh-qemu-{}.pid", std::process::id()));
+    let pidfile = super::pidfile::path(&piddir, std::process::id());
     cfg.daemonize = Some(pidfile.clone());
     let cmd = Cmd::new(plan.arch.qemu_binary())
         .args(qemu::argv(&cfg))
