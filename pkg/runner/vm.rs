@@ -104,6 +104,9 @@ pub fn run_report(
     RunReport { result, facts }
 }
 
+/// A command-mode run's private directory under `$TMPDIR`: `lvh-run-<pid>.XXXXXX`.
+const RUN_DIR_BASE: &str = "lvh-run-";
+
 /// The QEMU command for `plan` with its private files in `run_dir`.
 pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
     let cfg = plan.qemu_config(run_dir);
@@ -111,8 +114,10 @@ pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
 }
 
 fn run_dir() -> Result<tempfile::TempDir, RunError> {
+    // Run directories of lvh processes that were killed outright go first.
+    crate::stale::sweep_owned(&std::env::temp_dir(), RUN_DIR_BASE);
     tempfile::Builder::new()
-        .prefix("lvh-run-")
+        .prefix(&crate::stale::owned_prefix(RUN_DIR_BASE))
         .tempdir()
         .map_err(|e| RunError::io("create a run directory under $TMPDIR", e))
 }
