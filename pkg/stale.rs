@@ -80,7 +80,13 @@ mod tests {
     fn owners_from_names() {
         assert_eq!(owner("lvh-run-123.AbC9", "lvh-run-"), Some(123));
         assert_eq!(owner("lvh-run-123.", "lvh-run-"), Some(123));
-        for n in ["lvh-run-AbC9", "lvh-run-.x", "lvh-run-12x.y", "push-1.a", "lvh-run-0.a"] {
+        for n in [
+            "lvh-run-AbC9",
+            "lvh-run-.x",
+            "lvh-run-12x.y",
+            "push-1.a",
+            "lvh-run-0.a",
+        ] {
             assert_eq!(owner(n, "lvh-run-"), None, "{n}");
         }
         assert!(owned_prefix("push-").starts_with("push-"));
@@ -90,7 +96,12 @@ mod tests {
         );
         assert_eq!(partial_owner(".a.img.partial-12"), Some(12));
         assert_eq!(partial_owner(".oci-pull.partial-7"), Some(7));
-        for n in ["a.img.partial-12", ".a.img.partial-", ".a.partial-1x", ".a.img"] {
+        for n in [
+            "a.img.partial-12",
+            ".a.img.partial-",
+            ".a.partial-1x",
+            ".a.img",
+        ] {
             assert_eq!(partial_owner(n), None, "{n}");
         }
     }

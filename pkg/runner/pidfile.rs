@@ -79,13 +79,15 @@ mod tests {
     #[test]
     fn names() {
         assert!(is_ours("lvh-qemu-123.pid"));
-        for n in ["lvh-qemu-.pid", "lvh-qemu-12a.pid", "lvh-run-1", "qemu-1.pid"] {
+        for n in [
+            "lvh-qemu-.pid",
+            "lvh-qemu-12a.pid",
+            "lvh-run-1",
+            "qemu-1.pid",
+        ] {
             assert!(!is_ours(n), "{n}");
         }
-        assert_eq!(
-            path(Path::new("/t"), 7),
-            PathBuf::from("/t/lvh-qemu-7.pid")
-        );
+        assert_eq!(path(Path::new("/t"), 7), PathBuf::from("/t/lvh-qemu-7.pid"));
     }
 
     #[test]

@@ -350,7 +350,7 @@ fn conclude(
             after: plan.boot_timeout,
             console: tail.lines(),
         }),
-        Verdict::Timeout(t) => Err(RunError::CommandTimeout(t)),
+        Verdict::Timeout(t) => Err(RunError::CommandTimeout(t, tail.lines())),
     }
 }
 
