@@ -11,7 +11,7 @@ export LVH_ACCEL ?= tcg
 # reports it as ignored), requires git, make and guestfs.h (see build.rs).
 export LVH_SYSTEM_TESTS ?= 1
 
-.PHONY: all build test test-unit test-integration test-fuzz test-system test-bpf lint bench demo fuzz soak install-deps clean
+.PHONY: all build test test-unit test-integration test-fuzz test-system test-bpf lint bench demo fuzz soak install-deps clean stress-kill
 
 all: build
 
@@ -62,6 +62,11 @@ lint:
 # The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").
 test-bpf: install-deps build
 	bash scripts/bpf-selftests.sh
+
+# SIGKILL of lvh at 20 random points per command (README "Reliability");
+# LVH_KILL_SEED=<seed> replays a failure, LVH_KILL_POINTS=<n> changes the count.
+stress-kill: install-deps
+	LVH_KILL_POINTS=$${LVH_KILL_POINTS:-20} $(CARGO) test --locked --release --test system -- faults::kill --test-threads=1 --nocapture
 
 bench: install-deps
 	$(CARGO) bench --locked --bench bench

@@ -57,7 +57,8 @@ fn groups() -> &'static Mutex<HashSet<i32>> {
     GROUPS.get_or_init(Default::default)
 }
 
-/// Keeps a child's process group on the list that a second Ctrl-C kills.
+/// Keeps a child's process group on the list that a second Ctrl-C kills (and
+/// that the [`crate::exec::sentinel`] kills if lvh dies without cleaning up).
 #[derive(Debug)]
 pub struct GroupRegistration(i32);
 
@@ -67,6 +68,7 @@ impl GroupRegistration {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(pgid);
+        crate::exec::sentinel::watch(pgid);
         GroupRegistration(pgid)
     }
 }
@@ -77,6 +79,7 @@ impl Drop for GroupRegistration {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.0);
+        crate::exec::sentinel::unwatch(self.0);
     }
 }
 

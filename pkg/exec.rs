@@ -21,6 +21,7 @@ use crate::progress::StageId;
 mod child;
 mod error;
 mod run;
+pub mod sentinel;
 
 pub use child::Child;
 pub use error::{describe_status, ExecError};

@@ -48,8 +48,10 @@ pub struct Partial {
 
 impl Partial {
     /// Reserves `<dir>/.<name>.partial-<pid>` for `final_path`, removing any
-    /// leftover at that temporary path. Nothing is created yet.
+    /// leftover at that temporary path and those of killed lvh processes in
+    /// `<dir>` ([`crate::stale`]). Nothing is created yet.
     pub fn new(final_path: &Path) -> io::Result<Self> {
+        crate::stale::sweep_partials(parent_dir(final_path));
         let tmp = parent_dir(final_path).join(format!(
             ".{}.partial-{}",
             file_name(final_path),

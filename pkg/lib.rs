@@ -36,6 +36,7 @@ pub mod oci;
 pub mod progress;
 pub mod runner;
 pub(crate) mod sched;
+pub mod stale;
 
 /// The version of lvh, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

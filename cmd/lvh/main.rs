@@ -94,6 +94,8 @@ fn print_error(err: &anyhow::Error) {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before anything else: this process may be lvh's sentinel, not a command.
+    lvh::exec::sentinel::init();
     let cli = match cli::parse_from(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {

@@ -9,6 +9,7 @@ pub(crate) mod extract;
 pub(crate) mod kernel_layer;
 pub(crate) mod manifest;
 pub(crate) mod reference;
+pub(crate) mod retry;
 pub(crate) mod sparse;
 pub(crate) mod tags;
 pub(crate) mod transport;
@@ -16,6 +17,7 @@ pub(crate) mod transport;
 pub use error::OciError;
 pub use manifest::Platform;
 pub use reference::ImageSource;
+pub use retry::ATTEMPTS as RETRY_ATTEMPTS;
 pub use transport::Transport;
 
 pub(crate) mod catalog;

@@ -12,6 +12,7 @@ use super::error::{OciError, Result};
 use super::extract::{self, Extraction, Want};
 use super::manifest::{self, Manifest, Platform};
 use super::reference::{display, parse_reference, slug};
+use super::retry;
 use super::tags::require_kernel_version;
 use super::transport::{sha256_digest, Remote, Transport};
 use crate::arch::Arch;
@@ -153,6 +154,8 @@ pub fn pull_layers(
             (_, Err(e @ (OciError::DigestMismatch { .. } | OciError::Interrupted))) => {
                 return Err(e)
             }
+            // A broken download fails the extractor too: report (and retry) the download.
+            (Err(_), Err(e)) if retry::is_transient(&e) => return Err(e),
             (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
             (Ok(()), Ok(_)) => {}
         }
@@ -186,9 +189,10 @@ pub fn pull_images(
     reporter: &dyn Reporter,
 ) -> Result<PulledImages> {
     let r = parse_reference(reference)?;
-    let stage = Stage::start(reporter, format!("pull {}", display(&r)));
+    let what = format!("pull {}", display(&r));
+    let stage = Stage::start(reporter, what.clone());
     let remote = Remote::connect(r, &opts.transport)?;
-    let resolved = resolve(&remote, &opts.platform)?;
+    let resolved = retry::with_retries(&what, reporter, || resolve(&remote, &opts.platform))?;
     warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
     let images = dir.join("images");
     std::fs::create_dir_all(&images).map_err(OciError::io("cannot create", &images))?;
@@ -197,16 +201,21 @@ pub fn pull_images(
         &format!("pulling into {}", images.display()),
         LOCK_WAIT,
     )?;
-    let staging =
-        Partial::new(&images.join(".oci-pull")).map_err(OciError::io("cannot prepare", &images))?;
-    std::fs::create_dir(staging.path()).map_err(OciError::io("cannot create", staging.path()))?;
-    let out = pull_layers(
-        &remote,
-        &resolved,
-        staging.path(),
-        &Want::Images { keep_zst },
-        &stage,
-    )?;
+    // Each attempt starts from an empty staging directory.
+    let (staging, out) = retry::with_retries(&what, reporter, || {
+        let staging = Partial::new(&images.join(".oci-pull"))
+            .map_err(OciError::io("cannot prepare", &images))?;
+        std::fs::create_dir(staging.path())
+            .map_err(OciError::io("cannot create", staging.path()))?;
+        let out = pull_layers(
+            &remote,
+            &resolved,
+            staging.path(),
+            &Want::Images { keep_zst },
+            &stage,
+        )?;
+        Ok((staging, out))
+    })?;
     if out.written.is_empty() {
         return Err(OciError::Layout {
             reference: reference.to_string(),
@@ -243,9 +252,10 @@ pub fn pull_kernel(
     let version = require_kernel_version(tag)?.to_string();
     let reference = format!("{repo}:{tag}");
     let r = parse_reference(&reference)?;
-    let stage = Stage::start(reporter, format!("pull {}", display(&r)));
+    let what = format!("pull {}", display(&r));
+    let stage = Stage::start(reporter, what.clone());
     let remote = Remote::connect(r, &opts.transport)?;
-    let resolved = resolve(&remote, &opts.platform)?;
+    let resolved = retry::with_retries(&what, reporter, || resolve(&remote, &opts.platform))?;
     warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
     std::fs::create_dir_all(dir).map_err(OciError::io("cannot create", dir))?;
     let dst = dir.join(tag);
@@ -254,17 +264,21 @@ pub fn pull_kernel(
         &format!("kernel {}", dst.display()),
         LOCK_WAIT,
     )?;
-    let staging = Partial::new(&dst).map_err(OciError::io("cannot prepare", &dst))?;
-    std::fs::create_dir(staging.path()).map_err(OciError::io("cannot create", staging.path()))?;
-    pull_layers(
-        &remote,
-        &resolved,
-        staging.path(),
-        &Want::Kernel {
-            version: version.clone(),
-        },
-        &stage,
-    )?;
+    let staging = retry::with_retries(&what, reporter, || {
+        let staging = Partial::new(&dst).map_err(OciError::io("cannot prepare", &dst))?;
+        std::fs::create_dir(staging.path())
+            .map_err(OciError::io("cannot create", staging.path()))?;
+        pull_layers(
+            &remote,
+            &resolved,
+            staging.path(),
+            &Want::Kernel {
+                version: version.clone(),
+            },
+            &stage,
+        )?;
+        Ok(staging)
+    })?;
     if !staging.path().join("boot").is_dir() {
         return Err(OciError::Layout {
             reference,
@@ -411,15 +425,20 @@ fn fill_cache_entry(
     dir: &Path,
     stage: &Stage<'_>,
 ) -> Result<()> {
-    let staging = Partial::new(dir).map_err(OciError::io("cannot prepare", dir))?;
-    std::fs::create_dir(staging.path()).map_err(OciError::io("cannot create", staging.path()))?;
-    pull_layers(
-        remote,
-        resolved,
-        staging.path(),
-        &Want::Images { keep_zst: false },
-        stage,
-    )?;
+    let what = format!("pull {}", display(&remote.reference));
+    let staging = retry::with_retries(&what, stage.reporter(), || {
+        let staging = Partial::new(dir).map_err(OciError::io("cannot prepare", dir))?;
+        std::fs::create_dir(staging.path())
+            .map_err(OciError::io("cannot create", staging.path()))?;
+        pull_layers(
+            remote,
+            resolved,
+            staging.path(),
+            &Want::Images { keep_zst: false },
+            stage,
+        )?;
+        Ok(staging)
+    })?;
     staging
         .commit()
         .map_err(OciError::io("cannot move into place", dir))?;

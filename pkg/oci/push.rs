@@ -83,8 +83,10 @@ impl<W: Write> Write for HashWriter<W> {
 fn scratch_dir() -> Result<tempfile::TempDir> {
     let base = crate::fsutil::cache_dir().join("tmp");
     fs::create_dir_all(&base).map_err(OciError::io("cannot create", &base))?;
+    // Scratch directories of pushes that were killed outright go first.
+    crate::stale::sweep_owned(&base, "push-");
     tempfile::Builder::new()
-        .prefix("push-")
+        .prefix(&crate::stale::owned_prefix("push-"))
         .tempdir_in(&base)
         .map_err(OciError::io(
             "cannot create a temporary directory in",

@@ -15,6 +15,7 @@ pub mod kcheck;
 mod kvm_guest;
 pub mod kvm_probe;
 pub(crate) mod limits;
+pub mod pidfile;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub mod preflight;
@@ -86,8 +87,9 @@ pub enum RunError {
         /// The command's own exit status, when it ended.
         command_status: Option<i32>,
     },
-    #[error("the guest command did not finish within {}s and the VM was stopped", .0.as_secs())]
-    CommandTimeout(Duration),
+    /// The deadline, and the last console lines (what a hung guest said last).
+    #[error("the guest command did not finish within {}s and the VM was stopped{}", .0.as_secs(), fmt_lines("last console lines", .1))]
+    CommandTimeout(Duration, Vec<String>),
     #[error("the guest command ended but its {stream} stopped at {got} of {want} bytes")]
     Incomplete {
         stream: &'static str,
@@ -162,7 +164,7 @@ impl HasExitCode for RunError {
             | RunError::NotStarted { .. }
             | RunError::SshTimeout { .. } => ExitCode::NoSignOfLife,
             RunError::QemuExited { .. } => ExitCode::QemuExited,
-            RunError::CommandTimeout(_) => ExitCode::CommandTimeout,
+            RunError::CommandTimeout(..) => ExitCode::CommandTimeout,
             RunError::Interrupted => ExitCode::Interrupted,
             RunError::Exec(e) => match e.exit_code() {
                 ExitCode::Interrupted => ExitCode::Interrupted,
@@ -217,7 +219,7 @@ mod tests {
                 },
                 243,
             ),
-            (RunError::CommandTimeout(d), 244),
+            (RunError::CommandTimeout(d, vec![]), 244),
             (
                 RunError::Splat {
                     splats: vec![],

@@ -43,7 +43,7 @@ pub fn verdict_of(result: &Result<Outcome, RunError>) -> ResultVerdict {
         }
         Ok(Outcome::Command(_) | Outcome::Exited(_)) => ResultVerdict::Failed,
         Err(RunError::Splat { .. } | RunError::KernelPanic { .. }) => ResultVerdict::Splat,
-        Err(RunError::CommandTimeout(_)) => ResultVerdict::Timeout,
+        Err(RunError::CommandTimeout(..)) => ResultVerdict::Timeout,
         Err(RunError::NoSignOfLife { .. } | RunError::NotStarted { .. }) => {
             ResultVerdict::BootFailure
         }
@@ -215,7 +215,7 @@ mod tests {
                 241,
             ),
             (
-                Err(RunError::CommandTimeout(d)),
+                Err(RunError::CommandTimeout(d, vec![])),
                 ResultVerdict::Timeout,
                 244,
             ),

@@ -104,6 +104,9 @@ pub fn run_report(
     RunReport { result, facts }
 }
 
+/// A command-mode run's private directory under `$TMPDIR`: `lvh-run-<pid>.XXXXXX`.
+const RUN_DIR_BASE: &str = "lvh-run-";
+
 /// The QEMU command for `plan` with its private files in `run_dir`.
 pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
     let cfg = plan.qemu_config(run_dir);
@@ -111,8 +114,10 @@ pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
 }
 
 fn run_dir() -> Result<tempfile::TempDir, RunError> {
+    // Run directories of lvh processes that were killed outright go first.
+    crate::stale::sweep_owned(&std::env::temp_dir(), RUN_DIR_BASE);
     tempfile::Builder::new()
-        .prefix("lvh-run-")
+        .prefix(&crate::stale::owned_prefix(RUN_DIR_BASE))
         .tempdir()
         .map_err(|e| RunError::io("create a run directory under $TMPDIR", e))
 }
@@ -345,7 +350,7 @@ fn conclude(
             after: plan.boot_timeout,
             console: tail.lines(),
         }),
-        Verdict::Timeout(t) => Err(RunError::CommandTimeout(t)),
+        Verdict::Timeout(t) => Err(RunError::CommandTimeout(t, tail.lines())),
     }
 }
 
@@ -488,10 +493,12 @@ fn run_daemon(
     print_cmd: bool,
 ) -> Result<Outcome, RunError> {
     // The pid file must outlive lvh (it is how the VM is found and stopped):
-    // it goes to the system temp dir, named after lvh's pid.
+    // it goes to the system temp dir, named after lvh's pid. Those of QEMUs
+    // killed from outside are removed here, by the next daemonized run.
     let piddir = std::env::temp_dir();
+    super::pidfile::sweep(&piddir);
     let mut cfg = plan.qemu_config(&piddir);
-    let pidfile = piddir.join(format!("lvh-qemu-{}.pid", std::process::id()));
+    let pidfile = super::pidfile::path(&piddir, std::process::id());
     cfg.daemonize = Some(pidfile.clone());
     let cmd = Cmd::new(plan.arch.qemu_binary())
         .args(qemu::argv(&cfg))

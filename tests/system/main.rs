@@ -20,6 +20,8 @@ mod dropin_kernels;
 #[cfg(lvh_system)]
 mod exec;
 #[cfg(lvh_system)]
+mod faults;
+#[cfg(lvh_system)]
 pub mod fixtures;
 #[cfg(lvh_system)]
 mod images;

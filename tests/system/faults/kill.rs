@@ -1,0 +1,260 @@
+//! SIGKILL of lvh at random points of `run` (boot and command), `images pull`,
+//! `images push` and `images build` (appliance, filesystem step, rename):
+//! afterwards no process lvh started remains, nothing partial looks complete,
+//! and the same command run again completes with the same result and sweeps
+//! what the killed one left. `LVH_KILL_POINTS` kill points per command
+//! (default 3, 2 for the image build; `make stress-kill` runs 20), spread
+//! uniformly over an uninterrupted run's duration; `LVH_KILL_SEED` replays.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lvh::arch::Arch;
+
+use super::{kill_after, kill_points, names, run, Rng, SeedOnPanic};
+use crate::common::{assert_code, text};
+use crate::oci::registry::{test_bytes, write_file, Proxy, Registry};
+
+/// Prints a machine-readable line for the README's figures.
+fn figures(command: &str, tried: usize, killed: usize, children: usize) {
+    eprintln!(
+        "KILL-FIGURES {command}: {tried} kill points, {killed} killed mid-run \
+         (the rest had finished), every rerun completed; up to {children} processes per run"
+    );
+}
+
+/// Every `.partial-*` name below `dir`.
+fn partials_under(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.contains(".partial-") {
+            v.push(e.path().display().to_string());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            v.extend(partials_under(&e.path()));
+        }
+    }
+    v
+}
+
+#[test]
+fn sigkill_during_run_boot_and_command() {
+    let mut rng = Rng::new();
+    let _seed = SeedOnPanic(rng.seed, "sigkill_during_run_boot_and_command");
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = || {
+        let mut c = crate::runner::lvh_run(
+            Arch::Amd64,
+            &["--", "sh", "-c", "echo start; sleep 2; echo end"],
+        );
+        c.env("TMPDIR", tmp.path());
+        c
+    };
+    let t0 = Instant::now();
+    let o = run(mk());
+    let total = t0.elapsed();
+    assert_code(&o, 0);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "start\nend\n");
+    let (mut killed, mut most) = (0, 0);
+    for i in 0..kill_points() {
+        let delay = rng.between(Duration::from_millis(50), total);
+        let what = format!("run, kill point {i} at {delay:?} of {total:?}");
+        let k = kill_after(mk(), delay, &what);
+        most = most.max(k.children_seen);
+        if k.finished_first.is_none() {
+            killed += 1;
+        }
+        let o = run(mk());
+        assert_code(&o, 0);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "start\nend\n", "{what}");
+        // The rerun swept the killed run's directory and removed its own.
+        assert!(
+            names(tmp.path()).is_empty(),
+            "{what}: {:?}",
+            names(tmp.path())
+        );
+    }
+    figures("run", kill_points(), killed, most);
+}
+
+fn lvh_cached(cache: &Path, args: &[&str]) -> Command {
+    let mut c = crate::common::lvh();
+    c.args(args).env("LVH_CACHE_DIR", cache);
+    c
+}
+
+#[test]
+fn sigkill_during_images_push_and_pull() {
+    let mut rng = Rng::new();
+    let _seed = SeedOnPanic(rng.seed, "sigkill_during_images_push_and_pull");
+    let reg = Registry::start();
+    // Slow enough that a transfer takes seconds: room for kill points inside it.
+    let slow = Proxy::start_slow(&reg.addr, 1 << 20);
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let data = test_bytes(8 << 20, 21);
+    let img = t.path().join("base.qcow2");
+    write_file(&img, &data);
+    let slow_ref = format!("{}/root-images:kill", slow.addr);
+    let push = || {
+        lvh_cached(
+            &cache,
+            &["images", "push", img.to_str().unwrap(), &slow_ref],
+        )
+    };
+    let out = t.path().join("out");
+    let pull = || {
+        lvh_cached(
+            &cache,
+            &["images", "pull", &slow_ref, "--dir", out.to_str().unwrap()],
+        )
+    };
+
+    let t0 = Instant::now();
+    let o = run(push());
+    let push_time = t0.elapsed();
+    assert_code(&o, 0);
+    let (mut killed, mut most) = (0, 0);
+    for i in 0..kill_points() {
+        let delay = rng.between(Duration::from_millis(50), push_time);
+        let what = format!("images push, kill point {i} at {delay:?} of {push_time:?}");
+        let k = kill_after(push(), delay, &what);
+        most = most.max(k.children_seen);
+        killed += usize::from(k.finished_first.is_none());
+        let o = run(push());
+        assert!(o.status.success(), "{what}: rerun failed: {}", text(&o));
+        let scratch = names(&cache.join("tmp"));
+        assert!(scratch.is_empty(), "{what}: scratch left: {scratch:?}");
+    }
+    figures("images push", kill_points(), killed, most);
+
+    let t0 = Instant::now();
+    let o = run(pull());
+    let pull_time = t0.elapsed();
+    assert_code(&o, 0);
+    assert!(std::fs::read(out.join("images/base.qcow2")).unwrap() == data);
+    let (mut killed, mut most) = (0, 0);
+    for i in 0..kill_points() {
+        // Start from nothing so every kill point lands in a real download.
+        std::fs::remove_dir_all(&out).unwrap();
+        std::fs::remove_dir_all(cache.join("oci")).ok();
+        let delay = rng.between(Duration::from_millis(50), pull_time);
+        let what = format!("images pull, kill point {i} at {delay:?} of {pull_time:?}");
+        let k = kill_after(pull(), delay, &what);
+        most = most.max(k.children_seen);
+        killed += usize::from(k.finished_first.is_none());
+        // Nothing that looks complete unless it is.
+        if let Ok(b) = std::fs::read(out.join("images/base.qcow2")) {
+            assert!(b == data, "{what}: a partial image has the final name");
+        }
+        let o = run(pull());
+        assert!(o.status.success(), "{what}: rerun failed: {}", text(&o));
+        assert!(
+            std::fs::read(out.join("images/base.qcow2")).unwrap() == data,
+            "{what}"
+        );
+        let left: Vec<String> = partials_under(&out)
+            .into_iter()
+            .chain(partials_under(&cache))
+            .collect();
+        assert!(left.is_empty(), "{what}: left behind: {left:?}");
+    }
+    figures("images pull", kill_points(), killed, most);
+}
+
+/// A copy of the cached root image fixture's directory with a child image
+/// added to its images.json: building the child runs the copy, the libguestfs
+/// appliance and the final rename, the root being cached.
+fn child_image_dir(dir: &Path) {
+    let root = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let from = root.parent().unwrap().parent().unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from.join("images.json")).unwrap()).unwrap();
+    cfg.as_array_mut().unwrap().push(serde_json::json!({
+        "name": "child.img",
+        "parent": "root.img",
+        "actions": [{"comment": "", "type": "run-command",
+                     "op": {"Cmd": "echo killed-and-rebuilt > /etc/lvh-kill-test"}}],
+    }));
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::write(dir.join("images.json"), cfg.to_string()).unwrap();
+    let rec = ".root.img.lvh-build.json";
+    std::fs::copy(from.join("images").join(rec), dir.join("images").join(rec)).unwrap();
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&root)
+        .arg(dir.join("images/root.img"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn build(dir: &Path) -> Command {
+    let mut c = crate::common::lvh();
+    c.args(["images", "build", "--dir"])
+        .arg(dir)
+        .env("LIBGUESTFS_BACKEND", "direct")
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    c
+}
+
+fn record_key(dir: &Path, name: &str) -> String {
+    let p = dir.join("images").join(format!(".{name}.lvh-build.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    v["key"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn sigkill_during_images_build() {
+    let mut rng = Rng::new();
+    let _seed = SeedOnPanic(rng.seed, "sigkill_during_images_build");
+    let t = tempfile::tempdir().unwrap();
+    let (reference, dir) = (t.path().join("ref"), t.path().join("killed"));
+    child_image_dir(&reference);
+    child_image_dir(&dir);
+    let t0 = Instant::now();
+    let o = run(build(&reference));
+    let total = t0.elapsed();
+    assert_code(&o, 0);
+    let want = record_key(&reference, "child.img");
+    let points = std::env::var("LVH_KILL_POINTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let (mut killed, mut most) = (0, 0);
+    for i in 0..points {
+        if i > 0 {
+            // Build the child again from scratch for the next kill point.
+            std::fs::remove_file(dir.join("images/child.img")).unwrap();
+        }
+        let delay = rng.between(Duration::from_millis(50), total);
+        let what = format!("images build, kill point {i} at {delay:?} of {total:?}");
+        let k = kill_after(build(&dir), delay, &what);
+        most = most.max(k.children_seen);
+        killed += usize::from(k.finished_first.is_none());
+        let o = run(build(&dir));
+        assert!(o.status.success(), "{what}: rerun failed: {}", text(&o));
+        assert_eq!(record_key(&dir, "child.img"), want, "{what}");
+        // A third run finds it finished: cached, nothing rebuilt.
+        let o = run(build(&dir));
+        assert!(o.status.success(), "{what}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("child.img: cached"),
+            "{what}: {}",
+            text(&o)
+        );
+        let hidden: Vec<String> = names(&dir.join("images"))
+            .into_iter()
+            .filter(|n| {
+                n.starts_with('.') && !n.ends_with(".lvh-build.json") && !n.ends_with(".lock")
+            })
+            .collect();
+        assert!(hidden.is_empty(), "{what}: left behind: {hidden:?}");
+    }
+    figures("images build (child image)", points, killed, most);
+}
