@@ -115,6 +115,12 @@ pub struct RunArgs {
     /// Write how the run ended (verdict, times, splats, kernel) to this JSON file
     #[arg(long, value_name = "FILE")]
     pub result_json: Option<PathBuf>,
+    /// x86: boot the PVH vmlinux of the same build beside --kernel (vmlinux-<release>
+    /// beside vmlinuz-<release>, <tree>/vmlinux for <tree>/arch/x86/boot/bzImage) with
+    /// qboot, and under TCG give the kernel the host's TSC frequency; false boots
+    /// --kernel as given with QEMU's default firmware
+    #[arg(long, default_value_t = true)]
+    pub fast_boot: bool,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -170,6 +176,7 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         wait_ssh: a.wait_ssh,
         ssh_timeout,
         qemu_args: a.qemu_arg.clone(),
+        fast_boot: a.fast_boot,
     })
 }
 

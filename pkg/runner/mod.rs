@@ -8,10 +8,12 @@
 pub mod accel;
 pub mod allow;
 pub(crate) mod channel;
+pub mod fastboot;
 pub(crate) mod guest;
 pub mod image;
 pub(crate) mod plan;
 pub(crate) mod ports;
+pub mod pvh;
 pub(crate) mod qemu;
 pub mod result;
 pub(crate) mod splat;
