@@ -116,9 +116,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub result_json: Option<PathBuf>,
     /// x86: boot the PVH vmlinux of the same build beside --kernel (vmlinux-<release>
-    /// beside vmlinuz-<release>, <tree>/vmlinux for <tree>/arch/x86/boot/bzImage) with
-    /// qboot, and under TCG give the kernel the host's TSC frequency; false boots
-    /// --kernel as given with QEMU's default firmware
+    /// beside vmlinuz-<release>, <tree>/vmlinux for <tree>/arch/x86/boot/bzImage), and
+    /// under TCG give the kernel the host's TSC frequency; false boots --kernel as given
     #[arg(long, default_value_t = true)]
     pub fast_boot: bool,
     /// Command to run in the guest; lvh exits with its exit code

@@ -1,7 +1,7 @@
 //! How lvh boots an x86 `--kernel` fast (see the README's "Boot speed"): the
 //! same build's `vmlinux` through its PVH entry instead of the compressed
-//! bzImage ([`super::pvh`]), the minimal qboot firmware instead of SeaBIOS, and
-//! under TCG the TSC frequency given to the kernel so that it neither
+//! bzImage ([`super::pvh`]), optionally the minimal qboot firmware instead of
+//! SeaBIOS (measured, no gain: off), and under TCG the TSC frequency given to the kernel so that it neither
 //! calibrates it against emulated timers nor falls back to the HPET.
 //!
 //! The decisions are pure functions of what was found on the host
@@ -17,6 +17,10 @@ pub const QBOOT_PATHS: [&str; 2] = [
     "/usr/share/qemu/qboot.rom",
     "/usr/local/share/qemu/qboot.rom",
 ];
+
+/// qboot instead of SeaBIOS for PVH boots. Off: measured, it gained nothing
+/// (README, "Boot speed"); kept switchable for the next measurement.
+pub const USE_QBOOT: bool = false;
 
 /// What the host offers for a fast boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,9 +45,9 @@ pub struct FastBoot {
 }
 
 /// The fast boot for an x86 kernel when `enabled` (`--fast-boot`, the
-/// default): PVH when a PVH vmlinux was found, and then qboot (it loads only
-/// the PVH ELF and a bzImage through fw_cfg, never a boot sector, so a
-/// bootable image without `--kernel` keeps SeaBIOS); under TCG the host's TSC
+/// default): PVH when a PVH vmlinux was found, and then qboot when
+/// [`USE_QBOOT`] (it loads only the PVH ELF and a bzImage through fw_cfg, never
+/// a boot sector, so a bootable image without `--kernel` keeps SeaBIOS); under TCG the host's TSC
 /// frequency with `tsc=reliable` (TCG's TSC is the host's, constant and the
 /// same on every vCPU, but the guest's synchronization check fails under
 /// emulation and the kernel would mark it unstable and read the HPET instead).
@@ -54,7 +58,9 @@ pub fn decide(enabled: bool, arch: Arch, accel: Accel, found: &Found) -> FastBoo
     let mut fb = FastBoot::default();
     if let Some(p) = &found.pvh {
         fb.kernel = Some(p.clone());
-        fb.bios = found.qboot.clone();
+        if USE_QBOOT {
+            fb.bios = found.qboot.clone();
+        }
     }
     if let (Accel::Tcg, Some(khz)) = (accel, found.tsc_khz) {
         fb.cmdline
@@ -116,7 +122,7 @@ mod tests {
         use Arch::*;
         let tsc = vec!["tsc_early_khz=2445406".to_string(), "tsc=reliable".into()];
         let k = Some(PathBuf::from("/k/vmlinux"));
-        let q = Some(PathBuf::from("/q/qboot.rom"));
+        let q = USE_QBOOT.then(|| PathBuf::from("/q/qboot.rom"));
         for (enabled, arch, accel, f, want) in [
             (
                 true,

@@ -6,6 +6,8 @@
 //! build.rs); plain `cargo test` reports the tier as one ignored test instead.
 
 #[cfg(lvh_system)]
+mod appliance;
+#[cfg(lvh_system)]
 mod common;
 #[cfg(lvh_system)]
 mod dropin;
