@@ -120,6 +120,11 @@ pub struct RunArgs {
     /// beside it, or IKCONFIG) lacks what the run needs (virtio-blk, ext4, 9p, ...)
     #[arg(long)]
     pub no_kernel_check: bool,
+    /// x86: boot the PVH vmlinux of the same build beside --kernel (vmlinux-<release>
+    /// beside vmlinuz-<release>, <tree>/vmlinux for <tree>/arch/x86/boot/bzImage), and
+    /// under TCG give the kernel the host's TSC frequency; false boots --kernel as given
+    #[arg(long, default_value_t = true)]
+    pub fast_boot: bool,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -175,6 +180,7 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         wait_ssh: a.wait_ssh,
         ssh_timeout,
         qemu_args: a.qemu_arg.clone(),
+        fast_boot: a.fast_boot,
     })
 }
 

@@ -12,7 +12,7 @@ use super::plan::{Decision, Plan, PlanItem};
 use super::{cache, rootfs, ImagesError};
 use crate::cancel::CancelToken;
 use crate::fsutil::{remove_any, Lock, Partial};
-use crate::progress::{Outcome, Reporter, Stage};
+use crate::progress::{Outcome, Reporter, Stage, Stream};
 use crate::sched::{self, Skip, Status};
 
 /// How one image ended.
@@ -525,7 +525,7 @@ fn customize_image(
     if !packages.is_empty() {
         check_cancel()?;
         let st = stage.child(format!("{name}: apt-get install {}", packages.join(" ")));
-        g.install_packages(packages)
+        g.install_packages(packages, &mut |l| st.line(Stream::Stdout, l))
             .map_err(|e| ImagesError::step(name, "installing packages", e))?;
         st.finish(Outcome::Done);
     }
@@ -537,9 +537,10 @@ fn customize_image(
             format!("{name}: action {j}: {} ({})", a.op.type_name(), a.comment)
         };
         let st = stage.child(label);
-        g.apply(&plan.dir, &a.op).map_err(|e| {
-            ImagesError::step(name, format!("actions[{j}] ({})", a.op.type_name()), e)
-        })?;
+        g.apply(&plan.dir, &a.op, &mut |l| st.line(Stream::Stdout, l))
+            .map_err(|e| {
+                ImagesError::step(name, format!("actions[{j}] ({})", a.op.type_name()), e)
+            })?;
         st.finish(Outcome::Done);
     }
     if it.settings.bootable {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::cancel::CancelToken;
 
+use super::appliance;
 use super::config::{self, Action, Op};
 use super::guestfs::{GuestfsError, Handle};
 
@@ -80,6 +81,11 @@ impl Guest {
         let mut h = Handle::new()?;
         h.add_drive(image, format, false)?;
         h.set_network(network)?;
+        // libguestfs's default is one vCPU: a long apt-get install under TCG
+        // ran on one host core (see appliance.rs and the README's numbers).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        h.set_smp(appliance::smp(cpus))?;
+        h.set_memsize(appliance::memsize_mib(appliance::host_available_mib()))?;
         h.launch()?;
         let watch = h.pid().map(CancelWatch::start);
         if grow {
@@ -118,30 +124,44 @@ impl Guest {
     }
 
     /// Runs a shell command in the guest, with the host's proxy settings as
-    /// virt-customize passes them; the error has its stderr.
-    pub fn run(&mut self, cmd: &str) -> Result<String, GuestfsError> {
+    /// virt-customize passes them; its output goes to `out` line by line while
+    /// it runs, and the error has the last lines of it.
+    pub fn run(&mut self, cmd: &str, out: &mut dyn FnMut(&str)) -> Result<(), GuestfsError> {
         let proxy = proxy_exports(|k| std::env::var(k).ok());
-        self.h.sh(&format!("{GUEST_ENV} {proxy}{cmd}"))
+        let script = appliance::teed(&format!("{GUEST_ENV} {proxy}{cmd}"));
+        self.h.with_console(out, |h| h.sh(&script)).map(drop)
     }
 
     /// apt-get update + install in the guest, then drops the downloaded debs.
     /// The package lists stay, as virt-customize leaves them: a later step's
     /// `apt-get install` without `update` works (images.json files rely on it).
-    pub fn install_packages(&mut self, packages: &[String]) -> Result<(), GuestfsError> {
-        self.run(&format!(
-            "apt-get -q update && apt-get -q -y -o Dpkg::Options::=--force-confnew install {} && \
-             apt-get clean",
-            packages.join(" ")
-        ))?;
-        Ok(())
+    pub fn install_packages(
+        &mut self,
+        packages: &[String],
+        out: &mut dyn FnMut(&str),
+    ) -> Result<(), GuestfsError> {
+        self.run(
+            &format!(
+                "apt-get -q update && apt-get -q -y -o Dpkg::Options::=--force-confnew install {} && \
+                 apt-get clean",
+                packages.join(" ")
+            ),
+            out,
+        )
     }
 
-    /// Applies one action; host paths are relative to `dir`.
-    pub fn apply(&mut self, dir: &Path, op: &Op) -> Result<(), GuestfsError> {
+    /// Applies one action; host paths are relative to `dir`; a command's
+    /// output goes to `out`.
+    pub fn apply(
+        &mut self,
+        dir: &Path,
+        op: &Op,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<(), GuestfsError> {
         let h = &mut self.h;
         match op {
             Op::RunCommand { cmd } => {
-                self.run(cmd)?;
+                self.run(cmd, out)?;
             }
             Op::CopyIn {
                 local_path,

@@ -10,6 +10,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 
+use super::appliance::ConsoleLines;
 use super::guestfs_sys::{
     self as sys, guestfs_h, AddDriveOpts, Api, FstrimOpts, TarInOpts, ADD_DRIVE_CACHEMODE,
     ADD_DRIVE_DISCARD, ADD_DRIVE_FORMAT, ADD_DRIVE_READONLY, TAR_IN_COMPRESS, TAR_IN_XATTRS,
@@ -197,6 +198,61 @@ impl Handle {
         // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
         let rc = unsafe { (self.api.set_smp)(self.g, n as c_int) };
         self.check(rc, "set_smp", n.to_string())
+    }
+
+    /// Runs `body` with the appliance's console output going to `sink` line by
+    /// line (see [`super::appliance::ConsoleLines`]).
+    pub fn with_console<R>(
+        &mut self,
+        sink: &mut dyn FnMut(&str),
+        body: impl FnOnce(&mut Handle) -> R,
+    ) -> R {
+        unsafe extern "C" fn on_event(
+            _g: *mut guestfs_h,
+            opaque: *mut c_void,
+            _event: u64,
+            _handle: c_int,
+            _flags: c_int,
+            buf: *const c_char,
+            len: usize,
+            _array: *const u64,
+            _array_len: usize,
+        ) {
+            if opaque.is_null() || buf.is_null() {
+                return;
+            }
+            // SAFETY: opaque is the ConsoleLines below, alive and not otherwise
+            // borrowed while a call on the handle runs (the only time
+            // libguestfs calls back); buf has len bytes for this call.
+            let (lines, bytes) = unsafe {
+                (
+                    &mut *(opaque as *mut ConsoleLines),
+                    std::slice::from_raw_parts(buf as *const u8, len),
+                )
+            };
+            lines.push(bytes);
+        }
+        let mut lines = ConsoleLines::new(sink);
+        let opaque = &mut lines as *mut ConsoleLines as *mut c_void;
+        // SAFETY: g is valid; the callback is deleted below, before `lines` goes away.
+        let eh = unsafe {
+            (self.api.set_event_callback)(self.g, Some(on_event), sys::EVENT_APPLIANCE, 0, opaque)
+        };
+        // Deletes the callback even when `body` unwinds.
+        struct Unregister(*mut guestfs_h, &'static sys::Api, c_int);
+        impl Drop for Unregister {
+            fn drop(&mut self) {
+                if self.2 >= 0 {
+                    // SAFETY: the event handle set_event_callback returned on this g.
+                    unsafe { (self.1.delete_event_callback)(self.0, self.2) };
+                }
+            }
+        }
+        let guard = Unregister(self.g, self.api, eh);
+        let r = body(self);
+        drop(guard);
+        lines.flush();
+        r
     }
 
     /// Starts the appliance (about 10 s under TCG).

@@ -88,6 +88,24 @@ pub struct StatVfs {
 
 pub type ErrorHandler = Option<unsafe extern "C" fn(*mut guestfs_h, *mut c_void, *const c_char)>;
 
+/// `guestfs_event_callback`: handle, opaque, event, event handle, flags,
+/// buffer and its length, array and its length.
+pub type EventCallback = Option<
+    unsafe extern "C" fn(
+        *mut guestfs_h,
+        *mut c_void,
+        u64,
+        c_int,
+        c_int,
+        *const c_char,
+        usize,
+        *const u64,
+        usize,
+    ),
+>;
+/// `GUESTFS_EVENT_APPLIANCE`: output on the appliance's console.
+pub const EVENT_APPLIANCE: u64 = 0x0010;
+
 type G = *mut guestfs_h;
 type S = *const c_char;
 
@@ -127,6 +145,8 @@ api! {
     close: fn(G) -> ();
     last_error: fn(G) -> S;
     set_error_handler: fn(G, ErrorHandler, *mut c_void) -> ();
+    set_event_callback: fn(G, EventCallback, u64, c_int, *mut c_void) -> c_int;
+    delete_event_callback: fn(G, c_int) -> ();
     set_backend: fn(G, S) -> c_int;
     set_backend_settings: fn(G, *const *const c_char) -> c_int;
     add_drive_opts_argv: fn(G, S, *const AddDriveOpts) -> c_int;

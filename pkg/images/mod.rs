@@ -3,6 +3,7 @@
 //! qemu-img), with parallel jobs and a summary.
 
 pub(crate) mod actions;
+pub mod appliance;
 pub mod build;
 pub(crate) mod cache;
 pub mod config;

@@ -272,6 +272,7 @@ mod tests {
             "OVERLAY_FS",
             "CGROUPS",
             "VIRTIO_CONSOLE",
+            "PVH",
         ] {
             assert!(
                 runner.contains(&v(&["--enable", &format!("CONFIG_{sym}")])),

@@ -8,6 +8,7 @@
 pub mod accel;
 pub mod allow;
 pub(crate) mod channel;
+pub mod fastboot;
 pub(crate) mod guest;
 pub mod image;
 pub mod kcheck;
@@ -19,6 +20,7 @@ pub mod pidfile;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub mod preflight;
+pub mod pvh;
 pub(crate) mod qemu;
 pub mod result;
 pub(crate) mod splat;

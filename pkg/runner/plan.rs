@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::accel::{self, Accel, AccelChoice, KvmStatus};
+use super::fastboot::{self, FastBoot};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
 use super::ports::{self, PortForward};
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub wait_ssh: bool,
     pub ssh_timeout: Duration,
     pub qemu_args: Vec<String>,
+    /// Boot an x86 kernel the fast way when possible (`--fast-boot`, see `fastboot`).
+    pub fast_boot: bool,
 }
 
 /// What the run does once QEMU is up.
@@ -86,6 +89,8 @@ pub struct RunPlan {
     pub boot_timeout: Duration,
     pub qemu_args: Vec<String>,
     pub mode: Mode,
+    /// How the kernel is booted (PVH vmlinux, firmware, parameters).
+    pub fast: FastBoot,
 }
 
 fn invalid(msg: String) -> RunError {
@@ -239,6 +244,10 @@ impl RunPlan {
             ));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let fast = match &o.kernel {
+            Some(k) => fastboot::decide(o.fast_boot, o.arch, accel, &fastboot::find(k, o.arch)),
+            None => FastBoot::default(),
+        };
         let plan = RunPlan {
             arch: o.arch,
             accel,
@@ -266,6 +275,10 @@ impl RunPlan {
                 .unwrap_or_else(|| accel.default_boot_timeout()),
             qemu_args: o.qemu_args.clone(),
             mode,
+            fast: FastBoot {
+                kernel: fast.kernel.as_deref().map(abs),
+                ..fast
+            },
         };
         super::limits::check_plan(&plan)?;
         Ok(plan)
@@ -325,7 +338,8 @@ impl RunPlan {
 
     /// The kernel command line (only used with `--kernel`).
     pub fn cmdline(&self) -> String {
-        let base = qemu::base_cmdline(self.arch, self.root_dev);
+        let mut base = qemu::base_cmdline(self.arch, self.root_dev);
+        base.extend(self.fast.cmdline.iter().cloned());
         match &self.mode {
             Mode::Command { .. } => guest::command_cmdline(&base, &self.append),
             _ => {
@@ -383,7 +397,8 @@ impl RunPlan {
             image_format: self.image_format,
             root_dev: self.root_dev,
             snapshot: !self.persist,
-            kernel: self.kernel.clone(),
+            kernel: self.fast.kernel.clone().or_else(|| self.kernel.clone()),
+            bios: self.fast.bios.clone(),
             cmdline: self.cmdline(),
             ports: self.ports.clone(),
             host_mount: self.host_mount.clone(),
@@ -429,6 +444,8 @@ pub(crate) mod tests {
             wait_ssh: false,
             ssh_timeout: Duration::from_secs(300),
             qemu_args: vec![],
+            // Host-dependent (qboot, the host's TSC): covered by fastboot's tests.
+            fast_boot: false,
         }
     }
 

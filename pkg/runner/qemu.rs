@@ -86,6 +86,8 @@ pub struct QemuConfig {
     /// Writes go to a throwaway overlay (`snapshot=on`) unless false (`--persist`).
     pub snapshot: bool,
     pub kernel: Option<PathBuf>,
+    /// Firmware (`-bios`) instead of QEMU's default (SeaBIOS on x86).
+    pub bios: Option<PathBuf>,
     /// The kernel command line (only used with `kernel`).
     pub cmdline: String,
     pub ports: Vec<PortForward>,
@@ -306,6 +308,9 @@ pub fn argv(c: &QemuConfig) -> Vec<String> {
     v.extend(machine_args(c.arch, c.accel, c.root_dev));
     v.extend(cpu_args(c.arch, c.accel, c.cpu_kind.as_deref()));
     v.extend(smp_mem_args(c.cpus, &c.mem));
+    if let Some(b) = &c.bios {
+        v.extend(["-bios".into(), b.to_string_lossy().into_owned()]);
+    }
     v.extend(drive_args(&c.image, c.image_format, c.root_dev, c.snapshot));
     if let Some(k) = &c.kernel {
         v.extend(kernel_args(k, &c.cmdline));
@@ -344,6 +349,7 @@ mod tests {
             root_dev: RootDev::Vda,
             snapshot: true,
             kernel: Some("/k/bzImage".into()),
+            bios: None,
             cmdline: "root=/dev/vda".into(),
             ports: vec![],
             host_mount: None,
@@ -441,6 +447,9 @@ mod tests {
         assert_eq!(a[i + 1], "/k/bzImage");
         assert_eq!(a[i + 2], "-append");
         assert_eq!(a[i + 3], "root=/dev/vda");
+        let mut b = c.clone();
+        b.bios = Some("/q/qboot.rom".into());
+        assert!(joined(&b).contains("-m 4G -bios /q/qboot.rom -drive"));
         let mut n = c;
         n.kernel = None;
         assert!(!argv(&n).iter().any(|x| x == "-kernel" || x == "-append"));

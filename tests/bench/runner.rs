@@ -1,6 +1,7 @@
 //! Boot-to-command: `lvh run --kernel K --image I -- true` against bare QEMU
-//! booting the same kernel and image with `init=/bin/true` (alternating runs,
-//! medians; budget 1.15x), then the same kernel under danobi's vmtest and
+//! booting the same kernel and image with `init=/bin/true` (stock q35, SeaBIOS,
+//! the bzImage; alternating runs, medians; goal 0.5x), `lvh run --fast-boot=false`
+//! to show what the PVH / qboot / TSC levers gain, then the same kernel under danobi's vmtest and
 //! virtme-ng doing `uname -r`, when they are installed and can boot it.
 //!
 //! Kernel and image are the system tests' cached fixtures (built on first use)
@@ -16,7 +17,8 @@ use lvh::arch::Arch;
 use crate::util::median;
 
 const RUNS: usize = 7;
-const BUDGET: f64 = 1.15;
+/// Issue 13's goal: lvh boots to the command in half bare QEMU's time.
+const GOAL: f64 = 0.5;
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
@@ -71,9 +73,10 @@ fn bare_qemu(kernel: &Path, image: &Path, extra: &str) -> Command {
     c
 }
 
-fn lvh_run(kernel: &Path, image: &Path) -> Command {
+fn lvh_run(kernel: &Path, image: &Path, fast_boot: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
     c.arg("run")
+        .arg(format!("--fast-boot={fast_boot}"))
         .arg("--kernel")
         .arg(kernel)
         .arg("--image")
@@ -102,10 +105,10 @@ fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
     // lvh's own machinery (devices, guest script, supervision) shows apart.
     const LVH_PARAMS: &str = " i8042.noaux i8042.nokbd";
     type Variant<'a> = (&'a str, Box<dyn Fn() -> Command + 'a>, Vec<Duration>);
-    let mut variants: [Variant; 3] = [
+    let mut variants: [Variant; 4] = [
         (
             "lvh run -- true",
-            Box::new(|| lvh_run(kernel, image)),
+            Box::new(|| lvh_run(kernel, image, true)),
             vec![],
         ),
         (
@@ -116,6 +119,11 @@ fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
         (
             "bare qemu init=/bin/true + lvh's i8042 parameters",
             Box::new(|| bare_qemu(kernel, image, LVH_PARAMS)),
+            vec![],
+        ),
+        (
+            "lvh run --fast-boot=false -- true",
+            Box::new(|| lvh_run(kernel, image, false)),
             vec![],
         ),
     ];
@@ -143,12 +151,14 @@ fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
         );
     }
     let ratio = medians[0].as_secs_f64() / medians[1].as_secs_f64();
-    let machinery = medians[0].as_secs_f64() / medians[2].as_secs_f64();
+    let machinery = medians[3].as_secs_f64() / medians[2].as_secs_f64();
+    let levers = medians[0].as_secs_f64() / medians[3].as_secs_f64();
+    println!("  x86 ratio lvh / bare {ratio:.3} (goal {GOAL})");
     println!(
-        "  ratio lvh / bare {ratio:.3} (budget {BUDGET}); lvh / bare with the same parameters {machinery:.3}"
+        "  fast boot / --fast-boot=false {levers:.3}; --fast-boot=false / bare with lvh's i8042 parameters {machinery:.3}"
     );
-    if ratio > BUDGET {
-        println!("  OVER BUDGET: lvh took {ratio:.3}x bare QEMU");
+    if ratio > GOAL {
+        println!("  OVER THE GOAL: lvh took {ratio:.3}x bare QEMU");
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ mod action;
 #[cfg(lvh_system)]
 mod bad_input;
 #[cfg(lvh_system)]
+mod appliance;
+#[cfg(lvh_system)]
 mod common;
 #[cfg(lvh_system)]
 mod dropin;

@@ -1,0 +1,206 @@
+//! How lvh boots an x86 `--kernel` fast (see the README's "Boot speed"): the
+//! same build's `vmlinux` through its PVH entry instead of the compressed
+//! bzImage ([`super::pvh`]), optionally the minimal qboot firmware instead of
+//! SeaBIOS (measured, no gain: off), and under TCG the TSC frequency given to the kernel so that it neither
+//! calibrates it against emulated timers nor falls back to the HPET.
+//!
+//! The decisions are pure functions of what was found on the host
+//! ([`Found`]); [`find`] does the looking.
+
+use std::path::{Path, PathBuf};
+
+use super::accel::Accel;
+use crate::arch::Arch;
+
+/// Where Debian's `qemu-system-data` (and QEMU's own install) put qboot.
+pub const QBOOT_PATHS: [&str; 2] = [
+    "/usr/share/qemu/qboot.rom",
+    "/usr/local/share/qemu/qboot.rom",
+];
+
+/// qboot instead of SeaBIOS for PVH boots. Off: measured, it gained nothing
+/// (README, "Boot speed"); kept switchable for the next measurement.
+pub const USE_QBOOT: bool = false;
+
+/// What the host offers for a fast boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// A PVH-bootable vmlinux of the same build as `--kernel` (or `--kernel` itself).
+    pub pvh: Option<PathBuf>,
+    /// qboot's ROM.
+    pub qboot: Option<PathBuf>,
+    /// The host's TSC frequency in kHz, when the host says it is constant.
+    pub tsc_khz: Option<u64>,
+}
+
+/// How QEMU boots the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FastBoot {
+    /// The file given to `-kernel` instead of `--kernel` (the PVH vmlinux).
+    pub kernel: Option<PathBuf>,
+    /// `-bios`.
+    pub bios: Option<PathBuf>,
+    /// Kernel parameters added to lvh's base command line.
+    pub cmdline: Vec<String>,
+}
+
+/// The fast boot for an x86 kernel when `enabled` (`--fast-boot`, the
+/// default): PVH when a PVH vmlinux was found, and then qboot when
+/// [`USE_QBOOT`] (it loads only the PVH ELF and a bzImage through fw_cfg, never
+/// a boot sector, so a bootable image without `--kernel` keeps SeaBIOS); under TCG the host's TSC
+/// frequency with `tsc=reliable` (TCG's TSC is the host's, constant and the
+/// same on every vCPU, but the guest's synchronization check fails under
+/// emulation and the kernel would mark it unstable and read the HPET instead).
+pub fn decide(enabled: bool, arch: Arch, accel: Accel, found: &Found) -> FastBoot {
+    if !enabled || arch != Arch::Amd64 {
+        return FastBoot::default();
+    }
+    let mut fb = FastBoot::default();
+    if let Some(p) = &found.pvh {
+        fb.kernel = Some(p.clone());
+        if USE_QBOOT {
+            fb.bios = found.qboot.clone();
+        }
+    }
+    if let (Accel::Tcg, Some(khz)) = (accel, found.tsc_khz) {
+        fb.cmdline
+            .extend([format!("tsc_early_khz={khz}"), "tsc=reliable".into()]);
+    }
+    fb
+}
+
+/// The host TSC's frequency (kHz) from `/proc/cpuinfo`'s text: `cpu MHz` of
+/// the first CPU, only when the flags say the TSC is constant and its
+/// frequency known (otherwise `cpu MHz` is the current clock, not the TSC's).
+pub fn tsc_khz(cpuinfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let flags = field("flags")?;
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    if !(has("constant_tsc") && has("nonstop_tsc") && has("tsc_known_freq")) {
+        return None;
+    }
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+}
+
+/// Looks for what [`decide`] may use, for `kernel` on `arch`.
+pub fn find(kernel: &Path, arch: Arch) -> Found {
+    if arch != Arch::Amd64 {
+        return Found::default();
+    }
+    Found {
+        pvh: super::pvh::find(kernel),
+        qboot: QBOOT_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+        tsc_khz: std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .as_deref()
+            .and_then(tsc_khz),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(pvh: bool, qboot: bool, tsc: bool) -> Found {
+        Found {
+            pvh: pvh.then(|| "/k/vmlinux".into()),
+            qboot: qboot.then(|| "/q/qboot.rom".into()),
+            tsc_khz: tsc.then_some(2445406),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        use Accel::*;
+        use Arch::*;
+        let tsc = vec!["tsc_early_khz=2445406".to_string(), "tsc=reliable".into()];
+        let k = Some(PathBuf::from("/k/vmlinux"));
+        let q = USE_QBOOT.then(|| PathBuf::from("/q/qboot.rom"));
+        for (enabled, arch, accel, f, want) in [
+            (
+                true,
+                Amd64,
+                Tcg,
+                found(true, true, true),
+                FastBoot {
+                    kernel: k.clone(),
+                    bios: q.clone(),
+                    cmdline: tsc.clone(),
+                },
+            ),
+            (
+                true,
+                Amd64,
+                Kvm,
+                found(true, true, true),
+                FastBoot {
+                    kernel: k.clone(),
+                    bios: q.clone(),
+                    cmdline: vec![],
+                },
+            ),
+            (
+                true,
+                Amd64,
+                Tcg,
+                found(false, true, true),
+                FastBoot {
+                    kernel: None,
+                    bios: None,
+                    cmdline: tsc.clone(),
+                },
+            ),
+            (
+                true,
+                Amd64,
+                Tcg,
+                found(true, false, false),
+                FastBoot {
+                    kernel: k.clone(),
+                    bios: None,
+                    cmdline: vec![],
+                },
+            ),
+            (
+                false,
+                Amd64,
+                Tcg,
+                found(true, true, true),
+                FastBoot::default(),
+            ),
+            (
+                true,
+                Arm64,
+                Tcg,
+                found(true, true, true),
+                FastBoot::default(),
+            ),
+        ] {
+            assert_eq!(
+                decide(enabled, arch, accel, &f),
+                want,
+                "{enabled} {arch} {accel:?} {f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tsc_from_cpuinfo() {
+        let info = |flags: &str, mhz: &str| {
+            format!("processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: {mhz}\nflags\t\t: fpu {flags} sse\n\nprocessor\t: 1\ncpu MHz\t\t: 1.0\n")
+        };
+        let all = "constant_tsc nonstop_tsc tsc_known_freq";
+        assert_eq!(tsc_khz(&info(all, "2445.406")), Some(2445406));
+        assert_eq!(tsc_khz(&info("constant_tsc nonstop_tsc", "2445.406")), None);
+        assert_eq!(tsc_khz(&info(all, "n/a")), None);
+        assert_eq!(tsc_khz(&info(all, "0.000")), None);
+        assert_eq!(tsc_khz(""), None);
+    }
+}
