@@ -7,5 +7,6 @@ mod dropin;
 mod images;
 mod kernels;
 mod linking;
+mod matrix;
 mod oci;
 mod run;
