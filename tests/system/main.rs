@@ -20,6 +20,8 @@ mod images;
 #[cfg(lvh_system)]
 mod kernels;
 #[cfg(lvh_system)]
+mod matrix;
+#[cfg(lvh_system)]
 mod no_guestfs;
 #[cfg(lvh_system)]
 mod oci;
