@@ -54,7 +54,7 @@ fn lvh_test(dir: &Path, extra: &[&str]) -> std::process::Command {
 fn junit_cases(xml: &[u8]) -> Vec<(String, String, String)> {
     let mut r = quick_xml::Reader::from_reader(xml);
     let mut buf = Vec::new();
-    let (mut suite, mut case) = (String::new(), String::new());
+    let mut suite = String::new();
     let mut out = Vec::new();
     let attr = |e: &quick_xml::events::BytesStart, k: &str| -> String {
         e.attributes()
@@ -73,8 +73,7 @@ fn junit_cases(xml: &[u8]) -> Vec<(String, String, String)> {
             Event::Start(e) | Event::Empty(e) => match e.name().as_ref() {
                 "testsuite" => suite = attr(&e, "name"),
                 "testcase" => {
-                    case = attr(&e, "name");
-                    out.push((suite.clone(), case.clone(), "passed".to_string()));
+                    out.push((suite.clone(), attr(&e, "name"), "passed".to_string()));
                 }
                 "failure" | "error" | "skipped" => {
                     out.last_mut().unwrap().2 = attr(&e, "type");
@@ -219,7 +218,7 @@ fn ctrl_c_mid_matrix_stops_every_vm_and_marks_the_rest_interrupted() {
     {"name": "c", "command": "sleep 600"}"#,
     );
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = lvh_test(
+    let child = lvh_test(
         d.path(),
         &["--jobs", "2", "--json", "r.json", "--junit", "j.xml"],
     )
