@@ -263,7 +263,14 @@ fn run_one(job: &Job, policy: &SplatPolicy, reporter: &dyn Reporter) -> TestResu
         let took = start.elapsed();
         let r = RunResult::new(&report.result, &report.facts);
         if should_retry(r.verdict, attempts, cancel.is_cancelled()) {
-            tracing::warn!("{}: retrying after: {:?}", job.combo.id, r.error);
+            crate::progress::warn(
+                reporter,
+                format!(
+                    "{}: retrying once after a boot or infrastructure failure: {}",
+                    job.combo.id,
+                    r.error.as_deref().unwrap_or("(no message)")
+                ),
+            );
             retried_after = r.error;
             continue;
         }

@@ -273,3 +273,42 @@ fn ctrl_c_mid_matrix_stops_every_vm_and_marks_the_rest_interrupted() {
     let cases = junit_cases(&std::fs::read(d.path().join("j.xml")).unwrap());
     assert!(cases.iter().all(|c| c.2 == "interrupted"), "{cases:?}");
 }
+
+#[test]
+fn a_boot_failure_is_retried_once_and_reported_as_such() {
+    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
+    let d = tempfile::tempdir().unwrap();
+    // Not a kernel: QEMU loads it and the guest never prints a thing.
+    let junk: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(d.path().join("junk"), junk).unwrap();
+    let file = format!(
+        r#"{{"kernels": [{{"path": "junk"}}], "images": [{{"name": "root", "path": {}}}],
+  "tests": [{{"name": "t", "command": "true"}}]}}"#,
+        serde_json::to_string(&image).unwrap()
+    );
+    std::fs::write(d.path().join("lvh-tests.json"), file).unwrap();
+    let mut c = lvh();
+    c.current_dir(d.path())
+        .args(["test", "--boot-timeout", "10", "--json", "r.json"])
+        .env("LVH_ACCEL", "tcg")
+        .stdin(Stdio::null());
+    let o = c.output().unwrap();
+    assert_code(&o, 4);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("retrying once").count(), 1, "{}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("r.json")).unwrap()).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["verdict"], "boot_failure", "{r}");
+    assert_eq!(r["attempts"], 2, "{r}");
+    assert!(
+        r["retried_after"]
+            .as_str()
+            .unwrap()
+            .contains("no sign of life"),
+        "{r}"
+    );
+    assert_eq!(v["totals"]["boot_failure"], 1);
+}
