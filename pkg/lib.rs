@@ -6,7 +6,8 @@
 //! How the pieces fit: [`images`] turns `images.json` into root images
 //! (mmdebstrap, libguestfs, qemu-img); [`kernels`] fetches, configures and
 //! builds kernel trees from `kernels.json`; [`runner`] boots a kernel and an
-//! image in QEMU and runs a command in the guest. That is the pipeline
+//! image in QEMU and runs a command in the guest; [`matrix`] runs many such
+//! commands over kernels × images (`lvh test`) on the runner. That is the pipeline
 //! images → kernels → runner, and the runner only takes paths, so it needs
 //! neither of the others. [`oci`] sits beside them: it pushes what `images` and
 //! `kernels` built and pulls what the runner boots, without a Docker daemon.
@@ -32,6 +33,7 @@ pub mod fuzz;
 pub mod images;
 pub(crate) mod jsonpos;
 pub mod kernels;
+pub mod matrix;
 pub mod oci;
 pub mod progress;
 pub mod runner;

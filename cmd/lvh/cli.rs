@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::{argv, gobool, images, kernels, run};
+use crate::{argv, gobool, images, kernels, run, test};
 
 /// Build kernels and Debian root images, and boot them in QEMU fast.
 ///
@@ -40,6 +40,8 @@ pub enum Command {
     Kernels(kernels::KernelsCmd),
     /// Run VMs based on generated base images and kernels
     Run(Box<run::RunArgs>),
+    /// Run a matrix of kernels x images x tests, each in its own VM (lvh-tests.json)
+    Test(Box<test::TestArgs>),
     /// Print the version of lvh
     Version,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)

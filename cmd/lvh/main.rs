@@ -12,6 +12,7 @@ mod kernels;
 mod oci;
 mod render;
 mod run;
+mod test;
 
 use lvh::error::ExitCode;
 
@@ -127,6 +128,7 @@ fn main() -> std::process::ExitCode {
         Command::Images(c) => images::dispatch(c, &ctx),
         Command::Kernels(c) => kernels::dispatch(c, &ctx),
         Command::Run(a) => run::dispatch(a, &ctx),
+        Command::Test(a) => test::dispatch(a, &ctx),
         Command::Version => {
             outln!("lvh {}", version());
             Ok(ExitCode::Success)

@@ -11,6 +11,7 @@ mod exec_overhead;
 mod fixtures;
 mod images;
 mod kernels;
+mod matrix;
 mod oci;
 mod runner;
 mod util;
@@ -23,6 +24,7 @@ const BENCHES: &[Bench] = &[
     ("exec", exec_overhead::run),
     ("images", images::run),
     ("kernels", kernels::run),
+    ("matrix", matrix::run),
     ("oci", oci::run),
     ("runner", runner::run),
 ];

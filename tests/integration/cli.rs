@@ -22,6 +22,7 @@ const COMMANDS: &[&[&str]] = &[
     &["kernels", "catalog"],
     &["kernels", "pull"],
     &["run"],
+    &["test"],
     &["version"],
 ];
 

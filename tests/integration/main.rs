@@ -10,5 +10,6 @@ mod images;
 mod kernels;
 mod linking;
 mod load;
+mod matrix;
 mod oci;
 mod run;

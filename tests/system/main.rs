@@ -32,6 +32,8 @@ mod kernels;
 #[cfg(lvh_system)]
 mod load;
 #[cfg(lvh_system)]
+mod matrix;
+#[cfg(lvh_system)]
 mod no_guestfs;
 #[cfg(lvh_system)]
 mod oci;

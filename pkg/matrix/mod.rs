@@ -1,0 +1,21 @@
+//! `lvh test`: a matrix of kernels × images × tests, each combination in its
+//! own VM. The pieces are small and mostly pure: [`config`] reads and
+//! validates `lvh-tests.json`; [`expand`] lists the combinations and applies
+//! skips, `--filter` and `--partition`; [`execute`] plans each combination
+//! with the runner's [`crate::runner::RunPlan`] and runs them in parallel,
+//! retrying a boot or infrastructure failure once; [`report`] and [`junit`]
+//! render the results (table, JSON, GitHub step summary, JUnit XML). Kernel
+//! and image references are resolved to local paths by the caller (pulling
+//! them is the OCI module's job), so everything here takes paths.
+
+pub mod config;
+pub mod execute;
+pub mod expand;
+pub mod junit;
+pub mod report;
+pub mod resolve;
+
+pub use config::{ImageSource, KernelSource, Matrix};
+pub use execute::{Job, Setup};
+pub use expand::{Combo, Partition};
+pub use report::TestResult;
