@@ -8,13 +8,16 @@
 pub mod accel;
 pub mod allow;
 pub(crate) mod channel;
+pub mod gdb;
 pub(crate) mod guest;
 pub mod image;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub(crate) mod qemu;
 pub mod result;
+pub mod shell;
 pub(crate) mod splat;
+pub mod term;
 pub(crate) mod verdict;
 pub mod vm;
 

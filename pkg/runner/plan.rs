@@ -8,10 +8,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::accel::{self, Accel, AccelChoice};
+use super::gdb::{self, GdbStub};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
+use super::shell::{self, ShellGuest};
 use super::RunError;
 use crate::arch::Arch;
 
@@ -43,6 +45,14 @@ pub struct RunOptions {
     pub wait_ssh: bool,
     pub ssh_timeout: Duration,
     pub qemu_args: Vec<String>,
+    /// `--shell`: `Some(true)` a shell, `Some(false)` the console (little-vm-helper's
+    /// way); `None` a shell when there is `--kernel`, no command and stdin is a terminal.
+    pub shell: Option<bool>,
+    /// Whether lvh's stdin is a terminal (for the `--shell` default).
+    pub stdin_tty: bool,
+    /// `--gdb [PORT]` and `--gdb-wait`.
+    pub gdb: Option<u16>,
+    pub gdb_wait: bool,
 }
 
 /// What the run does once QEMU is up.
@@ -55,6 +65,8 @@ pub enum Mode {
     },
     /// The console on lvh's terminal (lvh becomes QEMU, as little-vm-helper did).
     Interactive,
+    /// A root shell on the console with lvh's init (see [`shell`]).
+    Shell(ShellGuest),
     /// QEMU daemonizes; optionally wait until ssh answers on this host port.
     Daemon {
         ssh_port: Option<u16>,
@@ -84,6 +96,7 @@ pub struct RunPlan {
     pub boot_timeout: Duration,
     pub qemu_args: Vec<String>,
     pub mode: Mode,
+    pub gdb: Option<GdbStub>,
 }
 
 fn invalid(msg: String) -> RunError {
@@ -223,6 +236,26 @@ impl RunPlan {
             ));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let gdb = match o.gdb {
+            Some(0) => return Err(invalid("invalid port 0 (--gdb): expected 1-65535".into())),
+            Some(port) => Some(GdbStub {
+                port,
+                wait: o.gdb_wait,
+            }),
+            None if o.gdb_wait => return Err(invalid("--gdb-wait needs --gdb".into())),
+            None => None,
+        };
+        let mut append = gdb.map(|_| gdb::cmdline_args()).unwrap_or_default();
+        append.extend(
+            o.append
+                .iter()
+                .flat_map(|a| a.split_whitespace().map(String::from)),
+        );
+        let boot_timeout = match (o.boot_timeout, gdb) {
+            (Some(t), _) => t,
+            (None, Some(_)) => gdb::BOOT_TIMEOUT,
+            (None, None) => accel.default_boot_timeout(),
+        };
         Ok(RunPlan {
             arch: o.arch,
             accel,
@@ -234,25 +267,25 @@ impl RunPlan {
             cpus: o.cpu,
             mem: o.mem,
             cpu_kind: o.cpu_kind.clone().filter(|k| !k.is_empty()),
-            append: o
-                .append
-                .iter()
-                .flat_map(|a| a.split_whitespace().map(String::from))
-                .collect(),
+            append,
             ports,
             host_mount: o.host_mount.as_deref().map(abs),
             serial_port,
             monitor_port: (o.qemu_monitor_port != 0).then_some(o.qemu_monitor_port),
             console_log: o.console_log_file.as_deref().map(abs),
-            boot_timeout: o
-                .boot_timeout
-                .unwrap_or_else(|| accel.default_boot_timeout()),
+            boot_timeout,
             qemu_args: o.qemu_args.clone(),
             mode,
+            gdb,
         })
     }
 
     fn mode(o: &RunOptions, ports: &[PortForward]) -> Result<Mode, RunError> {
+        if !o.cmd.is_empty() && o.shell == Some(true) {
+            return Err(invalid(
+                "--shell cannot be combined with a command (-- CMD)".into(),
+            ));
+        }
         if !o.cmd.is_empty() {
             if o.daemonize {
                 return Err(invalid(
@@ -278,8 +311,19 @@ impl RunPlan {
                 timeout: o.timeout,
             });
         }
+        if o.daemonize && o.shell == Some(true) {
+            return Err(invalid(
+                "--shell cannot be combined with --daemonize: the shell needs lvh's terminal"
+                    .into(),
+            ));
+        }
+        if let Some(mode) = Self::shell_mode(o)? {
+            return Ok(mode);
+        }
         if o.cwd.is_some() {
-            return Err(invalid("--cwd only applies to a command (-- CMD)".into()));
+            return Err(invalid(
+                "--cwd only applies to a command (-- CMD) or a shell (--shell)".into(),
+            ));
         }
         if o.daemonize {
             let ssh_port = if o.wait_ssh {
@@ -304,11 +348,33 @@ impl RunPlan {
         Ok(Mode::Interactive)
     }
 
+    /// A shell with `--shell`, or by default with `--kernel`, no command, not
+    /// daemonized, no `--serial-port` and a terminal on stdin (see [`RunOptions::shell`]).
+    fn shell_mode(o: &RunOptions) -> Result<Option<Mode>, RunError> {
+        let auto =
+            o.kernel.is_some() && o.stdin_tty && !o.daemonize && !o.wait_ssh && o.serial_port == 0;
+        if !o.shell.unwrap_or(auto) || o.kernel.is_none() {
+            // Without --kernel, --shell is the image's own console login.
+            return Ok(None);
+        }
+        if o.serial_port != 0 {
+            return Err(invalid(
+                "--shell cannot be combined with --serial-port: the shell is on lvh's terminal"
+                    .into(),
+            ));
+        }
+        Ok(Some(Mode::Shell(ShellGuest {
+            mount_name: o.host_mount.as_deref().map(shell::mount_name),
+            cwd: o.cwd.clone(),
+            persist: o.persist,
+        })))
+    }
+
     /// The kernel command line (only used with `--kernel`).
     pub fn cmdline(&self) -> String {
         let base = qemu::base_cmdline(self.arch, self.root_dev);
         match &self.mode {
-            Mode::Command { .. } => guest::command_cmdline(&base, &self.append),
+            Mode::Command { .. } | Mode::Shell(_) => guest::command_cmdline(&base, &self.append),
             _ => {
                 let mut parts = base;
                 parts.extend(self.append.iter().cloned());
@@ -320,7 +386,7 @@ impl RunPlan {
     /// The QEMU configuration for a run whose private files live in `run_dir`.
     pub fn qemu_config(&self, run_dir: &Path) -> QemuConfig {
         let (console, channel) = match &self.mode {
-            Mode::Command { .. } => (
+            Mode::Command { .. } | Mode::Shell(_) => (
                 Console::Socket(run_dir.join("console.sock")),
                 Some(Channel {
                     stdout_sock: run_dir.join("stdout.sock"),
@@ -372,6 +438,7 @@ impl RunPlan {
             channel,
             monitor_port: self.monitor_port,
             daemonize,
+            gdb: self.gdb,
             extra: self.qemu_args.clone(),
         }
     }
@@ -410,6 +477,10 @@ mod tests {
             wait_ssh: false,
             ssh_timeout: Duration::from_secs(300),
             qemu_args: vec![],
+            shell: None,
+            stdin_tty: false,
+            gdb: None,
+            gdb_wait: false,
         }
     }
 
@@ -600,3 +671,7 @@ mod tests {
         assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Tcg);
     }
 }
+
+#[cfg(test)]
+#[path = "plan_modes_tests.rs"]
+mod modes_tests;
