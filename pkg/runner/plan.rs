@@ -317,8 +317,8 @@ impl RunPlan {
                     .into(),
             ));
         }
-        if let Some(mode) = Self::shell_mode(o)? {
-            return Ok(mode);
+        if let Some(g) = shell::choose(o)? {
+            return Ok(Mode::Shell(g));
         }
         if o.cwd.is_some() {
             return Err(invalid(
@@ -346,28 +346,6 @@ impl RunPlan {
             ));
         }
         Ok(Mode::Interactive)
-    }
-
-    /// A shell with `--shell`, or by default with `--kernel`, no command, not
-    /// daemonized, no `--serial-port` and a terminal on stdin (see [`RunOptions::shell`]).
-    fn shell_mode(o: &RunOptions) -> Result<Option<Mode>, RunError> {
-        let auto =
-            o.kernel.is_some() && o.stdin_tty && !o.daemonize && !o.wait_ssh && o.serial_port == 0;
-        if !o.shell.unwrap_or(auto) || o.kernel.is_none() {
-            // Without --kernel, --shell is the image's own console login.
-            return Ok(None);
-        }
-        if o.serial_port != 0 {
-            return Err(invalid(
-                "--shell cannot be combined with --serial-port: the shell is on lvh's terminal"
-                    .into(),
-            ));
-        }
-        Ok(Some(Mode::Shell(ShellGuest {
-            mount_name: o.host_mount.as_deref().map(shell::mount_name),
-            cwd: o.cwd.clone(),
-            persist: o.persist,
-        })))
     }
 
     /// The kernel command line (only used with `--kernel`).

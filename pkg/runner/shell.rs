@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::{self, ConsoleTail, Event as ConsoleEvent, StreamCount};
 use super::guest::{self, sh_quote, ControlMsg, HOST_MOUNT_PATH};
-use super::plan::RunPlan;
+use super::plan::{RunOptions, RunPlan};
 use super::qemu::{self, HOST_MOUNT_TAG};
 use super::term::{self, Escape, EscapeParser, RawMode, Resized, WinSize};
 use super::vm::{self, Outcome, Sinks};
@@ -53,6 +53,28 @@ pub fn mount_name(host_dir: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "root".into())
+}
+
+/// Whether a run without a command is a shell: with `--shell`, or by default
+/// with `--kernel`, a terminal on stdin and none of `--daemonize`,
+/// `--wait-ssh`, `--serial-port` (see [`RunOptions::shell`]). Without
+/// `--kernel`, `--shell` is the image's own console login: `None`.
+pub(super) fn choose(o: &RunOptions) -> Result<Option<ShellGuest>, RunError> {
+    let auto =
+        o.kernel.is_some() && o.stdin_tty && !o.daemonize && !o.wait_ssh && o.serial_port == 0;
+    if !o.shell.unwrap_or(auto) || o.kernel.is_none() {
+        return Ok(None);
+    }
+    if o.serial_port != 0 {
+        return Err(RunError::Invalid(
+            "--shell cannot be combined with --serial-port: the shell is on lvh's terminal".into(),
+        ));
+    }
+    Ok(Some(ShellGuest {
+        mount_name: o.host_mount.as_deref().map(mount_name),
+        cwd: o.cwd.clone(),
+        persist: o.persist,
+    }))
 }
 
 /// What the host terminal passes to the guest shell.
