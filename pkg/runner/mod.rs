@@ -16,6 +16,7 @@ pub(crate) mod ports;
 pub(crate) mod qemu;
 pub mod result;
 pub mod shell;
+pub mod shell_guest;
 pub(crate) mod splat;
 pub mod term;
 pub(crate) mod verdict;

@@ -2,6 +2,7 @@
 //! facts passed to it, control lines and the supervisor's decisions.
 
 use super::*;
+use crate::runner::term::WinSize;
 
 fn guest(mount: Option<&str>, cwd: Option<&str>, persist: bool) -> ShellGuest {
     ShellGuest {

@@ -101,6 +101,17 @@ impl Pty {
                 self.mark += i + want.len();
                 return;
             }
+            if self.child.try_wait().unwrap().is_some() {
+                // What lvh wrote last may still be on its way through the pty.
+                std::thread::sleep(Duration::from_millis(500));
+                if self
+                    .text()
+                    .get(self.mark..)
+                    .is_some_and(|t| t.contains(want))
+                {
+                    continue;
+                }
+            }
             if Instant::now() > end || self.child.try_wait().unwrap().is_some() {
                 panic!("{want:?} did not appear within {within:?}; the terminal showed:\n{all}");
             }
