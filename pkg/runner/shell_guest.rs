@@ -90,10 +90,13 @@ pub fn shell_script(g: &ShellGuest, tty: &str, t: &TermInfo) -> String {
         .mount_name
         .as_ref()
         .map(|n| format!("{HOST_MOUNT_PATH}/{n}"));
+    // Inside a double-quoted message, characters the shell would expand are replaced.
+    let shown = |p: &str| p.replace(['"', '$', '`', '\\'], "_");
     if let Some(m) = &mount {
-        let q = sh_quote(m);
         s.push_str(&format!(
-            "mkdir -p {q}\nmount -t 9p -o trans=virtio,version=9p2000.L {HOST_MOUNT_TAG} {q} || lvh_fail \"cannot mount the host directory at {m}\"\n"
+            "mkdir -p {q}\nmount -t 9p -o trans=virtio,version=9p2000.L {HOST_MOUNT_TAG} {q} || lvh_fail \"cannot mount the host directory at {}\"\n",
+            shown(m),
+            q = sh_quote(m),
         ));
     }
     let cwd = match (&g.cwd, &mount) {
@@ -106,7 +109,7 @@ pub fn shell_script(g: &ShellGuest, tty: &str, t: &TermInfo) -> String {
         Some(c) => s.push_str(&format!(
             "cd {} || lvh_fail \"cannot change to directory {}\"\n",
             sh_quote(c),
-            c.replace(['"', '$', '`', '\\'], "_")
+            shown(c)
         )),
         None => s.push_str("cd /root 2>/dev/null || cd /\n"),
     }

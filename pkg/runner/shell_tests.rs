@@ -207,3 +207,13 @@ fn decisions() {
         );
     }
 }
+
+#[test]
+fn odd_names_stay_quoted_in_commands_and_messages() {
+    let s = shell_script(&guest(Some("a\"$(x)"), None, false), "ttyS0", &tty(24, 80));
+    assert!(s.contains("mkdir -p '/host/a\"$(x)'\n"), "{s}");
+    assert!(
+        s.contains("lvh_fail \"cannot mount the host directory at /host/a__(x)\""),
+        "{s}"
+    );
+}
