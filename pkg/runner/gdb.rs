@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::guest::sh_quote;
+use crate::arch::Arch;
 
 /// QEMU's own default gdbstub port (`-s`), used by `--gdb` without a value.
 pub const DEFAULT_PORT: u16 = 1234;
@@ -38,10 +39,18 @@ pub fn qemu_args(g: &GdbStub) -> Vec<String> {
     v
 }
 
-/// What `--gdb` adds to the kernel command line (before `--append`, which can
-/// undo it with `kaslr`).
-pub fn cmdline_args() -> Vec<String> {
-    vec!["nokaslr".into()]
+/// What `--gdb` adds to the kernel command line: `nokaslr`, as (words
+/// before `--append`, words at the very end). On amd64 only the decompressor
+/// reads it; the kernel proper does not know it and would pass it to init as
+/// an argument (`/bin/sh nokaslr -c ...` breaks lvh's init), so it goes last,
+/// after the init arguments, where it becomes the init script's `$0`. On
+/// arm64 the kernel consumes it as an early parameter, which stops at `--`.
+pub fn cmdline_args(arch: Arch, gdb: bool) -> (Vec<String>, Vec<String>) {
+    match (gdb, arch) {
+        (false, _) => (vec![], vec![]),
+        (true, Arch::Amd64) => (vec![], vec!["nokaslr".into()]),
+        (true, Arch::Arm64) => (vec!["nokaslr".into()], vec![]),
+    }
 }
 
 /// The kernel's GDB helper scripts (`scripts/gdb`, loaded through
@@ -185,7 +194,19 @@ mod tests {
         ] {
             assert_eq!(qemu_args(&g).join(" "), want);
         }
-        assert_eq!(cmdline_args(), ["nokaslr"]);
+        let none: Vec<String> = vec![];
+        assert_eq!(
+            cmdline_args(Arch::Amd64, false),
+            (none.clone(), none.clone())
+        );
+        assert_eq!(
+            cmdline_args(Arch::Amd64, true),
+            (none.clone(), vec!["nokaslr".to_string()])
+        );
+        assert_eq!(
+            cmdline_args(Arch::Arm64, true),
+            (vec!["nokaslr".to_string()], none)
+        );
     }
 
     /// A build tree: `vmlinux`, the boot image, optionally `.config` and the

@@ -245,12 +245,11 @@ impl RunPlan {
             None if o.gdb_wait => return Err(invalid("--gdb-wait needs --gdb".into())),
             None => None,
         };
-        let mut append = gdb.map(|_| gdb::cmdline_args()).unwrap_or_default();
-        append.extend(
-            o.append
-                .iter()
-                .flat_map(|a| a.split_whitespace().map(String::from)),
-        );
+        let append = o
+            .append
+            .iter()
+            .flat_map(|a| a.split_whitespace().map(String::from))
+            .collect();
         let boot_timeout = match (o.boot_timeout, gdb) {
             (Some(t), _) => t,
             (None, Some(_)) => gdb::BOOT_TIMEOUT,
@@ -351,14 +350,21 @@ impl RunPlan {
     /// The kernel command line (only used with `--kernel`).
     pub fn cmdline(&self) -> String {
         let base = qemu::base_cmdline(self.arch, self.root_dev);
-        match &self.mode {
-            Mode::Command { .. } | Mode::Shell(_) => guest::command_cmdline(&base, &self.append),
+        let (mut append, after) = gdb::cmdline_args(self.arch, self.gdb.is_some());
+        append.extend(self.append.iter().cloned());
+        let mut line = match &self.mode {
+            Mode::Command { .. } | Mode::Shell(_) => guest::command_cmdline(&base, &append),
             _ => {
                 let mut parts = base;
-                parts.extend(self.append.iter().cloned());
+                parts.extend(append);
                 parts.join(" ")
             }
+        };
+        for a in after {
+            line.push(' ');
+            line.push_str(&a);
         }
+        line
     }
 
     /// The QEMU configuration for a run whose private files live in `run_dir`.

@@ -122,12 +122,10 @@ fn gdb_stub_nokaslr_and_no_boot_deadline() {
     let p = RunPlan::new(&o, false).unwrap();
     assert_eq!(p.boot_timeout, gdb::BOOT_TIMEOUT);
     let c = p.qemu_config(Path::new("/r"));
-    // nokaslr first, so the user's --append can undo it
-    assert!(
-        c.cmdline.contains(" nokaslr kaslr quiet -- -c"),
-        "{}",
-        c.cmdline
-    );
+    // amd64: last, after init's arguments (the kernel would hand a bare
+    // word before `--` to init as its first argument)
+    assert!(c.cmdline.contains(" kaslr quiet -- -c \""), "{}", c.cmdline);
+    assert!(c.cmdline.ends_with("exit 1;}\" nokaslr"), "{}", c.cmdline);
     let argv = qemu::argv(&c).join(" ");
     assert!(argv.contains(" -gdb tcp:127.0.0.1:1234"), "{argv}");
     assert!(!argv.contains(" -S"), "{argv}");
