@@ -125,6 +125,20 @@ pub struct RunArgs {
     /// under TCG give the kernel the host's TSC frequency; false boots --kernel as given
     #[arg(long, default_value_t = true)]
     pub fast_boot: bool,
+    /// A root shell on the console with lvh's init, the host mount as working directory;
+    /// lvh exits with the shell's code (Ctrl-A x leaves). Default: on with --kernel, no
+    /// command and a terminal on stdin; --shell=false shows the console as little-vm-helper did.
+    /// Without --kernel: the image's console login
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = crate::gobool::parse)]
+    pub shell: Option<bool>,
+    /// QEMU's gdbstub on 127.0.0.1:PORT [default PORT: 1234]; adds nokaslr and prints
+    /// the gdb command line (with the kernel's vmlinux when found beside --kernel)
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
+    pub gdb: Option<u16>,
+    /// With --gdb: the guest stops at its first instruction until gdb continues (-S)
+    #[arg(long)]
+    pub gdb_wait: bool,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -181,6 +195,10 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         ssh_timeout,
         qemu_args: a.qemu_arg.clone(),
         fast_boot: a.fast_boot,
+        shell: a.shell,
+        stdin_tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        gdb: a.gdb,
+        gdb_wait: a.gdb_wait,
     })
 }
 

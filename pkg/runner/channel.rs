@@ -51,7 +51,7 @@ pub fn listen(path: &Path) -> io::Result<UnixListener> {
 }
 
 /// Waits for QEMU's connection, giving up when `stop` is set.
-fn accept(l: &UnixListener, stop: &AtomicBool) -> Option<UnixStream> {
+pub(crate) fn accept(l: &UnixListener, stop: &AtomicBool) -> Option<UnixStream> {
     loop {
         match l.accept() {
             Ok((s, _)) => {

@@ -124,10 +124,10 @@ pub fn fstab() -> String {
     .join("\n")
 }
 
-/// The init script the bootstrap sources (as PID 1).
-pub fn init_script(cmd: &GuestCommand) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
+/// The start of every init script: mounts, hostname, the channel's ports
+/// (control on fd 9, `started` sent), networking.
+pub(crate) fn prelude() -> String {
+    format!(
         r#"# lvh guest init (generated): runs as PID 1, sourced from {ctl}/init.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root
 lvh_fail() {{ echo "{err}$*" >/dev/console; [ -n "${{lvh_ctl:-}}" ] && echo "error $*" >&9; exit 1; }}
@@ -170,7 +170,12 @@ fi
         out = PORT_STDOUT,
         errp = PORT_STDERR,
         ctlp = PORT_CONTROL,
-    ));
+    )
+}
+
+/// The init script the bootstrap sources (as PID 1).
+pub fn init_script(cmd: &GuestCommand) -> String {
+    let mut s = prelude();
     if cmd.host_mount {
         s.push_str(&format!(
             "[ -d {p} ] || mkdir -p {p}\nmount -t 9p -o trans=virtio,version=9p2000.L {tag} {p} || lvh_fail \"cannot mount the host directory at {p}\"\n",

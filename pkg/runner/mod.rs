@@ -9,6 +9,7 @@ pub mod accel;
 pub mod allow;
 pub(crate) mod channel;
 pub mod fastboot;
+pub mod gdb;
 pub(crate) mod guest;
 pub mod image;
 pub mod kcheck;
@@ -23,7 +24,10 @@ pub mod preflight;
 pub mod pvh;
 pub(crate) mod qemu;
 pub mod result;
+pub mod shell;
+pub mod shell_guest;
 pub(crate) mod splat;
+pub mod term;
 pub(crate) mod verdict;
 pub mod vm;
 

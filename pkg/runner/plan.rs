@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use super::accel::{self, Accel, AccelChoice, KvmStatus};
 use super::fastboot::{self, FastBoot};
+use super::gdb::{self, GdbStub};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
+use super::shell::{self, ShellGuest};
 use super::RunError;
 use crate::arch::Arch;
 
@@ -46,6 +48,14 @@ pub struct RunOptions {
     pub qemu_args: Vec<String>,
     /// Boot an x86 kernel the fast way when possible (`--fast-boot`, see `fastboot`).
     pub fast_boot: bool,
+    /// `--shell`: `Some(true)` a shell, `Some(false)` the console (little-vm-helper's
+    /// way); `None` a shell when there is `--kernel`, no command and stdin is a terminal.
+    pub shell: Option<bool>,
+    /// Whether lvh's stdin is a terminal (for the `--shell` default).
+    pub stdin_tty: bool,
+    /// `--gdb [PORT]` and `--gdb-wait`.
+    pub gdb: Option<u16>,
+    pub gdb_wait: bool,
 }
 
 /// What the run does once QEMU is up.
@@ -58,6 +68,8 @@ pub enum Mode {
     },
     /// The console on lvh's terminal (lvh becomes QEMU, as little-vm-helper did).
     Interactive,
+    /// A root shell on the console with lvh's init (see [`shell`]).
+    Shell(ShellGuest),
     /// QEMU daemonizes; optionally wait until ssh answers on this host port.
     Daemon {
         ssh_port: Option<u16>,
@@ -91,6 +103,7 @@ pub struct RunPlan {
     pub mode: Mode,
     /// How the kernel is booted (PVH vmlinux, firmware, parameters).
     pub fast: FastBoot,
+    pub gdb: Option<GdbStub>,
 }
 
 fn invalid(msg: String) -> RunError {
@@ -248,6 +261,25 @@ impl RunPlan {
             Some(k) => fastboot::decide(o.fast_boot, o.arch, accel, &fastboot::find(k, o.arch)),
             None => FastBoot::default(),
         };
+        let gdb = match o.gdb {
+            Some(0) => return Err(invalid("invalid port 0 (--gdb): expected 1-65535".into())),
+            Some(port) => Some(GdbStub {
+                port,
+                wait: o.gdb_wait,
+            }),
+            None if o.gdb_wait => return Err(invalid("--gdb-wait needs --gdb".into())),
+            None => None,
+        };
+        let append = o
+            .append
+            .iter()
+            .flat_map(|a| a.split_whitespace().map(String::from))
+            .collect();
+        let boot_timeout = match (o.boot_timeout, gdb) {
+            (Some(t), _) => t,
+            (None, Some(_)) => gdb::BOOT_TIMEOUT,
+            (None, None) => accel.default_boot_timeout(),
+        };
         let plan = RunPlan {
             arch: o.arch,
             accel,
@@ -260,21 +292,16 @@ impl RunPlan {
             cpus: o.cpu,
             mem: o.mem,
             cpu_kind: o.cpu_kind.clone().filter(|k| !k.is_empty()),
-            append: o
-                .append
-                .iter()
-                .flat_map(|a| a.split_whitespace().map(String::from))
-                .collect(),
+            append,
             ports,
             host_mount: o.host_mount.as_deref().map(abs),
             serial_port,
             monitor_port: (o.qemu_monitor_port != 0).then_some(o.qemu_monitor_port),
             console_log: o.console_log_file.as_deref().map(abs),
-            boot_timeout: o
-                .boot_timeout
-                .unwrap_or_else(|| accel.default_boot_timeout()),
+            boot_timeout,
             qemu_args: o.qemu_args.clone(),
             mode,
+            gdb,
             fast: FastBoot {
                 kernel: fast.kernel.as_deref().map(abs),
                 ..fast
@@ -285,6 +312,11 @@ impl RunPlan {
     }
 
     fn mode(o: &RunOptions, ports: &[PortForward]) -> Result<Mode, RunError> {
+        if !o.cmd.is_empty() && o.shell == Some(true) {
+            return Err(invalid(
+                "--shell cannot be combined with a command (-- CMD)".into(),
+            ));
+        }
         if !o.cmd.is_empty() {
             if o.daemonize {
                 return Err(invalid(
@@ -310,8 +342,19 @@ impl RunPlan {
                 timeout: o.timeout,
             });
         }
+        if o.daemonize && o.shell == Some(true) {
+            return Err(invalid(
+                "--shell cannot be combined with --daemonize: the shell needs lvh's terminal"
+                    .into(),
+            ));
+        }
+        if let Some(g) = shell::choose(o)? {
+            return Ok(Mode::Shell(g));
+        }
         if o.cwd.is_some() {
-            return Err(invalid("--cwd only applies to a command (-- CMD)".into()));
+            return Err(invalid(
+                "--cwd only applies to a command (-- CMD) or a shell (--shell)".into(),
+            ));
         }
         if o.daemonize {
             let ssh_port = if o.wait_ssh {
@@ -340,20 +383,27 @@ impl RunPlan {
     pub fn cmdline(&self) -> String {
         let mut base = qemu::base_cmdline(self.arch, self.root_dev);
         base.extend(self.fast.cmdline.iter().cloned());
-        match &self.mode {
-            Mode::Command { .. } => guest::command_cmdline(&base, &self.append),
+        let (mut append, after) = gdb::cmdline_args(self.arch, self.gdb.is_some());
+        append.extend(self.append.iter().cloned());
+        let mut line = match &self.mode {
+            Mode::Command { .. } | Mode::Shell(_) => guest::command_cmdline(&base, &append),
             _ => {
                 let mut parts = base;
-                parts.extend(self.append.iter().cloned());
+                parts.extend(append);
                 parts.join(" ")
             }
+        };
+        for a in after {
+            line.push(' ');
+            line.push_str(&a);
         }
+        line
     }
 
     /// The QEMU configuration for a run whose private files live in `run_dir`.
     pub fn qemu_config(&self, run_dir: &Path) -> QemuConfig {
         let (console, channel) = match &self.mode {
-            Mode::Command { .. } => (
+            Mode::Command { .. } | Mode::Shell(_) => (
                 Console::Socket(run_dir.join("console.sock")),
                 Some(Channel {
                     stdout_sock: run_dir.join("stdout.sock"),
@@ -406,6 +456,7 @@ impl RunPlan {
             channel,
             monitor_port: self.monitor_port,
             daemonize,
+            gdb: self.gdb,
             extra: self.qemu_args.clone(),
         }
     }
@@ -446,6 +497,10 @@ pub(crate) mod tests {
             qemu_args: vec![],
             // Host-dependent (qboot, the host's TSC): covered by fastboot's tests.
             fast_boot: false,
+            shell: None,
+            stdin_tty: false,
+            gdb: None,
+            gdb_wait: false,
         }
     }
 
@@ -650,3 +705,7 @@ pub(crate) mod tests {
         assert_eq!(RunPlan::new(&o, false).unwrap().accel, Accel::Tcg);
     }
 }
+
+#[cfg(test)]
+#[path = "plan_modes_tests.rs"]
+mod modes_tests;

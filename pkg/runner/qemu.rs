@@ -97,6 +97,8 @@ pub struct QemuConfig {
     pub monitor_port: Option<u16>,
     /// `-daemonize` with this pid file.
     pub daemonize: Option<PathBuf>,
+    /// `--gdb`: QEMU's gdbstub on 127.0.0.1.
+    pub gdb: Option<super::gdb::GdbStub>,
     /// Extra arguments appended verbatim (`--qemu-arg`).
     pub extra: Vec<String>,
 }
@@ -329,6 +331,9 @@ pub fn argv(c: &QemuConfig) -> Vec<String> {
     if let Some(pid) = &c.daemonize {
         v.extend(daemonize_args(pid));
     }
+    if let Some(g) = &c.gdb {
+        v.extend(super::gdb::qemu_args(g));
+    }
     v.extend(c.extra.iter().cloned());
     v
 }
@@ -357,6 +362,7 @@ mod tests {
             channel: None,
             monitor_port: None,
             daemonize: None,
+            gdb: None,
             extra: vec![],
         }
     }

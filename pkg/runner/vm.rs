@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use super::accel::Accel;
 use super::allow::SplatPolicy;
 use super::channel::{self, ConsoleTail, Event, StreamCount};
-use super::guest;
 use super::plan::{Mode, RunPlan};
 use super::qemu;
 use super::splat::SplatKind;
 use super::verdict::{Action, Limits, SeenSplat, Tick, Verdict, Watch};
+use super::{gdb, guest, shell};
 use super::{RunError, CONSOLE_TAIL_LINES};
 use crate::cancel::CancelToken;
 use crate::exec::{describe_status, Cmd, Io};
@@ -33,7 +33,7 @@ use crate::progress::{self, Reporter};
 /// How often the supervisor polls QEMU, deadlines and Ctrl-C.
 const TICK: Duration = Duration::from_millis(5);
 /// How long QEMU gets to exit after SIGTERM at the end of a run.
-const QEMU_GRACE: Duration = Duration::from_secs(5);
+pub(super) const QEMU_GRACE: Duration = Duration::from_secs(5);
 /// QEMU stderr lines kept for error messages.
 const QEMU_STDERR_LINES: usize = 15;
 
@@ -81,6 +81,12 @@ pub fn run_report(
         console_log: plan.console_log.clone(),
         ..Default::default()
     };
+    if let Some(g) = &plan.gdb {
+        let symbols = plan.kernel.as_deref().and_then(gdb::find_symbols);
+        for line in gdb::announce(g, plan.kernel.as_deref(), symbols.as_ref()) {
+            progress::info(reporter, line);
+        }
+    }
     let result = match &plan.mode {
         Mode::Command { cmd, timeout } => {
             match run_command(plan, cmd, *timeout, policy, sinks, reporter, print_cmd) {
@@ -96,6 +102,7 @@ pub fn run_report(
             }
         }
         Mode::Interactive => run_interactive(plan, reporter, print_cmd),
+        Mode::Shell(g) => shell::run_shell(plan, g, sinks, reporter, print_cmd),
         Mode::Daemon {
             ssh_port,
             ssh_timeout,
@@ -113,7 +120,7 @@ pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
     Cmd::new(plan.arch.qemu_binary()).args(qemu::argv(&cfg))
 }
 
-fn run_dir() -> Result<tempfile::TempDir, RunError> {
+pub(super) fn run_dir() -> Result<tempfile::TempDir, RunError> {
     // Run directories of lvh processes that were killed outright go first.
     crate::stale::sweep_owned(&std::env::temp_dir(), RUN_DIR_BASE);
     tempfile::Builder::new()
@@ -123,7 +130,9 @@ fn run_dir() -> Result<tempfile::TempDir, RunError> {
 }
 
 /// Keeps the last lines of QEMU's stderr.
-fn collect_stderr(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<VecDeque<String>>> {
+pub(super) fn collect_stderr(
+    r: impl std::io::Read + Send + 'static,
+) -> Arc<Mutex<VecDeque<String>>> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let t = tail.clone();
     std::thread::spawn(move || {
@@ -141,7 +150,7 @@ fn collect_stderr(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<VecDeque<
 }
 
 /// QEMU's stderr lines, without the note it prints when lvh stops it.
-fn lines_of(t: &Mutex<VecDeque<String>>) -> Vec<String> {
+pub(super) fn lines_of(t: &Mutex<VecDeque<String>>) -> Vec<String> {
     t.lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
@@ -150,7 +159,7 @@ fn lines_of(t: &Mutex<VecDeque<String>>) -> Vec<String> {
         .collect()
 }
 
-fn no_life_hint(accel: Accel) -> String {
+pub(super) fn no_life_hint(accel: Accel) -> String {
     match accel {
         Accel::Kvm => "KVM may not work on this machine: try --accel tcg (or LVH_ACCEL=tcg)".into(),
         Accel::Tcg => {
@@ -208,7 +217,7 @@ fn wire(plan: &RunPlan, gcmd: &guest::GuestCommand, dir: &Path) -> Result<Wiring
 
 /// Sets the stop flag when dropped, so the pump threads stop waiting for
 /// connections that will never come once the run returns.
-struct StopOnDrop(Arc<AtomicBool>);
+pub(super) struct StopOnDrop(pub(super) Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {

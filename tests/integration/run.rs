@@ -359,3 +359,67 @@ fn a_splat_allowlist_is_checked_before_anything_runs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn gdb_and_shell_flags_in_dry_runs() {
+    let d = files();
+    let has = |extra: &[&str], want: &[&str], not: &[&str]| {
+        let out = run(d.path(), extra);
+        assert_code(&out, 0);
+        let s = stdout(&out);
+        for w in want {
+            assert!(s.contains(w), "{extra:?}: missing {w:?} in {s}");
+        }
+        for n in not {
+            assert!(!s.contains(n), "{extra:?}: {n:?} in {s}");
+        }
+    };
+    has(
+        &["--dry-run", "--gdb", "--", "true"],
+        &[" -gdb tcp:127.0.0.1:1234", " nokaslr"],
+        &[" -S"],
+    );
+    has(
+        &["--dry-run", "--gdb", "4321", "--gdb-wait", "--", "true"],
+        &[" -gdb tcp:127.0.0.1:4321 -S"],
+        &[],
+    );
+    has(&["--dry-run", "--", "true"], &[], &["-gdb", "nokaslr"]);
+    // Without a terminal and without --shell: the console, as little-vm-helper.
+    has(
+        &["--dry-run"],
+        &["-chardev stdio,id=con"],
+        &["init=/bin/sh"],
+    );
+    has(
+        &["--dry-run", "--shell=false"],
+        &["-chardev stdio,id=con"],
+        &["init=/bin/sh"],
+    );
+    // --shell: lvh's init with the console on a socket lvh reads.
+    has(
+        &["--dry-run", "--shell"],
+        &[
+            "-chardev socket,id=con,path=",
+            "init=/bin/sh",
+            "name=lvh.ctl",
+        ],
+        &["stdio"],
+    );
+    for (extra, want) in [
+        (&["--gdb-wait", "--", "true"][..], "--gdb-wait needs --gdb"),
+        (&["--gdb=0", "--", "true"][..], "invalid port 0 (--gdb)"),
+        (
+            &["--shell", "--", "true"][..],
+            "--shell cannot be combined with a command",
+        ),
+        (
+            &["--shell", "--daemonize"][..],
+            "--shell cannot be combined with --daemonize",
+        ),
+    ] {
+        let out = run(d.path(), extra);
+        assert_code(&out, 3);
+        assert!(stderr(&out).contains(want), "{extra:?}: {}", stderr(&out));
+    }
+}

@@ -26,6 +26,8 @@ mod faults;
 #[cfg(lvh_system)]
 pub mod fixtures;
 #[cfg(lvh_system)]
+mod gdb;
+#[cfg(lvh_system)]
 mod images;
 #[cfg(lvh_system)]
 mod kernels;
@@ -39,6 +41,8 @@ mod no_guestfs;
 mod oci;
 #[cfg(lvh_system)]
 mod runner;
+#[cfg(lvh_system)]
+mod shell;
 #[cfg(lvh_system)]
 mod splat;
 #[cfg(lvh_system)]

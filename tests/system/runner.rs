@@ -279,7 +279,7 @@ fn wait_for_line(r: impl Read + Send + 'static, want: &str) {
 }
 
 /// The QEMU processes whose parent is `pid`.
-fn qemu_children(pid: u32) -> Vec<u32> {
+pub(crate) fn qemu_children(pid: u32) -> Vec<u32> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {

@@ -1,0 +1,150 @@
+//! The plan's choice between a shell, the console, a daemon and a command
+//! when no command is given, and `--gdb`'s effect on the plan.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::tests::options;
+use super::*;
+
+fn err(o: &RunOptions) -> String {
+    RunPlan::new(o, false).unwrap_err().to_string()
+}
+
+#[test]
+fn shell_or_console_without_a_command() {
+    let d = tempfile::tempdir().unwrap();
+    let base = options(d.path());
+    let shell = |m: &Mode| matches!(m, Mode::Shell(_));
+    type Edit = Box<dyn Fn(&mut RunOptions)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("a terminal and --kernel", Box::new(|_| {}), "shell"),
+        ("no terminal", Box::new(|o| o.stdin_tty = false), "console"),
+        (
+            "--shell=false",
+            Box::new(|o| o.shell = Some(false)),
+            "console",
+        ),
+        (
+            "--shell without a terminal",
+            Box::new(|o| {
+                o.shell = Some(true);
+                o.stdin_tty = false;
+            }),
+            "shell",
+        ),
+        (
+            "--shell without --kernel: the image's login",
+            Box::new(|o| {
+                o.shell = Some(true);
+                o.kernel = None;
+            }),
+            "console",
+        ),
+        ("no --kernel", Box::new(|o| o.kernel = None), "console"),
+        (
+            "--serial-port",
+            Box::new(|o| o.serial_port = 4444),
+            "console",
+        ),
+        ("--daemonize", Box::new(|o| o.daemonize = true), "daemon"),
+    ];
+    for (what, edit, want) in cases {
+        let mut o = base.clone();
+        o.cmd.clear();
+        o.stdin_tty = true;
+        edit(&mut o);
+        let p = RunPlan::new(&o, false).unwrap();
+        let got = match &p.mode {
+            m if shell(m) => "shell",
+            Mode::Interactive => "console",
+            Mode::Daemon { .. } => "daemon",
+            Mode::Command { .. } => "command",
+            Mode::Shell(_) => unreachable!(),
+        };
+        assert_eq!(got, want, "{what}");
+    }
+    let mut o = base.clone();
+    o.cmd.clear();
+    o.shell = Some(true);
+    o.host_mount = Some(d.path().to_path_buf());
+    o.cwd = Some("sub".into());
+    let p = RunPlan::new(&o, false).unwrap();
+    let name = d.path().file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        p.mode,
+        Mode::Shell(ShellGuest {
+            mount_name: Some(name),
+            cwd: Some("sub".into()),
+            persist: false,
+        })
+    );
+    let c = p.qemu_config(Path::new("/r"));
+    assert_eq!(c.console, Console::Socket("/r/console.sock".into()));
+    assert!(c.channel.is_some());
+    assert!(c.cmdline.contains(" init=/bin/sh "), "{}", c.cmdline);
+
+    for (edit, want) in [
+        (
+            Box::new(|o: &mut RunOptions| o.shell = Some(true)) as Edit,
+            "--shell cannot be combined with a command",
+        ),
+        (
+            Box::new(|o: &mut RunOptions| {
+                o.cmd.clear();
+                o.shell = Some(true);
+                o.daemonize = true;
+            }),
+            "--shell cannot be combined with --daemonize",
+        ),
+        (
+            Box::new(|o: &mut RunOptions| {
+                o.cmd.clear();
+                o.shell = Some(true);
+                o.serial_port = 4444;
+            }),
+            "--shell cannot be combined with --serial-port",
+        ),
+    ] {
+        let mut o = base.clone();
+        edit(&mut o);
+        let e = err(&o);
+        assert!(e.contains(want), "want {want:?} in {e:?}");
+    }
+}
+
+#[test]
+fn gdb_stub_nokaslr_and_no_boot_deadline() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.gdb = Some(1234);
+    o.append = vec!["kaslr quiet".into()];
+    let p = RunPlan::new(&o, false).unwrap();
+    assert_eq!(p.boot_timeout, gdb::BOOT_TIMEOUT);
+    let c = p.qemu_config(Path::new("/r"));
+    // amd64: last, after init's arguments (the kernel would hand a bare
+    // word before `--` to init as its first argument)
+    assert!(c.cmdline.contains(" kaslr quiet -- -c \""), "{}", c.cmdline);
+    assert!(c.cmdline.ends_with("exit 1;}\" nokaslr"), "{}", c.cmdline);
+    let argv = qemu::argv(&c).join(" ");
+    assert!(argv.contains(" -gdb tcp:127.0.0.1:1234"), "{argv}");
+    assert!(!argv.contains(" -S"), "{argv}");
+    o.gdb_wait = true;
+    o.boot_timeout = Some(Duration::from_secs(5));
+    let p = RunPlan::new(&o, false).unwrap();
+    assert_eq!(p.boot_timeout, Duration::from_secs(5));
+    let argv = qemu::argv(&p.qemu_config(Path::new("/r"))).join(" ");
+    assert!(argv.contains(" -gdb tcp:127.0.0.1:1234 -S"), "{argv}");
+    let mut n = options(d.path());
+    assert!(!qemu::argv(
+        &RunPlan::new(&n, false)
+            .unwrap()
+            .qemu_config(Path::new("/r"))
+    )
+    .iter()
+    .any(|a| a == "-gdb" || a == "-S"));
+    n.gdb_wait = true;
+    assert!(err(&n).contains("--gdb-wait needs --gdb"));
+    n.gdb = Some(0);
+    assert!(err(&n).contains("invalid port 0 (--gdb)"));
+}
