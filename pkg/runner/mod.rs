@@ -13,8 +13,13 @@ pub mod image;
 pub(crate) mod plan;
 pub(crate) mod ports;
 pub(crate) mod qemu;
+pub(crate) mod qmp;
 pub mod result;
+pub mod saved;
+pub(crate) mod serve;
 pub(crate) mod splat;
+pub mod sshkey;
+pub mod state;
 pub(crate) mod verdict;
 pub mod vm;
 

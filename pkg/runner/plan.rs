@@ -12,6 +12,7 @@ use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
+use super::sshkey;
 use super::RunError;
 use crate::arch::Arch;
 
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub wait_ssh: bool,
     pub ssh_timeout: Duration,
     pub qemu_args: Vec<String>,
+    /// `--ssh-key`: a public key file for root's authorized_keys (see `sshkey`).
+    pub ssh_key: Option<PathBuf>,
 }
 
 /// What the run does once QEMU is up.
@@ -84,6 +87,10 @@ pub struct RunPlan {
     pub boot_timeout: Duration,
     pub qemu_args: Vec<String>,
     pub mode: Mode,
+    /// `--ssh-key`: the file and the checked public keys it holds.
+    pub ssh_key: Option<(PathBuf, String)>,
+    /// `--save-state` / `--from-state` (see `saved`); set after `new`.
+    pub state: Option<super::saved::StateOp>,
 }
 
 fn invalid(msg: String) -> RunError {
@@ -215,7 +222,14 @@ impl RunPlan {
         let image = check_image(&o.image)?;
         let image_format = ImageFormat::detect(&image)
             .map_err(|e| RunError::io(format!("read image {}", image.display()), e))?;
-        let mode = Self::mode(o, &ports)?;
+        let ssh_key = match &o.ssh_key {
+            Some(f) => Some((f.clone(), sshkey::read_public_keys(f)?)),
+            None => None,
+        };
+        let mut mode = Self::mode(o, &ports)?;
+        if let (Mode::Command { cmd, .. }, Some((_, keys))) = (&mut mode, &ssh_key) {
+            cmd.authorized_keys = Some(keys.clone());
+        }
         let serial_port = (o.serial_port != 0).then_some(o.serial_port);
         if serial_port.is_some() && matches!(mode, Mode::Command { .. }) {
             return Err(invalid(
@@ -249,6 +263,8 @@ impl RunPlan {
                 .unwrap_or_else(|| accel.default_boot_timeout()),
             qemu_args: o.qemu_args.clone(),
             mode,
+            ssh_key,
+            state: None,
         })
     }
 
@@ -274,6 +290,7 @@ impl RunPlan {
                     cwd: o.cwd.clone(),
                     host_mount: o.host_mount.is_some(),
                     persist: o.persist,
+                    authorized_keys: None,
                 },
                 timeout: o.timeout,
             });
@@ -315,6 +332,17 @@ impl RunPlan {
                 parts.join(" ")
             }
         }
+    }
+
+    /// `--qemu-arg`s, after the systemd credential of `--ssh-key` when the
+    /// image's own init boots (command mode gives the keys to lvh's init).
+    fn extra_args(&self) -> Vec<String> {
+        let mut v = match (&self.mode, &self.ssh_key) {
+            (Mode::Command { .. }, _) | (_, None) => vec![],
+            (_, Some((_, keys))) => sshkey::credential_args(keys),
+        };
+        v.extend(self.qemu_args.iter().cloned());
+        v
     }
 
     /// The QEMU configuration for a run whose private files live in `run_dir`.
@@ -372,7 +400,7 @@ impl RunPlan {
             channel,
             monitor_port: self.monitor_port,
             daemonize,
-            extra: self.qemu_args.clone(),
+            extra: self.extra_args(),
         }
     }
 }
@@ -410,6 +438,7 @@ mod tests {
             wait_ssh: false,
             ssh_timeout: Duration::from_secs(300),
             qemu_args: vec![],
+            ssh_key: None,
         }
     }
 

@@ -28,6 +28,8 @@ mod runner;
 #[cfg(lvh_system)]
 mod splat;
 #[cfg(lvh_system)]
+mod sshkey;
+#[cfg(lvh_system)]
 mod tools;
 
 #[cfg(not(lvh_system))]
