@@ -105,7 +105,7 @@ pub struct RunArgs {
     /// Give root this ssh public key at boot, without changing the image
     /// [default FILE: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub]
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
-    pub ssh_key: Option<PathBuf>,
+    pub ssh_key: Option<String>,
     /// Extra argument passed to QEMU as is (repeatable, e.g. --qemu-arg=-S)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_arg: Vec<String>,
@@ -199,10 +199,10 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
 fn ssh_key(a: &RunArgs) -> anyhow::Result<Option<PathBuf>> {
     use lvh::runner::sshkey;
     Ok(match &a.ssh_key {
-        Some(f) if f.as_os_str().is_empty() => Some(sshkey::default_key(
+        Some(f) if f.is_empty() => Some(sshkey::default_key(
             std::env::var_os("HOME").map(PathBuf::from).as_deref(),
         )?),
-        other => other.clone(),
+        other => other.as_ref().map(PathBuf::from),
     })
 }
 

@@ -11,6 +11,7 @@ mod images;
 mod kernels;
 mod oci;
 mod runner;
+mod saved;
 mod util;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
@@ -21,6 +22,7 @@ const BENCHES: &[Bench] = &[
     ("kernels", kernels::run),
     ("oci", oci::run),
     ("runner", runner::run),
+    ("saved", saved::run),
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -26,6 +26,8 @@ mod oci;
 #[cfg(lvh_system)]
 mod runner;
 #[cfg(lvh_system)]
+mod saved;
+#[cfg(lvh_system)]
 mod splat;
 #[cfg(lvh_system)]
 mod sshkey;
