@@ -48,9 +48,9 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/r
 lvh_out=$1 lvh_err=$2
 lvh_fail() {{ echo "{err}$*" >/dev/console; echo "error $*" >&9; exit 1; }}
 if grep -q ' /host 9p ' /proc/mounts; then
-	cd / && umount /host || lvh_fail "cannot unmount /host before saving (is a process still using it?)"
+	cd / && umount -n /host || lvh_fail "cannot unmount /host before saving (is a process still using it?)"
 fi
-mkdir -p /dev/.lvh-run && mount --move /run /dev/.lvh-run && umount /run && mount --move /dev/.lvh-run /run ||
+mkdir -p /dev/.lvh-run && mount -n --move /run /dev/.lvh-run && umount -n /run && mount -n --move /dev/.lvh-run /run ||
 	lvh_fail "cannot detach the lvh control share before saving"
 rmdir /dev/.lvh-run 2>/dev/null
 grep -q ' 9p ' /proc/mounts && lvh_fail "a 9p share is still mounted: QEMU cannot save the VM"
