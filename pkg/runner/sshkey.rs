@@ -172,7 +172,7 @@ pub fn guest_script(keys: &str) -> String {
 [ -d /root/.ssh ] || mkdir -p /root/.ssh
 mkdir -p /run/lvh.ssh && cp -a /root/.ssh/. /run/lvh.ssh/ 2>/dev/null
 mount -t tmpfs -o mode=0700 tmpfs /root/.ssh || lvh_fail "cannot mount a tmpfs on /root/.ssh for --ssh-key"
-cp -a /run/lvh.ssh/. /root/.ssh/ 2>/dev/null; rm -rf /run/lvh.ssh
+cp -a /run/lvh.ssh/. /root/.ssh/ 2>/dev/null; rm -rf /run/lvh.ssh; chmod 700 /root/.ssh
 cat >>/root/.ssh/authorized_keys <<'LVH_SSH_KEYS'
 {keys}LVH_SSH_KEYS
 chmod 600 /root/.ssh/authorized_keys
