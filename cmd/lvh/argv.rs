@@ -14,7 +14,25 @@ pub fn normalize(cmd: &Command, args: Vec<OsString>) -> Vec<OsString> {
     let mut built = cmd.clone();
     built.build();
     let args = hoist(&built, args);
+    let args = optional_before_dashdash(args);
     verbose_bools(&built, args)
+}
+
+/// Flags whose value is optional (`--ssh-key [FILE]`).
+const OPTIONAL_VALUE: [&str; 1] = ["--ssh-key"];
+
+/// `--ssh-key --`: clap would take the `--` for a missing value; the flag
+/// without a value is meant, which `--ssh-key=` says unambiguously.
+fn optional_before_dashdash(mut args: Vec<OsString>) -> Vec<OsString> {
+    let Some(dd) = args.iter().position(|a| a == "--") else {
+        return args;
+    };
+    if dd > 0 && OPTIONAL_VALUE.iter().any(|f| args[dd - 1] == *f) {
+        let mut a = args[dd - 1].clone();
+        a.push("=");
+        args[dd - 1] = a;
+    }
+    args
 }
 
 /// Whether `flag` (as written, `--name` or `-x`) is one that takes the next

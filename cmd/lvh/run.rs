@@ -23,8 +23,8 @@ use lvh::runner::{parse_accel, parse_root_dev, vm, MemSize, Outcome, RunOptions,
   lvh run --image _data/images/kind.qcow2 --port 2222:22 --host-mount ~/src --cpu 4 --mem 8G")]
 pub struct RunArgs {
     /// VM image file path (or an OCI reference to pull)
-    #[arg(long)]
-    pub image: String,
+    #[arg(long, required_unless_present_any = ["from_state", "list_states", "remove_state"])]
+    pub image: Option<String>,
     /// Directory to keep pulled images (in <dir>/images)
     #[arg(long, default_value = "_data")]
     pub dir: PathBuf,
@@ -103,6 +103,10 @@ pub struct RunArgs {
     /// Seconds --wait-ssh waits for ssh
     #[arg(long, value_name = "SECS", default_value_t = 300.0)]
     pub ssh_timeout: f64,
+    /// Give root this ssh public key at boot, without changing the image
+    /// [default FILE: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub]
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub ssh_key: Option<String>,
     /// Extra argument passed to QEMU as is (repeatable, e.g. --qemu-arg=-S)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_arg: Vec<String>,
@@ -139,6 +143,19 @@ pub struct RunArgs {
     /// With --gdb: the guest stops at its first instruction until gdb continues (-S)
     #[arg(long)]
     pub gdb_wait: bool,
+    /// Run the setup command (-- SETUP), then save the VM as NAME in <dir>/states
+    /// (needs --kernel; nothing is saved unless SETUP exits 0)
+    #[arg(long, value_name = "NAME", conflicts_with = "from_state")]
+    pub save_state: Option<String>,
+    /// Restore the VM saved as NAME and run the command (-- CMD) in it, without booting
+    #[arg(long, value_name = "NAME")]
+    pub from_state: Option<String>,
+    /// List the saved VMs in <dir>/states and exit
+    #[arg(long)]
+    pub list_states: bool,
+    /// Remove the saved VM NAME from <dir>/states and exit
+    #[arg(long, value_name = "NAME")]
+    pub remove_state: Option<String>,
     /// Command to run in the guest; lvh exits with its exit code
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -171,7 +188,11 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
     let timeout = a.timeout.map(|v| secs("--timeout", v)).transpose()?;
     let ssh_timeout = secs("--ssh-timeout", a.ssh_timeout)?;
     Ok(RunOptions {
-        image: image_path(a, ctx)?,
+        image: match a.image {
+            Some(_) => image_path(a, ctx)?,
+            // --from-state: the state's disk (see saved::restore_options)
+            None => PathBuf::new(),
+        },
         kernel: a.kernel.clone(),
         accel,
         daemonize: a.daemonize,
@@ -199,6 +220,18 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         stdin_tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
         gdb: a.gdb,
         gdb_wait: a.gdb_wait,
+        ssh_key: ssh_key(a)?,
+    })
+}
+
+/// `--ssh-key FILE`, or the user's default public key for a bare `--ssh-key`.
+fn ssh_key(a: &RunArgs) -> anyhow::Result<Option<PathBuf>> {
+    use lvh::runner::sshkey;
+    Ok(match &a.ssh_key {
+        Some(f) if f.is_empty() => Some(sshkey::default_key(
+            std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+        )?),
+        other => other.as_ref().map(PathBuf::from),
     })
 }
 
@@ -211,11 +244,11 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
 fn image_path(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<PathBuf> {
     use lvh::oci::ImageSource;
     use lvh::runner::RunError;
-    let (reference, image_name) = match ImageSource::parse(&args.image, |p| p.exists())? {
+    let arg = args.image.as_deref().unwrap_or_default();
+    let (reference, image_name) = match ImageSource::parse(arg, |p| p.exists())? {
         ImageSource::Path(p) => return Ok(p),
         ImageSource::Reference { reference, name } => (reference, name),
     };
-    let arg = &args.image;
     if !args.pull_image {
         return Err(RunError::Invalid(format!(
             "no such image file {arg} (--image), and --pull-image=false"
@@ -264,7 +297,37 @@ fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::allow:
 }
 
 pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    use lvh::runner::{saved, state};
+    let states = state::states_dir(&args.dir);
+    if args.list_states {
+        for s in state::list(&states) {
+            match s {
+                Ok(m) => outln!("{}", state::describe(&m)),
+                Err(e) => lvh::progress::warn(&ctx.reporter, e),
+            }
+        }
+        return Ok(ExitCode::Success);
+    }
+    if let Some(name) = &args.remove_state {
+        state::remove(&states, name)?;
+        return Ok(ExitCode::Success);
+    }
     let mut opts = options(args, ctx)?;
+    let mut state_op = None;
+    if let Some(name) = &args.from_state {
+        if args.image.is_some() || args.kernel.is_some() {
+            return Err(lvh::runner::RunError::Invalid(
+                "--from-state takes the kernel and image from the saved state: leave out --kernel and --image".into(),
+            )
+            .into());
+        }
+        let (dir, meta) = state::load(&states, name)?;
+        opts = saved::restore_options(&opts, &dir, &meta)?;
+        state_op = Some(saved::StateOp::Restore {
+            dir,
+            meta: Box::new(meta),
+        });
+    }
     if let (Some(r), None) = (&args.result_json, &opts.console_log_file) {
         // The console goes beside the result, where the result says it is.
         let mut name = r.as_os_str().to_owned();
@@ -272,10 +335,19 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         opts.console_log_file = Some(name.into());
     }
     let kvm = kvm_probe::status(kvm_check(opts.accel, opts.arch, Arch::host()));
-    let plan = RunPlan::with_kvm(&opts, &kvm)?;
+    let mut plan = RunPlan::with_kvm(&opts, &kvm)?;
     if let Some(note) = &plan.accel_note {
         lvh::progress::warn(&ctx.reporter, note.clone());
     }
+    if let Some(name) = &args.save_state {
+        state::check_name(name)?;
+        saved::check_save(&plan)?;
+        state_op = Some(saved::StateOp::Save {
+            states: std::path::absolute(&states).unwrap_or(states),
+            name: name.clone(),
+        });
+    }
+    plan.state = state_op;
     let policy = splat_policy(args, ctx)?;
     if args.dry_run || args.qemu_cmd_print {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
@@ -303,6 +375,16 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Outcome::Command(code) | Outcome::Exited(code) => {
             Ok(ExitCode::Command((code & 0xff) as u8))
         }
-        Outcome::Daemonized { .. } => Ok(ExitCode::Success),
+        Outcome::Daemonized { .. } => {
+            if let lvh::runner::Mode::Daemon {
+                ssh_port: Some(port),
+                ..
+            } = plan.mode
+            {
+                let key = plan.ssh_key.as_ref().map(|(f, _)| f.as_path());
+                outln!("{}", lvh::runner::sshkey::login_line(port, key));
+            }
+            Ok(ExitCode::Success)
+        }
     }
 }

@@ -138,6 +138,12 @@ pub fn run_options(t: &TestSpec, kernel: &Path, image: &Path, s: &Setup, id: &st
         wait_ssh: false,
         ssh_timeout: Duration::from_secs(1),
         qemu_args: vec![],
+        fast_boot: true,
+        shell: Some(false),
+        stdin_tty: false,
+        gdb: None,
+        gdb_wait: false,
+        ssh_key: None,
     }
 }
 

@@ -111,10 +111,18 @@ pub fn pump_stream(
     });
 }
 
-/// Reads control lines from the guest.
-pub fn pump_control(l: UnixListener, stop: Arc<AtomicBool>, tx: Sender<Event>) {
+/// The host's end of the control port, for writing to the guest once QEMU connected.
+pub type ControlWriter = Arc<Mutex<Option<UnixStream>>>;
+
+/// Reads control lines from the guest; the returned writer talks back.
+pub fn pump_control(l: UnixListener, stop: Arc<AtomicBool>, tx: Sender<Event>) -> ControlWriter {
+    let writer: ControlWriter = Arc::new(Mutex::new(None));
+    let w = writer.clone();
     std::thread::spawn(move || {
         if let Some(s) = accept(&l, &stop) {
+            if let Ok(c) = s.try_clone() {
+                *w.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+            }
             let mut r = BufReader::new(s);
             let mut line = String::new();
             loop {
@@ -135,6 +143,7 @@ pub fn pump_control(l: UnixListener, stop: Arc<AtomicBool>, tx: Sender<Event>) {
         }
         let _ = tx.send(Event::ControlClosed);
     });
+    writer
 }
 
 /// The last console lines, shared with the supervisor for error messages.

@@ -35,6 +35,8 @@ pub struct GuestCommand {
     pub host_mount: bool,
     /// `--persist`: flush the guest's writes to the image before reporting.
     pub persist: bool,
+    /// `--ssh-key`: public keys for root, on a tmpfs over `/root/.ssh`.
+    pub authorized_keys: Option<String>,
 }
 
 /// Quotes one word for a POSIX shell.
@@ -183,13 +185,24 @@ pub fn init_script(cmd: &GuestCommand) -> String {
             tag = HOST_MOUNT_TAG,
         ));
     }
+    if let Some(keys) = &cmd.authorized_keys {
+        s.push_str(&super::sshkey::guest_script(keys));
+    }
+    s.push_str(&cd_part(cmd));
+    let argv: Vec<String> = cmd.argv.iter().map(|a| sh_quote(a)).collect();
+    s.push_str(&run_part(&argv.join(" "), cmd.persist));
+    s
+}
+
+/// The line that changes to the command's directory (`--cwd`, the host
+/// mount, or root's home).
+pub(crate) fn cd_part(cmd: &GuestCommand) -> String {
     let cwd = match &cmd.cwd {
         Some(c) if c.starts_with('/') => c.clone(),
         Some(c) => format!("{HOST_MOUNT_PATH}/{c}"),
         None if cmd.host_mount => HOST_MOUNT_PATH.to_string(),
         None => "/root".to_string(),
     };
-    let argv: Vec<String> = cmd.argv.iter().map(|a| sh_quote(a)).collect();
     let cd = if cmd.cwd.is_some() {
         format!(
             "cd {} || lvh_fail \"cannot change to directory {}\"",
@@ -199,16 +212,14 @@ pub fn init_script(cmd: &GuestCommand) -> String {
     } else {
         format!("cd {} 2>/dev/null || cd /", sh_quote(&cwd))
     };
-    s.push_str(&cd);
-    s.push_str(&run_part(&argv.join(" "), cmd.persist));
-    s
+    cd
 }
 
 /// The end of the init script: run the command with its output counted,
 /// read the taint flags around it, report the exit on the control port.
 /// (`cat`, not `read`: sysctl files answer only a read at offset 0, and
 /// dash's `read` takes one byte at a time.)
-fn run_part(argv: &str, persist: bool) -> String {
+pub(crate) fn run_part(argv: &str, persist: bool) -> String {
     format!(
         r#"
 mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
@@ -224,12 +235,13 @@ lvh_en=; while read -r w _; do lvh_en=$w; done </run/lvh.en
 case "$lvh_on:$lvh_en" in *[!0-9:]* | :* | *:) lvh_fail "could not count the command's output bytes (dd said: $lvh_on $lvh_en)" ;; esac
 lvh_t1=$(lvh_taint)
 echo "exit $lvh_status $lvh_on $lvh_en $lvh_t0 $lvh_t1" >&9
-read -r lvh_ack <&9
-exit 0
-"#,
+{ACK_AND_EXIT}"#,
         sync = if persist { "sync\n" } else { "" },
     )
 }
+
+/// How the init script ends: wait for the host (which stops the VM).
+pub(crate) const ACK_AND_EXIT: &str = "read -r lvh_ack <&9\nexit 0\n";
 
 /// A message the guest sent on the control port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,6 +258,8 @@ pub enum ControlMsg {
     },
     /// The init script could not set up.
     Error(String),
+    /// `--save-state`: the guest detached its 9p shares and waits to be saved.
+    Saving,
 }
 
 /// Parses one control line; `None` for something lvh does not know.
@@ -253,6 +267,9 @@ pub fn parse_control(line: &str) -> Option<ControlMsg> {
     let line = line.trim_end_matches(['\n', '\r']);
     if line == "started" {
         return Some(ControlMsg::Started);
+    }
+    if line == "saving" {
+        return Some(ControlMsg::Saving);
     }
     if let Some(rest) = line.strip_prefix("error ") {
         return Some(ControlMsg::Error(rest.to_string()));
@@ -343,6 +360,7 @@ mod tests {
             cwd: None,
             host_mount: false,
             persist: false,
+            authorized_keys: None,
         });
         assert!(
             s.contains(r#"(exec 9>&- sh -c 'echo '\''hi'\'' >&2; exit 42')"#),
@@ -366,6 +384,7 @@ mod tests {
             cwd: Some("tools/testing".into()),
             host_mount: true,
             persist: true,
+            authorized_keys: None,
         });
         assert!(m.contains("mount -t 9p -o trans=virtio,version=9p2000.L host_mount /host"));
         assert!(m.contains("cd /host/tools/testing"));
@@ -375,6 +394,7 @@ mod tests {
             cwd: Some("/tmp/x y".into()),
             host_mount: false,
             persist: false,
+            authorized_keys: None,
         });
         assert!(a.contains("cd '/tmp/x y'"), "{a}");
     }

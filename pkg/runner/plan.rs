@@ -15,6 +15,7 @@ use super::image::ImageFormat;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
 use super::shell::{self, ShellGuest};
+use super::sshkey;
 use super::RunError;
 use crate::arch::Arch;
 
@@ -56,6 +57,8 @@ pub struct RunOptions {
     /// `--gdb [PORT]` and `--gdb-wait`.
     pub gdb: Option<u16>,
     pub gdb_wait: bool,
+    /// `--ssh-key`: a public key file for root's authorized_keys (see `sshkey`).
+    pub ssh_key: Option<PathBuf>,
 }
 
 /// What the run does once QEMU is up.
@@ -104,6 +107,10 @@ pub struct RunPlan {
     /// How the kernel is booted (PVH vmlinux, firmware, parameters).
     pub fast: FastBoot,
     pub gdb: Option<GdbStub>,
+    /// `--ssh-key`: the file and the checked public keys it holds.
+    pub ssh_key: Option<(PathBuf, String)>,
+    /// `--save-state` / `--from-state` (see `saved`); set after `new`.
+    pub state: Option<super::saved::StateOp>,
 }
 
 fn invalid(msg: String) -> RunError {
@@ -249,7 +256,14 @@ impl RunPlan {
         let image = check_image(&o.image)?;
         let image_format = ImageFormat::detect(&image)
             .map_err(|e| RunError::io(format!("read image {}", image.display()), e))?;
-        let mode = Self::mode(o, &ports)?;
+        let ssh_key = match &o.ssh_key {
+            Some(f) => Some((f.clone(), sshkey::read_public_keys(f)?)),
+            None => None,
+        };
+        let mut mode = Self::mode(o, &ports)?;
+        if let (Mode::Command { cmd, .. }, Some((_, keys))) = (&mut mode, &ssh_key) {
+            cmd.authorized_keys = Some(keys.clone());
+        }
         let serial_port = (o.serial_port != 0).then_some(o.serial_port);
         if serial_port.is_some() && matches!(mode, Mode::Command { .. }) {
             return Err(invalid(
@@ -301,6 +315,8 @@ impl RunPlan {
             boot_timeout,
             qemu_args: o.qemu_args.clone(),
             mode,
+            ssh_key,
+            state: None,
             gdb,
             fast: FastBoot {
                 kernel: fast.kernel.as_deref().map(abs),
@@ -338,6 +354,7 @@ impl RunPlan {
                     cwd: o.cwd.clone(),
                     host_mount: o.host_mount.is_some(),
                     persist: o.persist,
+                    authorized_keys: None,
                 },
                 timeout: o.timeout,
             });
@@ -400,6 +417,17 @@ impl RunPlan {
         line
     }
 
+    /// `--qemu-arg`s, after the systemd credential of `--ssh-key` when the
+    /// image's own init boots (command mode gives the keys to lvh's init).
+    fn extra_args(&self) -> Vec<String> {
+        let mut v = match (&self.mode, &self.ssh_key) {
+            (Mode::Command { .. }, _) | (_, None) => vec![],
+            (_, Some((_, keys))) => sshkey::credential_args(keys),
+        };
+        v.extend(self.qemu_args.iter().cloned());
+        v
+    }
+
     /// The QEMU configuration for a run whose private files live in `run_dir`.
     pub fn qemu_config(&self, run_dir: &Path) -> QemuConfig {
         let (console, channel) = match &self.mode {
@@ -457,7 +485,7 @@ impl RunPlan {
             monitor_port: self.monitor_port,
             daemonize,
             gdb: self.gdb,
-            extra: self.qemu_args.clone(),
+            extra: self.extra_args(),
         }
     }
 }
@@ -501,6 +529,7 @@ pub(crate) mod tests {
             stdin_tty: false,
             gdb: None,
             gdb_wait: false,
+            ssh_key: None,
         }
     }
 

@@ -151,6 +151,8 @@ fn parse_control(line: &str) -> Option<ShellEvent> {
         ControlMsg::Started => Some(ShellEvent::Started),
         ControlMsg::Exit { status, .. } => Some(ShellEvent::Exit(status)),
         ControlMsg::Error(m) => Some(ShellEvent::GuestError(m)),
+        // Only a --save-state run's guest says it is saving.
+        ControlMsg::Saving => None,
     }
 }
 

@@ -179,7 +179,7 @@ impl Watch {
                 });
                 self.exit_at = Some(now);
             }
-            Event::ControlClosed | Event::StreamClosed(_) => {}
+            Event::ControlClosed | Event::StreamClosed(_) | Event::Control(ControlMsg::Saving) => {}
         }
     }
 

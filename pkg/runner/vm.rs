@@ -89,7 +89,13 @@ pub fn run_report(
     }
     let result = match &plan.mode {
         Mode::Command { cmd, timeout } => {
-            match run_command(plan, cmd, *timeout, policy, sinks, reporter, print_cmd) {
+            let ran = match plan.state {
+                Some(_) => {
+                    super::saved::run(plan, cmd, *timeout, policy, sinks, reporter, print_cmd)
+                }
+                None => run_command(plan, cmd, *timeout, policy, sinks, reporter, print_cmd),
+            };
+            match ran {
                 Ok((result, watch, ended)) => {
                     facts.boot_time = watch.boot_time();
                     facts.command_time = watch.command_time(ended);
@@ -120,7 +126,7 @@ pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
     Cmd::new(plan.arch.qemu_binary()).args(qemu::argv(&cfg))
 }
 
-pub(super) fn run_dir() -> Result<tempfile::TempDir, RunError> {
+pub(crate) fn run_dir() -> Result<tempfile::TempDir, RunError> {
     // Run directories of lvh processes that were killed outright go first.
     crate::stale::sweep_owned(&std::env::temp_dir(), RUN_DIR_BASE);
     tempfile::Builder::new()
@@ -130,7 +136,7 @@ pub(super) fn run_dir() -> Result<tempfile::TempDir, RunError> {
 }
 
 /// Keeps the last lines of QEMU's stderr.
-pub(super) fn collect_stderr(
+pub(crate) fn collect_stderr(
     r: impl std::io::Read + Send + 'static,
 ) -> Arc<Mutex<VecDeque<String>>> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -170,8 +176,8 @@ pub(super) fn no_life_hint(accel: Accel) -> String {
 }
 
 /// The listening sockets and files of a command-mode run, made before QEMU starts.
-struct Wiring {
-    cfg: qemu::QemuConfig,
+pub(crate) struct Wiring {
+    pub(crate) cfg: qemu::QemuConfig,
     console: std::os::unix::net::UnixListener,
     stdout: std::os::unix::net::UnixListener,
     stderr: std::os::unix::net::UnixListener,
@@ -179,12 +185,16 @@ struct Wiring {
     log: Option<std::fs::File>,
 }
 
-fn write_file(p: &Path, text: String) -> Result<(), RunError> {
+pub(crate) fn write_file(p: &Path, text: String) -> Result<(), RunError> {
     std::fs::write(p, text).map_err(|e| RunError::io(format!("write {}", p.display()), e))
 }
 
 /// Writes the control share (init script, fstab) and binds the sockets.
-fn wire(plan: &RunPlan, gcmd: &guest::GuestCommand, dir: &Path) -> Result<Wiring, RunError> {
+pub(crate) fn wire(
+    plan: &RunPlan,
+    gcmd: &guest::GuestCommand,
+    dir: &Path,
+) -> Result<Wiring, RunError> {
     let cfg = plan.qemu_config(dir);
     let ch = cfg.channel.clone().expect("command mode has a channel");
     std::fs::create_dir(&ch.share_dir)
@@ -226,15 +236,16 @@ impl Drop for StopOnDrop {
 }
 
 /// The pump threads' shared state, as the supervisor sees it.
-struct Pumps {
-    rx: mpsc::Receiver<Event>,
-    tail: Arc<ConsoleTail>,
+pub(crate) struct Pumps {
+    pub(crate) control: channel::ControlWriter,
+    pub(crate) rx: mpsc::Receiver<Event>,
+    pub(crate) tail: Arc<ConsoleTail>,
     out: Arc<StreamCount>,
     err: Arc<StreamCount>,
     _stop: StopOnDrop,
 }
 
-fn start_pumps(w: Wiring, sinks: Sinks) -> Pumps {
+pub(crate) fn start_pumps(w: Wiring, sinks: Sinks) -> Pumps {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let tail = Arc::new(ConsoleTail::new(CONSOLE_TAIL_LINES));
@@ -246,8 +257,9 @@ fn start_pumps(w: Wiring, sinks: Sinks) -> Pumps {
     channel::pump_stream(w.stdout, "stdout", sinks.stdout, out.clone(), s, t);
     let (s, t) = (stop.clone(), tx.clone());
     channel::pump_stream(w.stderr, "stderr", sinks.stderr, err.clone(), s, t);
-    channel::pump_control(w.control, stop.clone(), tx);
+    let control = channel::pump_control(w.control, stop.clone(), tx);
     Pumps {
+        control,
         rx,
         tail,
         out,
@@ -277,7 +289,7 @@ pub struct RunReport {
 }
 
 /// The supervisor: moves events into the watch and asks it what to do.
-fn supervise(
+pub(crate) fn supervise(
     child: &mut crate::exec::Child,
     pumps: &Pumps,
     watch: &mut Watch,
@@ -314,7 +326,7 @@ fn supervise(
 }
 
 /// Turns the verdict into the run's outcome or error.
-fn conclude(
+pub(crate) fn conclude(
     verdict: Verdict,
     status: Option<ExitStatus>,
     watch: &Watch,
@@ -364,7 +376,7 @@ fn conclude(
 }
 
 /// Warns about the splats that did not fail the run and notes the allowed ones.
-fn report_splats(watch: &Watch, reporter: &dyn Reporter) {
+pub(crate) fn report_splats(watch: &Watch, reporter: &dyn Reporter) {
     let failing = watch.failing().len();
     for s in &watch.splats {
         match &s.allowed {

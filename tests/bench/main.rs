@@ -14,6 +14,7 @@ mod kernels;
 mod matrix;
 mod oci;
 mod runner;
+mod saved;
 mod util;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
@@ -27,6 +28,7 @@ const BENCHES: &[Bench] = &[
     ("matrix", matrix::run),
     ("oci", oci::run),
     ("runner", runner::run),
+    ("saved", saved::run),
 ];
 
 fn main() -> anyhow::Result<()> {

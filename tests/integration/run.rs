@@ -423,3 +423,108 @@ fn gdb_and_shell_flags_in_dry_runs() {
         assert!(stderr(&out).contains(want), "{extra:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn ssh_key_and_saved_state_inputs_are_checked_before_anything_runs() {
+    let d = files();
+    // A bare --ssh-key with no key in ~/.ssh: a clear error naming where lvh looked.
+    let out = std::process::Command::new(crate::common::lvh_bin())
+        .current_dir(d.path())
+        .env("HOME", d.path())
+        .args([
+            "run",
+            "--kernel",
+            "bzImage",
+            "--image",
+            "root.img",
+            "--dry-run",
+            "--ssh-key",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("no public key in") && stderr(&out).contains("id_ed25519.pub"),
+        "{}",
+        stderr(&out)
+    );
+    // A private key is refused without its content being shown.
+    std::fs::write(
+        d.path().join("id"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = run(d.path(), &["--dry-run", "--ssh-key", "id", "--", "true"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("this is a private key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("c2VjcmV0") && !stdout(&out).contains("c2VjcmV0"));
+    // With a public key, a bootable image gets the systemd credential.
+    std::fs::write(
+        d.path().join("id.pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0 me\n",
+    )
+    .unwrap();
+    let out = lvh_in(
+        d.path(),
+        &[
+            "run",
+            "--image",
+            "root.img",
+            "--dry-run",
+            "--daemonize",
+            "--ssh-key",
+            "id.pub",
+        ],
+    );
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains(
+            "-smbios type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root="
+        ),
+        "{}",
+        stdout(&out)
+    );
+    // Saved states: a missing one, a bad name, and --from-state with --kernel.
+    let out = lvh_in(d.path(), &["run", "--from-state", "nope", "--", "true"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("no saved state \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(d.path(), &["--save-state", "../x", "--", "true"]);
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("invalid state name \"../x\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = lvh_in(
+        d.path(),
+        &[
+            "run",
+            "--from-state",
+            "x",
+            "--kernel",
+            "bzImage",
+            "--",
+            "true",
+        ],
+    );
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("leave out --kernel and --image"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lvh_in(d.path(), &["run", "--list-states"]);
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "");
+    assert!(!d.path().join("_data").exists(), "listing created files");
+}

@@ -10,9 +10,9 @@ mod accel;
 #[cfg(lvh_system)]
 mod action;
 #[cfg(lvh_system)]
-mod bad_input;
-#[cfg(lvh_system)]
 mod appliance;
+#[cfg(lvh_system)]
+mod bad_input;
 #[cfg(lvh_system)]
 mod common;
 #[cfg(lvh_system)]
@@ -42,9 +42,13 @@ mod oci;
 #[cfg(lvh_system)]
 mod runner;
 #[cfg(lvh_system)]
+mod saved;
+#[cfg(lvh_system)]
 mod shell;
 #[cfg(lvh_system)]
 mod splat;
+#[cfg(lvh_system)]
+mod sshkey;
 #[cfg(lvh_system)]
 mod tools;
 

@@ -1,0 +1,163 @@
+//! Saved VMs: `--save-state NAME -- SETUP` then `--from-state NAME -- CMD`
+//! against real QEMU (TCG) with the fixture kernel and image. CMD sees what
+//! SETUP left in RAM (/tmp, a sysctl) and on disk, exit codes come back, the
+//! image stays unchanged, and a state is refused once its kernel changed.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use lvh::arch::Arch;
+
+use crate::common::{assert_code, lvh, text};
+use crate::runner::lvh_run;
+
+fn out(mut c: Command) -> Output {
+    c.stdin(Stdio::null()).output().expect("run lvh")
+}
+
+/// `lvh run --dir DIR --from-state NAME -- sh -c SCRIPT`.
+fn restore(dir: &Path, name: &str, script: &str) -> Output {
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--from-state", name, "--", "sh", "-c", script])
+        .env("LVH_ACCEL", "tcg");
+    out(c)
+}
+
+#[test]
+fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let before = crate::sshkey::sha256(&image);
+    let setup = "echo from-setup >/tmp/mark && echo 4242 >/proc/sys/kernel/pid_max && \
+                 echo on-disk >/root/saved && echo setup-ran";
+    let o = out(lvh_run(
+        Arch::Amd64,
+        &["--dir", dir, "--save-state", "s1", "--", "sh", "-c", setup],
+    ));
+    assert_code(&o, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "setup-ran\n",
+        "{}",
+        text(&o)
+    );
+    let state = d.path().join("states/s1");
+    for f in ["disk.qcow2", "memory", "state.json"] {
+        assert!(
+            state.join(f).is_file(),
+            "{f} missing in {}",
+            state.display()
+        );
+    }
+
+    let o = restore(
+        d.path(),
+        "s1",
+        "cat /tmp/mark /root/saved /proc/sys/kernel/pid_max; echo err >&2; exit 7",
+    );
+    assert_code(&o, 7);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "from-setup\non-disk\n4242\n",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).lines().last(),
+        Some("err")
+    );
+
+    // Each restore starts from the saved VM, not from the last restore.
+    let o = restore(d.path(), "s1", "echo changed >/tmp/mark; rm /root/saved");
+    assert_code(&o, 0);
+    let o = restore(d.path(), "s1", "cat /tmp/mark /root/saved");
+    assert_code(&o, 0);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-setup\non-disk\n");
+
+    let mut c = lvh();
+    c.args(["run", "--dir", dir, "--list-states"]);
+    let o = out(c);
+    assert_code(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("s1\t"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        crate::sshkey::sha256(&image),
+        before,
+        "the image was modified"
+    );
+}
+
+#[test]
+fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let o = out(lvh_run(
+        Arch::Amd64,
+        &[
+            "--dir",
+            dir,
+            "--save-state",
+            "bad",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    ));
+    assert_code(&o, 3);
+    assert!(
+        text(&o).contains("state \"bad\" was not saved"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path().join("states")).unwrap().count(),
+        0,
+        "a failed save left files"
+    );
+
+    // A state saved from a copy of the kernel, then the copy changes.
+    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64)
+        .expect("kernel")
+        .image;
+    let copy = d.path().join("bzImage");
+    std::fs::copy(&kernel, &copy).unwrap();
+    let image = crate::fixtures::image::root_image(Arch::Amd64).unwrap();
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--kernel")
+        .arg(&copy)
+        .arg("--image")
+        .arg(&image)
+        .args([
+            "--mem",
+            "512M",
+            "--dir",
+            dir,
+            "--save-state",
+            "k",
+            "--",
+            "true",
+        ])
+        .env("LVH_ACCEL", "tcg");
+    assert_code(&out(c), 0);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"x").unwrap();
+    let o = restore(d.path(), "k", "true");
+    assert_code(&o, 3);
+    assert!(
+        text(&o).contains("cannot restore state \"k\": the kernel") && text(&o).contains("changed"),
+        "{}",
+        text(&o)
+    );
+}
