@@ -133,7 +133,7 @@ mod tests {
     fn the_serve_script_detaches_shares_before_saying_saving() {
         let s = serve_script();
         let umount = s
-            .find("umount /run && mount --move /dev/.lvh-run /run")
+            .find("umount -n /run && mount -n --move /dev/.lvh-run /run")
             .unwrap();
         let saving = s.find("echo saving >&9").unwrap();
         let run = s.find("(exec 9>&- sh -c \"$lvh_cmd\")").unwrap();
