@@ -126,7 +126,11 @@ fn gdb_stub_nokaslr_and_no_boot_deadline() {
     // word before `--` to init as its first argument)
     // (lvh's init is one quoted `init=/bin/sh -c "..."` word, so words after it
     // only become init's arguments)
-    assert!(c.cmdline.contains("exit 1;}\" kaslr quiet"), "{}", c.cmdline);
+    assert!(
+        c.cmdline.contains("exit 1;}\" kaslr quiet"),
+        "{}",
+        c.cmdline
+    );
     assert!(c.cmdline.ends_with(" kaslr quiet nokaslr"), "{}", c.cmdline);
     let argv = qemu::argv(&c).join(" ");
     assert!(argv.contains(" -gdb tcp:127.0.0.1:1234"), "{argv}");
