@@ -6,18 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lvh::arch::Arch;
 
-use crate::util::median;
+use crate::util::{median, secs, timed};
 
 const RUNS: usize = 5;
 const BUDGET: Duration = Duration::from_secs(1);
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
 
 fn lvh(kernel: &Path, image: &Path, accel: Option<&str>, runtime_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
@@ -35,38 +31,28 @@ fn lvh(kernel: &Path, image: &Path, accel: Option<&str>, runtime_dir: &Path) -> 
     c
 }
 
-fn timed(mut c: Command, what: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let out = c.output()?;
-    let d = t.elapsed();
-    anyhow::ensure!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(d)
-}
-
 pub fn run() -> anyhow::Result<()> {
     let kernel = crate::fixtures::kernel::kernel(Arch::Amd64)?.image;
     let image: PathBuf = crate::fixtures::image::root_image(Arch::Amd64)?;
     let cached = tempfile::tempdir()?;
     let (mut tcg, mut auto_cached, mut auto_fresh) = (vec![], vec![], vec![]);
     // Warm-up; also leaves the probe's verdict in `cached`.
-    timed(lvh(&kernel, &image, None, cached.path()), "lvh run (auto)")?;
+    timed(
+        &mut lvh(&kernel, &image, None, cached.path()),
+        "lvh run (auto)",
+    )?;
     for _ in 0..RUNS {
         tcg.push(timed(
-            lvh(&kernel, &image, Some("tcg"), cached.path()),
+            &mut lvh(&kernel, &image, Some("tcg"), cached.path()),
             "lvh run --accel tcg",
         )?);
         auto_cached.push(timed(
-            lvh(&kernel, &image, None, cached.path()),
+            &mut lvh(&kernel, &image, None, cached.path()),
             "lvh run (auto, cached)",
         )?);
         let fresh = tempfile::tempdir()?;
         auto_fresh.push(timed(
-            lvh(&kernel, &image, None, fresh.path()),
+            &mut lvh(&kernel, &image, None, fresh.path()),
             "lvh run (auto, fresh probe)",
         )?);
     }

@@ -9,32 +9,16 @@
 //! Kernel and image are the system tests' arm64 fixtures (built on first use)
 //! unless `LVH_BENCH_ARM64_KERNEL` / `LVH_BENCH_ARM64_IMAGE` name others.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use lvh::arch::Arch;
 
-use crate::util::median;
+use crate::util::{inputs as bench_inputs, median, secs, timed};
 
 const RUNS: usize = 5;
 const GOAL: f64 = 0.5;
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn inputs() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let kernel = match std::env::var_os("LVH_BENCH_ARM64_KERNEL") {
-        Some(k) => PathBuf::from(k),
-        None => crate::fixtures::kernel::kernel(Arch::Arm64)?.image,
-    };
-    let image = match std::env::var_os("LVH_BENCH_ARM64_IMAGE") {
-        Some(i) => PathBuf::from(i),
-        None => crate::fixtures::image::root_image(Arch::Arm64)?,
-    };
-    Ok((kernel, image))
-}
 
 /// Bare QEMU as a user would boot the kernel: `machine` and `cpu` stock
 /// unless a lever changes them; `extra` goes on the kernel command line.
@@ -70,19 +54,6 @@ fn lvh_run(kernel: &Path, image: &Path) -> Command {
 }
 
 /// Runs `c` to completion, returning its wall time; fails on a bad exit.
-fn timed(c: &mut Command, what: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let out = c.stdin(Stdio::null()).output()?;
-    let d = t.elapsed();
-    anyhow::ensure!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(d)
-}
-
 type Variant<'a> = (String, Box<dyn Fn() -> Command + 'a>, Vec<Duration>);
 
 /// One warm-up run each, then `RUNS` interleaved rounds; prints the medians.
@@ -104,7 +75,11 @@ fn measure(variants: &mut [Variant]) -> anyhow::Result<Vec<Duration>> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let (k, i) = inputs()?;
+    let (k, i) = bench_inputs(
+        Arch::Arm64,
+        "LVH_BENCH_ARM64_KERNEL",
+        "LVH_BENCH_ARM64_IMAGE",
+    )?;
     println!("kernel {}, image {}", k.display(), i.display());
     println!("arm64 boot-to-command (TCG, {RUNS} interleaved rounds, medians):");
     let mut v: Vec<Variant> = vec![

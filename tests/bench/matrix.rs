@@ -8,42 +8,16 @@
 //! Kernel and image are the system tests' fixtures unless `LVH_BENCH_KERNEL` /
 //! `LVH_BENCH_IMAGE` name others.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use lvh::arch::Arch;
 
-use crate::util::median;
+use crate::util::{inputs as bench_inputs, median, timed};
 
 const TESTS: usize = 8;
 const ROUNDS: usize = 3;
-
-fn inputs() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let kernel = match std::env::var_os("LVH_BENCH_KERNEL") {
-        Some(k) => PathBuf::from(k),
-        None => crate::fixtures::kernel::kernel(Arch::Amd64)?.image,
-    };
-    let image = match std::env::var_os("LVH_BENCH_IMAGE") {
-        Some(i) => PathBuf::from(i),
-        None => crate::fixtures::image::root_image(Arch::Amd64)?,
-    };
-    Ok((kernel, image))
-}
-
-fn timed(c: &mut Command, what: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let out = c.stdin(Stdio::null()).env("LVH_ACCEL", "tcg").output()?;
-    let d = t.elapsed();
-    anyhow::ensure!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(d)
-}
 
 fn lvh_run(kernel: &Path, image: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
@@ -68,7 +42,7 @@ fn s(d: Duration) -> String {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let (kernel, image) = inputs()?;
+    let (kernel, image) = bench_inputs(Arch::Amd64, "LVH_BENCH_KERNEL", "LVH_BENCH_IMAGE")?;
     let dir = tempfile::tempdir()?;
     let tests: Vec<String> = (0..TESTS)
         .map(|i| format!(r#"{{"name": "t{i}", "command": ["true"]}}"#))
@@ -81,19 +55,25 @@ pub fn run() -> anyhow::Result<()> {
     );
     std::fs::write(dir.path().join("lvh-tests.json"), text)?;
     // Warm the page cache once each.
-    timed(&mut lvh_run(&kernel, &image), "lvh run")?;
-    timed(&mut lvh_test(dir.path(), 2), "lvh test")?;
+    timed(lvh_run(&kernel, &image).env("LVH_ACCEL", "tcg"), "lvh run")?;
+    timed(lvh_test(dir.path(), 2).env("LVH_ACCEL", "tcg"), "lvh test")?;
     let (mut seq, mut single, mut j2, mut j1) = (vec![], vec![], vec![], vec![]);
     for _ in 0..ROUNDS {
         let mut total = Duration::ZERO;
         for _ in 0..TESTS {
-            let d = timed(&mut lvh_run(&kernel, &image), "lvh run")?;
+            let d = timed(lvh_run(&kernel, &image).env("LVH_ACCEL", "tcg"), "lvh run")?;
             single.push(d);
             total += d;
         }
         seq.push(total);
-        j2.push(timed(&mut lvh_test(dir.path(), 2), "lvh test --jobs 2")?);
-        j1.push(timed(&mut lvh_test(dir.path(), 1), "lvh test --jobs 1")?);
+        j2.push(timed(
+            lvh_test(dir.path(), 2).env("LVH_ACCEL", "tcg"),
+            "lvh test --jobs 2",
+        )?);
+        j1.push(timed(
+            lvh_test(dir.path(), 1).env("LVH_ACCEL", "tcg"),
+            "lvh test --jobs 1",
+        )?);
     }
     let (seq, single, j2, j1) = (median(&seq), median(&single), median(&j2), median(&j1));
     println!("matrix: {TESTS} `true` tests x 1 kernel x 1 image (TCG, {ROUNDS} interleaved rounds, medians):");

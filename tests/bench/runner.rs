@@ -14,15 +14,11 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::util::median;
+use crate::util::{median, secs, timed};
 
 const RUNS: usize = 7;
 /// Issue 13's goal: lvh boots to the command in half bare QEMU's time.
 const GOAL: f64 = 0.5;
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
 
 fn inputs() -> anyhow::Result<(PathBuf, PathBuf)> {
     let kernel = match std::env::var_os("LVH_BENCH_KERNEL") {
@@ -86,19 +82,6 @@ fn lvh_run(kernel: &Path, image: &Path, fast_boot: bool) -> Command {
 }
 
 /// Runs `c` to completion, returning its wall time; fails on a bad exit.
-fn timed(c: &mut Command, what: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let out = c.stdin(Stdio::null()).output()?;
-    let d = t.elapsed();
-    anyhow::ensure!(
-        out.status.success(),
-        "{what} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(d)
-}
-
 fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
     // lvh skips the PS/2 probe on amd64 (see `runner::qemu::base_cmdline`);
     // the third variant gives bare QEMU the same parameters, so the cost of

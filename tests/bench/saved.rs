@@ -9,11 +9,10 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::util::median;
+use crate::util::{median, timed};
 
 const RUNS: usize = 5;
 
@@ -28,18 +27,6 @@ fn lvh(dir: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-fn timed(mut c: Command, what: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let o = c.output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "{what} failed ({}): {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(t.elapsed())
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -57,7 +44,7 @@ pub fn run() -> anyhow::Result<()> {
     };
     let mut save = boot();
     save.args(["--save-state", "bench", "--", "true"]);
-    let saved = timed(save, "save")?;
+    let saved = timed(&mut save, "save")?;
     let memory = std::fs::metadata(d.path().join("states/bench/memory"))?.len();
     println!(
         "saving (boot + `true` + save): {:.2} s, memory file {:.1} MiB",
@@ -68,10 +55,10 @@ pub fn run() -> anyhow::Result<()> {
     for _ in 0..RUNS {
         let mut b = boot();
         b.args(["--", "true"]);
-        booted.push(timed(b, "boot")?);
+        booted.push(timed(&mut b, "boot")?);
         let mut r = lvh(d.path());
         r.args(["--from-state", "bench", "--", "true"]);
-        restored.push(timed(r, "restore")?);
+        restored.push(timed(&mut r, "restore")?);
     }
     let (b, r) = (median(&booted), median(&restored));
     println!("to-command, `true` (TCG, 512M, {RUNS} interleaved rounds, medians):");
