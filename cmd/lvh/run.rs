@@ -144,7 +144,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub gdb_wait: bool,
     /// Run the setup command (-- SETUP), then save the VM as NAME in <dir>/states
-    /// (needs --kernel; nothing is saved unless SETUP exits 0)
+    /// (with --kernel, lvh's init; without, a bootable image's own init and ssh;
+    /// nothing is saved unless SETUP exits 0)
     #[arg(long, value_name = "NAME", conflicts_with = "from_state")]
     pub save_state: Option<String>,
     /// Restore the VM saved as NAME and run the command (-- CMD) in it, without booting
@@ -297,7 +298,7 @@ fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::allow:
 }
 
 pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    use lvh::runner::{saved, state};
+    use lvh::runner::{saved, saved_boot, state};
     let states = state::states_dir(&args.dir);
     if args.list_states {
         for s in state::list(&states) {
@@ -323,11 +324,21 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         let (dir, meta) = state::load(&states, name)?;
         opts = saved::restore_options(&opts, &dir, &meta)?;
+        // A bootable image's state: the command goes over ssh.
+        let ssh = match meta.booted {
+            true => Some(Box::new(saved_boot::prepare(&mut opts, "--from-state")?)),
+            false => None,
+        };
         state_op = Some(saved::StateOp::Restore {
             dir,
             meta: Box::new(meta),
+            ssh,
         });
     }
+    let save_ssh = match (&args.save_state, &args.kernel) {
+        (Some(_), None) => Some(Box::new(saved_boot::prepare(&mut opts, "--save-state")?)),
+        _ => None,
+    };
     if let (Some(r), None) = (&args.result_json, &opts.console_log_file) {
         // The console goes beside the result, where the result says it is.
         let mut name = r.as_os_str().to_owned();
@@ -341,10 +352,11 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     if let Some(name) = &args.save_state {
         state::check_name(name)?;
-        saved::check_save(&plan)?;
+        saved::check_save(&plan, save_ssh.is_some())?;
         state_op = Some(saved::StateOp::Save {
             states: std::path::absolute(&states).unwrap_or(states),
             name: name.clone(),
+            ssh: save_ssh,
         });
     }
     plan.state = state_op;

@@ -26,6 +26,7 @@ pub(crate) mod qemu;
 pub(crate) mod qmp;
 pub mod result;
 pub mod saved;
+pub mod saved_boot;
 pub(crate) mod serve;
 pub mod shell;
 pub mod shell_guest;

@@ -16,6 +16,7 @@ use super::channel::{ControlWriter, Event};
 use super::guest::{self, ControlMsg, GuestCommand};
 use super::image::ImageFormat;
 use super::plan::{RunOptions, RunPlan};
+use super::saved_boot::SshRun;
 use super::state::{self, FileId, StateMeta};
 use super::verdict::{Limits, Verdict, Watch};
 use super::vm::{self, Outcome, Sinks};
@@ -35,9 +36,28 @@ const QEMU_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub enum StateOp {
     /// `--save-state NAME`: save into `states/NAME` after the setup command.
-    Save { states: PathBuf, name: String },
+    Save {
+        states: PathBuf,
+        name: String,
+        /// A bootable image: the setup command runs over ssh (`saved_boot`).
+        ssh: Option<Box<SshRun>>,
+    },
     /// `--from-state NAME`: the state's directory and what it was saved from.
-    Restore { dir: PathBuf, meta: Box<StateMeta> },
+    Restore {
+        dir: PathBuf,
+        meta: Box<StateMeta>,
+        /// A bootable image's state: the command runs over ssh (`saved_boot`).
+        ssh: Option<Box<SshRun>>,
+    },
+}
+
+impl StateOp {
+    /// The ssh run of a bootable image's state, if it is one.
+    pub fn ssh(&self) -> Option<&SshRun> {
+        match self {
+            StateOp::Save { ssh, .. } | StateOp::Restore { ssh, .. } => ssh.as_deref(),
+        }
+    }
 }
 
 fn invalid(m: String) -> RunError {
@@ -45,10 +65,12 @@ fn invalid(m: String) -> RunError {
 }
 
 /// The checks `--save-state` adds to a plan.
-pub fn check_save(plan: &RunPlan) -> Result<(), RunError> {
-    if !matches!(plan.mode, super::Mode::Command { .. }) {
+/// `booted`: a bootable image without `--kernel` (see `saved_boot::prepare`).
+pub fn check_save(plan: &RunPlan, booted: bool) -> Result<(), RunError> {
+    if !booted && !matches!(plan.mode, super::Mode::Command { .. }) {
         return Err(invalid(
-            "--save-state needs --kernel and a setup command (-- SETUP)".into(),
+            "--save-state needs a setup command (-- SETUP), with --kernel or a bootable image"
+                .into(),
         ));
     }
     if plan.persist {
@@ -91,7 +113,8 @@ pub fn restore_options(
     let bad = |what: &str, v: &str| invalid(format!("state {:?}: bad {what} {v:?}", meta.name));
     let mut r = o.clone();
     r.image = dir.join(state::DISK);
-    r.kernel = Some(meta.kernel.clone());
+    // A bootable image's state boots no kernel of lvh's (see `saved_boot`).
+    r.kernel = (!meta.booted).then(|| meta.kernel.clone());
     r.arch = meta.arch.parse().map_err(|_| bad("arch", &meta.arch))?;
     r.accel = match meta.accel.as_str() {
         "kvm" => AccelChoice::Kvm,
@@ -104,9 +127,13 @@ pub fn restore_options(
     Ok(r)
 }
 
-/// The metadata of a state saved from `plan` (hashes the kernel).
-fn meta_for(plan: &RunPlan, name: &str, setup: &[String]) -> Result<StateMeta, RunError> {
-    let kernel = plan.kernel.clone().expect("command mode has a kernel");
+/// The metadata of a state saved from `plan` (hashes the kernel, if any).
+pub(super) fn meta_base(
+    plan: &RunPlan,
+    name: &str,
+    setup: &[String],
+) -> Result<StateMeta, RunError> {
+    let kernel = plan.kernel.clone().unwrap_or_default();
     Ok(StateMeta {
         version: state::VERSION,
         name: name.into(),
@@ -123,14 +150,67 @@ fn meta_for(plan: &RunPlan, name: &str, setup: &[String]) -> Result<StateMeta, R
             qemu::RootDev::Vda => "vda".into(),
             qemu::RootDev::Hda => "hda".into(),
         },
-        kernel_sha256: state::sha256_file(&kernel)?,
+        kernel_sha256: match plan.kernel {
+            Some(_) => state::sha256_file(&kernel)?,
+            None => String::new(),
+        },
         kernel,
         image: plan.image.clone(),
         image_format: plan.image_format.as_str().into(),
         image_id: FileId::of(&plan.image)?,
         host_mount: plan.host_mount.is_some(),
         setup: setup.to_vec(),
+        booted: false,
     })
+}
+
+/// Creates `disk`, a qcow2 overlay whose backing file is the plan's image.
+pub(super) fn create_overlay(
+    plan: &RunPlan,
+    disk: &Path,
+    reporter: &dyn Reporter,
+) -> Result<(), RunError> {
+    Cmd::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            plan.image_format.as_str(),
+            "-b",
+        ])
+        .arg(&plan.image)
+        .arg(disk)
+        .run(reporter)?;
+    Ok(())
+}
+
+/// Stops the VM behind `qmp_sock` and migrates it into the file `to`.
+pub(super) fn migrate_to(qmp_sock: &Path, to: &Path) -> Result<(), RunError> {
+    let uri = format!("exec:cat > {}", guest::sh_quote(&to.to_string_lossy()));
+    let mut alive = || true;
+    qmp::Qmp::connect(qmp_sock, Instant::now() + SAVE_READY, &mut alive)
+        .and_then(|mut q| {
+            q.execute("stop", None)?;
+            q.execute("migrate", Some(serde_json::json!({ "uri": uri })))?;
+            q.wait_migration(Instant::now() + MIGRATE_TIMEOUT)
+        })
+        .map_err(|e| RunError::Setup(format!("could not save the VM to {}: {e}", to.display())))
+}
+
+/// Waits until QEMU (started with `-incoming`) loaded the saved VM, and
+/// continues it.
+pub(super) fn resume(
+    qmp_sock: &Path,
+    deadline: Instant,
+    alive: &mut dyn FnMut() -> bool,
+) -> std::io::Result<()> {
+    let mut q = qmp::Qmp::connect(qmp_sock, deadline, alive)?;
+    match q.wait_incoming(deadline)?.as_str() {
+        "running" => Ok(()),
+        _ => q.execute("cont", None).map(|_| ()),
+    }
 }
 
 type Ran = Result<(Result<Outcome, RunError>, Watch, Instant), RunError>;
@@ -146,23 +226,11 @@ pub(crate) fn run(
     print_cmd: bool,
 ) -> Ran {
     match plan.state.as_ref().expect("a state run") {
-        StateOp::Save { states, name } => {
+        StateOp::Save { states, name, .. } => {
             let partial = state::Partial::new(states, name)?;
-            let meta = meta_for(plan, name, &gcmd.argv)?;
+            let meta = meta_base(plan, name, &gcmd.argv)?;
             let disk = partial.dir.join(state::DISK);
-            Cmd::new("qemu-img")
-                .args([
-                    "create",
-                    "-q",
-                    "-f",
-                    "qcow2",
-                    "-F",
-                    plan.image_format.as_str(),
-                    "-b",
-                ])
-                .arg(&plan.image)
-                .arg(&disk)
-                .run(reporter)?;
+            create_overlay(plan, &disk, reporter)?;
             let memory = partial.dir.join(state::MEMORY);
             let ctx = Ctx {
                 plan,
@@ -292,13 +360,7 @@ impl Ctx<'_> {
         let deadline = start + plan.boot_timeout;
         if load_from.is_some() {
             let mut alive = || matches!(child.try_wait(), Ok(None));
-            let resumed = qmp::Qmp::connect(&qmp_sock, deadline, &mut alive).and_then(|mut q| {
-                match q.wait_incoming(deadline)?.as_str() {
-                    "running" => Ok(()),
-                    _ => q.execute("cont", None).map(|_| ()),
-                }
-            });
-            if let Err(e) = resumed {
+            if let Err(e) = resume(&qmp_sock, deadline, &mut alive) {
                 let _ = child.terminate();
                 return Err(RunError::Setup(format!(
                     "could not load the saved VM: {e}{}",
@@ -378,23 +440,13 @@ impl Ctx<'_> {
                 )));
             }
         }
-        let uri = format!("exec:cat > {}", guest::sh_quote(&to.to_string_lossy()));
-        let mut alive = || true;
-        let migrated = qmp::Qmp::connect(qmp_sock, Instant::now() + SAVE_READY, &mut alive)
-            .and_then(|mut q| {
-                q.execute("stop", None)?;
-                q.execute("migrate", Some(serde_json::json!({ "uri": uri })))?;
-                q.wait_migration(Instant::now() + MIGRATE_TIMEOUT)
-            });
-        migrated.map_err(|e| {
-            RunError::Setup(format!("could not save the VM to {}: {e}", to.display()))
-        })?;
+        migrate_to(qmp_sock, to)?;
         stage.finish(progress::Outcome::Done);
         Ok(())
     }
 }
 
-fn qemu_lines(t: &std::sync::Mutex<std::collections::VecDeque<String>>) -> String {
+pub(super) fn qemu_lines(t: &std::sync::Mutex<std::collections::VecDeque<String>>) -> String {
     let l: Vec<String> = t
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -47,6 +47,11 @@ pub struct StateMeta {
     pub host_mount: bool,
     /// The setup command.
     pub setup: Vec<String>,
+    /// Saved from a bootable image booted by its own init (no kernel of
+    /// lvh's: `kernel` is empty); commands reach it over ssh with the key in
+    /// the state's directory (`saved_boot`).
+    #[serde(default)]
+    pub booted: bool,
 }
 
 /// A cheap identity of a (large) file: size, modification time and inode.
@@ -147,7 +152,7 @@ pub fn load(states: &Path, name: &str) -> Result<(PathBuf, StateMeta), RunError>
     let meta: StateMeta = serde_json::from_str(&text).map_err(|e| {
         RunError::Invalid(format!("{}: not a saved state: {e}", meta_path.display()))
     })?;
-    let kernel_sum = if meta.kernel.is_file() {
+    let kernel_sum = if !meta.booted && meta.kernel.is_file() {
         sha256_file(&meta.kernel)?
     } else {
         String::new()
@@ -191,7 +196,11 @@ pub fn describe(m: &StateMeta) -> String {
         m.created,
         m.arch,
         m.mem,
-        m.kernel.display(),
+        if m.booted {
+            "(the image's own, over ssh)".to_string()
+        } else {
+            m.kernel.display().to_string()
+        },
         m.image.display(),
         m.setup.join(" ")
     )
@@ -300,6 +309,7 @@ mod tests {
             },
             host_mount: false,
             setup: vec!["true".into()],
+            booted: false,
         }
     }
 

@@ -107,6 +107,12 @@ pub fn run_report(
                 Err(e) => Err(e),
             }
         }
+        // A bootable image's saved VM: commands over ssh (`saved_boot`).
+        Mode::Interactive if plan.state.as_ref().is_some_and(|s| s.ssh().is_some()) => {
+            let op = plan.state.as_ref().expect("a state run");
+            let ssh = op.ssh().expect("an ssh run");
+            super::saved_boot::run(plan, op, ssh, sinks, reporter, print_cmd)
+        }
         Mode::Interactive => run_interactive(plan, reporter, print_cmd),
         Mode::Shell(g) => shell::run_shell(plan, g, sinks, reporter, print_cmd),
         Mode::Daemon {
@@ -583,7 +589,7 @@ fn run_daemon(
     }
 }
 
-fn last_lines(p: &Path) -> Vec<String> {
+pub(crate) fn last_lines(p: &Path) -> Vec<String> {
     let text = std::fs::read(p).unwrap_or_default();
     let mut pending = Vec::new();
     let mut lines = channel::split_lines(&mut pending, &text);
