@@ -2,6 +2,8 @@
 //! against real QEMU (TCG) with the fixture kernel and image. CMD sees what
 //! SETUP left in RAM (/tmp, a sysctl) and on disk, exit codes come back, the
 //! image stays unchanged, and a state is refused once its kernel changed.
+//! The same round trip with a bootable systemd image (no `--kernel`), whose
+//! commands go over ssh.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -159,5 +161,74 @@ fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
         text(&o).contains("cannot restore state \"k\": the kernel") && text(&o).contains("changed"),
         "{}",
         text(&o)
+    );
+}
+
+#[test]
+fn a_bootable_images_saved_vm_runs_commands_over_ssh() {
+    // The ssh fixture's parent: extlinux, Debian's kernel, systemd, sshd, DHCP,
+    // no authorized_keys (lvh's key comes as a systemd credential).
+    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let image = f.image.with_file_name("boot.qcow2");
+    let before = crate::sshkey::sha256(&image);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let setup = "echo from-setup >/dev/shm/mark && echo 4242 >/proc/sys/kernel/pid_max && \
+                 echo on-disk >/root/saved && echo setup-ran";
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--image")
+        .arg(&image)
+        .args(["--dir", dir, "--mem", "1G", "--ssh-timeout", "900"])
+        .args(["--save-state", "b1", "--", "sh", "-c", setup])
+        .env("LVH_ACCEL", "tcg");
+    let o = out(c);
+    assert_code(&o, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "setup-ran\n",
+        "{}",
+        text(&o)
+    );
+    let state = d.path().join("states/b1");
+    for f in [
+        "disk.qcow2",
+        "memory",
+        "state.json",
+        "ssh_key",
+        "ssh_key.pub",
+    ] {
+        assert!(
+            state.join(f).is_file(),
+            "{f} missing in {}",
+            state.display()
+        );
+    }
+
+    // PID 1 is the image's systemd, and the restored VM is the saved one.
+    let check = "cat /proc/1/comm /dev/shm/mark /root/saved /proc/sys/kernel/pid_max; \
+                 echo err >&2; exit 7";
+    let o = restore(d.path(), "b1", check);
+    assert_code(&o, 7);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "systemd\nfrom-setup\non-disk\n4242\n",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).lines().last(),
+        Some("err")
+    );
+    // A second restore starts from the saved VM again.
+    let o = restore(d.path(), "b1", "rm /dev/shm/mark /root/saved");
+    assert_code(&o, 0);
+    let o = restore(d.path(), "b1", "cat /dev/shm/mark /root/saved");
+    assert_code(&o, 0);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-setup\non-disk\n");
+    assert_eq!(
+        crate::sshkey::sha256(&image),
+        before,
+        "the image was modified"
     );
 }
