@@ -1,20 +1,28 @@
-//! Restore-to-command against boot-to-command under TCG: `lvh run --from-state
-//! S -- true` (a VM saved after `--save-state S -- true`) against `lvh run
-//! --kernel K --image I -- true`, with the system tests' fixture kernel and
-//! image, interleaved rounds, medians, the ratio printed.
+//! Restore-to-command against boot-to-command under TCG, interleaved rounds,
+//! medians, the ratio printed:
 //!
-//! Saved VMs need lvh's init (command mode, `--kernel`): a bootable systemd
-//! image booted by its own init cannot be saved yet, so that comparison is
-//! not measured (the README says so).
+//! - **command mode** (`--kernel`, lvh's init): `lvh run --from-state S -- true`
+//!   (a VM saved after `--save-state S -- true`) against `lvh run --kernel K
+//!   --image I -- true`, with `LVH_BENCH_KERNEL` / `LVH_BENCH_IMAGE` (e.g. the
+//!   `make demo` kernel and image), else the system tests' fixtures;
+//! - **bootable systemd image** (no `--kernel`; the ssh fixture's `boot.qcow2`,
+//!   or `LVH_BENCH_BOOTABLE`): `lvh run --from-state B -- true` (over ssh)
+//!   against what the same command costs without a state: boot with
+//!   `--daemonize -p P:22 --wait-ssh --ssh-key`, `ssh root@ true`, stop QEMU.
+//!   `LVH_BENCH_SAVED_BOOTABLE=0` skips it (each boot takes about a minute).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::util::{median, timed};
+use crate::common::{daemon_pid, free_port, ssh_root, terminate};
+use crate::util::{inputs, median, timed};
 
 const RUNS: usize = 5;
+/// Rounds with the bootable image (its boots are slow).
+const BOOTABLE_RUNS: usize = 3;
 
 fn lvh(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lvh"));
@@ -29,9 +37,43 @@ fn lvh(dir: &Path) -> Command {
     c
 }
 
+fn report(what: &str, booted: &[Duration], restored: &[Duration]) {
+    let (b, r) = (median(booted), median(restored));
+    println!(
+        "{what} to-command, `true` (TCG, {} interleaved rounds, medians):",
+        booted.len()
+    );
+    println!("  boot    {:.2} s  {booted:.2?}", b.as_secs_f64());
+    println!("  restore {:.2} s  {restored:.2?}", r.as_secs_f64());
+    println!(
+        "  ratio restore / boot {:.3}",
+        r.as_secs_f64() / b.as_secs_f64()
+    );
+}
+
+/// Saves `name` with `save` and prints how long it took and the memory file's size.
+fn save(mut save: Command, dir: &Path, name: &str) -> anyhow::Result<()> {
+    let saved = timed(&mut save, "save")?;
+    let memory = std::fs::metadata(dir.join("states").join(name).join("memory"))?.len();
+    println!(
+        "saving {name} (boot + `true` + save): {:.2} s, memory file {:.1} MiB",
+        saved.as_secs_f64(),
+        memory as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
 pub fn run() -> anyhow::Result<()> {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64)?.image;
-    let image = crate::fixtures::image::root_image(Arch::Amd64)?;
+    command_mode()?;
+    if std::env::var("LVH_BENCH_SAVED_BOOTABLE").as_deref() != Ok("0") {
+        bootable()?;
+    }
+    Ok(())
+}
+
+fn command_mode() -> anyhow::Result<()> {
+    let (kernel, image) = inputs(Arch::Amd64, "LVH_BENCH_KERNEL", "LVH_BENCH_IMAGE")?;
+    println!("kernel {}, image {}", kernel.display(), image.display());
     let d = tempfile::tempdir()?;
     let boot = || {
         let mut c = lvh(d.path());
@@ -42,15 +84,9 @@ pub fn run() -> anyhow::Result<()> {
             .args(["--mem", "512M"]);
         c
     };
-    let mut save = boot();
-    save.args(["--save-state", "bench", "--", "true"]);
-    let saved = timed(&mut save, "save")?;
-    let memory = std::fs::metadata(d.path().join("states/bench/memory"))?.len();
-    println!(
-        "saving (boot + `true` + save): {:.2} s, memory file {:.1} MiB",
-        saved.as_secs_f64(),
-        memory as f64 / (1 << 20) as f64
-    );
+    let mut s = boot();
+    s.args(["--save-state", "bench", "--", "true"]);
+    save(s, d.path(), "bench")?;
     let (mut booted, mut restored) = (vec![], vec![]);
     for _ in 0..RUNS {
         let mut b = boot();
@@ -60,13 +96,80 @@ pub fn run() -> anyhow::Result<()> {
         r.args(["--from-state", "bench", "--", "true"]);
         restored.push(timed(&mut r, "restore")?);
     }
-    let (b, r) = (median(&booted), median(&restored));
-    println!("to-command, `true` (TCG, 512M, {RUNS} interleaved rounds, medians):");
-    println!("  boot    {:.2} s  {booted:.2?}", b.as_secs_f64());
-    println!("  restore {:.2} s  {restored:.2?}", r.as_secs_f64());
-    println!(
-        "  ratio restore / boot {:.3}",
-        r.as_secs_f64() / b.as_secs_f64()
+    report("command mode (--kernel, 512M)", &booted, &restored);
+    Ok(())
+}
+
+/// One boot of the bootable image to a command without a state: boot until
+/// ssh answers, run `true` over ssh, stop QEMU.
+fn boot_over_ssh(image: &Path, key: &Path) -> anyhow::Result<Duration> {
+    let port = free_port();
+    let t = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_lvh"))
+        .arg("run")
+        .arg("--image")
+        .arg(image)
+        .args(["--daemonize", "-p", &format!("{port}:22"), "--wait-ssh"])
+        .args(["--ssh-timeout", "900", "--mem", "1G", "--ssh-key"])
+        .arg(key.with_extension("pub"))
+        .env("LVH_ACCEL", "tcg")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "booting {} failed: {}",
+        image.display(),
+        String::from_utf8_lossy(&o.stderr)
     );
+    let pid = daemon_pid(&String::from_utf8_lossy(&o.stderr));
+    let ssh = ssh_root(key, port, "true");
+    let took = t.elapsed();
+    terminate(pid)?;
+    anyhow::ensure!(
+        ssh.status.success(),
+        "ssh true failed: {}",
+        String::from_utf8_lossy(&ssh.stderr)
+    );
+    // The next round starts once this QEMU is gone.
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..100 {
+        if !proc.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(took)
+}
+
+fn bootable() -> anyhow::Result<()> {
+    let image = match std::env::var_os("LVH_BENCH_BOOTABLE") {
+        Some(i) => i.into(),
+        None => crate::fixtures::image::ssh_image()?
+            .image
+            .with_file_name("boot.qcow2"),
+    };
+    println!("bootable image {}", image.display());
+    let d = tempfile::tempdir()?;
+    let key = d.path().join("key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()?;
+    anyhow::ensure!(st.success(), "ssh-keygen failed: {st}");
+    let mut s = lvh(d.path());
+    s.arg("--image")
+        .arg(&image)
+        .args(["--mem", "1G", "--ssh-timeout", "900"])
+        .args(["--save-state", "boot", "--", "true"]);
+    save(s, d.path(), "boot")?;
+    let (mut booted, mut restored) = (vec![], vec![]);
+    for _ in 0..BOOTABLE_RUNS {
+        booted.push(boot_over_ssh(&image, &key)?);
+        let mut r = lvh(d.path());
+        r.args(["--from-state", "boot", "--", "true"]);
+        restored.push(timed(&mut r, "restore")?);
+    }
+    report("bootable systemd image (ssh, 1G)", &booted, &restored);
     Ok(())
 }
