@@ -399,5 +399,18 @@ mod tests {
         std::fs::write(&kernel, "k2").unwrap();
         let e = load(&states, "s").unwrap_err().to_string();
         assert!(e.contains("cannot restore state \"s\": the kernel"), "{e}");
+        // A bootable image's state has no kernel of lvh's; its image still counts.
+        let mut b = meta("b");
+        b.booted = true;
+        b.kernel = PathBuf::new();
+        b.kernel_sha256 = String::new();
+        b.image = image.clone();
+        b.image_id = FileId::of(&image).unwrap();
+        Partial::new(&states, "b").unwrap().commit(&b).unwrap();
+        assert_eq!(load(&states, "b").unwrap().1, b);
+        assert!(describe(&b).contains("kernel (the image's own, over ssh)"));
+        std::fs::write(&image, "i2").unwrap();
+        let e = load(&states, "b").unwrap_err().to_string();
+        assert!(e.contains("the image") && e.contains("changed"), "{e}");
     }
 }
