@@ -226,6 +226,27 @@ fn a_bootable_images_saved_vm_runs_commands_over_ssh() {
     let o = restore(d.path(), "b1", "cat /dev/shm/mark /root/saved");
     assert_code(&o, 0);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "from-setup\non-disk\n");
+
+    // A failing setup: its code comes back and nothing is saved.
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--image")
+        .arg(&image)
+        .args(["--dir", dir, "--mem", "1G", "--ssh-timeout", "900"])
+        .args(["--save-state", "b2", "--", "sh", "-c", "exit 3"])
+        .env("LVH_ACCEL", "tcg");
+    let o = out(c);
+    assert_code(&o, 3);
+    assert!(
+        text(&o).contains("state \"b2\" was not saved"),
+        "{}",
+        text(&o)
+    );
+    let left: Vec<_> = std::fs::read_dir(d.path().join("states"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["b1"], "a failed save left files");
     assert_eq!(
         crate::sshkey::sha256(&image),
         before,
