@@ -95,6 +95,17 @@ fn exit_codes_come_back_exactly() {
     assert_code(&o, 127);
 }
 
+/// `--cpu N` reaches a kernel without ACPI too (the fixture's tinyconfig
+/// base): it counts CPUs from the MP table, one core per socket.
+#[test]
+fn the_guest_gets_the_cpus_it_was_given() {
+    for cpus in ["1", "2"] {
+        let o = output(lvh_run(Arch::Amd64, &["--cpu", cpus, "--", "nproc"]));
+        assert_code(&o, 0);
+        assert_eq!(text(&o.stdout), format!("{cpus}\n"));
+    }
+}
+
 #[test]
 fn stdout_and_stderr_arrive_apart_whole_and_byte_exact() {
     // Several MB of random bytes on stdout, their checksum and a marker on
