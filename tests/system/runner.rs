@@ -420,12 +420,20 @@ fn host_mount_round_trip_and_cwd() {
 
 #[test]
 fn an_arm64_guest_runs_a_command() {
+    // Command mode on arm64 under TCG: the exit code, and stdout and stderr
+    // each carrying only their own stream (no kernel log in either).
     let o = output(lvh_run(
         Arch::Arm64,
-        &["--", "sh", "-c", "uname -m; exit 7"],
+        &[
+            "--",
+            "sh",
+            "-c",
+            "uname -m; echo to-stderr >&2; printf 'no newline'; exit 7",
+        ],
     ));
     assert_code(&o, 7);
-    assert_eq!(text(&o.stdout), "aarch64\n");
+    assert_eq!(text(&o.stdout), "aarch64\nno newline");
+    assert_eq!(text(&o.stderr), "to-stderr\n");
 }
 
 #[test]
