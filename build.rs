@@ -45,14 +45,14 @@ fn git_version() {
     ) else {
         return;
     };
-    // HEAD moves on checkout and commit (a worktree has its own); tags and
-    // branches live under the common dir; the index changes with staged edits.
+    // HEAD moves on checkout (a worktree has its own), the branch it names on
+    // commit, tags change `describe`. Only those: watching all of `refs` made
+    // a commit on any branch rebuild the lvh crate in every worktree.
     let git_dir = PathBuf::from(git_dir);
     let common = PathBuf::from(common);
     for p in [
         git_dir.join("HEAD"),
-        git_dir.join("index"),
-        common.join("refs"),
+        common.join("refs").join("tags"),
         common.join("packed-refs"),
     ] {
         if p.exists() {

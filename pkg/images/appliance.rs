@@ -33,6 +33,36 @@ pub fn memsize_mib(available_mib: Option<u64>) -> u32 {
     }
 }
 
+/// `LVH_APPLIANCE_CPUS`: overrides [`smp`] (1 is libguestfs's own default).
+pub const ENV_CPUS: &str = "LVH_APPLIANCE_CPUS";
+/// `LVH_APPLIANCE_MEM`: overrides [`memsize_mib`], in MiB.
+pub const ENV_MEM: &str = "LVH_APPLIANCE_MEM";
+
+/// The appliance's vCPUs and memory (MiB): the defaults above, unless the
+/// user set [`ENV_CPUS`] / [`ENV_MEM`] (to cap a shared CI machine, or to
+/// measure libguestfs's own 1-vCPU default). A value that is not a number in
+/// range is an error naming the variable and the value.
+pub fn size(
+    cpus_var: Option<&str>,
+    mem_var: Option<&str>,
+    host_cpus: usize,
+    available_mib: Option<u64>,
+) -> Result<(u32, u32), String> {
+    let parse = |name: &str, v: &str, lo: u32, hi: u32| match v.trim().parse::<u32>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("{name}={v:?} is not a number from {lo} to {hi}")),
+    };
+    let cpus = match cpus_var {
+        Some(v) => parse(ENV_CPUS, v, 1, 64)?,
+        None => smp(host_cpus),
+    };
+    let mem = match mem_var {
+        Some(v) => parse(ENV_MEM, v, 256, 65536)?,
+        None => memsize_mib(available_mib),
+    };
+    Ok((cpus, mem))
+}
+
 /// The host's available memory (MiB), from /proc/meminfo.
 pub fn host_available_mib() -> Option<u64> {
     let m = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -186,6 +216,18 @@ mod tests {
         assert_eq!(smp(2), 2);
         assert_eq!(smp(64), 4);
         assert_eq!(memsize_mib(None), MEMSIZE_MIB);
+        assert_eq!(size(None, None, 2, None), Ok((2, MEMSIZE_MIB)));
+        assert_eq!(size(Some("1"), Some("1280"), 2, None), Ok((1, 1280)));
+        assert_eq!(size(Some(" 3 "), None, 8, Some(1000)), Ok((3, 256)));
+        for (c, m, var) in [
+            (Some("0"), None, ENV_CPUS),
+            (Some("two"), None, ENV_CPUS),
+            (None, Some("100"), ENV_MEM),
+            (None, Some("1G"), ENV_MEM),
+        ] {
+            let e = size(c, m, 2, None).unwrap_err();
+            assert!(e.starts_with(var), "{e}");
+        }
         assert_eq!(memsize_mib(Some(24_000)), MEMSIZE_MIB);
         assert_eq!(memsize_mib(Some(2_000)), 500);
         assert_eq!(memsize_mib(Some(100)), 256);

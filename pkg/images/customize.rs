@@ -83,9 +83,19 @@ impl Guest {
         h.set_network(network)?;
         // libguestfs's default is one vCPU: a long apt-get install under TCG
         // ran on one host core (see appliance.rs and the README's numbers).
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        h.set_smp(appliance::smp(cpus))?;
-        h.set_memsize(appliance::memsize_mib(appliance::host_available_mib()))?;
+        let (cpus, mem) = appliance::size(
+            std::env::var(appliance::ENV_CPUS).ok().as_deref(),
+            std::env::var(appliance::ENV_MEM).ok().as_deref(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            appliance::host_available_mib(),
+        )
+        .map_err(|message| GuestfsError {
+            call: "set_smp/set_memsize",
+            args: String::new(),
+            message,
+        })?;
+        h.set_smp(cpus)?;
+        h.set_memsize(mem)?;
         h.launch()?;
         let watch = h.pid().map(CancelWatch::start);
         if grow {

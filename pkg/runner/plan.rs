@@ -604,7 +604,7 @@ pub(crate) mod tests {
         assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
         assert!(c
             .cmdline
-            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount"));
+            .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd no_timer_check ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount"));
     }
 
     #[test]
@@ -681,7 +681,7 @@ pub(crate) mod tests {
         assert_eq!(c.console, Console::Stdio { log: None });
         assert_eq!(
             c.cmdline,
-            "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd"
+            "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd no_timer_check"
         );
 
         o.daemonize = true;
@@ -704,7 +704,7 @@ pub(crate) mod tests {
         assert!(!c.snapshot);
         assert!(c
             .cmdline
-            .ends_with("panic=-1 i8042.noaux i8042.nokbd quiet loglevel=3"));
+            .ends_with("panic=-1 i8042.noaux i8042.nokbd no_timer_check quiet loglevel=3"));
     }
 
     #[test]

@@ -83,10 +83,10 @@ fn lvh_run(kernel: &Path, image: &Path, fast_boot: bool) -> Command {
 
 /// Runs `c` to completion, returning its wall time; fails on a bad exit.
 fn compare_with_bare_qemu(kernel: &Path, image: &Path) -> anyhow::Result<()> {
-    // lvh skips the PS/2 probe on amd64 (see `runner::qemu::base_cmdline`);
+    // lvh skips the PS/2 probe and the IO-APIC timer check on amd64 (see `runner::qemu::base_cmdline`);
     // the third variant gives bare QEMU the same parameters, so the cost of
     // lvh's own machinery (devices, guest script, supervision) shows apart.
-    const LVH_PARAMS: &str = " i8042.noaux i8042.nokbd";
+    const LVH_PARAMS: &str = " i8042.noaux i8042.nokbd no_timer_check";
     type Variant<'a> = (&'a str, Box<dyn Fn() -> Command + 'a>, Vec<Duration>);
     let mut variants: [Variant; 4] = [
         (

@@ -55,7 +55,7 @@ fn dry_run_prints_the_qemu_command_and_touches_nothing() {
     for want in [
         "-machine q35 -accel tcg -cpu max",
         "format=raw,if=virtio,index=0,media=disk,snapshot=on",
-        "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd ",
+        "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd no_timer_check ",
         // (with --fast-boot, the host's TSC parameters may come in between)
         " ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount",
         "hostfwd=tcp:127.0.0.1:2222-:22",

@@ -95,6 +95,17 @@ fn exit_codes_come_back_exactly() {
     assert_code(&o, 127);
 }
 
+/// `--cpu N` reaches a kernel without ACPI too (the fixture's tinyconfig
+/// base): it counts CPUs from the MP table, one core per socket.
+#[test]
+fn the_guest_gets_the_cpus_it_was_given() {
+    for cpus in ["1", "2"] {
+        let o = output(lvh_run(Arch::Amd64, &["--cpu", cpus, "--", "nproc"]));
+        assert_code(&o, 0);
+        assert_eq!(text(&o.stdout), format!("{cpus}\n"));
+    }
+}
+
 #[test]
 fn stdout_and_stderr_arrive_apart_whole_and_byte_exact() {
     // Several MB of random bytes on stdout, their checksum and a marker on
@@ -409,12 +420,20 @@ fn host_mount_round_trip_and_cwd() {
 
 #[test]
 fn an_arm64_guest_runs_a_command() {
+    // Command mode on arm64 under TCG: the exit code, and stdout and stderr
+    // each carrying only their own stream (no kernel log in either).
     let o = output(lvh_run(
         Arch::Arm64,
-        &["--", "sh", "-c", "uname -m; exit 7"],
+        &[
+            "--",
+            "sh",
+            "-c",
+            "uname -m; echo to-stderr >&2; printf 'no newline'; exit 7",
+        ],
     ));
     assert_code(&o, 7);
-    assert_eq!(text(&o.stdout), "aarch64\n");
+    assert_eq!(text(&o.stdout), "aarch64\nno newline");
+    assert_eq!(text(&o.stderr), "to-stderr\n");
 }
 
 #[test]
