@@ -83,6 +83,14 @@ fn concurrent_runs_share_one_image_and_kernel() {
         .map(|c| c.wait_with_output().unwrap())
         .collect();
     let took = start.elapsed();
+    // All the runs' outcomes first (a loaded host can starve one guest; the
+    // figure is how many held), then each is checked.
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    eprintln!(
+        "LOAD-FIGURES: {n} concurrent runs in {took:?}, {} exited 0, exit codes {codes:?}, load average {}",
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     let mut boot_ids = std::collections::HashSet::new();
     for (i, o) in outs.iter().enumerate() {
         assert_code(o, 0);
