@@ -47,6 +47,13 @@ fn run_in(dir: &Path, extra: &[&str]) -> Command {
         // "stuck for 21s" with 3 runs at a load average of 30): what these
         // tests check is isolation and cleanup, so splats only warn.
         .args(["--splat", "warn"])
+        // The same starved guest can fail the kernel's boot-time check that
+        // the timer interrupt arrives ("IO-APIC + timer doesn't work!", a
+        // panic: seen in 1 of 8 concurrent runs and in run 25 of 200
+        // consecutive ones at a load average of 13). These tests check
+        // isolation and cleanup, not the guest's clock: skip that check, as
+        // virtual machine images commonly do.
+        .args(["--append", "no_timer_check"])
         .args(extra)
         .env("LVH_ACCEL", "tcg")
         .env("TMPDIR", dir.join("tmp"))
@@ -246,6 +253,14 @@ fn soak_consecutive_runs_leave_nothing_behind() {
         let o = run_in(d.path(), &["--", "true"]).output().unwrap();
         times.push(t.elapsed());
         assert_eq!(o.status.code(), Some(0), "run {i} of {n}: {}", text(&o));
+        if (i + 1) % 25 == 0 {
+            eprintln!(
+                "soak: {} of {n} runs exited 0, median so far {:?}; now {:?}",
+                i + 1,
+                median(times.clone()),
+                counts(d.path())
+            );
+        }
     }
     let after = counts(d.path());
     eprintln!(
