@@ -178,7 +178,10 @@ fn clean_stale(plan: &Plan) {
             let n = e.file_name().to_string_lossy().into_owned();
             if let Some(pid) = temp_owner(&n, &names) {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = remove_any(&e.path());
+                    // Through TempPath's drop: a root tree a killed
+                    // mmdebstrap left may still hold mounts (a bind of the
+                    // host's /dev/shm); they go first, never recursed into.
+                    drop(TempPath(e.path()));
                 }
             }
         }

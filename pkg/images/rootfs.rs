@@ -63,7 +63,31 @@ pub fn mmdebstrap_cmd(
     target: &Path,
     deb_cache: Option<&Path>,
 ) -> Cmd {
-    let mut c = Cmd::new("mmdebstrap")
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    mmdebstrap_cmd_as(root, s, packages, target, deb_cache)
+}
+
+/// [`mmdebstrap_cmd`] as root or not. As root, mmdebstrap (root mode) mounts
+/// proc, sysfs, a devpts and a bind of the host's `/dev/shm` inside the tree,
+/// in the mount namespace it runs in; killed outright (SIGKILL of lvh) it
+/// leaves them there, and removing the tree later would recurse into the
+/// host's `/dev/shm`. So it runs in a private mount namespace of its own,
+/// which the kernel tears down with its last process. Without root,
+/// mmdebstrap's unshare mode makes its own namespace.
+fn mmdebstrap_cmd_as(
+    root: bool,
+    s: &Settings,
+    packages: &[String],
+    target: &Path,
+    deb_cache: Option<&Path>,
+) -> Cmd {
+    let c = if root {
+        Cmd::new("unshare").args(["--mount", "--propagation", "private", "--", "mmdebstrap"])
+    } else {
+        Cmd::new("mmdebstrap")
+    };
+    let mut c = c
         .arg(format!("--architectures={}", s.arch.debian_arch()))
         .arg("--mode=auto");
     if let Some(cache) = deb_cache {
@@ -238,23 +262,31 @@ mod tests {
 
     #[test]
     fn mmdebstrap_argv() {
-        let c = mmdebstrap_cmd(
-            &settings(),
-            &["vim".into(), "extlinux".into()],
-            Path::new("/t"),
-            None,
-        );
-        assert_eq!(
-            c.display(),
-            "mmdebstrap --architectures=amd64 --mode=auto --variant=minbase \
-             --include=linux-image-amd64,extlinux,vim bookworm /t http://deb.debian.org/debian"
-        );
+        for (root, prefix) in [
+            (false, ""),
+            (true, "unshare --mount --propagation private -- "),
+        ] {
+            let c = mmdebstrap_cmd_as(
+                root,
+                &settings(),
+                &["vim".into(), "extlinux".into()],
+                Path::new("/t"),
+                None,
+            );
+            assert_eq!(
+                c.display(),
+                format!(
+                    "{prefix}mmdebstrap --architectures=amd64 --mode=auto --variant=minbase \
+                     --include=linux-image-amd64,extlinux,vim bookworm /t http://deb.debian.org/debian"
+                )
+            );
+        }
         let mut s = settings();
         s.bootable = false;
         s.variant = None;
         s.suite = "sid".into();
         s.arch = Arch::Arm64;
-        let c = mmdebstrap_cmd(&s, &[], Path::new("/t"), None);
+        let c = mmdebstrap_cmd_as(false, &s, &[], Path::new("/t"), None);
         assert_eq!(
             c.display(),
             "mmdebstrap --architectures=arm64 --mode=auto \

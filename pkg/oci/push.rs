@@ -210,18 +210,35 @@ fn upload(
         &layer.digest[7..19],
         layer.size
     ));
-    if remote.blob_exists(&layer.digest)? {
-        up.finish(Outcome::Cached);
-    } else {
+    // Each step is retried as a whole (see `retry`): a blob upload starts
+    // again in a new session after asking whether the registry has the blob
+    // by now (it may have stored it and lost the answer); storing a blob
+    // under its digest or a manifest under its tag twice changes nothing.
+    let what = format!("push {}", display(&r));
+    let reporter = stage.reporter();
+    let uploaded = super::retry::with_retries(&what, reporter, || {
+        if remote.blob_exists(&layer.digest)? {
+            return Ok(false);
+        }
         remote.push_blob_file(layer_path, &layer.digest, &up)?;
-        up.finish(Outcome::Done);
-    }
-    if !remote.blob_exists(&config.digest)? {
-        remote.push_blob_bytes(config_bytes, &config.digest)?;
-    }
+        Ok(true)
+    })?;
+    up.finish(if uploaded {
+        Outcome::Done
+    } else {
+        Outcome::Cached
+    });
+    super::retry::with_retries(&what, reporter, || {
+        if !remote.blob_exists(&config.digest)? {
+            remote.push_blob_bytes(config_bytes.clone(), &config.digest)?;
+        }
+        Ok(())
+    })?;
     let body = manifest_json(&config, &layer, &annotations);
     let manifest_digest = sha256_digest(&body);
-    remote.push_manifest(body, OCI_MANIFEST)?;
+    super::retry::with_retries(&what, reporter, || {
+        remote.push_manifest(body.clone(), OCI_MANIFEST)
+    })?;
     Ok(Pushed {
         reference: display(&r),
         manifest_digest,

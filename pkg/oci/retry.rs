@@ -1,10 +1,20 @@
-//! Retrying registry reads that are safe to repeat: resolving a manifest and
-//! downloading layers are idempotent GETs, and a layer download starts again
-//! from nothing (its staging directory is removed first), so a connection
-//! reset, a truncated body or a 5xx is retried a bounded number of times with
-//! a growing pause. A digest mismatch, a missing or unauthorized artifact and
-//! bad input are final: repeating them would only hide them. Which error is
-//! retried, and after how long, is decided by [`retry_after`], a pure function.
+//! Retrying registry requests that are safe to repeat: resolving a manifest
+//! and downloading layers are idempotent GETs, and a layer download starts
+//! again from nothing (its staging directory is removed first); a push
+//! repeats whole steps (a blob upload in a new session after asking whether
+//! the blob arrived after all, a manifest PUT), and storing the same bytes
+//! under the same digest or tag twice changes nothing. So a connection reset,
+//! a truncated body or a 5xx is retried a bounded number of times with a
+//! growing pause. A digest mismatch, a missing artifact and bad input are
+//! final: repeating them would only hide them. Which error is retried, and
+//! after how long, is decided by [`retry_after`], a pure function.
+//!
+//! A 401 is different: a bearer token can expire or be revoked in the middle
+//! of a pull. Like containerd's resolver (on a 401 with a Bearer challenge
+//! it fetches a new token and repeats the request; the same request refused
+//! again is an error), each request that gets a 401 fetches a new token and
+//! is repeated once ([`reauthenticate`]); a second refusal, or a token
+//! endpoint that refuses, is a clear "unauthorized" error.
 
 use std::time::Duration;
 
@@ -21,6 +31,12 @@ pub const FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// server side, not what was asked for or what came back.
 pub fn is_transient(e: &OciError) -> bool {
     matches!(e, OciError::Unreachable { .. } | OciError::Registry { .. })
+}
+
+/// Whether a request that failed with `e` gets a new token and one more try
+/// (see the module's doc).
+pub fn reauthenticate(e: &OciError) -> bool {
+    matches!(e, OciError::Unauthorized { .. })
 }
 
 /// After failed attempt number `attempt` (0-based) with `e`: how long to
@@ -103,7 +119,14 @@ mod tests {
         ];
         for e in &final_errors {
             assert_eq!(retry_after(0, e), None, "{e}");
+            // Only a refusal gets a new token.
+            assert_eq!(
+                reauthenticate(e),
+                matches!(e, OciError::Unauthorized { .. }),
+                "{e}"
+            );
         }
+        assert!(!reauthenticate(&registry()) && !reauthenticate(&unreachable));
     }
 
     #[test]

@@ -113,7 +113,26 @@ impl Remote {
         )
     }
 
-    /// Authenticates for `op` (a no-op for registries without auth).
+    /// Runs one request; on a 401 (a bearer token that expired or was
+    /// revoked mid-pull) fetches a new token for `op` and runs it once more
+    /// (see [`super::retry::reauthenticate`]).
+    fn reauthenticating<T>(
+        &self,
+        op: RegistryOperation,
+        mut request: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
+        match request() {
+            Err(e) if super::retry::reauthenticate(&e) => {
+                tracing::debug!("{e}; fetching a new token and trying once more");
+                self.authenticate(op)?;
+                request()
+            }
+            r => r,
+        }
+    }
+
+    /// Authenticates for `op`: fetches a new token (a no-op for registries
+    /// without auth).
     fn authenticate(&self, op: RegistryOperation) -> Result<()> {
         let r = self
             .rt
@@ -126,10 +145,11 @@ impl Remote {
 
     /// Fetches a manifest (by tag or digest) and its verified digest.
     pub fn manifest(&self, r: &Reference, accepted: &[&str]) -> Result<(Vec<u8>, String)> {
-        let (bytes, digest) = self
-            .rt
-            .block_on(self.client.pull_manifest_raw(r, &self.auth, accepted))
-            .map_err(|e| self.map("manifest", &display(r), e))?;
+        let (bytes, digest) = self.reauthenticating(RegistryOperation::Pull, || {
+            self.rt
+                .block_on(self.client.pull_manifest_raw(r, &self.auth, accepted))
+                .map_err(|e| self.map("manifest", &display(r), e))
+        })?;
         let actual = sha256_digest(&bytes);
         if digest.starts_with("sha256:") && digest != actual {
             return Err(OciError::DigestMismatch {
@@ -143,10 +163,13 @@ impl Remote {
 
     /// A small blob (a config) in memory, verified.
     pub fn blob_bytes(&self, digest: &str) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.rt
-            .block_on(self.client.pull_blob(&self.reference, digest, &mut out))
-            .map_err(|e| self.map("blob", digest, e))?;
+        let out = self.reauthenticating(RegistryOperation::Pull, || {
+            let mut out = Vec::new();
+            self.rt
+                .block_on(self.client.pull_blob(&self.reference, digest, &mut out))
+                .map_err(|e| self.map("blob", digest, e))?;
+            Ok(out)
+        })?;
         let actual = sha256_digest(&out);
         if actual != digest {
             return Err(OciError::DigestMismatch {
@@ -170,10 +193,11 @@ impl Remote {
             self.client
                 .store_auth_if_needed(self.reference.resolve_registry(), &self.auth),
         );
-        let sized = self
-            .rt
-            .block_on(self.client.pull_blob_stream(&self.reference, digest))
-            .map_err(|e| self.map("blob", digest, e))?;
+        let sized = self.reauthenticating(RegistryOperation::Pull, || {
+            self.rt
+                .block_on(self.client.pull_blob_stream(&self.reference, digest))
+                .map_err(|e| self.map("blob", digest, e))
+        })?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let expected = digest.to_string();
         let what = format!("layer {digest} of {}", self.shown());
@@ -230,15 +254,16 @@ impl Remote {
         let mut all: Vec<String> = Vec::new();
         let mut last: Option<String> = None;
         loop {
-            let page = self
-                .rt
-                .block_on(self.client.list_tags(
-                    &self.reference,
-                    &self.auth,
-                    Some(PAGE),
-                    last.as_deref(),
-                ))
-                .map_err(|e| self.map("repository", &self.shown(), e))?;
+            let page = self.reauthenticating(RegistryOperation::Pull, || {
+                self.rt
+                    .block_on(self.client.list_tags(
+                        &self.reference,
+                        &self.auth,
+                        Some(PAGE),
+                        last.as_deref(),
+                    ))
+                    .map_err(|e| self.map("repository", &self.shown(), e))
+            })?;
             let new_last = page.tags.last().cloned();
             let before = all.len();
             all.extend(page.tags);
@@ -254,22 +279,32 @@ impl Remote {
 
     pub fn blob_exists(&self, digest: &str) -> Result<bool> {
         self.authenticate(RegistryOperation::Push)?;
-        self.rt
-            .block_on(self.client.blob_exists(&self.reference, digest))
-            .map_err(|e| self.map("blob", digest, e))
+        self.reauthenticating(RegistryOperation::Push, || {
+            self.rt
+                .block_on(self.client.blob_exists(&self.reference, digest))
+                .map_err(|e| self.map("blob", digest, e))
+        })
     }
 
     pub fn push_blob_bytes(&self, data: Vec<u8>, digest: &str) -> Result<()> {
         self.authenticate(RegistryOperation::Push)?;
-        self.rt
-            .block_on(self.client.push_blob(&self.reference, data, digest))
-            .map_err(|e| self.map("blob", digest, e))?;
+        self.reauthenticating(RegistryOperation::Push, || {
+            self.rt
+                .block_on(self.client.push_blob(&self.reference, data.clone(), digest))
+                .map_err(|e| self.map("blob", digest, e))
+        })?;
         Ok(())
     }
 
     /// Uploads a file as a blob, streaming it from disk.
     pub fn push_blob_file(&self, path: &Path, digest: &str, stage: &Stage<'_>) -> Result<()> {
         self.authenticate(RegistryOperation::Push)?;
+        self.reauthenticating(RegistryOperation::Push, || {
+            self.push_blob_file_once(path, digest, stage)
+        })
+    }
+
+    fn push_blob_file_once(&self, path: &Path, digest: &str, stage: &Stage<'_>) -> Result<()> {
         let size = std::fs::metadata(path)
             .map_err(OciError::io("cannot stat", path))?
             .len();
@@ -325,12 +360,17 @@ impl Remote {
     /// Uploads a manifest under the reference's tag (or digest).
     pub fn push_manifest(&self, body: Vec<u8>, media_type: &str) -> Result<()> {
         self.authenticate(RegistryOperation::Push)?;
-        let ct = media_type
-            .parse()
-            .map_err(|_| OciError::InvalidInput(format!("bad media type {media_type}")))?;
-        self.rt
-            .block_on(self.client.push_manifest_raw(&self.reference, body, ct))
-            .map_err(|e| self.map("manifest", &self.shown(), e))?;
+        self.reauthenticating(RegistryOperation::Push, || {
+            let ct = media_type
+                .parse()
+                .map_err(|_| OciError::InvalidInput(format!("bad media type {media_type}")))?;
+            self.rt
+                .block_on(
+                    self.client
+                        .push_manifest_raw(&self.reference, body.clone(), ct),
+                )
+                .map_err(|e| self.map("manifest", &self.shown(), e))
+        })?;
         Ok(())
     }
 }

@@ -6,25 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{assert_code, lvh_in, stderr, stdout};
-
-pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+pub(crate) use crate::fake_kernel::{fake_kernel, git};
 
 /// A repository with branch `trunk` (its HEAD, not `master`) and branch `dev`.
 fn source(root: &Path) -> PathBuf {
@@ -328,51 +310,6 @@ fn bad_input_is_refused_with_a_clear_message() {
     let o = lvh_in(root, &["kernels", "list", "--dir", "nodir"]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("lvh kernels init"), "{}", stderr(&o));
-}
-
-/// A stand-in kernel tree (make targets and `scripts/config` as tiny scripts) to
-/// test configure/build logic without a compiler; the real kernel is built by
-/// the system tests. Its "Kconfig" forces FORCED_OFF off and knows no ABSENT.
-pub(crate) fn fake_kernel(root: &Path) -> PathBuf {
-    let src = root.join("fake");
-    std::fs::create_dir_all(src.join("scripts")).unwrap();
-    git(&src, &["init", "-q", "-b", "main"]);
-    std::fs::write(
-        src.join("Makefile"),
-        "defconfig tinyconfig:\n\
-         \tprintf 'CONFIG_X86_64=y\\nCONFIG_BASE_%s=y\\n' $@ > .config\n\
-         olddefconfig:\n\
-         \tsed -i -e '/CONFIG_FORCED_OFF/d' -e '/CONFIG_ABSENT/d' .config\n\
-         \techo '# CONFIG_FORCED_OFF is not set' >> .config\n\
-         \techo \"$(ARCH)\" > make-arch\n\
-         bzImage:\n\
-         \tmkdir -p arch/x86/boot include/config\n\
-         \ttest -e arch/x86/boot/bzImage || cp .config arch/x86/boot/bzImage\n\
-         \ttest -e vmlinux || touch System.map vmlinux\n\
-         \techo 6.12.0-fake > include/config/kernel.release\n\
-         \techo build >> builds\n",
-    )
-    .unwrap();
-    let config = src.join("scripts/config");
-    std::fs::write(
-        &config,
-        "#!/bin/sh\n\
-         while [ $# -gt 0 ]; do\n\
-         \x20 cmd=$1; sym=${2#CONFIG_}; shift 2\n\
-         \x20 sed -i \"/CONFIG_${sym}[= ]/d\" .config\n\
-         \x20 case $cmd in\n\
-         \x20   --enable) echo \"CONFIG_${sym}=y\" >> .config ;;\n\
-         \x20   --module) echo \"CONFIG_${sym}=m\" >> .config ;;\n\
-         \x20   --disable) echo \"# CONFIG_${sym} is not set\" >> .config ;;\n\
-         \x20 esac\n\
-         done\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o755)).unwrap();
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "fake kernel"]);
-    src
 }
 
 fn set_opts(root: &Path, opts: serde_json::Value) {

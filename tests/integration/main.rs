@@ -6,6 +6,9 @@ mod bad_input;
 mod cli;
 mod common;
 mod dropin;
+// The stand-in kernel tree, shared with the system tier.
+#[path = "../system/fixtures/fake_kernel.rs"]
+mod fake_kernel;
 mod images;
 mod kernels;
 mod linking;

@@ -47,6 +47,13 @@ fn run_in(dir: &Path, extra: &[&str]) -> Command {
         // "stuck for 21s" with 3 runs at a load average of 30): what these
         // tests check is isolation and cleanup, so splats only warn.
         .args(["--splat", "warn"])
+        // The same starved guest can fail the kernel's boot-time check that
+        // the timer interrupt arrives ("IO-APIC + timer doesn't work!", a
+        // panic: seen in 1 of 8 concurrent runs and in run 25 of 200
+        // consecutive ones at a load average of 13). These tests check
+        // isolation and cleanup, not the guest's clock: skip that check, as
+        // virtual machine images commonly do.
+        .args(["--append", "no_timer_check"])
         .args(extra)
         .env("LVH_ACCEL", "tcg")
         .env("TMPDIR", dir.join("tmp"))
@@ -83,6 +90,14 @@ fn concurrent_runs_share_one_image_and_kernel() {
         .map(|c| c.wait_with_output().unwrap())
         .collect();
     let took = start.elapsed();
+    // All the runs' outcomes first (a loaded host can starve one guest; the
+    // figure is how many held), then each is checked.
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    eprintln!(
+        "LOAD-FIGURES: {n} concurrent runs in {took:?}, {} exited 0, exit codes {codes:?}, load average {}",
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     let mut boot_ids = std::collections::HashSet::new();
     for (i, o) in outs.iter().enumerate() {
         assert_code(o, 0);
@@ -238,6 +253,14 @@ fn soak_consecutive_runs_leave_nothing_behind() {
         let o = run_in(d.path(), &["--", "true"]).output().unwrap();
         times.push(t.elapsed());
         assert_eq!(o.status.code(), Some(0), "run {i} of {n}: {}", text(&o));
+        if (i + 1) % 25 == 0 {
+            eprintln!(
+                "soak: {} of {n} runs exited 0, median so far {:?}; now {:?}",
+                i + 1,
+                median(times.clone()),
+                counts(d.path())
+            );
+        }
     }
     let after = counts(d.path());
     eprintln!(

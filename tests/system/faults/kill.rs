@@ -12,34 +12,16 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use super::{kill_after, kill_points, names, run, Rng, SeedOnPanic};
+use super::{kill_after, kill_points, names, partials_under, run, Rng, SeedOnPanic};
 use crate::common::{assert_code, text};
 use crate::oci::registry::{test_bytes, write_file, Proxy, Registry};
 
 /// Prints a machine-readable line for the README's figures.
-fn figures(command: &str, tried: usize, killed: usize, children: usize) {
+pub(super) fn figures(command: &str, tried: usize, killed: usize, children: usize) {
     eprintln!(
         "KILL-FIGURES {command}: {tried} kill points, {killed} killed mid-run \
          (the rest had finished), every rerun completed; up to {children} processes per run"
     );
-}
-
-/// Every `.partial-*` name below `dir`.
-fn partials_under(dir: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return v;
-    };
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.contains(".partial-") {
-            v.push(e.path().display().to_string());
-        }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            v.extend(partials_under(&e.path()));
-        }
-    }
-    v
 }
 
 #[test]
@@ -48,9 +30,19 @@ fn sigkill_during_run_boot_and_command() {
     let _seed = SeedOnPanic(rng.seed, "sigkill_during_run_boot_and_command");
     let tmp = tempfile::tempdir().unwrap();
     let mk = || {
+        // no_timer_check: a TCG guest starved by a loaded host can fail the
+        // kernel's boot-time timer check and panic (seen in `make
+        // stress-kill` at a load average of 16); this test is about kills.
         let mut c = crate::runner::lvh_run(
             Arch::Amd64,
-            &["--", "sh", "-c", "echo start; sleep 2; echo end"],
+            &[
+                "--append",
+                "no_timer_check",
+                "--",
+                "sh",
+                "-c",
+                "echo start; sleep 2; echo end",
+            ],
         );
         c.env("TMPDIR", tmp.path());
         c
@@ -257,4 +249,118 @@ fn sigkill_during_images_build() {
         assert!(hidden.is_empty(), "{what}: left behind: {hidden:?}");
     }
     figures("images build (child image)", points, killed, most);
+}
+
+/// A directory whose images.json holds one small root image: minbase, no
+/// packages, no actions (mmdebstrap, `mkfs.ext4 -d`, the rename).
+fn root_image_dir(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = serde_json::json!([{
+        "name": "root.img",
+        "image_size": "1G",
+        "variant": "minbase",
+        "suite": lvh::images::config::DEFAULT_SUITE,
+    }]);
+    std::fs::write(dir.join("images.json"), cfg.to_string()).unwrap();
+}
+
+#[test]
+fn sigkill_during_root_image_mmdebstrap() {
+    let mut rng = Rng::new();
+    let _seed = SeedOnPanic(rng.seed, "sigkill_during_root_image_mmdebstrap");
+    let t = tempfile::tempdir().unwrap();
+    // lvh unpacks root trees in /dev/shm; a private directory there shows
+    // exactly what a killed build leaves.
+    let scratch = tempfile::Builder::new()
+        .prefix("lvh-kill-test-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    // A private deb cache: the first build fills it, the others reuse it.
+    let cache = t.path().join("cache");
+    let mk = |dir: &Path| {
+        let mut c = build(dir);
+        c.env("LVH_CACHE_DIR", &cache)
+            .env("LVH_SCRATCH_DIR", scratch.path());
+        c
+    };
+    let (reference, dir) = (t.path().join("ref"), t.path().join("killed"));
+    root_image_dir(&reference);
+    root_image_dir(&dir);
+    let o = run(mk(&reference));
+    assert_code(&o, 0);
+    let want = record_key(&reference, "root.img");
+    let points = std::env::var("LVH_KILL_POINTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let image = dir.join("images/root.img");
+    let record = dir.join("images/.root.img.lvh-build.json");
+    let mut most = 0;
+    for i in 0..points {
+        if i > 0 {
+            std::fs::remove_file(&image).unwrap();
+            std::fs::remove_file(&record).unwrap();
+        }
+        // 0-3 s after apt-get or dpkg first ran: inside mmdebstrap's work
+        // (apt's download and unpack, dpkg's configure and maintainer scripts).
+        let trigger = ["apt-get", "dpkg"][(rng.next() % 2) as usize];
+        let delay = rng.between(Duration::ZERO, Duration::from_secs(3));
+        let what = format!("images build, mmdebstrap, kill point {i}: {delay:?} after {trigger}");
+        let k = super::kill_when(
+            mk(&dir),
+            |ps| ps.iter().any(|p| p.comm == trigger),
+            delay,
+            &what,
+        );
+        most = most.max(k.children_seen);
+        assert!(k.finished_first.is_none(), "{what}: ended before the kill");
+        assert!(
+            k.at_kill.iter().any(|c| c == "mmdebstrap"),
+            "{what}: mmdebstrap was not running at the kill: {:?}",
+            k.at_kill
+        );
+        let left = super::procs_in(scratch.path());
+        assert!(
+            left.is_empty(),
+            "{what}: running in the root tree: {left:?}"
+        );
+        let mounts = super::mounts_under(scratch.path());
+        if !mounts.is_empty() {
+            // Detach them before anything removes the tree (one is a bind of
+            // the host's /dev/shm), then fail.
+            for m in mounts.iter().rev() {
+                let _ = Command::new("umount").arg("-l").arg(m).status();
+            }
+            panic!("{what}: mounts left in the root tree: {mounts:?}");
+        }
+        assert!(!image.exists(), "{what}: a half root has the final name");
+        assert!(!record.exists(), "{what}: a build record without an image");
+        let o = run(mk(&dir));
+        assert!(o.status.success(), "{what}: rerun failed: {}", text(&o));
+        assert_eq!(record_key(&dir, "root.img"), want, "{what}");
+        let o = run(mk(&dir));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("root.img: cached"),
+            "{what}: {}",
+            text(&o)
+        );
+        let hidden: Vec<String> = names(&dir.join("images"))
+            .into_iter()
+            .filter(|n| {
+                n.starts_with('.') && !n.ends_with(".lvh-build.json") && !n.ends_with(".lock")
+            })
+            .collect();
+        assert!(hidden.is_empty(), "{what}: left behind: {hidden:?}");
+        assert!(
+            names(scratch.path()).is_empty(),
+            "{what}: left in the scratch directory: {:?}",
+            names(scratch.path())
+        );
+    }
+    figures(
+        "images build (root image, during mmdebstrap)",
+        points,
+        points,
+        most,
+    );
 }

@@ -7,9 +7,13 @@
 
 mod guest;
 mod kill;
+mod kill_kernels;
+mod proxy;
 mod registry;
+mod registry_push;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -167,6 +171,11 @@ impl TreeWatch {
         }
     }
 
+    /// Every process seen so far.
+    pub fn now(&self) -> Vec<Proc> {
+        self.seen.lock().unwrap().values().cloned().collect()
+    }
+
     /// Stops sampling; returns every process seen.
     pub fn finish(mut self) -> Vec<Proc> {
         self.stop.store(true, Ordering::Relaxed);
@@ -205,12 +214,26 @@ pub struct Killed {
     pub finished_first: Option<Output>,
     /// How many processes lvh had started (itself excluded).
     pub children_seen: usize,
+    /// The names of lvh's descendants alive at the kill.
+    pub at_kill: Vec<String>,
 }
 
 /// Starts `cmd`, SIGKILLs lvh after `delay` (unless it ended before), and
 /// asserts that every process it started is gone within [`LEFTOVER_DEADLINE`].
 #[track_caller]
-pub fn kill_after(mut cmd: Command, delay: Duration, what: &str) -> Killed {
+pub fn kill_after(cmd: Command, delay: Duration, what: &str) -> Killed {
+    kill_when(cmd, |_| true, delay, what)
+}
+
+/// Like [`kill_after`], the `delay` counted from the first moment `armed`
+/// holds for the processes lvh started so far (e.g. one named `dpkg` ran).
+#[track_caller]
+pub fn kill_when(
+    mut cmd: Command,
+    armed: impl Fn(&[Proc]) -> bool,
+    delay: Duration,
+    what: &str,
+) -> Killed {
     let mut child: Child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -218,11 +241,30 @@ pub fn kill_after(mut cmd: Command, delay: Duration, what: &str) -> Killed {
         .spawn()
         .expect("start lvh");
     let watch = TreeWatch::start(child.id());
-    let end = Instant::now() + delay;
-    while Instant::now() < end {
-        if child.try_wait().unwrap().is_some() {
+    // Drained as it comes: a full pipe would stop lvh, not the test.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out_thread = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err_thread = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let mut end = None;
+    while end.is_none_or(|e| Instant::now() < e) {
+        if end.is_none() && armed(&watch.now()) {
+            end = Some(Instant::now() + delay);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
             let seen = watch.finish();
-            let out = child.wait_with_output().unwrap();
+            let out = Output {
+                status,
+                stdout: out_thread.join().unwrap(),
+                stderr: err_thread.join().unwrap(),
+            };
             assert!(
                 survivors(&seen).is_empty(),
                 "{what}: processes outlived an lvh that exited"
@@ -230,6 +272,7 @@ pub fn kill_after(mut cmd: Command, delay: Duration, what: &str) -> Killed {
             return Killed {
                 finished_first: Some(out),
                 children_seen: seen.len(),
+                at_kill: Vec::new(),
             };
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -259,6 +302,7 @@ pub fn kill_after(mut cmd: Command, delay: Duration, what: &str) -> Killed {
     Killed {
         finished_first: None,
         children_seen: seen.len(),
+        at_kill,
     }
 }
 
@@ -277,5 +321,73 @@ pub fn names(dir: &std::path::Path) -> Vec<String> {
         })
         .unwrap_or_default();
     v.sort();
+    v
+}
+
+/// Processes whose working directory or root is at or below `dir` (a kernel
+/// tree's compilers, a chroot's apt and dpkg), as `pid comm`.
+pub fn procs_in(dir: &Path) -> Vec<String> {
+    all_procs()
+        .into_iter()
+        .filter(|p| p.state != 'Z')
+        .filter(|p| {
+            ["cwd", "root"].iter().any(|l| {
+                std::fs::read_link(format!("/proc/{}/{l}", p.pid)).is_ok_and(|t| t.starts_with(dir))
+            })
+        })
+        .map(|p| format!("{} {}", p.pid, p.comm))
+        .collect()
+}
+
+/// Mount points at or below `dir` in this mount namespace.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+/// Every file, symlink and directory below `dir` by relative path: a file's
+/// bytes, a symlink's target, `<dir>` for a directory. Empty if `dir` is missing.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                out.insert(rel, b"<dir>".to_vec());
+                walk(base, &p, out);
+            } else if t.is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, target.display().to_string().into_bytes());
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Every `.partial-*` name below `dir`.
+pub fn partials_under(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.contains(".partial-") {
+            v.push(e.path().display().to_string());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            v.extend(partials_under(&e.path()));
+        }
+    }
     v
 }

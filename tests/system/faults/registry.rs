@@ -75,7 +75,7 @@ impl FaultProxy {
 }
 
 /// Reads up to the end of the HTTP head (`\r\n\r\n`).
-fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+pub(super) fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -180,7 +180,7 @@ fn serve(mut client: TcpStream, target: &str, fault: Fault, times: u32, injected
 }
 
 /// Every name below `dir` that is not a lock file, recursively.
-fn files_under(dir: &Path) -> Vec<String> {
+pub(super) fn files_under(dir: &Path) -> Vec<String> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -192,7 +192,7 @@ fn files_under(dir: &Path) -> Vec<String> {
     v
 }
 
-fn pull(cache: &Path, reference: &str, dir: &Path) -> std::process::Output {
+pub(super) fn pull(cache: &Path, reference: &str, dir: &Path) -> std::process::Output {
     crate::common::lvh()
         .args(["images", "pull", reference, "--dir", dir.to_str().unwrap()])
         .env("LVH_CACHE_DIR", cache)

@@ -410,7 +410,7 @@ fn a_multi_arch_index_gives_the_right_platform() {
     assert!(err.contains("invalid platform \"s390x\""), "{err}");
 }
 
-fn kernel_tree(root: &Path) {
+pub(crate) fn kernel_tree(root: &Path) {
     write_file(&root.join("boot/vmlinuz-6.6.0"), &test_bytes(300_000, 20));
     write_file(&root.join("boot/config-6.6.0"), b"CONFIG_BPF=y\n");
     write_file(
