@@ -47,13 +47,6 @@ fn run_in(dir: &Path, extra: &[&str]) -> Command {
         // "stuck for 21s" with 3 runs at a load average of 30): what these
         // tests check is isolation and cleanup, so splats only warn.
         .args(["--splat", "warn"])
-        // The same starved guest can fail the kernel's boot-time check that
-        // the timer interrupt arrives ("IO-APIC + timer doesn't work!", a
-        // panic: seen in 1 of 8 concurrent runs and in run 25 of 200
-        // consecutive ones at a load average of 13). These tests check
-        // isolation and cleanup, not the guest's clock: skip that check, as
-        // virtual machine images commonly do.
-        .args(["--append", "no_timer_check"])
         .args(extra)
         .env("LVH_ACCEL", "tcg")
         .env("TMPDIR", dir.join("tmp"))

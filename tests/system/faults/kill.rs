@@ -30,19 +30,9 @@ fn sigkill_during_run_boot_and_command() {
     let _seed = SeedOnPanic(rng.seed, "sigkill_during_run_boot_and_command");
     let tmp = tempfile::tempdir().unwrap();
     let mk = || {
-        // no_timer_check: a TCG guest starved by a loaded host can fail the
-        // kernel's boot-time timer check and panic (seen in `make
-        // stress-kill` at a load average of 16); this test is about kills.
         let mut c = crate::runner::lvh_run(
             Arch::Amd64,
-            &[
-                "--append",
-                "no_timer_check",
-                "--",
-                "sh",
-                "-c",
-                "echo start; sleep 2; echo end",
-            ],
+            &["--", "sh", "-c", "echo start; sleep 2; echo end"],
         );
         c.env("TMPDIR", tmp.path());
         c
