@@ -18,10 +18,22 @@ pub const ERROR_TAIL_LINES: usize = 40;
 /// nothing the host misses.
 pub const MEMSIZE_MIB: u32 = 2048;
 
-/// vCPUs for the appliance: the host's CPUs, at most 4 (TCG runs one host
-/// thread per vCPU; apt and dpkg rarely use more than two).
-pub fn smp(host_cpus: usize) -> u32 {
-    host_cpus.clamp(1, 4) as u32
+/// vCPUs for the appliance: one under TCG, else the host's CPUs, at most 4.
+/// Under TCG a second vCPU made it slower: the example config's `apt-get
+/// install docker.io` took 325.6 s with 2 vCPUs against 262.9 s with one, on
+/// this 2-core machine at a load average of 3-6 (README, "The appliance").
+pub fn smp(host_cpus: usize, tcg: bool) -> u32 {
+    match tcg {
+        true => 1,
+        false => host_cpus.clamp(1, 4) as u32,
+    }
+}
+
+/// Whether the appliance runs under TCG: `LIBGUESTFS_BACKEND_SETTINGS` says
+/// `force_tcg`, or the host has no `/dev/kvm`.
+pub fn tcg(backend_settings: Option<&str>, kvm_present: bool) -> bool {
+    let forced = backend_settings.is_some_and(|s| s.split(':').any(|w| w.trim() == "force_tcg"));
+    forced || !kvm_present
 }
 
 /// Memory for the appliance: [`MEMSIZE_MIB`], or a quarter of the host's
@@ -46,6 +58,7 @@ pub fn size(
     cpus_var: Option<&str>,
     mem_var: Option<&str>,
     host_cpus: usize,
+    tcg: bool,
     available_mib: Option<u64>,
 ) -> Result<(u32, u32), String> {
     let parse = |name: &str, v: &str, lo: u32, hi: u32| match v.trim().parse::<u32>() {
@@ -54,7 +67,7 @@ pub fn size(
     };
     let cpus = match cpus_var {
         Some(v) => parse(ENV_CPUS, v, 1, 64)?,
-        None => smp(host_cpus),
+        None => smp(host_cpus, tcg),
     };
     let mem = match mem_var {
         Some(v) => parse(ENV_MEM, v, 256, 65536)?,
@@ -212,20 +225,27 @@ mod tests {
 
     #[test]
     fn sizing() {
-        assert_eq!(smp(0), 1);
-        assert_eq!(smp(2), 2);
-        assert_eq!(smp(64), 4);
+        assert_eq!(smp(0, false), 1);
+        assert_eq!(smp(2, false), 2);
+        assert_eq!(smp(64, false), 4);
+        assert_eq!(smp(64, true), 1);
+        assert!(tcg(Some("force_tcg"), true));
+        assert!(tcg(Some("direct:force_tcg"), true));
+        assert!(tcg(None, false));
+        assert!(!tcg(None, true));
+        assert!(!tcg(Some("force_kvm"), true));
         assert_eq!(memsize_mib(None), MEMSIZE_MIB);
-        assert_eq!(size(None, None, 2, None), Ok((2, MEMSIZE_MIB)));
-        assert_eq!(size(Some("1"), Some("1280"), 2, None), Ok((1, 1280)));
-        assert_eq!(size(Some(" 3 "), None, 8, Some(1000)), Ok((3, 256)));
+        assert_eq!(size(None, None, 2, false, None), Ok((2, MEMSIZE_MIB)));
+        assert_eq!(size(None, None, 2, true, None), Ok((1, MEMSIZE_MIB)));
+        assert_eq!(size(Some("1"), Some("1280"), 2, false, None), Ok((1, 1280)));
+        assert_eq!(size(Some(" 3 "), None, 8, true, Some(1000)), Ok((3, 256)));
         for (c, m, var) in [
             (Some("0"), None, ENV_CPUS),
             (Some("two"), None, ENV_CPUS),
             (None, Some("100"), ENV_MEM),
             (None, Some("1G"), ENV_MEM),
         ] {
-            let e = size(c, m, 2, None).unwrap_err();
+            let e = size(c, m, 2, false, None).unwrap_err();
             assert!(e.starts_with(var), "{e}");
         }
         assert_eq!(memsize_mib(Some(24_000)), MEMSIZE_MIB);
