@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 
 use crate::common::{assert_code, lvh_bin, stderr};
+use crate::fake_kernel::{ADD_ARGS, BUILD_ARGS};
 use crate::kernels::{fake_kernel, git, ok};
 
 #[test]
@@ -29,23 +30,10 @@ fn two_builds_of_one_kernel_take_turns() {
     std::fs::write(src.join("Makefile"), mk).unwrap();
     git(&src, &["commit", "-q", "-am", "slow build"]);
     ok(root, &["kernels", "init", "--dir", "d"]);
-    ok(
-        root,
-        &[
-            "kernels",
-            "add",
-            "f",
-            "fake",
-            "--dir",
-            "d",
-            "--base-config",
-            "tinyconfig",
-            "--fetch",
-        ],
-    );
+    ok(root, &ADD_ARGS);
     let build = || {
         Command::new(lvh_bin())
-            .args(["kernels", "build", "f", "--dir", "d", "--arch", "amd64"])
+            .args(BUILD_ARGS)
             .current_dir(root)
             .env("CI", "true")
             .env_remove("LVH_LOG")

@@ -152,6 +152,15 @@ fn sigkill_during_images_push_and_pull() {
 /// A copy of the cached root image fixture's directory with a child image
 /// added to its images.json: building the child runs the copy, the libguestfs
 /// appliance and the final rename, the root being cached.
+/// Hidden names left in an images directory other than a finished image's
+/// build record and the directory's lock: a build's temporary files.
+fn hidden_leftovers(images: &Path) -> Vec<String> {
+    names(images)
+        .into_iter()
+        .filter(|n| n.starts_with('.') && !n.ends_with(".lvh-build.json") && !n.ends_with(".lock"))
+        .collect()
+}
+
 fn child_image_dir(dir: &Path) {
     let root = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
     let from = root.parent().unwrap().parent().unwrap();
@@ -230,12 +239,7 @@ fn sigkill_during_images_build() {
             "{what}: {}",
             text(&o)
         );
-        let hidden: Vec<String> = names(&dir.join("images"))
-            .into_iter()
-            .filter(|n| {
-                n.starts_with('.') && !n.ends_with(".lvh-build.json") && !n.ends_with(".lock")
-            })
-            .collect();
+        let hidden = hidden_leftovers(&dir.join("images"));
         assert!(hidden.is_empty(), "{what}: left behind: {hidden:?}");
     }
     figures("images build (child image)", points, killed, most);
@@ -334,12 +338,7 @@ fn sigkill_during_root_image_mmdebstrap() {
             "{what}: {}",
             text(&o)
         );
-        let hidden: Vec<String> = names(&dir.join("images"))
-            .into_iter()
-            .filter(|n| {
-                n.starts_with('.') && !n.ends_with(".lvh-build.json") && !n.ends_with(".lock")
-            })
-            .collect();
+        let hidden = hidden_leftovers(&dir.join("images"));
         assert!(hidden.is_empty(), "{what}: left behind: {hidden:?}");
         assert!(
             names(scratch.path()).is_empty(),

@@ -23,7 +23,7 @@ use super::{
     kill_after, kill_points, names, partials_under, procs_in, run, snapshot, Rng, SeedOnPanic,
 };
 use crate::common::{assert_code, text};
-use crate::fixtures::fake_kernel::{fake_kernel, git, slow_build};
+use crate::fixtures::fake_kernel::{fake_kernel, git, slow_build, ADD_ARGS, BUILD_ARGS};
 use crate::oci::registry::{test_bytes, write_file, Proxy, Registry};
 
 /// A kernels directory `<root>/d` with kernel `f` fetched from the slow
@@ -41,23 +41,12 @@ fn kernels_dir(root: &Path) {
         assert_code(&o, 0);
     };
     lvh(&["kernels", "init", "--dir", "d"]);
-    lvh(&[
-        "kernels",
-        "add",
-        "f",
-        "fake",
-        "--dir",
-        "d",
-        "--base-config",
-        "tinyconfig",
-        "--fetch",
-    ]);
+    lvh(&ADD_ARGS);
 }
 
 fn kernels_build(root: &Path) -> Command {
     let mut c = crate::common::lvh();
-    c.args(["kernels", "build", "f", "--dir", "d", "--arch", "amd64"])
-        .current_dir(root);
+    c.args(BUILD_ARGS).current_dir(root);
     c
 }
 
