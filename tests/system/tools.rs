@@ -20,6 +20,7 @@ pub const REQUIRED: &[(&str, &str)] = &[
     ("flex", "flex"),
     ("bison", "bison"),
     ("qemu-aarch64-static", "qemu-user-static"),
+    ("gdb", "gdb"),
 ];
 
 #[test]
