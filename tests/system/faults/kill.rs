@@ -83,12 +83,10 @@ fn sigkill_during_images_push_and_pull() {
     let img = t.path().join("base.qcow2");
     write_file(&img, &data);
     let slow_ref = format!("{}/root-images:kill", slow.addr);
-    let push = || {
-        lvh_cached(
-            &cache,
-            &["images", "push", img.to_str().unwrap(), &slow_ref],
-        )
-    };
+    // A repository of its own per kill point: the registry then has none of
+    // the blobs, so every push really uploads and the kill lands inside it.
+    let push_to = |r: &str| lvh_cached(&cache, &["images", "push", img.to_str().unwrap(), r]);
+    let push = || push_to(&slow_ref);
     let out = t.path().join("out");
     let pull = || {
         lvh_cached(
@@ -105,10 +103,11 @@ fn sigkill_during_images_push_and_pull() {
     for i in 0..kill_points() {
         let delay = rng.between(Duration::from_millis(50), push_time);
         let what = format!("images push, kill point {i} at {delay:?} of {push_time:?}");
-        let k = kill_after(push(), delay, &what);
+        let fresh = format!("{}/root-images-{i}:kill", slow.addr);
+        let k = kill_after(push_to(&fresh), delay, &what);
         most = most.max(k.children_seen);
         killed += usize::from(k.finished_first.is_none());
-        let o = run(push());
+        let o = run(push_to(&fresh));
         assert!(o.status.success(), "{what}: rerun failed: {}", text(&o));
         let scratch = names(&cache.join("tmp"));
         assert!(scratch.is_empty(), "{what}: scratch left: {scratch:?}");

@@ -259,21 +259,7 @@ pub fn kill_when(
             end = Some(Instant::now() + delay);
         }
         if let Some(status) = child.try_wait().unwrap() {
-            let seen = watch.finish();
-            let out = Output {
-                status,
-                stdout: out_thread.join().unwrap(),
-                stderr: err_thread.join().unwrap(),
-            };
-            assert!(
-                survivors(&seen).is_empty(),
-                "{what}: processes outlived an lvh that exited"
-            );
-            return Killed {
-                finished_first: Some(out),
-                children_seen: seen.len(),
-                at_kill: Vec::new(),
-            };
+            return finished_first(status, watch.finish(), out_thread, err_thread, what);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -284,6 +270,11 @@ pub fn kill_when(
     child.kill().unwrap();
     let status = child.wait().unwrap();
     let seen = watch.finish();
+    if std::os::unix::process::ExitStatusExt::signal(&status).is_none() {
+        // lvh exited between the last poll and the kill: the kill hit a
+        // zombie, so this point counts as "finished first".
+        return finished_first(status, seen, out_thread, err_thread, what);
+    }
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9),
@@ -303,6 +294,31 @@ pub fn kill_when(
         finished_first: None,
         children_seen: seen.len(),
         at_kill,
+    }
+}
+
+/// The [`Killed`] of a command that ended by itself before the kill point.
+#[track_caller]
+fn finished_first(
+    status: std::process::ExitStatus,
+    seen: Vec<Proc>,
+    out: std::thread::JoinHandle<Vec<u8>>,
+    err: std::thread::JoinHandle<Vec<u8>>,
+    what: &str,
+) -> Killed {
+    let out = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    assert!(
+        survivors(&seen).is_empty(),
+        "{what}: processes outlived an lvh that exited"
+    );
+    Killed {
+        finished_first: Some(out),
+        children_seen: seen.len(),
+        at_kill: Vec::new(),
     }
 }
 

@@ -120,7 +120,8 @@ impl Proxy {
         Proxy::start_inner(target, cut_after, None)
     }
 
-    /// A proxy that sends at most `bytes_per_sec` back to clients.
+    /// A proxy that passes at most `bytes_per_sec` each way (uploads too, so a
+    /// push takes seconds).
     pub fn start_slow(target: &str, bytes_per_sec: u64) -> Proxy {
         Proxy::start_inner(target, None, Some(bytes_per_sec))
     }
@@ -145,7 +146,7 @@ impl Proxy {
                             client.try_clone().unwrap(),
                             server.try_clone().unwrap(),
                         );
-                        std::thread::spawn(move || pump(client2, server2, None, None, None));
+                        std::thread::spawn(move || pump(client2, server2, None, None, rate));
                         std::thread::spawn(move || pump(server, client, Some(c2), cut_after, rate));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
