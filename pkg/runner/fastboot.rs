@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::accel::Accel;
+use super::kcheck::Config;
 use crate::arch::Arch;
 
 /// Where Debian's `qemu-system-data` (and QEMU's own install) put qboot.
@@ -31,6 +32,8 @@ pub struct Found {
     pub qboot: Option<PathBuf>,
     /// The host's TSC frequency in kHz, when the host says it is constant.
     pub tsc_khz: Option<u64>,
+    /// The kernel's configuration is known and has `CONFIG_HOTPLUG_CPU=y`.
+    pub hotplug_cpu: bool,
 }
 
 /// How QEMU boots the kernel.
@@ -69,6 +72,20 @@ pub fn decide(enabled: bool, arch: Arch, accel: Accel, found: &Found) -> FastBoo
     fb
 }
 
+/// Whether lvh boots the kernel of a command run (lvh's init) on one CPU
+/// (`maxcpus=1`) and its init brings the other `cpus - 1` online while it sets
+/// up: with `--fast-boot`, more than one CPU, a kernel known to support CPU
+/// hotplug, and no CPU limit of the user's own in `append`.
+pub fn late_cpus(enabled: bool, cpus: u32, hotplug: bool, append: &[String]) -> bool {
+    let users_own = append.iter().any(|a| {
+        a == "nosmp"
+            || ["maxcpus=", "nr_cpus=", "possible_cpus="]
+                .iter()
+                .any(|p| a.starts_with(p))
+    });
+    enabled && cpus > 1 && hotplug && !users_own
+}
+
 /// The host TSC's frequency (kHz) from `/proc/cpuinfo`'s text: `cpu MHz` of
 /// the first CPU, only when the flags say the TSC is constant and its
 /// frequency known (otherwise `cpu MHz` is the current clock, not the TSC's).
@@ -90,9 +107,15 @@ pub fn tsc_khz(cpuinfo: &str) -> Option<u64> {
 }
 
 /// Looks for what [`decide`] may use, for `kernel` on `arch`.
-pub fn find(kernel: &Path, arch: Arch) -> Found {
+pub fn find(kernel: &Path, arch: Arch, config: Option<&Config>) -> Found {
+    let hotplug_cpu = config
+        .and_then(|c| c.get("HOTPLUG_CPU"))
+        .is_some_and(|v| v == "y");
     if arch != Arch::Amd64 {
-        return Found::default();
+        return Found {
+            hotplug_cpu,
+            ..Found::default()
+        };
     }
     Found {
         pvh: super::pvh::find(kernel),
@@ -101,6 +124,7 @@ pub fn find(kernel: &Path, arch: Arch) -> Found {
             .ok()
             .as_deref()
             .and_then(tsc_khz),
+        hotplug_cpu,
     }
 }
 
@@ -113,6 +137,20 @@ mod tests {
             pvh: pvh.then(|| "/k/vmlinux".into()),
             qboot: qboot.then(|| "/q/qboot.rom".into()),
             tsc_khz: tsc.then_some(2445406),
+            hotplug_cpu: true,
+        }
+    }
+
+    #[test]
+    fn late_cpus_only_when_safe() {
+        let none: &[String] = &[];
+        assert!(late_cpus(true, 2, true, none));
+        assert!(late_cpus(true, 8, true, &["quiet".into()]));
+        assert!(!late_cpus(false, 2, true, none), "--fast-boot=false");
+        assert!(!late_cpus(true, 1, true, none), "one CPU");
+        assert!(!late_cpus(true, 2, false, none), "no CPU hotplug");
+        for own in ["maxcpus=2", "nr_cpus=1", "nosmp", "possible_cpus=4"] {
+            assert!(!late_cpus(true, 2, true, &[own.into()]), "{own}");
         }
     }
 

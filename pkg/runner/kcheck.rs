@@ -288,15 +288,12 @@ pub fn ikconfig(image: &[u8]) -> Option<String> {
 /// found and has all the run needs, `Ok(None)` when it is unknown (nothing to
 /// check), and an error that names every missing option otherwise.
 pub fn check(plan: &RunPlan) -> Result<Option<Source>, super::RunError> {
-    let Some(kernel) = &plan.kernel else {
+    let (Some(kernel), Some((source, config))) = (&plan.kernel, &plan.kernel_config) else {
         return Ok(None);
     };
-    let Some((source, text)) = find(kernel) else {
-        return Ok(None);
-    };
-    let lacks = missing(&parse(&text), &needs_of(plan));
+    let lacks = missing(config, &needs_of(plan));
     if lacks.is_empty() {
-        return Ok(Some(source));
+        return Ok(Some(source.clone()));
     }
     Err(super::RunError::Invalid(format!(
         "kernel {} cannot run this: its configuration ({source}) lacks\n  {}\nbuild the kernel with these options (lvh's `runner` option group has them all), or pass --no-kernel-check to boot it anyway",

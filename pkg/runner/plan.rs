@@ -12,6 +12,7 @@ use super::fastboot::{self, FastBoot};
 use super::gdb::{self, GdbStub};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
+use super::kcheck;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
 use super::shell::{self, ShellGuest};
@@ -106,6 +107,8 @@ pub struct RunPlan {
     pub mode: Mode,
     /// How the kernel is booted (PVH vmlinux, firmware, parameters).
     pub fast: FastBoot,
+    /// `--kernel`'s configuration, where it was found ([`kcheck::find`]).
+    pub kernel_config: Option<(kcheck::Source, kcheck::Config)>,
     pub gdb: Option<GdbStub>,
     /// `--ssh-key`: the file and the checked public keys it holds.
     pub ssh_key: Option<(PathBuf, String)>,
@@ -271,10 +274,28 @@ impl RunPlan {
             ));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let fast = match &o.kernel {
-            Some(k) => fastboot::decide(o.fast_boot, o.arch, accel, &fastboot::find(k, o.arch)),
-            None => FastBoot::default(),
-        };
+        // Read once: the boot-speed decisions and the check before booting use it.
+        let kernel_config = o
+            .kernel
+            .as_deref()
+            .and_then(kcheck::find)
+            .map(|(source, text)| (source, kcheck::parse(&text)));
+        let append: Vec<String> = o
+            .append
+            .iter()
+            .flat_map(|a| a.split_whitespace().map(String::from))
+            .collect();
+        let mut fast = FastBoot::default();
+        if let Some(k) = &o.kernel {
+            let found = fastboot::find(k, o.arch, kernel_config.as_ref().map(|(_, c)| c));
+            fast = fastboot::decide(o.fast_boot, o.arch, accel, &found);
+            if let Mode::Command { cmd, .. } = &mut mode {
+                cmd.late_cpus = fastboot::late_cpus(o.fast_boot, o.cpu, found.hotplug_cpu, &append);
+                if cmd.late_cpus {
+                    fast.cmdline.push("maxcpus=1".into());
+                }
+            }
+        }
         let gdb = match o.gdb {
             Some(0) => return Err(invalid("invalid port 0 (--gdb): expected 1-65535".into())),
             Some(port) => Some(GdbStub {
@@ -284,11 +305,6 @@ impl RunPlan {
             None if o.gdb_wait => return Err(invalid("--gdb-wait needs --gdb".into())),
             None => None,
         };
-        let append = o
-            .append
-            .iter()
-            .flat_map(|a| a.split_whitespace().map(String::from))
-            .collect();
         let boot_timeout = match (o.boot_timeout, gdb) {
             (Some(t), _) => t,
             (None, Some(_)) => gdb::BOOT_TIMEOUT,
@@ -322,6 +338,7 @@ impl RunPlan {
                 kernel: fast.kernel.as_deref().map(abs),
                 ..fast
             },
+            kernel_config,
         };
         super::limits::check_plan(&plan)?;
         Ok(plan)
@@ -355,6 +372,7 @@ impl RunPlan {
                     host_mount: o.host_mount.is_some(),
                     persist: o.persist,
                     authorized_keys: None,
+                    late_cpus: false,
                 },
                 timeout: o.timeout,
             });

@@ -154,3 +154,55 @@ fn gdb_stub_nokaslr_and_no_boot_deadline() {
     n.gdb = Some(0);
     assert!(err(&n).contains("invalid port 0 (--gdb)"));
 }
+
+#[test]
+fn late_cpus_when_the_kernel_can_hotplug_them() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.fast_boot = true;
+    let plan = |o: &RunOptions| RunPlan::new(o, false).unwrap();
+    let late = |p: &RunPlan| match &p.mode {
+        Mode::Command { cmd, .. } => cmd.late_cpus,
+        _ => panic!("a command run"),
+    };
+    // Configuration unknown: every CPU boots with the kernel.
+    let p = plan(&o);
+    assert!(!late(&p) && !p.cmdline().contains("maxcpus"));
+    // The build tree's .config (older than the image) says CPU hotplug.
+    let kernel = o.kernel.clone().unwrap();
+    std::fs::write(d.path().join("Kconfig"), "").unwrap();
+    std::fs::write(d.path().join(".config"), "CONFIG_HOTPLUG_CPU=y\n").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(d.path().join(".config"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let p = plan(&o);
+    assert!(late(&p), "{}", kernel.display());
+    assert!(p.cmdline().contains(" maxcpus=1 "), "{}", p.cmdline());
+    // The user's own CPU limit, one CPU, --fast-boot=false, a shell: no.
+    let mut u = o.clone();
+    u.append = vec!["quiet nr_cpus=2".into()];
+    assert!(!late(&plan(&u)));
+    let mut one = o.clone();
+    one.cpu = 1;
+    assert!(!late(&plan(&one)));
+    let mut slow = o.clone();
+    slow.fast_boot = false;
+    assert!(!late(&plan(&slow)) && !plan(&slow).cmdline().contains("maxcpus"));
+    // Without hotplug in the configuration: no.
+    std::fs::write(
+        d.path().join(".config"),
+        "# CONFIG_HOTPLUG_CPU is not set\n",
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(d.path().join(".config"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(!late(&plan(&o)));
+}

@@ -110,6 +110,7 @@ mod tests {
             host_mount,
             persist: false,
             authorized_keys: None,
+            late_cpus: false,
         }
     }
 

@@ -85,7 +85,7 @@ impl TermInfo {
 /// login shell on `tty` as the session's controlling terminal, a reader of
 /// window-size lines from the host, and the shell's status on the control port.
 pub fn shell_script(g: &ShellGuest, tty: &str, t: &TermInfo) -> String {
-    let mut s = guest::prelude();
+    let mut s = guest::prelude(false);
     let mount = g
         .mount_name
         .as_ref()

@@ -22,7 +22,7 @@ fn tty(rows: u16, cols: u16) -> TermInfo {
 #[test]
 fn the_script_mounts_the_host_dir_by_name_and_starts_there() {
     let s = shell_script(&guest(Some("linux"), None, false), "ttyS0", &tty(37, 101));
-    assert!(s.starts_with(&guest::prelude()), "{s}");
+    assert!(s.starts_with(&guest::prelude(false)), "{s}");
     for want in [
         "mkdir -p /host/linux\nmount -t 9p -o trans=virtio,version=9p2000.L host_mount /host/linux || lvh_fail",
         "cd /host/linux || lvh_fail",

@@ -99,10 +99,36 @@ fn exit_codes_come_back_exactly() {
 /// base): it counts CPUs from the MP table, one core per socket.
 #[test]
 fn the_guest_gets_the_cpus_it_was_given() {
-    for cpus in ["1", "2"] {
-        let o = output(lvh_run(Arch::Amd64, &["--cpu", cpus, "--", "nproc"]));
+    // With --fast-boot (the default) and more than one CPU, the kernel boots
+    // with maxcpus=1 and lvh's init brings the others online before the
+    // command; --fast-boot=false boots them with the kernel. The command sees
+    // every CPU either way, on both arches.
+    let script =
+        "nproc; cat /sys/devices/system/cpu/online; grep -o 'maxcpus=[0-9]*' /proc/cmdline || true";
+    for (arch, cpus, fast, late) in [
+        (Arch::Amd64, "1", true, false),
+        (Arch::Amd64, "2", true, true),
+        (Arch::Amd64, "2", false, false),
+        (Arch::Arm64, "2", true, true),
+    ] {
+        let fast_flag = format!("--fast-boot={fast}");
+        let o = output(lvh_run(
+            arch,
+            &["--cpu", cpus, &fast_flag, "--", "sh", "-c", script],
+        ));
         assert_code(&o, 0);
-        assert_eq!(text(&o.stdout), format!("{cpus}\n"));
+        let n: u32 = cpus.parse().unwrap();
+        let online = if n == 1 {
+            "0".to_string()
+        } else {
+            format!("0-{}", n - 1)
+        };
+        let maxcpus = if late { "maxcpus=1\n" } else { "" };
+        assert_eq!(
+            text(&o.stdout),
+            format!("{cpus}\n{online}\n{maxcpus}"),
+            "{arch:?} --cpu {cpus} {fast_flag}"
+        );
     }
 }
 
