@@ -23,6 +23,17 @@ pub const QBOOT_PATHS: [&str; 2] = [
 /// (README, "Boot speed"); kept switchable for the next measurement.
 pub const USE_QBOOT: bool = false;
 
+/// Under TCG: no local APIC timer, so no calibration of it. TCG has no
+/// TSC-deadline timer, so the kernel would measure the emulated APIC timer
+/// against the PIT for a quarter of a second of guest time; without it, the
+/// PIT (or the HPET) ticks for every CPU through the kernel's broadcast.
+pub const NO_APIC_TIMER: &str = "noapictimer";
+
+/// With `maxcpus=1` on x86: keep the SMP code. Booted on one CPU, the kernel
+/// would rewrite its lock prefixes for one CPU, and back when the second
+/// comes online; each rewrite of code is slow under TCG.
+pub const KEEP_SMP_CODE: &str = "noreplace-smp";
+
 /// What the host offers for a fast boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
@@ -68,6 +79,9 @@ pub fn decide(enabled: bool, arch: Arch, accel: Accel, found: &Found) -> FastBoo
     if let (Accel::Tcg, Some(khz)) = (accel, found.tsc_khz) {
         fb.cmdline
             .extend([format!("tsc_early_khz={khz}"), "tsc=reliable".into()]);
+    }
+    if accel == Accel::Tcg {
+        fb.cmdline.push(NO_APIC_TIMER.into());
     }
     fb
 }
@@ -158,7 +172,11 @@ mod tests {
     fn decisions() {
         use Accel::*;
         use Arch::*;
-        let tsc = vec!["tsc_early_khz=2445406".to_string(), "tsc=reliable".into()];
+        let tsc = vec![
+            "tsc_early_khz=2445406".to_string(),
+            "tsc=reliable".into(),
+            NO_APIC_TIMER.into(),
+        ];
         let k = Some(PathBuf::from("/k/vmlinux"));
         let q = USE_QBOOT.then(|| PathBuf::from("/q/qboot.rom"));
         for (enabled, arch, accel, f, want) in [
@@ -203,7 +221,7 @@ mod tests {
                 FastBoot {
                     kernel: k.clone(),
                     bios: None,
-                    cmdline: vec![],
+                    cmdline: vec![NO_APIC_TIMER.into()],
                 },
             ),
             (

@@ -293,6 +293,9 @@ impl RunPlan {
                 cmd.late_cpus = fastboot::late_cpus(o.fast_boot, o.cpu, found.hotplug_cpu, &append);
                 if cmd.late_cpus {
                     fast.cmdline.push("maxcpus=1".into());
+                    if o.arch == Arch::Amd64 {
+                        fast.cmdline.push(fastboot::KEEP_SMP_CODE.into());
+                    }
                 }
             }
         }
