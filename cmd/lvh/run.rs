@@ -126,7 +126,9 @@ pub struct RunArgs {
     pub no_kernel_check: bool,
     /// x86: boot the PVH vmlinux of the same build beside --kernel (vmlinux-<release>
     /// beside vmlinuz-<release>, <tree>/vmlinux for <tree>/arch/x86/boot/bzImage), and
-    /// under TCG give the kernel the host's TSC frequency; false boots --kernel as given
+    /// under TCG give the kernel the host's TSC frequency and no APIC timer; with
+    /// --cpu above 1 and a kernel with CPU hotplug, boot on one CPU and bring the others
+    /// online from lvh's init before the command; false boots --kernel as given
     #[arg(long, default_value_t = true)]
     pub fast_boot: bool,
     /// A root shell on the console with lvh's init, the host mount as working directory;
