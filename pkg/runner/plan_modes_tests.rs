@@ -181,8 +181,12 @@ fn late_cpus_when_the_kernel_can_hotplug_them() {
         .unwrap();
     let p = plan(&o);
     assert!(late(&p), "{}", kernel.display());
-    assert!(p.cmdline().contains(" maxcpus=1 noreplace-smp "), "{}", p.cmdline());
-    // The user's own CPU limit, one CPU, --fast-boot=false, a shell: no.
+    assert!(
+        p.cmdline().contains(" maxcpus=1 noreplace-smp "),
+        "{}",
+        p.cmdline()
+    );
+    // The user's own CPU limit, one CPU, --fast-boot=false: no.
     let mut u = o.clone();
     u.append = vec!["quiet nr_cpus=2".into()];
     assert!(!late(&plan(&u)));
