@@ -278,7 +278,7 @@ impl RunPlan {
         let kernel_config = o
             .kernel
             .as_deref()
-            .and_then(kcheck::find)
+            .and_then(|k| kcheck::find(&abs(k)))
             .map(|(source, text)| (source, kcheck::parse(&text)));
         let append: Vec<String> = o
             .append
