@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::accel::Accel;
 use super::kcheck::Config;
+use super::plan::RunOptions;
 use crate::arch::Arch;
 
 /// Where Debian's `qemu-system-data` (and QEMU's own install) put qboot.
@@ -98,6 +99,19 @@ pub fn late_cpus(enabled: bool, cpus: u32, hotplug: bool, append: &[String]) -> 
                 .any(|p| a.starts_with(p))
     });
     enabled && cpus > 1 && hotplug && !users_own
+}
+
+/// For a command run (lvh's init): when [`late_cpus`] holds, adds
+/// `maxcpus=1` (on x86 with [`KEEP_SMP_CODE`]) to `fb` and returns true.
+pub fn add_late_cpus(fb: &mut FastBoot, o: &RunOptions, found: &Found, append: &[String]) -> bool {
+    let late = late_cpus(o.fast_boot, o.cpu, found.hotplug_cpu, append);
+    if late {
+        fb.cmdline.push("maxcpus=1".into());
+        if o.arch == Arch::Amd64 {
+            fb.cmdline.push(KEEP_SMP_CODE.into());
+        }
+    }
+    late
 }
 
 /// The host TSC's frequency (kHz) from `/proc/cpuinfo`'s text: `cpu MHz` of

@@ -290,13 +290,7 @@ impl RunPlan {
             let found = fastboot::find(k, o.arch, kernel_config.as_ref().map(|(_, c)| c));
             fast = fastboot::decide(o.fast_boot, o.arch, accel, &found);
             if let Mode::Command { cmd, .. } = &mut mode {
-                cmd.late_cpus = fastboot::late_cpus(o.fast_boot, o.cpu, found.hotplug_cpu, &append);
-                if cmd.late_cpus {
-                    fast.cmdline.push("maxcpus=1".into());
-                    if o.arch == Arch::Amd64 {
-                        fast.cmdline.push(fastboot::KEEP_SMP_CODE.into());
-                    }
-                }
+                cmd.late_cpus = fastboot::add_late_cpus(&mut fast, o, &found, &append);
             }
         }
         let gdb = match o.gdb {
