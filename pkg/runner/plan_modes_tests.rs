@@ -168,17 +168,17 @@ fn late_cpus_when_the_kernel_can_hotplug_them() {
     // Configuration unknown: every CPU boots with the kernel.
     let p = plan(&o);
     assert!(!late(&p) && !p.cmdline().contains("maxcpus"));
-    // The build tree's .config (older than the image) says CPU hotplug.
+    // The build tree's .config, older than the image, as lvh only trusts such a one.
     let kernel = o.kernel.clone().unwrap();
     std::fs::write(d.path().join("Kconfig"), "").unwrap();
-    std::fs::write(d.path().join(".config"), "CONFIG_HOTPLUG_CPU=y\n").unwrap();
-    let old = std::time::SystemTime::now() - Duration::from_secs(60);
-    std::fs::File::options()
-        .write(true)
-        .open(d.path().join(".config"))
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    let config = |text: &str| {
+        let c = d.path().join(".config");
+        std::fs::write(&c, text).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        let f = std::fs::File::options().write(true).open(&c).unwrap();
+        f.set_modified(old).unwrap();
+    };
+    config("CONFIG_HOTPLUG_CPU=y\n");
     let p = plan(&o);
     assert!(late(&p), "{}", kernel.display());
     assert!(
@@ -197,16 +197,6 @@ fn late_cpus_when_the_kernel_can_hotplug_them() {
     slow.fast_boot = false;
     assert!(!late(&plan(&slow)) && !plan(&slow).cmdline().contains("maxcpus"));
     // Without hotplug in the configuration: no.
-    std::fs::write(
-        d.path().join(".config"),
-        "# CONFIG_HOTPLUG_CPU is not set\n",
-    )
-    .unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(d.path().join(".config"))
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    config("# CONFIG_HOTPLUG_CPU is not set\n");
     assert!(!late(&plan(&o)));
 }
