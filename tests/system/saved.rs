@@ -28,6 +28,34 @@ fn restore(dir: &Path, name: &str, script: &str) -> Output {
     out(c)
 }
 
+/// Restores of state `name` see what its setup left: `mark` in RAM holds
+/// `from-setup`, `/root/saved` on disk `on-disk`, `pid_max` is 4242; CMD's exit
+/// code and stderr come back; and each restore starts from the saved VM again,
+/// not from the last restore. `pid1`: what `/proc/1/comm` must say (empty: not
+/// checked).
+fn restores_see_the_setup(dir: &Path, name: &str, mark: &str, pid1: &str) {
+    let comm = if pid1.is_empty() { "" } else { "/proc/1/comm " };
+    let check =
+        format!("cat {comm}{mark} /root/saved /proc/sys/kernel/pid_max; echo err >&2; exit 7");
+    let o = restore(dir, name, &check);
+    assert_code(&o, 7);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{pid1}from-setup\non-disk\n4242\n"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).lines().last(),
+        Some("err")
+    );
+    let o = restore(dir, name, &format!("echo changed >{mark}; rm /root/saved"));
+    assert_code(&o, 0);
+    let o = restore(dir, name, &format!("cat {mark} /root/saved"));
+    assert_code(&o, 0);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-setup\non-disk\n");
+}
+
 #[test]
 fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
     let d = tempfile::tempdir().unwrap();
@@ -56,29 +84,7 @@ fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
         );
     }
 
-    let o = restore(
-        d.path(),
-        "s1",
-        "cat /tmp/mark /root/saved /proc/sys/kernel/pid_max; echo err >&2; exit 7",
-    );
-    assert_code(&o, 7);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "from-setup\non-disk\n4242\n",
-        "{}",
-        text(&o)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr).lines().last(),
-        Some("err")
-    );
-
-    // Each restore starts from the saved VM, not from the last restore.
-    let o = restore(d.path(), "s1", "echo changed >/tmp/mark; rm /root/saved");
-    assert_code(&o, 0);
-    let o = restore(d.path(), "s1", "cat /tmp/mark /root/saved");
-    assert_code(&o, 0);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-setup\non-disk\n");
+    restores_see_the_setup(d.path(), "s1", "/tmp/mark", "");
 
     let mut c = lvh();
     c.args(["run", "--dir", dir, "--list-states"]);
@@ -206,26 +212,7 @@ fn a_bootable_images_saved_vm_runs_commands_over_ssh() {
     }
 
     // PID 1 is the image's systemd, and the restored VM is the saved one.
-    let check = "cat /proc/1/comm /dev/shm/mark /root/saved /proc/sys/kernel/pid_max; \
-                 echo err >&2; exit 7";
-    let o = restore(d.path(), "b1", check);
-    assert_code(&o, 7);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "systemd\nfrom-setup\non-disk\n4242\n",
-        "{}",
-        text(&o)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr).lines().last(),
-        Some("err")
-    );
-    // A second restore starts from the saved VM again.
-    let o = restore(d.path(), "b1", "rm /dev/shm/mark /root/saved");
-    assert_code(&o, 0);
-    let o = restore(d.path(), "b1", "cat /dev/shm/mark /root/saved");
-    assert_code(&o, 0);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-setup\non-disk\n");
+    restores_see_the_setup(d.path(), "b1", "/dev/shm/mark", "systemd\n");
 
     // A failing setup: its code comes back and nothing is saved.
     let mut c = lvh();
