@@ -35,6 +35,11 @@ pub const NO_APIC_TIMER: &str = "noapictimer";
 /// comes online; each rewrite of code is slow under TCG.
 pub const KEEP_SMP_CODE: &str = "noreplace-smp";
 
+/// No BSD-style pseudo-terminals (`/dev/ptyp0`, ...; devpts's are unaffected):
+/// with `CONFIG_LEGACY_PTYS` the kernel registers 256 pairs at boot, about
+/// 50 ms under TCG.
+pub const NO_LEGACY_PTYS: &str = "pty.legacy_count=0";
+
 /// What the host offers for a fast boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
@@ -46,6 +51,11 @@ pub struct Found {
     pub tsc_khz: Option<u64>,
     /// The kernel's configuration is known and has `CONFIG_HOTPLUG_CPU=y`.
     pub hotplug_cpu: bool,
+    /// The kernel's configuration is known to unpack an initramfs and to
+    /// have devtmpfs (`BLK_DEV_INITRD`, `DEVTMPFS`): lvh's static init can run.
+    pub initramfs: bool,
+    /// The kernel's configuration is known and has `CONFIG_LEGACY_PTYS=y`.
+    pub legacy_ptys: bool,
 }
 
 /// How QEMU boots the kernel.
@@ -57,6 +67,9 @@ pub struct FastBoot {
     pub bios: Option<PathBuf>,
     /// Kernel parameters added to lvh's base command line.
     pub cmdline: Vec<String>,
+    /// A command run may boot through lvh's static init in an initramfs
+    /// ([`super::initramfs::usable`]).
+    pub initramfs: bool,
 }
 
 /// The fast boot for an x86 kernel when `enabled` (`--fast-boot`, the
@@ -66,11 +79,18 @@ pub struct FastBoot {
 /// frequency with `tsc=reliable` (TCG's TSC is the host's, constant and the
 /// same on every vCPU, but the guest's synchronization check fails under
 /// emulation and the kernel would mark it unstable and read the HPET instead).
+/// On every architecture: [`NO_LEGACY_PTYS`] when the kernel has them.
 pub fn decide(enabled: bool, arch: Arch, accel: Accel, found: &Found) -> FastBoot {
-    if !enabled || arch != Arch::Amd64 {
-        return FastBoot::default();
-    }
     let mut fb = FastBoot::default();
+    if !enabled {
+        return fb;
+    }
+    if found.legacy_ptys {
+        fb.cmdline.push(NO_LEGACY_PTYS.into());
+    }
+    if arch != Arch::Amd64 {
+        return fb;
+    }
     if let Some(p) = &found.pvh {
         fb.kernel = Some(p.clone());
         if USE_QBOOT {
@@ -136,12 +156,15 @@ pub fn tsc_khz(cpuinfo: &str) -> Option<u64> {
 
 /// Looks for what [`decide`] may use, for `kernel` on `arch`.
 pub fn find(kernel: &Path, arch: Arch, config: Option<&Config>) -> Found {
-    let hotplug_cpu = config
-        .and_then(|c| c.get("HOTPLUG_CPU"))
-        .is_some_and(|v| v == "y");
+    let set = |name: &str| config.and_then(|c| c.get(name)).is_some_and(|v| v == "y");
+    let hotplug_cpu = set("HOTPLUG_CPU");
+    let initramfs = set("BLK_DEV_INITRD") && set("DEVTMPFS");
+    let legacy_ptys = set("LEGACY_PTYS");
     if arch != Arch::Amd64 {
         return Found {
             hotplug_cpu,
+            initramfs,
+            legacy_ptys,
             ..Found::default()
         };
     }
@@ -153,6 +176,8 @@ pub fn find(kernel: &Path, arch: Arch, config: Option<&Config>) -> Found {
             .as_deref()
             .and_then(tsc_khz),
         hotplug_cpu,
+        initramfs,
+        legacy_ptys,
     }
 }
 
@@ -166,6 +191,8 @@ mod tests {
             qboot: qboot.then(|| "/q/qboot.rom".into()),
             tsc_khz: tsc.then_some(2445406),
             hotplug_cpu: true,
+            initramfs: true,
+            legacy_ptys: false,
         }
     }
 
@@ -203,6 +230,7 @@ mod tests {
                     kernel: k.clone(),
                     bios: q.clone(),
                     cmdline: tsc.clone(),
+                    initramfs: false,
                 },
             ),
             (
@@ -214,6 +242,7 @@ mod tests {
                     kernel: k.clone(),
                     bios: q.clone(),
                     cmdline: vec![],
+                    initramfs: false,
                 },
             ),
             (
@@ -225,6 +254,7 @@ mod tests {
                     kernel: None,
                     bios: None,
                     cmdline: tsc.clone(),
+                    initramfs: false,
                 },
             ),
             (
@@ -236,6 +266,7 @@ mod tests {
                     kernel: k.clone(),
                     bios: None,
                     cmdline: vec![NO_APIC_TIMER.into()],
+                    initramfs: false,
                 },
             ),
             (
@@ -250,6 +281,29 @@ mod tests {
                 Arm64,
                 Tcg,
                 found(true, true, true),
+                FastBoot::default(),
+            ),
+            (
+                true,
+                Arm64,
+                Tcg,
+                Found {
+                    legacy_ptys: true,
+                    ..found(false, false, false)
+                },
+                FastBoot {
+                    cmdline: vec![NO_LEGACY_PTYS.into()],
+                    ..FastBoot::default()
+                },
+            ),
+            (
+                false,
+                Arm64,
+                Tcg,
+                Found {
+                    legacy_ptys: true,
+                    ..found(false, false, false)
+                },
                 FastBoot::default(),
             ),
         ] {

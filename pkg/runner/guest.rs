@@ -21,6 +21,15 @@ pub const CONTROL_PATH: &str = "/run";
 /// Static guest networking for QEMU's user network, set by the kernel
 /// (`CONFIG_IP_PNP`) or, without it, by the script with `ip` when installed.
 pub const IP_CONFIG: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
+/// [`IP_CONFIG`]'s parts, for lvh's static init: device, address, netmask, gateway.
+pub const NET: [&str; 4] = ["eth0", "10.0.2.15", "255.255.255.0", "10.0.2.2"];
+/// The environment the command gets (besides what the kernel passes to init).
+pub const ENV: [&str; 4] = [
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME=/root",
+    "USER=root",
+    "LOGNAME=root",
+];
 /// The guest's hostname when the image has no `/etc/hostname` (systemd's default).
 pub const FALLBACK_HOSTNAME: &str = "localhost";
 /// Console lines from the guest script that mean "lvh could not set up".
@@ -112,22 +121,116 @@ pub fn command_cmdline(base: &[String], append: &[String]) -> String {
     parts.join(" ")
 }
 
-/// The fstab the init script mounts with one `mount -a -T` call (failures,
-/// such as a kernel without bpffs, are ignored). `/run` covers the control share.
-pub fn fstab() -> String {
+/// One of the file systems lvh's init mounts before the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestMount {
+    pub fstype: &'static str,
+    pub dir: &'static str,
+    /// Mount flags: `nosuid`, `nodev`, `noexec`.
+    pub flags: &'static [&'static str],
+    /// File-system options (`mode=0755`).
+    pub data: &'static str,
+    /// Create the directory first (`X-mount.mkdir`).
+    pub mkdir: bool,
+    /// Setup fails without it (the others, such as bpffs on a kernel
+    /// without BPF, are skipped).
+    pub needed: bool,
+}
+
+const NOSUID_NODEV: &[&str] = &["nosuid", "nodev"];
+const NOSUID_NODEV_NOEXEC: &[&str] = &["nosuid", "nodev", "noexec"];
+
+/// What lvh's init mounts, in order: `/proc` first, `/run` covers the control share.
+pub const MOUNTS: [GuestMount; 9] = {
+    const fn m(
+        fstype: &'static str,
+        dir: &'static str,
+        flags: &'static [&'static str],
+        data: &'static str,
+        mkdir: bool,
+        needed: bool,
+    ) -> GuestMount {
+        GuestMount {
+            fstype,
+            dir,
+            flags,
+            data,
+            mkdir,
+            needed,
+        }
+    }
     [
-        "proc /proc proc nosuid,nodev,noexec 0 0",
-        "sysfs /sys sysfs nosuid,nodev,noexec 0 0",
-        "tmpfs /run tmpfs mode=0755,nosuid,nodev 0 0",
-        "devpts /dev/pts devpts X-mount.mkdir,gid=5,mode=620,ptmxmode=666 0 0",
-        "tmpfs /dev/shm tmpfs X-mount.mkdir,nosuid,nodev 0 0",
-        "tmpfs /tmp tmpfs nosuid,nodev 0 0",
-        "bpf /sys/fs/bpf bpf nosuid,nodev,noexec 0 0",
-        "debugfs /sys/kernel/debug debugfs nosuid,nodev,noexec 0 0",
-        "tracefs /sys/kernel/tracing tracefs nosuid,nodev,noexec 0 0",
-        "",
+        m("proc", "/proc", NOSUID_NODEV_NOEXEC, "", false, true),
+        m("sysfs", "/sys", NOSUID_NODEV_NOEXEC, "", false, true),
+        m("tmpfs", "/run", NOSUID_NODEV, "mode=0755", false, true),
+        m(
+            "devpts",
+            "/dev/pts",
+            &[],
+            "gid=5,mode=620,ptmxmode=666",
+            true,
+            false,
+        ),
+        m("tmpfs", "/dev/shm", NOSUID_NODEV, "", true, false),
+        m("tmpfs", "/tmp", NOSUID_NODEV, "", false, false),
+        m("bpf", "/sys/fs/bpf", NOSUID_NODEV_NOEXEC, "", false, false),
+        m(
+            "debugfs",
+            "/sys/kernel/debug",
+            NOSUID_NODEV_NOEXEC,
+            "",
+            false,
+            false,
+        ),
+        m(
+            "tracefs",
+            "/sys/kernel/tracing",
+            NOSUID_NODEV_NOEXEC,
+            "",
+            false,
+            false,
+        ),
     ]
-    .join("\n")
+};
+
+impl GuestMount {
+    /// The source: the file system's own name (`bpf`, `tmpfs`, ...).
+    pub fn source(&self) -> &'static str {
+        self.fstype
+    }
+
+    /// The options as `mount` and fstab spell them.
+    pub fn options(&self) -> String {
+        let mut o: Vec<&str> = Vec::new();
+        if self.mkdir {
+            o.push("X-mount.mkdir");
+        }
+        if !self.data.is_empty() {
+            o.push(self.data);
+        }
+        o.extend(self.flags);
+        if o.is_empty() {
+            "defaults".into()
+        } else {
+            o.join(",")
+        }
+    }
+}
+
+/// The fstab the init script mounts with one `mount -a -T` call (failures,
+/// such as a kernel without bpffs, are ignored): [`MOUNTS`].
+pub fn fstab() -> String {
+    let mut s = String::new();
+    for m in MOUNTS {
+        s.push_str(&format!(
+            "{} {} {} {} 0 0\n",
+            m.source(),
+            m.dir,
+            m.fstype,
+            m.options()
+        ));
+    }
+    s
 }
 
 /// Brings every offline CPU online, in the background: under TCG a CPU's
@@ -135,8 +238,13 @@ pub fn fstab() -> String {
 /// the rest of the script's setup instead of the kernel's boot.
 const LATE_CPUS_START: &str = "for lvh_c in /sys/devices/system/cpu/cpu[0-9]*; do [ -w $lvh_c/online ] && { read -r lvh_o <$lvh_c/online; [ \"$lvh_o\" = 0 ] && echo 1 >$lvh_c/online; }; done 2>/dev/null &\nlvh_cpus=$!\n";
 
+/// What follows "CPUs N-M" when a late CPU stayed offline.
+pub(crate) const LATE_CPUS_ERROR: &str = "did not come online (lvh booted the kernel with maxcpus=1 and onlines the rest; --fast-boot=false boots them all with the kernel)";
+
 /// Waits for [`LATE_CPUS_START`] and checks that no CPU stayed offline.
-const LATE_CPUS_WAIT: &str = "wait $lvh_cpus; lvh_o=; read -r lvh_o </sys/devices/system/cpu/offline; [ -z \"$lvh_o\" ] || lvh_fail \"CPUs $lvh_o did not come online (lvh booted the kernel with maxcpus=1 and onlines the rest; --fast-boot=false boots them all with the kernel)\"\n";
+fn late_cpus_wait() -> String {
+    format!("wait $lvh_cpus; lvh_o=; read -r lvh_o </sys/devices/system/cpu/offline; [ -z \"$lvh_o\" ] || lvh_fail \"CPUs $lvh_o {LATE_CPUS_ERROR}\"\n")
+}
 
 /// The start of every init script: mounts, hostname, the channel's ports
 /// (control on fd 9, `started` sent), networking. With `late_cpus`, the CPUs
@@ -145,7 +253,7 @@ pub(crate) fn prelude(late_cpus: bool) -> String {
     let cpus = if late_cpus { LATE_CPUS_START } else { "" };
     format!(
         r#"# lvh guest init (generated): runs as PID 1, sourced from {ctl}/init.
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root
+export {env}
 lvh_fail() {{ echo "{err}$*" >/dev/console; [ -n "${{lvh_ctl:-}}" ] && echo "error $*" >&9; exit 1; }}
 [ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev || lvh_fail "cannot mount /dev (devtmpfs)"
 # One mount call for all (util-linux reads lvh's fstab, /proc first); then
@@ -181,6 +289,7 @@ if [ ! -e /proc/net/pnp ] && [ -e /sys/class/net/eth0 ] && command -v ip >/dev/n
 fi
 "#,
         ctl = CONTROL_PATH,
+        env = ENV.join(" "),
         err = GUEST_ERROR_PREFIX,
         fallback = FALLBACK_HOSTNAME,
         out = PORT_STDOUT,
@@ -205,32 +314,43 @@ pub fn init_script(cmd: &GuestCommand) -> String {
     s.push_str(&cd_part(cmd));
     if cmd.late_cpus {
         s.push('\n');
-        s.push_str(LATE_CPUS_WAIT);
+        s.push_str(&late_cpus_wait());
     }
     let argv: Vec<String> = cmd.argv.iter().map(|a| sh_quote(a)).collect();
     s.push_str(&run_part(&argv.join(" "), cmd.persist));
     s
 }
 
-/// The line that changes to the command's directory (`--cwd`, the host
-/// mount, or root's home).
-pub(crate) fn cd_part(cmd: &GuestCommand) -> String {
+/// Where the command runs (`--cwd`, the host mount, or root's home) and
+/// whether that is required: a `--cwd` that does not exist fails the run,
+/// the defaults fall back to `/`.
+pub(crate) fn workdir(cmd: &GuestCommand) -> (String, bool) {
     let cwd = match &cmd.cwd {
         Some(c) if c.starts_with('/') => c.clone(),
         Some(c) => format!("{HOST_MOUNT_PATH}/{c}"),
         None if cmd.host_mount => HOST_MOUNT_PATH.to_string(),
         None => "/root".to_string(),
     };
-    let cd = if cmd.cwd.is_some() {
+    (cwd, cmd.cwd.is_some())
+}
+
+/// Why a required working directory fails the run.
+pub(crate) fn workdir_error(dir: &str) -> String {
+    format!("cannot change to directory {dir}")
+}
+
+/// The line that changes to the command's directory ([`workdir`]).
+pub(crate) fn cd_part(cmd: &GuestCommand) -> String {
+    let (cwd, required) = workdir(cmd);
+    if required {
         format!(
-            "cd {} || lvh_fail \"cannot change to directory {}\"",
+            "cd {} || lvh_fail \"{}\"",
             sh_quote(&cwd),
-            dq_escape(&cwd)
+            dq_escape(&workdir_error(&cwd))
         )
     } else {
         format!("cd {} 2>/dev/null || cd /", sh_quote(&cwd))
-    };
-    cd
+    }
 }
 
 /// The end of the init script: run the command with its output counted,
@@ -441,6 +561,24 @@ mod tests {
         assert!(at("mount -t 9p -o trans=virtio,version=9p2000.L host_mount /host") < wait);
         assert!(wait < at("(exec 9>&- nproc)"));
         assert!(s.contains("/sys/devices/system/cpu/offline; [ -z \"$lvh_o\" ] || lvh_fail \"CPUs $lvh_o did not come online"));
+    }
+
+    #[test]
+    fn the_fstab_and_the_network_say_what_they_always_said() {
+        assert_eq!(
+            fstab(),
+            "proc /proc proc nosuid,nodev,noexec 0 0\n\
+             sysfs /sys sysfs nosuid,nodev,noexec 0 0\n\
+             tmpfs /run tmpfs mode=0755,nosuid,nodev 0 0\n\
+             devpts /dev/pts devpts X-mount.mkdir,gid=5,mode=620,ptmxmode=666 0 0\n\
+             tmpfs /dev/shm tmpfs X-mount.mkdir,nosuid,nodev 0 0\n\
+             tmpfs /tmp tmpfs nosuid,nodev 0 0\n\
+             bpf /sys/fs/bpf bpf nosuid,nodev,noexec 0 0\n\
+             debugfs /sys/kernel/debug debugfs nosuid,nodev,noexec 0 0\n\
+             tracefs /sys/kernel/tracing tracefs nosuid,nodev,noexec 0 0\n"
+        );
+        let [dev, addr, mask, gw] = NET;
+        assert_eq!(IP_CONFIG, format!("ip={addr}::{gw}:{mask}::{dev}:off"));
     }
 
     #[test]

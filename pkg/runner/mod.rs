@@ -1,5 +1,6 @@
 //! The VM runner: QEMU argv from small pure builders (`qemu`), the validated
-//! run plan (`plan`), the guest command channel (`guest`, `channel`) and
+//! run plan (`plan`), the guest command channel (`guest`, `channel`; the
+//! static guest init in an initramfs, `initramfs`) and
 //! VM supervision ([`vm`], its decisions in `verdict`): boot deadline,
 //! panic and splat detection (`splat`, [`allow`]), QEMU early exit, Ctrl-C,
 //! and a throwaway overlay so the image is never modified; the run's result
@@ -12,6 +13,7 @@ pub mod fastboot;
 pub mod gdb;
 pub(crate) mod guest;
 pub mod image;
+pub(crate) mod initramfs;
 pub mod kcheck;
 #[cfg(target_arch = "x86_64")]
 mod kvm_guest;

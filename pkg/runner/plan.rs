@@ -12,6 +12,7 @@ use super::fastboot::{self, FastBoot};
 use super::gdb::{self, GdbStub};
 use super::guest::{self, GuestCommand};
 use super::image::ImageFormat;
+use super::initramfs;
 use super::kcheck;
 use super::ports::{self, PortForward};
 use super::qemu::{self, Channel, Console, QemuConfig, RootDev};
@@ -114,6 +115,16 @@ pub struct RunPlan {
     pub ssh_key: Option<(PathBuf, String)>,
     /// `--save-state` / `--from-state` (see `saved`); set after `new`.
     pub state: Option<super::saved::StateOp>,
+}
+
+/// The initramfs of lvh's static init, in the run directory.
+pub const INITRAMFS_FILE: &str = "initramfs.cpio";
+
+/// The root that the kernel command line of `plan` names, for the static init.
+pub fn root_spec(plan: &RunPlan) -> Option<initramfs::RootSpec> {
+    let line = plan.cmdline();
+    let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+    initramfs::root_spec(&words)
 }
 
 fn invalid(msg: String) -> RunError {
@@ -291,6 +302,12 @@ impl RunPlan {
             fast = fastboot::decide(o.fast_boot, o.arch, accel, &found);
             if let Mode::Command { cmd, .. } = &mut mode {
                 cmd.late_cpus = fastboot::add_late_cpus(&mut fast, o, &found, &append);
+                let mut words = qemu::base_cmdline(o.arch, root_dev);
+                words.extend(fast.cmdline.iter().cloned());
+                words.extend(append.iter().cloned());
+                fast.initramfs = o.fast_boot
+                    && cmd.authorized_keys.is_none()
+                    && initramfs::usable(o.arch, found.initramfs, &words, &append);
             }
         }
         let gdb = match o.gdb {
@@ -411,6 +428,16 @@ impl RunPlan {
         Ok(Mode::Interactive)
     }
 
+    /// The command that lvh's static init runs from an initramfs
+    /// ([`initramfs`]), when this run boots that way: a command run with a
+    /// kernel that can (decided in `new`), not restoring or saving a VM.
+    pub fn initramfs_command(&self) -> Option<&GuestCommand> {
+        match &self.mode {
+            Mode::Command { cmd, .. } if self.fast.initramfs && self.state.is_none() => Some(cmd),
+            _ => None,
+        }
+    }
+
     /// The kernel command line (only used with `--kernel`).
     pub fn cmdline(&self) -> String {
         let mut base = qemu::base_cmdline(self.arch, self.root_dev);
@@ -418,6 +445,12 @@ impl RunPlan {
         let (mut append, after) = gdb::cmdline_args(self.arch, self.gdb.is_some());
         append.extend(self.append.iter().cloned());
         let mut line = match &self.mode {
+            Mode::Command { .. } if self.initramfs_command().is_some() => {
+                let mut parts = base;
+                parts.extend(initramfs::cmdline_params());
+                parts.extend(append);
+                parts.join(" ")
+            }
             Mode::Command { .. } | Mode::Shell(_) => guest::command_cmdline(&base, &append),
             _ => {
                 let mut parts = base;
@@ -452,7 +485,10 @@ impl RunPlan {
                     stdout_sock: run_dir.join("stdout.sock"),
                     stderr_sock: run_dir.join("stderr.sock"),
                     control_sock: run_dir.join("control.sock"),
-                    share_dir: run_dir.join("share"),
+                    share_dir: self
+                        .initramfs_command()
+                        .is_none()
+                        .then(|| run_dir.join("share")),
                 }),
             ),
             Mode::Interactive => (
@@ -492,6 +528,9 @@ impl RunPlan {
             snapshot: !self.persist,
             kernel: self.fast.kernel.clone().or_else(|| self.kernel.clone()),
             bios: self.fast.bios.clone(),
+            initrd: self
+                .initramfs_command()
+                .map(|_| run_dir.join(INITRAMFS_FILE)),
             cmdline: self.cmdline(),
             ports: self.ports.clone(),
             host_mount: self.host_mount.clone(),
@@ -616,7 +655,10 @@ pub(crate) mod tests {
         let c = p.qemu_config(Path::new("/run/x"));
         assert!(c.snapshot);
         assert_eq!(c.console, Console::Socket("/run/x/console.sock".into()));
-        assert_eq!(c.channel.unwrap().share_dir, PathBuf::from("/run/x/share"));
+        assert_eq!(
+            c.channel.unwrap().share_dir,
+            Some(PathBuf::from("/run/x/share"))
+        );
         assert!(c
             .cmdline
             .starts_with("root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd no_timer_check ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off init=/bin/sh -c \":;mount"));

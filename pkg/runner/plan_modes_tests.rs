@@ -155,6 +155,17 @@ fn gdb_stub_nokaslr_and_no_boot_deadline() {
     assert!(err(&n).contains("invalid port 0 (--gdb)"));
 }
 
+/// A build tree's `.config` in `dir` (beside the test kernel), older than the
+/// image, as lvh only trusts such a one.
+fn kernel_config(dir: &Path, text: &str) {
+    std::fs::write(dir.join("Kconfig"), "").unwrap();
+    let c = dir.join(".config");
+    std::fs::write(&c, text).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    let f = std::fs::File::options().write(true).open(&c).unwrap();
+    f.set_modified(old).unwrap();
+}
+
 #[test]
 fn late_cpus_when_the_kernel_can_hotplug_them() {
     let d = tempfile::tempdir().unwrap();
@@ -168,16 +179,8 @@ fn late_cpus_when_the_kernel_can_hotplug_them() {
     // Configuration unknown: every CPU boots with the kernel.
     let p = plan(&o);
     assert!(!late(&p) && !p.cmdline().contains("maxcpus"));
-    // The build tree's .config, older than the image, as lvh only trusts such a one.
     let kernel = o.kernel.clone().unwrap();
-    std::fs::write(d.path().join("Kconfig"), "").unwrap();
-    let config = |text: &str| {
-        let c = d.path().join(".config");
-        std::fs::write(&c, text).unwrap();
-        let old = std::time::SystemTime::now() - Duration::from_secs(60);
-        let f = std::fs::File::options().write(true).open(&c).unwrap();
-        f.set_modified(old).unwrap();
-    };
+    let config = |text: &str| kernel_config(d.path(), text);
     config("CONFIG_HOTPLUG_CPU=y\n");
     let p = plan(&o);
     assert!(late(&p), "{}", kernel.display());
@@ -199,4 +202,68 @@ fn late_cpus_when_the_kernel_can_hotplug_them() {
     // Without hotplug in the configuration: no.
     config("# CONFIG_HOTPLUG_CPU is not set\n");
     assert!(!late(&plan(&o)));
+}
+
+#[test]
+fn the_static_init_when_the_kernel_can_run_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.fast_boot = true;
+    let plan = |o: &RunOptions| RunPlan::new(o, false).unwrap();
+    let fast = |p: &RunPlan| {
+        let c = p.qemu_config(Path::new("/r"));
+        let init = p.initramfs_command().is_some();
+        let line = p.cmdline();
+        assert_eq!(c.initrd.is_some(), init, "{line}");
+        assert_eq!(c.channel.unwrap().share_dir.is_none(), init, "{line}");
+        assert_eq!(
+            line.contains(" rdinit=/lvh-init init=/lvh-init"),
+            init,
+            "{line}"
+        );
+        assert_eq!(!line.contains(" -c \":;mount -t 9p"), init, "{line}");
+        assert_eq!(!line.contains(" ip=10.0.2.15"), init, "{line}");
+        init
+    };
+    // Configuration unknown: the shell init.
+    assert!(!fast(&plan(&o)));
+    kernel_config(
+        d.path(),
+        "CONFIG_BLK_DEV_INITRD=y\nCONFIG_DEVTMPFS=y\nCONFIG_LEGACY_PTYS=y\n",
+    );
+    let p = plan(&o);
+    assert_eq!(fast(&p), initramfs::init_binary(o.arch).is_some());
+    assert!(p.cmdline().contains(fastboot::NO_LEGACY_PTYS));
+    assert_eq!(
+        p.qemu_config(Path::new("/r")).initrd,
+        fast(&p).then(|| Path::new("/r").join(INITRAMFS_FILE))
+    );
+    // What keeps the shell init: --fast-boot=false, the user's init or
+    // root, --ssh-key, saving or restoring a VM.
+    let mut slow = o.clone();
+    slow.fast_boot = false;
+    assert!(!fast(&plan(&slow)));
+    assert!(!plan(&slow).cmdline().contains(fastboot::NO_LEGACY_PTYS));
+    for own in ["init=/bin/bash", "rdinit=/init", "root=PARTUUID=00-01"] {
+        let mut u = o.clone();
+        u.append = vec![own.into()];
+        assert!(!fast(&plan(&u)), "{own}");
+    }
+    let key = d.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0 me@host\n").unwrap();
+    let mut k = o.clone();
+    k.ssh_key = Some(key);
+    assert!(!fast(&plan(&k)));
+    let mut saved = plan(&o);
+    saved.state = Some(crate::runner::saved::StateOp::Save {
+        states: d.path().join("states"),
+        name: "x".into(),
+        ssh: None,
+    });
+    assert!(!fast(&saved));
+    // A kernel without initramfs or devtmpfs support.
+    kernel_config(d.path(), "CONFIG_DEVTMPFS=y\n");
+    assert!(!fast(&plan(&o)));
+    kernel_config(d.path(), "CONFIG_BLK_DEV_INITRD=y\n");
+    assert!(!fast(&plan(&o)));
 }

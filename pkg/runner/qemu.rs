@@ -63,13 +63,14 @@ pub enum Console {
 }
 
 /// The guest command channel: virtio-serial ports to unix sockets lvh listens
-/// on, and the read-only 9p control share.
+/// on, and the read-only 9p control share for the shell init (lvh's static
+/// init has its plan in its initramfs and needs none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Channel {
     pub stdout_sock: PathBuf,
     pub stderr_sock: PathBuf,
     pub control_sock: PathBuf,
-    pub share_dir: PathBuf,
+    pub share_dir: Option<PathBuf>,
 }
 
 /// Everything the command line depends on.
@@ -88,6 +89,8 @@ pub struct QemuConfig {
     pub kernel: Option<PathBuf>,
     /// Firmware (`-bios`) instead of QEMU's default (SeaBIOS on x86).
     pub bios: Option<PathBuf>,
+    /// `-initrd` (lvh's static init, only used with `kernel`).
+    pub initrd: Option<PathBuf>,
     /// The kernel command line (only used with `kernel`).
     pub cmdline: String,
     pub ports: Vec<PortForward>,
@@ -255,7 +258,10 @@ pub fn host_mount_args(dir: &Path) -> Vec<String> {
 
 /// The command channel: read-only control share and three virtio-serial ports.
 pub fn channel_args(ch: &Channel) -> Vec<String> {
-    let mut v = ninep_args("lvhctl", &ch.share_dir, CONTROL_TAG, true);
+    let mut v = match &ch.share_dir {
+        Some(d) => ninep_args("lvhctl", d, CONTROL_TAG, true),
+        None => vec![],
+    };
     v.extend(s(&["-device", "virtio-serial-pci,id=lvhser"]));
     for (id, sock, name) in [
         ("lvhout", &ch.stdout_sock, PORT_STDOUT),
@@ -330,6 +336,9 @@ pub fn argv(c: &QemuConfig) -> Vec<String> {
     v.extend(drive_args(&c.image, c.image_format, c.root_dev, c.snapshot));
     if let Some(k) = &c.kernel {
         v.extend(kernel_args(k, &c.cmdline));
+        if let Some(i) = &c.initrd {
+            v.extend(["-initrd".into(), i.to_string_lossy().into_owned()]);
+        }
     }
     v.extend(net_args(&c.ports));
     if let Some(d) = &c.host_mount {
@@ -369,6 +378,7 @@ mod tests {
             snapshot: true,
             kernel: Some("/k/bzImage".into()),
             bios: None,
+            initrd: None,
             cmdline: "root=/dev/vda".into(),
             ports: vec![],
             host_mount: None,
@@ -554,7 +564,7 @@ mod tests {
             stdout_sock: "/r/out".into(),
             stderr_sock: "/r/err".into(),
             control_sock: "/r/ctl".into(),
-            share_dir: "/r/share".into(),
+            share_dir: Some("/r/share".into()),
         });
         let j = joined(&c);
         for want in [
@@ -566,6 +576,18 @@ mod tests {
         ] {
             assert!(j.contains(want), "{want}\n{j}");
         }
+        // lvh's static init: its initramfs right after the kernel, no control share.
+        c.channel.as_mut().unwrap().share_dir = None;
+        c.initrd = Some("/r/initramfs.cpio".into());
+        let j = joined(&c);
+        assert!(
+            j.contains(
+                "-kernel /k/bzImage -append root=/dev/vda -initrd /r/initramfs.cpio -netdev"
+            ),
+            "{j}"
+        );
+        assert!(!j.contains("9p"), "{j}");
+        assert!(j.contains("-device virtio-serial-pci,id=lvhser"), "{j}");
     }
 
     #[test]

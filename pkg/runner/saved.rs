@@ -330,7 +330,8 @@ impl Ctx<'_> {
             .as_ref()
             .expect("command mode")
             .share_dir
-            .clone();
+            .clone()
+            .expect("a saved VM boots with the shell init");
         if save_to.is_some() {
             vm::write_file(&share.join("init"), serve::save_init_script(self.gcmd))?;
         }

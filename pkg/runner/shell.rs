@@ -319,13 +319,14 @@ pub fn run_shell(
     let dir = vm::run_dir()?;
     let cfg = plan.qemu_config(dir.path());
     let ch = cfg.channel.clone().expect("shell mode has a channel");
+    let share = ch.share_dir.expect("the shell init has a control share");
     let io = |what: &str, p: &Path, e| RunError::io(format!("{what} {}", p.display()), e);
-    std::fs::create_dir(&ch.share_dir).map_err(|e| io("create", &ch.share_dir, e))?;
+    std::fs::create_dir(&share).map_err(|e| io("create", &share, e))?;
     for (name, text) in [
         ("init", shell_script(g, plan.arch.console(), &info)),
         ("fstab", guest::fstab()),
     ] {
-        let p = ch.share_dir.join(name);
+        let p = share.join(name);
         std::fs::write(&p, text).map_err(|e| io("write", &p, e))?;
     }
     let listen = |p: &Path| channel::listen(p).map_err(|e| io("listen on", p, e));

@@ -191,6 +191,19 @@ pub(crate) struct Wiring {
     log: Option<std::fs::File>,
 }
 
+/// The static init's initramfs for this run ([`super::initramfs`]).
+fn write_initramfs(
+    plan: &RunPlan,
+    gcmd: &guest::GuestCommand,
+    path: &Path,
+) -> Result<(), RunError> {
+    let root = super::plan::root_spec(plan)
+        .ok_or_else(|| RunError::Invalid("lvh's init needs a root= device path".into()))?;
+    let bytes = super::initramfs::archive(plan.arch, gcmd, &root)
+        .ok_or_else(|| RunError::Invalid(format!("this lvh has no {} guest init", plan.arch)))?;
+    std::fs::write(path, bytes).map_err(|e| RunError::io(format!("write {}", path.display()), e))
+}
+
 pub(crate) fn write_file(p: &Path, text: String) -> Result<(), RunError> {
     std::fs::write(p, text).map_err(|e| RunError::io(format!("write {}", p.display()), e))
 }
@@ -203,10 +216,15 @@ pub(crate) fn wire(
 ) -> Result<Wiring, RunError> {
     let cfg = plan.qemu_config(dir);
     let ch = cfg.channel.clone().expect("command mode has a channel");
-    std::fs::create_dir(&ch.share_dir)
-        .map_err(|e| RunError::io(format!("create {}", ch.share_dir.display()), e))?;
-    write_file(&ch.share_dir.join("init"), guest::init_script(gcmd))?;
-    write_file(&ch.share_dir.join("fstab"), guest::fstab())?;
+    if let Some(share) = &ch.share_dir {
+        std::fs::create_dir(share)
+            .map_err(|e| RunError::io(format!("create {}", share.display()), e))?;
+        write_file(&share.join("init"), guest::init_script(gcmd))?;
+        write_file(&share.join("fstab"), guest::fstab())?;
+    }
+    if let Some(path) = &cfg.initrd {
+        write_initramfs(plan, gcmd, path)?;
+    }
     let listen = |p: &Path| {
         channel::listen(p).map_err(|e| RunError::io(format!("listen on {}", p.display()), e))
     };
