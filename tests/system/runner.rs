@@ -95,6 +95,62 @@ fn exit_codes_come_back_exactly() {
     assert_code(&o, 127);
 }
 
+/// lvh's static init (from its initramfs, the default with the fixture
+/// kernels) and its shell init (`--fast-boot=false`) give the command the same
+/// world: environment, directory, hostname, mounts, network, stdin, and the
+/// same answers to a missing program (a shell builtin is one: the command is a
+/// program and its arguments, not shell code) and a missing `--cwd`.
+#[test]
+fn the_static_init_and_the_shell_init_agree() {
+    let script = r#"echo "env $HOME $USER $LOGNAME $PATH"
+echo "pwd $(pwd) $PWD"
+echo "host $(hostname)"
+awk '$3 != "9p" {print "mount", $2, $3}' /proc/mounts | sort -u
+awk 'NR > 1 && $2 == "00000000" {print "route", $1, $3}' /proc/net/route
+echo "eth0 $(cat /sys/class/net/eth0/operstate) lo $(cat /sys/class/net/lo/flags)"
+echo "stdin $(cat | wc -c)"
+grep -c rdinit=/lvh-init /proc/cmdline || true"#;
+    for arch in [Arch::Amd64, Arch::Arm64] {
+        let mut seen = Vec::new();
+        for fast in [true, false] {
+            let flag = format!("--fast-boot={fast}");
+            let o = output(lvh_run(arch, &[&flag, "--", "sh", "-c", script]));
+            assert_code(&o, 0);
+            let out = text(&o.stdout);
+            let (world, init) = out.trim_end().rsplit_once('\n').unwrap();
+            assert_eq!(init, if fast { "1" } else { "0" }, "{arch:?} {flag}: {out}");
+            for want in [
+                "env /root root root /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+                "\nmount / ext4\n",
+                "\nmount /sys/fs/bpf bpf\n",
+                "\nmount /dev/pts devpts\n",
+                "\nroute eth0 0202000A\n",
+                "\nstdin 0",
+            ] {
+                assert!(world.contains(want), "{arch:?} {flag}: {want:?} in\n{out}");
+            }
+            seen.push(world.to_string());
+            for missing in ["no-such-program", "exit"] {
+                let o = output(lvh_run(arch, &[&flag, "--", missing, "3"]));
+                assert_code(&o, 127);
+                let err = text(&o.stderr);
+                assert!(err.contains(&format!("{missing}: not found")), "{err}");
+            }
+            let o = output(lvh_run(
+                arch,
+                &[&flag, "--cwd", "/no/such/dir", "--", "true"],
+            ));
+            assert!(
+                text(&o.stderr).contains("cannot change to directory /no/such/dir"),
+                "{arch:?} {flag}: {}",
+                text(&o.stderr)
+            );
+            assert_ne!(o.status.code(), Some(0));
+        }
+        assert_eq!(seen[0], seen[1], "{arch:?}: static init vs shell init");
+    }
+}
+
 /// `--cpu N` reaches a kernel without ACPI too (the fixture's tinyconfig
 /// base): it counts CPUs from the MP table, one core per socket.
 #[test]
