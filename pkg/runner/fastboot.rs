@@ -40,6 +40,11 @@ pub const KEEP_SMP_CODE: &str = "noreplace-smp";
 /// 50 ms under TCG.
 pub const NO_LEGACY_PTYS: &str = "pty.legacy_count=0";
 
+/// Without q35's built-in AHCI controller and SMBus: lvh's disks are virtio
+/// (an `hda` root gets the `pc` machine), and under TCG SeaBIOS's and the
+/// kernel's probing of the AHCI ports cost about 0.1 s of every boot.
+pub const LEAN_Q35: [&str; 2] = ["sata=off", "smbus=off"];
+
 /// What the host offers for a fast boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
@@ -70,6 +75,8 @@ pub struct FastBoot {
     /// A command run may boot through lvh's static init in an initramfs
     /// ([`super::initramfs::usable`]).
     pub initramfs: bool,
+    /// Properties for `-machine q35` ([`LEAN_Q35`]).
+    pub q35_props: Vec<String>,
 }
 
 /// The fast boot for an x86 kernel when `enabled` (`--fast-boot`, the
@@ -91,6 +98,7 @@ pub fn decide(enabled: bool, arch: Arch, accel: Accel, found: &Found) -> FastBoo
     if arch != Arch::Amd64 {
         return fb;
     }
+    fb.q35_props = LEAN_Q35.iter().map(|p| p.to_string()).collect();
     if let Some(p) = &found.pvh {
         fb.kernel = Some(p.clone());
         if USE_QBOOT {
@@ -219,6 +227,7 @@ mod tests {
             NO_APIC_TIMER.into(),
         ];
         let k = Some(PathBuf::from("/k/vmlinux"));
+        let lean: Vec<String> = vec!["sata=off".into(), "smbus=off".into()];
         let q = USE_QBOOT.then(|| PathBuf::from("/q/qboot.rom"));
         for (enabled, arch, accel, f, want) in [
             (
@@ -231,6 +240,7 @@ mod tests {
                     bios: q.clone(),
                     cmdline: tsc.clone(),
                     initramfs: false,
+                    q35_props: lean.clone(),
                 },
             ),
             (
@@ -243,6 +253,7 @@ mod tests {
                     bios: q.clone(),
                     cmdline: vec![],
                     initramfs: false,
+                    q35_props: lean.clone(),
                 },
             ),
             (
@@ -255,6 +266,7 @@ mod tests {
                     bios: None,
                     cmdline: tsc.clone(),
                     initramfs: false,
+                    q35_props: lean.clone(),
                 },
             ),
             (
@@ -267,6 +279,7 @@ mod tests {
                     bios: None,
                     cmdline: vec![NO_APIC_TIMER.into()],
                     initramfs: false,
+                    q35_props: lean.clone(),
                 },
             ),
             (

@@ -1,4 +1,7 @@
-//! The guest side of command mode, generated on the host: a tiny bootstrap on
+//! The guest side of command mode, generated on the host (the shell init; with
+//! `--fast-boot` a command run usually boots lvh's static init instead, see
+//! [`super::initramfs`], which takes its mounts, network and environment from
+//! here): a tiny bootstrap on
 //! the kernel command line (`init=/bin/sh -c "..."`) that mounts lvh's
 //! read-only 9p control share and sources the init script written here.
 //!

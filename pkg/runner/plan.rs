@@ -531,6 +531,12 @@ impl RunPlan {
             initrd: self
                 .initramfs_command()
                 .map(|_| run_dir.join(INITRAMFS_FILE)),
+            // A saved VM keeps QEMU's stock q35: its devices must match
+            // between the save and every restore, whatever --fast-boot says.
+            q35_props: match self.state {
+                Some(_) => vec![],
+                None => self.fast.q35_props.clone(),
+            },
             cmdline: self.cmdline(),
             ports: self.ports.clone(),
             host_mount: self.host_mount.clone(),

@@ -234,6 +234,8 @@ fn the_static_init_when_the_kernel_can_run_it() {
     let p = plan(&o);
     assert_eq!(fast(&p), initramfs::init_binary(o.arch).is_some());
     assert!(p.cmdline().contains(fastboot::NO_LEGACY_PTYS));
+    let q35 = |p: &RunPlan| p.qemu_config(Path::new("/r")).q35_props;
+    assert_eq!(q35(&p), ["sata=off", "smbus=off"]);
     assert_eq!(
         p.qemu_config(Path::new("/r")).initrd,
         fast(&p).then(|| Path::new("/r").join(INITRAMFS_FILE))
@@ -244,6 +246,7 @@ fn the_static_init_when_the_kernel_can_run_it() {
     slow.fast_boot = false;
     assert!(!fast(&plan(&slow)));
     assert!(!plan(&slow).cmdline().contains(fastboot::NO_LEGACY_PTYS));
+    assert!(q35(&plan(&slow)).is_empty());
     for own in ["init=/bin/bash", "rdinit=/init", "root=PARTUUID=00-01"] {
         let mut u = o.clone();
         u.append = vec![own.into()];
@@ -261,6 +264,7 @@ fn the_static_init_when_the_kernel_can_run_it() {
         ssh: None,
     });
     assert!(!fast(&saved));
+    assert!(q35(&saved).is_empty(), "a saved VM keeps the stock q35");
     // A kernel without initramfs or devtmpfs support.
     kernel_config(d.path(), "CONFIG_DEVTMPFS=y\n");
     assert!(!fast(&plan(&o)));

@@ -91,6 +91,8 @@ pub struct QemuConfig {
     pub bios: Option<PathBuf>,
     /// `-initrd` (lvh's static init, only used with `kernel`).
     pub initrd: Option<PathBuf>,
+    /// Properties added to `-machine q35` (ignored on other machines).
+    pub q35_props: Vec<String>,
     /// The kernel command line (only used with `kernel`).
     pub cmdline: String,
     pub ports: Vec<PortForward>,
@@ -130,16 +132,24 @@ pub fn base_args() -> Vec<String> {
 /// which is what little-vm-helper runs `-hda` on: on q35 the same disk sits
 /// behind AHCI, which needs a driver (`SATA_AHCI`) that kernels configured for
 /// little-vm-helper's `hda` (`ATA_PIIX`) need not have.
-pub fn machine_args(arch: Arch, accel: Accel, dev: RootDev) -> Vec<String> {
-    let machine = match (arch, dev) {
-        (Arch::Amd64, RootDev::Vda) => "q35",
-        (Arch::Amd64, RootDev::Hda) => "pc",
+///
+/// `q35_props` (the fast boot's, see `fastboot::LEAN_Q35`) are added on q35 only.
+pub fn machine_args(arch: Arch, accel: Accel, dev: RootDev, q35_props: &[String]) -> Vec<String> {
+    let mut machine = match (arch, dev) {
+        (Arch::Amd64, RootDev::Vda) => "q35".to_string(),
+        (Arch::Amd64, RootDev::Hda) => "pc".into(),
         // gic-version=max: GICv3 under TCG, whatever the host has under KVM.
-        (Arch::Arm64, _) => "virt,gic-version=max",
+        (Arch::Arm64, _) => "virt,gic-version=max".into(),
     };
+    if machine == "q35" {
+        for p in q35_props {
+            machine.push(',');
+            machine.push_str(p);
+        }
+    }
     vec![
         "-machine".into(),
-        machine.into(),
+        machine,
         "-accel".into(),
         accel.as_str().into(),
     ]
@@ -327,7 +337,7 @@ pub fn daemonize_args(pidfile: &Path) -> Vec<String> {
 /// The whole argument list (without the program, see [`Arch::qemu_binary`]).
 pub fn argv(c: &QemuConfig) -> Vec<String> {
     let mut v = base_args();
-    v.extend(machine_args(c.arch, c.accel, c.root_dev));
+    v.extend(machine_args(c.arch, c.accel, c.root_dev, &c.q35_props));
     v.extend(cpu_args(c.arch, c.accel, c.cpu_kind.as_deref()));
     v.extend(smp_mem_args(c.arch, c.cpus, &c.mem));
     if let Some(b) = &c.bios {
@@ -379,6 +389,7 @@ mod tests {
             kernel: Some("/k/bzImage".into()),
             bios: None,
             initrd: None,
+            q35_props: vec![],
             cmdline: "root=/dev/vda".into(),
             ports: vec![],
             host_mount: None,
@@ -555,6 +566,27 @@ mod tests {
             c.console = console.clone();
             assert!(joined(&c).contains(want), "{console:?}: {}", joined(&c));
         }
+    }
+
+    #[test]
+    fn lean_q35_properties_apply_to_q35_only() {
+        let lean = vec!["sata=off".to_string(), "smbus=off".into()];
+        assert_eq!(
+            machine_args(Arch::Amd64, Accel::Tcg, RootDev::Vda, &lean)[1],
+            "q35,sata=off,smbus=off"
+        );
+        assert_eq!(
+            machine_args(Arch::Amd64, Accel::Tcg, RootDev::Hda, &lean)[1],
+            "pc"
+        );
+        assert_eq!(
+            machine_args(Arch::Arm64, Accel::Tcg, RootDev::Vda, &lean)[1],
+            "virt,gic-version=max"
+        );
+        assert_eq!(
+            machine_args(Arch::Amd64, Accel::Kvm, RootDev::Vda, &[])[1],
+            "q35"
+        );
     }
 
     #[test]
