@@ -285,11 +285,16 @@ impl RunPlan {
             ));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        // Read once: the boot-speed decisions and the check before booting use it.
-        let kernel_config = o
+        // What `--kernel` really is: a symlink to a build tree's bzImage has
+        // its .config and vmlinux beside the file it points to.
+        let real_kernel = o
             .kernel
             .as_deref()
-            .and_then(|k| kcheck::find(&abs(k)))
+            .map(|k| std::fs::canonicalize(k).unwrap_or_else(|_| abs(k)));
+        // Read once: the boot-speed decisions and the check before booting use it.
+        let kernel_config = real_kernel
+            .as_deref()
+            .and_then(kcheck::find)
             .map(|(source, text)| (source, kcheck::parse(&text)));
         let append: Vec<String> = o
             .append
@@ -297,7 +302,7 @@ impl RunPlan {
             .flat_map(|a| a.split_whitespace().map(String::from))
             .collect();
         let mut fast = FastBoot::default();
-        if let Some(k) = &o.kernel {
+        if let Some(k) = &real_kernel {
             let found = fastboot::find(k, o.arch, kernel_config.as_ref().map(|(_, c)| c));
             fast = fastboot::decide(o.fast_boot, o.arch, accel, &found);
             if let Mode::Command { cmd, .. } = &mut mode {

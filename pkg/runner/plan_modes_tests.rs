@@ -265,6 +265,18 @@ fn the_static_init_when_the_kernel_can_run_it() {
     });
     assert!(!fast(&saved));
     assert!(q35(&saved).is_empty(), "a saved VM keeps the stock q35");
+    // A symlink to the kernel finds the same configuration.
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("bzImage");
+    std::os::unix::fs::symlink(o.kernel.as_ref().unwrap(), &link).unwrap();
+    let mut l = o.clone();
+    l.kernel = Some(link.clone());
+    assert_eq!(fast(&plan(&l)), fast(&plan(&o)));
+    assert_eq!(
+        plan(&l).kernel.as_deref(),
+        Some(link.as_path()),
+        "shown as given"
+    );
     // A kernel without initramfs or devtmpfs support.
     kernel_config(d.path(), "CONFIG_DEVTMPFS=y\n");
     assert!(!fast(&plan(&o)));
