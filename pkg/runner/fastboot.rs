@@ -73,8 +73,8 @@ pub struct FastBoot {
     /// Kernel parameters added to lvh's base command line.
     pub cmdline: Vec<String>,
     /// A command run may boot through lvh's static init in an initramfs
-    /// ([`super::initramfs::usable`]).
-    pub initramfs: bool,
+    /// ([`super::initramfs::usable`]), which mounts this root.
+    pub initramfs: Option<super::initramfs::RootSpec>,
     /// Properties for `-machine q35` ([`LEAN_Q35`]).
     pub q35_props: Vec<String>,
 }
@@ -239,7 +239,7 @@ mod tests {
                     kernel: k.clone(),
                     bios: q.clone(),
                     cmdline: tsc.clone(),
-                    initramfs: false,
+                    initramfs: None,
                     q35_props: lean.clone(),
                 },
             ),
@@ -252,7 +252,7 @@ mod tests {
                     kernel: k.clone(),
                     bios: q.clone(),
                     cmdline: vec![],
-                    initramfs: false,
+                    initramfs: None,
                     q35_props: lean.clone(),
                 },
             ),
@@ -265,7 +265,7 @@ mod tests {
                     kernel: None,
                     bios: None,
                     cmdline: tsc.clone(),
-                    initramfs: false,
+                    initramfs: None,
                     q35_props: lean.clone(),
                 },
             ),
@@ -278,7 +278,7 @@ mod tests {
                     kernel: k.clone(),
                     bios: None,
                     cmdline: vec![NO_APIC_TIMER.into()],
-                    initramfs: false,
+                    initramfs: None,
                     q35_props: lean.clone(),
                 },
             ),

@@ -82,12 +82,20 @@ pub fn root_spec(words: &[String]) -> Option<RootSpec> {
 /// for `arch`, the kernel's configuration is known to unpack an initramfs
 /// (`BLK_DEV_INITRD`) and to have `DEVTMPFS` (the init's `/dev`), and the
 /// user's `--append` leaves init and root to lvh (no `init=` or `rdinit=`,
-/// a root that [`root_spec`] takes).
-pub fn usable(arch: Arch, kernel_can: bool, cmdline: &[String], append: &[String]) -> bool {
+/// a root that [`root_spec`] takes). Returns that root, which the init mounts.
+pub fn usable(
+    arch: Arch,
+    kernel_can: bool,
+    cmdline: &[String],
+    append: &[String],
+) -> Option<RootSpec> {
     let users_init = append
         .iter()
         .any(|a| a.starts_with("init=") || a.starts_with("rdinit="));
-    init_binary(arch).is_some() && kernel_can && !users_init && root_spec(cmdline).is_some()
+    if init_binary(arch).is_none() || !kernel_can || users_init {
+        return None;
+    }
+    root_spec(cmdline)
 }
 
 /// One step of the init's plan: a name and its fields.

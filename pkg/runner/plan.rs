@@ -120,13 +120,6 @@ pub struct RunPlan {
 /// The initramfs of lvh's static init, in the run directory.
 pub const INITRAMFS_FILE: &str = "initramfs.cpio";
 
-/// The root that the kernel command line of `plan` names, for the static init.
-pub fn root_spec(plan: &RunPlan) -> Option<initramfs::RootSpec> {
-    let line = plan.cmdline();
-    let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-    initramfs::root_spec(&words)
-}
-
 fn invalid(msg: String) -> RunError {
     RunError::Invalid(msg)
 }
@@ -310,9 +303,9 @@ impl RunPlan {
                 let mut words = qemu::base_cmdline(o.arch, root_dev);
                 words.extend(fast.cmdline.iter().cloned());
                 words.extend(append.iter().cloned());
-                fast.initramfs = o.fast_boot
-                    && cmd.authorized_keys.is_none()
-                    && initramfs::usable(o.arch, found.initramfs, &words, &append);
+                fast.initramfs = (o.fast_boot && cmd.authorized_keys.is_none())
+                    .then(|| initramfs::usable(o.arch, found.initramfs, &words, &append))
+                    .flatten();
             }
         }
         let gdb = match o.gdb {
@@ -438,7 +431,9 @@ impl RunPlan {
     /// kernel that can (decided in `new`), not restoring or saving a VM.
     pub fn initramfs_command(&self) -> Option<&GuestCommand> {
         match &self.mode {
-            Mode::Command { cmd, .. } if self.fast.initramfs && self.state.is_none() => Some(cmd),
+            Mode::Command { cmd, .. } if self.fast.initramfs.is_some() && self.state.is_none() => {
+                Some(cmd)
+            }
             _ => None,
         }
     }

@@ -197,9 +197,12 @@ fn write_initramfs(
     gcmd: &guest::GuestCommand,
     path: &Path,
 ) -> Result<(), RunError> {
-    let root = super::plan::root_spec(plan)
-        .ok_or_else(|| RunError::Invalid("lvh's init needs a root= device path".into()))?;
-    let bytes = super::initramfs::archive(plan.arch, gcmd, &root)
+    let root = plan
+        .fast
+        .initramfs
+        .as_ref()
+        .expect("a run with the static init");
+    let bytes = super::initramfs::archive(plan.arch, gcmd, root)
         .ok_or_else(|| RunError::Invalid(format!("this lvh has no {} guest init", plan.arch)))?;
     std::fs::write(path, bytes).map_err(|e| RunError::io(format!("write {}", path.display()), e))
 }
