@@ -402,7 +402,8 @@ fn lvh_version_picks_a_release_a_commit_or_the_actions_own_release() {
     let cargo = format!("v{}", env!("CARGO_PKG_VERSION"));
     let pinned = "/home/runner/work/_actions/acme/lvh/v0.4.0";
     // (lvh-version, env) -> (plan, warns)
-    let cases: &[(&str, &[(&str, &str)], String, bool)] = &[
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, Env, String, bool)] = &[
         (
             "",
             &[("LVH_ACTION_REF", "v0.2.0")],
