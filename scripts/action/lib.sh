@@ -206,9 +206,11 @@ install_plan() {
 
 # The lvh on PATH, if it is this lvh (little-vm-helper's has no --wait-ssh).
 lvh_on_path() {
-	local p
+	local p help
 	p="$(command -v lvh 2>/dev/null)" || return 1
-	"$p" run --help 2>/dev/null | grep -q -- '--wait-ssh' || return 1
+	# Not `| grep -q`: under pipefail, lvh's death by SIGPIPE would fail it.
+	help="$("$p" run --help 2>/dev/null)" || return 1
+	[[ "$help" == *--wait-ssh* ]] || return 1
 	echo "$p"
 }
 
