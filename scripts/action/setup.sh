@@ -16,15 +16,19 @@ arch="$(guest_arch)"
 
 # The folders, now: the actions/cache steps that follow restore into them, as
 # the runner's user.
-for d in "$(images_dir)" "$(arch_dir)/cache" "$(kernels_dir)"; do make_dir "$d"; done
+if is_true "${INPUT_PROVISION:-true}"; then
+	for d in "$(images_dir)" "$(arch_dir)/cache" "$(kernels_dir)"; do make_dir "$d"; done
+fi
 
 # lvh itself: none when one is there already ($LVH_BIN, or this lvh on PATH, as
-# little-vm-helper skips its install when `command -v lvh` finds one), else a
-# release (or, for a commit, a cargo build) in a folder of its own, cached by
-# version.
+# little-vm-helper skips its install when `command -v lvh` finds one) or when
+# nothing is provisioned, else a release (or, for a commit, a cargo build) in a
+# folder of its own, cached by version.
 install="skip"
 version=""
-if [ -n "${LVH_BIN:-}" ]; then
+if ! is_true "${INPUT_PROVISION:-true}"; then
+	:
+elif [ -n "${LVH_BIN:-}" ]; then
 	log "using LVH_BIN=$LVH_BIN"
 elif found="$(lvh_on_path)"; then
 	log "using $found (already on PATH)"

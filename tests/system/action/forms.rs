@@ -110,8 +110,8 @@ fn boots(j: &mut Job, want: &str, arch: &str, machine: &str) -> String {
 
 #[test]
 fn action_finds_and_boots_every_image_version_form_amd64() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let root = qcow2_root(Arch::Amd64);
+    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let reg = Registry::start();
     let repo = format!("{}/lvh-images", reg.addr);
     push(&[
@@ -222,8 +222,8 @@ fn action_finds_and_boots_every_image_version_form_amd64() {
 /// passes its image-version as kernel-version, less the arch).
 #[test]
 fn action_finds_and_boots_an_arm64_image_in_the_arm64_folders() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Arm64).expect("arm64 kernel fixture");
     let root = qcow2_root(Arch::Arm64);
+    let kernel = crate::fixtures::kernel::kernel(Arch::Arm64).expect("arm64 kernel fixture");
     let reg = Registry::start();
     let repo = format!("{}/lvh-images", reg.addr);
     push(&[
