@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use super::workflow::{last, stderr_of, Job};
-use super::{named, preinstall, push, stdout};
+use super::{preinstall, push_image, push_kernel, stdout};
 use crate::common::assert_code;
 use crate::oci::registry::Registry;
 use lvh::arch::Arch;
@@ -114,15 +114,8 @@ fn action_finds_and_boots_every_image_version_form_amd64() {
     let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let reg = Registry::start();
     let repo = format!("{}/lvh-images", reg.addr);
-    push(&[
-        "kernels",
-        "push",
-        kernel.install.to_str().unwrap(),
-        &format!("{repo}/kernel-images:6.12-main"),
-        "--arch",
-        "amd64",
-    ]);
-    let links = tempfile::tempdir().unwrap();
+    let reference = format!("{repo}/kernel-images:6.12-main");
+    push_kernel(&kernel.install, &reference, Arch::Amd64);
     // (file in the artifact, tags)
     let mut digest = String::new();
     for (file, tags) in [
@@ -134,16 +127,10 @@ fn action_finds_and_boots_every_image_version_form_amd64() {
         ),
         ("kind_rhel8.6.qcow2", &["rhel8.6-20250105.013256"]),
     ] {
-        let img = named(links.path(), file, &root);
         for tag in tags {
-            let out = push(&[
-                "images",
-                "push",
-                img.to_str().unwrap(),
-                &format!("{repo}/kind:{tag}"),
-                "--arch",
-                "amd64",
-            ]);
+            let links = tempfile::tempdir().unwrap();
+            let reference = format!("{repo}/kind:{tag}");
+            let out = push_image(links.path(), file, &root, &reference, Arch::Amd64);
             if *tag == "6.6-20250105.013256" {
                 digest = out.rsplit_once('@').expect("ref@digest").1.to_string();
             }
@@ -226,24 +213,17 @@ fn action_finds_and_boots_an_arm64_image_in_the_arm64_folders() {
     let kernel = crate::fixtures::kernel::kernel(Arch::Arm64).expect("arm64 kernel fixture");
     let reg = Registry::start();
     let repo = format!("{}/lvh-images", reg.addr);
-    push(&[
-        "kernels",
-        "push",
-        kernel.install.to_str().unwrap(),
-        &format!("{repo}/kernel-images:6.12-20250616.013250"),
-        "--arch",
-        "arm64",
-    ]);
+    let reference = format!("{repo}/kernel-images:6.12-20250616.013250");
+    push_kernel(&kernel.install, &reference, Arch::Arm64);
     let links = tempfile::tempdir().unwrap();
-    let img = named(links.path(), "kind_6.12.qcow2", &root);
-    push(&[
-        "images",
-        "push",
-        img.to_str().unwrap(),
-        &format!("{repo}/kind-ci:6.12-20250616.013250-arm64"),
-        "--arch",
-        "arm64",
-    ]);
+    let reference = format!("{repo}/kind-ci:6.12-20250616.013250-arm64");
+    push_image(
+        links.path(),
+        "kind_6.12.qcow2",
+        &root,
+        &reference,
+        Arch::Arm64,
+    );
     let store = tempfile::tempdir().unwrap();
     let mut j = job(
         store.path(),

@@ -36,6 +36,32 @@ pub fn named(dir: &Path, name: &str, target: &Path) -> PathBuf {
     p
 }
 
+/// Pushes `file` to `reference` as an artifact whose image is named `name`
+/// (through a link in `links`), for `arch`; returns `reference@digest`.
+pub fn push_image(links: &Path, name: &str, file: &Path, reference: &str, arch: Arch) -> String {
+    let img = named(links, name, file);
+    push(&[
+        "images",
+        "push",
+        img.to_str().unwrap(),
+        reference,
+        "--arch",
+        arch.as_str(),
+    ])
+}
+
+/// Pushes the kernel install folder `install` to `reference`, for `arch`.
+pub fn push_kernel(install: &Path, reference: &str, arch: Arch) {
+    push(&[
+        "kernels",
+        "push",
+        install.to_str().unwrap(),
+        reference,
+        "--arch",
+        arch.as_str(),
+    ]);
+}
+
 /// The job's PATH starts with a folder holding the built lvh, so the action
 /// installs nothing (`install` tests the install itself).
 pub fn preinstall(j: &mut Job) {
@@ -61,7 +87,6 @@ fn action_pulls_boots_and_runs_cmd_over_ssh() {
     let reg = Registry::start();
     let server = release::Server::start(release::release_dir());
     let links = tempfile::tempdir().unwrap();
-    let img = named(links.path(), "kind_5.10.qcow2", &f.image);
     // ssh.qcow2 is an overlay on boot.qcow2 (relative backing file): push flattens it.
     named(
         links.path(),
@@ -69,12 +94,14 @@ fn action_pulls_boots_and_runs_cmd_over_ssh() {
         &f.image.with_file_name("boot.qcow2"),
     );
     let repo = format!("{}/lvh-images", reg.addr);
-    push(&[
-        "images",
-        "push",
-        img.to_str().unwrap(),
-        &format!("{repo}/kind:5.10-main"),
-    ]);
+    let reference = format!("{repo}/kind:5.10-main");
+    push_image(
+        links.path(),
+        "kind_5.10.qcow2",
+        &f.image,
+        &reference,
+        Arch::Amd64,
+    );
 
     let store = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
@@ -168,20 +195,17 @@ fn action_command_mode_with_kernel_version_and_kernel_path() {
     let root = forms::qcow2_root(Arch::Amd64);
     let reg = Registry::start();
     let links = tempfile::tempdir().unwrap();
-    let img = named(links.path(), "base_6.12.qcow2", &root);
     let repo = format!("{}/lvh-images", reg.addr);
-    push(&[
-        "images",
-        "push",
-        img.to_str().unwrap(),
-        &format!("{repo}/base:6.12-main"),
-    ]);
-    push(&[
-        "kernels",
-        "push",
-        kernel.install.to_str().unwrap(),
-        &format!("{repo}/kernel-images:6.12-main"),
-    ]);
+    let reference = format!("{repo}/base:6.12-main");
+    push_image(
+        links.path(),
+        "base_6.12.qcow2",
+        &root,
+        &reference,
+        Arch::Amd64,
+    );
+    let reference = format!("{repo}/kernel-images:6.12-main");
+    push_kernel(&kernel.install, &reference, Arch::Amd64);
 
     let store = tempfile::tempdir().unwrap();
     let mut job = Job::new(&[("test-name", "command-mode")], store.path());
