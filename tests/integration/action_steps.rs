@@ -261,3 +261,57 @@ fn cpu_kind_is_passed_on_and_host_under_tcg_becomes_max_with_one_notice() {
         assert!(!run[0].contains("vmlinuz-mine"), "{}", run[0]);
     }
 }
+
+#[test]
+fn a_commit_is_built_with_cargo_from_the_actions_repository() {
+    let f = Fake::new();
+    let root = f.path("root");
+    // The stand-in cargo logs its argv and leaves an lvh where --root says.
+    std::fs::write(
+        f.path("bin/cargo"),
+        "#!/bin/bash\necho \"cargo $*\" >>\"$FAKE_LOG\"\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\nprintf '#!/bin/sh\\necho v0.1.0-3-gabc1234\\n' >\"$2/bin/lvh\"\nchmod +x \"$2/bin/lvh\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.path("bin/cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let github_path = f.path("github_path");
+    let vars = [
+        ("LVH_INSTALL", "commit"),
+        ("LVH_VERSION", "abc1234"),
+        ("LVH_ROOT", root.to_str().unwrap()),
+        ("LVH_ACTION_REPOSITORY", "acme/lvh"),
+        ("GITHUB_SERVER_URL", "https://github.example"),
+        ("GITHUB_PATH", github_path.to_str().unwrap()),
+    ];
+    let e = ok(&f.step("install", &vars));
+    assert_eq!(
+        f.log(),
+        [format!(
+            "cargo install --locked --root {} --git https://github.example/acme/lvh --rev abc1234 lvh",
+            root.display()
+        )]
+    );
+    assert!(e.contains("v0.1.0-3-gabc1234"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(f.path("github_path"))
+            .unwrap()
+            .trim(),
+        root.join("bin").display().to_string()
+    );
+    // Built once: the cached binary is used (actions/cache restores $LVH_ROOT).
+    ok(&f.step("install", &vars));
+    assert!(f.log().is_empty(), "{:?}", f.log());
+
+    // Without cargo: an error saying what to do.
+    std::fs::remove_file(f.path("bin/cargo")).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    let mut vars = vars.to_vec();
+    vars.push(("PATH", "/usr/bin:/bin"));
+    let o = f.step("install", &vars);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("lvh-version 'abc1234' is a commit: building it needs cargo"),
+        "{e}"
+    );
+}
