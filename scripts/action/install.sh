@@ -5,7 +5,7 @@
 #    libguestfs, libvirt or Docker;
 #  - when /dev/kvm exists but is not usable: a udev rule that opens it to all,
 #    so lvh runs without sudo and with KVM;
-#  - lvh itself, as the setup step decided ($LVH_INSTALL, $LVH_VERSION), into
+#  - lvh itself, as the setup step decided ($LVH_ACTION_INSTALL, $LVH_ACTION_VERSION), into
 #    $LVH_ROOT/bin (restored by actions/cache when it holds it already):
 #      release: the release's `lvh-<version>-<target>.tar.gz`, checked against the
 #               release's SHA256SUMS, from $LVH_INSTALL_URL/<tag>/ (default: the
@@ -121,7 +121,7 @@ install_commit() {
 }
 
 install_lvh() {
-	local how="${LVH_INSTALL:-skip}" v="${LVH_VERSION:-}"
+	local how="${LVH_ACTION_INSTALL:-skip}" v="${LVH_ACTION_VERSION:-}"
 	if [ "$how" = skip ]; then
 		log "using $(lvh_bin)"
 		return

@@ -276,8 +276,8 @@ fn a_commit_is_built_with_cargo_from_the_actions_repository() {
     std::fs::set_permissions(f.path("bin/cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let github_path = f.path("github_path");
     let vars = [
-        ("LVH_INSTALL", "commit"),
-        ("LVH_VERSION", "abc1234"),
+        ("LVH_ACTION_INSTALL", "commit"),
+        ("LVH_ACTION_VERSION", "abc1234"),
         ("LVH_ROOT", root.to_str().unwrap()),
         ("LVH_ACTION_REPOSITORY", "acme/lvh"),
         ("GITHUB_SERVER_URL", "https://github.example"),
