@@ -218,6 +218,7 @@ lvh_on_path() {
 # $GITHUB_PATH), else the one install.sh put under $LVH_ROOT.
 lvh_bin() {
 	if [ -n "${LVH_BIN:-}" ]; then
+		[ -x "$LVH_BIN" ] || die "LVH_BIN=$LVH_BIN is not an executable"
 		echo "$LVH_BIN"
 	elif [ -n "${LVH_ROOT:-}" ] && [ -x "$LVH_ROOT/bin/lvh" ]; then
 		echo "$LVH_ROOT/bin/lvh"
