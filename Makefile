@@ -57,7 +57,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	shellcheck -x scripts/action/*.sh
-	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md
+	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md docs/action.md
 
 # The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").
 test-bpf: install-deps build
