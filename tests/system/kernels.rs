@@ -2,6 +2,8 @@
 //! built by `lvh kernels` (the cached fixtures the runner boots), natively and
 //! cross.
 
+use std::os::unix::process::CommandExt;
+
 use lvh::arch::Arch;
 
 use crate::fixtures::kernel::kernel;
@@ -95,4 +97,123 @@ fn arm64_kernel_cross_builds_to_an_arm64_image_gz() {
     ] {
         assert!(config.lines().any(|l| l == want), "{want} missing");
     }
+}
+
+/// `git daemon` serving `base` on a loopback port, stopped on drop (with the
+/// `git-daemon` process the `git` wrapper starts: its own process group).
+struct GitDaemon(std::process::Child, u16);
+
+impl GitDaemon {
+    fn start(base: &std::path::Path) -> GitDaemon {
+        let port = crate::common::free_port();
+        let child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--listen=127.0.0.1",
+                "--reuseaddr",
+                "--export-all",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start git daemon (Debian package git)");
+        let d = GitDaemon(child, port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        d
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// A source across the network (here `git://` on loopback) is fetched by the
+/// `git` program into the shared repository: branch HEAD, `#branch`, an
+/// update, and a missing branch named in the error. lvh itself links no TLS
+/// or ssh library for this.
+#[test]
+fn a_kernel_across_the_network_is_fetched_with_git() {
+    use crate::common::{assert_code, lvh, text};
+    use crate::fixtures::fake_kernel::git;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let src = root.join("srv/linux");
+    std::fs::create_dir_all(&src).unwrap();
+    git(&src, &["init", "-q", "-b", "trunk"]);
+    let commit = |file: &str| {
+        std::fs::write(src.join(file), file).unwrap();
+        git(&src, &["add", "-A"]);
+        git(&src, &["commit", "-q", "-m", file]);
+        git(&src, &["rev-parse", "HEAD"])
+    };
+    commit("Makefile");
+    git(&src, &["checkout", "-q", "-b", "dev"]);
+    commit("dev-only");
+    git(&src, &["checkout", "-q", "trunk"]);
+    let daemon = GitDaemon::start(&root.join("srv"));
+    let url = format!("git://127.0.0.1:{}/linux", daemon.1);
+    let run = |args: &[&str]| lvh().current_dir(root).args(args).output().unwrap();
+
+    assert_code(&run(&["kernels", "init", "--dir", "d"]), 0);
+    let o = run(&["kernels", "add", "k", &url, "--dir", "d", "--fetch"]);
+    assert_code(&o, 0);
+    let tree = root.join("d/kernels/k");
+    assert_eq!(
+        git(&tree, &["rev-parse", "HEAD"]),
+        git(&src, &["rev-parse", "trunk"])
+    );
+    assert!(!tree.join("dev-only").exists());
+
+    let new = commit("b");
+    let o = run(&["kernels", "fetch", "k", "--dir", "d"]);
+    assert_code(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("updated"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), new);
+
+    let o = run(&[
+        "kernels",
+        "add",
+        "kdev",
+        &format!("{url}#dev"),
+        "--dir",
+        "d",
+        "--fetch",
+    ]);
+    assert_code(&o, 0);
+    assert!(root.join("d/kernels/kdev/dev-only").is_file());
+
+    let o = run(&[
+        "kernels",
+        "add",
+        "nope",
+        &format!("{url}#nope"),
+        "--dir",
+        "d",
+        "--fetch",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("no branch or tag \"nope\"") && e.contains(&url),
+        "{e}"
+    );
 }
