@@ -71,3 +71,68 @@ pub fn terminate(pid: u32) -> nix::Result<()> {
         nix::sys::signal::Signal::SIGTERM,
     )
 }
+
+/// A directory served over HTTP on 127.0.0.1 (`python3 -m http.server`),
+/// stopped on drop.
+pub struct HttpServer {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl HttpServer {
+    pub fn serve(dir: &std::path::Path) -> HttpServer {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        let s = HttpServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the HTTP server did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        s
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release target name of this machine (`uname -m`), as install.sh picks it.
+pub fn release_target() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86_64-unknown-linux-gnu",
+        "aarch64" => "aarch64-unknown-linux-gnu",
+        a => panic!("no release target for {a}"),
+    }
+}
+
+/// `sh scripts/install.sh` with `env`, its output and how long it took.
+pub fn install_sh(env: &[(&str, &str)]) -> (Output, std::time::Duration) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh");
+    let mut c = Command::new("sh");
+    c.arg(script).stdin(std::process::Stdio::null());
+    for v in ["LVH_VERSION", "LVH_INSTALL_URL", "LVH_INSTALL_DIR"] {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().copied());
+    let start = std::time::Instant::now();
+    let out = c.output().expect("run sh scripts/install.sh");
+    (out, start.elapsed())
+}
