@@ -8,7 +8,7 @@
 #                          CHANGELOG.md dates it; prints its changelog section
 #
 # The binary is linked with zig (cargo-zigbuild, zig from PyPI's ziglang) against
-# glibc $LVH_DIST_GLIBC (2.31: Ubuntu 20.04, Debian 11 and every GitHub runner),
+# glibc $GLIBC (2.31: Ubuntu 20.04, Debian 11 and every GitHub runner),
 # with the `dist` profile (stripped, no debug info), zlib linked in and both
 # guest inits required. Checked here: its size, the libraries it needs and the
 # newest glibc symbol it uses.
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO="${CARGO:-cargo}"
-GLIBC="${LVH_DIST_GLIBC:-2.31}"
+GLIBC=2.31
 MAX_BYTES=$((25 * 1000 * 1000))
 LVH_TOOLS="${LVH_TOOLS:-$HOME/.cache/lvh-tools}"
 # Pinned: the linker is part of what is shipped.
@@ -30,7 +30,7 @@ host_target() {
 	*) echo "dist: no release target for $(uname -m)" >&2 && exit 1 ;;
 	esac
 }
-TARGET="${LVH_DIST_TARGET:-$(host_target)}"
+TARGET="$(host_target)"
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
 NAME="lvh-$VERSION-$TARGET"
 BIN="target/$TARGET/dist/lvh"

@@ -15,4 +15,5 @@ mod linking;
 mod load;
 mod matrix;
 mod oci;
+mod release;
 mod run;

@@ -72,34 +72,34 @@ pub fn terminate(pid: u32) -> nix::Result<()> {
     )
 }
 
-/// A directory served over HTTP on 127.0.0.1 (`python3 -m http.server`),
-/// stopped on drop.
-pub struct HttpServer {
+/// A server process listening on a loopback port, stopped on drop with its
+/// whole process group (wrappers such as `git daemon` start the real server
+/// as a child).
+pub struct Server {
     child: std::process::Child,
+    /// `<scheme>://127.0.0.1:<port>`.
     pub url: String,
 }
 
-impl HttpServer {
-    pub fn serve(dir: &std::path::Path) -> HttpServer {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg("--directory")
-            .arg(dir)
+impl Server {
+    /// Starts `cmd`, which listens on 127.0.0.1:`port`, and waits until it does.
+    pub fn start(mut cmd: Command, scheme: &str, port: u16) -> Server {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
-            .expect("start python3 -m http.server");
-        let s = HttpServer {
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let s = Server {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the HTTP server did not listen"
+                "{cmd:?} did not listen on {port}"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -107,11 +107,23 @@ impl HttpServer {
     }
 }
 
-impl Drop for HttpServer {
+impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
+}
+
+/// `dir` served over HTTP on 127.0.0.1 (`python3 -m http.server`).
+pub fn http_server(dir: &std::path::Path) -> Server {
+    let port = free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(dir);
+    Server::start(cmd, "http", port)
 }
 
 /// The release target name of this machine (`uname -m`), as install.sh picks it.

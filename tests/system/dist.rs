@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use lvh::arch::Arch;
 
-use crate::common::{install_sh, release_target, text, HttpServer};
+use crate::common::{http_server, install_sh, release_target, text};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_BYTES: u64 = 25 * 1000 * 1000;
@@ -153,7 +153,7 @@ fn install_sh_installs_the_release_from_a_local_server_in_seconds() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(bad.join(&tgz), bytes).unwrap();
-    let server = HttpServer::serve(&srv);
+    let server = http_server(&srv);
 
     let dir = t.path().join("bin");
     let dir_s = dir.to_string_lossy().to_string();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{install_sh, release_target, text, HttpServer};
+use crate::common::{http_server, install_sh, release_target, text};
 
 /// A release directory `<srv>/<tag>/` whose tarball's `lvh` is a script
 /// printing `tag`. With `corrupt`, the tarball changes after SHA256SUMS was
@@ -56,7 +56,7 @@ fn install_sh_installs_a_checked_release_and_refuses_a_corrupted_one() {
     fake_release(&srv, "v9.9.9", false);
     std::os::unix::fs::symlink("v9.9.9", srv.join("latest")).unwrap();
     fake_release(&srv, "v9.9.8", true);
-    let server = HttpServer::serve(&srv);
+    let server = http_server(&srv);
     let bin_dir = t.path().join("bin");
     let bin_s = bin_dir.to_string_lossy().to_string();
     let lvh = bin_dir.join("lvh");
@@ -127,7 +127,7 @@ fn install_sh_says_what_to_install_when_qemu_is_missing() {
     let t = tempfile::tempdir().unwrap();
     let srv = t.path().join("srv");
     fake_release(&srv, "v9.9.9", false);
-    let server = HttpServer::serve(&srv);
+    let server = http_server(&srv);
     // A PATH with the script's tools, apt-get, and no QEMU.
     let tools = t.path().join("tools");
     std::fs::create_dir(&tools).unwrap();

@@ -2,8 +2,6 @@
 //! built by `lvh kernels` (the cached fixtures the runner boots), natively and
 //! cross.
 
-use std::os::unix::process::CommandExt;
-
 use lvh::arch::Arch;
 
 use crate::fixtures::kernel::kernel;
@@ -99,47 +97,20 @@ fn arm64_kernel_cross_builds_to_an_arm64_image_gz() {
     }
 }
 
-/// `git daemon` serving `base` on a loopback port, stopped on drop (with the
-/// `git-daemon` process the `git` wrapper starts: its own process group).
-struct GitDaemon(std::process::Child, u16);
-
-impl GitDaemon {
-    fn start(base: &std::path::Path) -> GitDaemon {
-        let port = crate::common::free_port();
-        let child = std::process::Command::new("git")
-            .args([
-                "daemon",
-                "--listen=127.0.0.1",
-                "--reuseaddr",
-                "--export-all",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start git daemon (Debian package git)");
-        let d = GitDaemon(child, port);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "git daemon did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        d
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
+/// `git daemon` serving the repositories under `base` on a loopback port.
+fn git_daemon(base: &std::path::Path) -> crate::common::Server {
+    let port = crate::common::free_port();
+    let mut cmd = std::process::Command::new("git");
+    cmd.args([
+        "daemon",
+        "--listen=127.0.0.1",
+        "--reuseaddr",
+        "--export-all",
+    ])
+    .arg(format!("--port={port}"))
+    .arg(format!("--base-path={}", base.display()))
+    .arg(base);
+    crate::common::Server::start(cmd, "git", port)
 }
 
 /// A source across the network (here `git://` on loopback) is fetched by the
@@ -165,8 +136,8 @@ fn a_kernel_across_the_network_is_fetched_with_git() {
     git(&src, &["checkout", "-q", "-b", "dev"]);
     commit("dev-only");
     git(&src, &["checkout", "-q", "trunk"]);
-    let daemon = GitDaemon::start(&root.join("srv"));
-    let url = format!("git://127.0.0.1:{}/linux", daemon.1);
+    let daemon = git_daemon(&root.join("srv"));
+    let url = format!("{}/linux", daemon.url);
     let run = |args: &[&str]| lvh().current_dir(root).args(args).output().unwrap();
 
     assert_code(&run(&["kernels", "init", "--dir", "d"]), 0);
