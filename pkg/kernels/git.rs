@@ -96,11 +96,12 @@ pub(crate) fn fetch(
         Some(path) => link_local(&repo, path, &src_ref, &tracking, stage)?,
         None => false,
     };
-    if !linked && url.local.is_none() {
-        fetch_network(layout, name, url, &refspec, &src_ref, stage)?;
-    } else if !linked {
-        fetch_remote(&mut remote, &refspec, &src_ref, stage)
-            .map_err(gerr(&format!("failed to fetch {src_ref}")))?;
+    if !linked {
+        match &url.local {
+            None => fetch_network(layout, name, url, &refspec, &src_ref, stage)?,
+            Some(_) => fetch_remote(&mut remote, &refspec, &src_ref, stage)
+                .map_err(gerr(&format!("failed to fetch {src_ref}")))?,
+        }
     }
 
     let target = repo
