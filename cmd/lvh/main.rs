@@ -13,6 +13,9 @@ mod oci;
 mod render;
 mod run;
 mod test;
+mod version;
+
+pub use version::version;
 
 use lvh::error::ExitCode;
 
@@ -24,12 +27,6 @@ pub struct Ctx {
     pub verbose: u8,
     /// `--strict`: warnings about input are errors.
     pub strict: bool,
-}
-
-/// The version `lvh version` and `--version` print: `git describe` of the
-/// checkout lvh was built from, else the crate version.
-pub fn version() -> &'static str {
-    option_env!("LVH_GIT_VERSION").unwrap_or(lvh::VERSION)
 }
 
 /// Unknown config keys (`file:line:col: unknown key "k"`): warnings as Go
@@ -130,13 +127,21 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => run::dispatch(a, &ctx),
         Command::Test(a) => test::dispatch(a, &ctx),
         Command::Version => {
-            outln!("lvh {}", version());
+            out::stdout(version::render(cli.verbose > 0).as_bytes());
             Ok(ExitCode::Success)
         }
         Command::Completion { shell } => {
             out::stdout(&cli::completion(*shell));
             Ok(ExitCode::Success)
         }
+        Command::Man { dir } => cli::man_pages(dir)
+            .map(|()| ExitCode::Success)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to write the manual pages into {}: {e}",
+                    dir.display()
+                )
+            }),
     };
     let code = match result {
         Ok(code) => code,

@@ -2,6 +2,12 @@
 //! per kernel and a worktree `kernels/<name>` on branch `lvh-<name>` (git2), or
 //! a standalone shallow clone for `?depth=N` URLs (the `git` program, see
 //! `fetch_shallow` for why). Fetching again fast-forwards the worktree.
+//!
+//! Sources on this machine are read with git2 (or their objects hard-linked);
+//! sources across the network (`https://`, `git://`, `ssh://`) are fetched
+//! by the `git` program into the same shared repository: it brings the
+//! user's credentials, proxies, `insteadOf` rules and ssh keys, and lvh
+//! itself then carries no TLS or ssh library of its own.
 
 use std::path::{Path, PathBuf};
 
@@ -79,7 +85,10 @@ pub(crate) fn fetch(
     let repo = open_shared(layout)?;
     let gerr = |what: &str| KernelsError::git(format!("{what} for kernel {name:?} ({})", url.repo));
     let mut remote = kernel_remote(&repo, name, url)?;
-    let (src_ref, branch) = remote_ref(&mut remote, name, url, stage)?;
+    let (src_ref, branch) = match &url.local {
+        Some(_) => remote_ref(&mut remote, name, url, stage)?,
+        None => network_ref(name, url, stage)?,
+    };
     let tracking = format!("refs/remotes/{name}/{branch}");
     let refspec = format!("+{src_ref}:{tracking}");
 
@@ -88,8 +97,11 @@ pub(crate) fn fetch(
         None => false,
     };
     if !linked {
-        fetch_remote(&mut remote, &refspec, &src_ref, stage)
-            .map_err(gerr(&format!("failed to fetch {src_ref}")))?;
+        match &url.local {
+            None => fetch_network(layout, name, url, &refspec, &src_ref, stage)?,
+            Some(_) => fetch_remote(&mut remote, &refspec, &src_ref, stage)
+                .map_err(gerr(&format!("failed to fetch {src_ref}")))?,
+        }
     }
 
     let target = repo
@@ -163,6 +175,71 @@ fn remote_ref(
         url.branch.as_deref(),
     )
     .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
+}
+
+/// [`remote_ref`] for a source across the network, asked with `git ls-remote`.
+fn network_ref(name: &str, url: &KernelUrl, stage: &Stage) -> Result<(String, String)> {
+    stage.message(format!("connecting to {}", url.repo));
+    let mut args = vec!["ls-remote", "--symref", url.repo.as_str(), "HEAD"];
+    let wanted = url
+        .branch
+        .as_ref()
+        .map(|b| [format!("refs/heads/{b}"), format!("refs/tags/{b}")]);
+    if let Some(w) = &wanted {
+        args.extend(w.iter().map(String::as_str));
+    }
+    let out = git(&args)
+        .capture_stdout()
+        .run(stage.reporter())
+        .map_err(KernelsError::exec(format!(
+            "failed to list the refs of {} for kernel {name:?}",
+            url.repo
+        )))?;
+    let listed = out.stdout_str();
+    pick_ref(ls_remote_heads(&listed), url.branch.as_deref())
+        .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
+}
+
+/// `git ls-remote --symref` output as `(ref, symref target)` pairs:
+/// `ref: refs/heads/main<TAB>HEAD` names HEAD's branch, `<oid><TAB><ref>` a ref.
+fn ls_remote_heads(out: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    out.lines().filter_map(|l| {
+        let (left, name) = l.split_once('\t')?;
+        Some(match left.strip_prefix("ref: ") {
+            Some(target) => (name, Some(target)),
+            None => (name, None),
+        })
+    })
+}
+
+/// Fetches `refspec` from a source across the network into the shared
+/// repository with the `git` program.
+fn fetch_network(
+    layout: &Layout,
+    name: &str,
+    url: &KernelUrl,
+    refspec: &str,
+    src_ref: &str,
+    stage: &Stage,
+) -> Result<()> {
+    stage.message(format!("fetching {src_ref}"));
+    let git_dir = layout.git_dir().to_string_lossy().to_string();
+    git(&[
+        "--git-dir",
+        &git_dir,
+        "fetch",
+        "--progress",
+        "--no-tags",
+        &url.repo,
+        refspec,
+    ])
+    .stage(stage.id())
+    .run(stage.reporter())
+    .map(drop)
+    .map_err(KernelsError::exec(format!(
+        "failed to fetch {src_ref} for kernel {name:?} ({})",
+        url.repo
+    )))
 }
 
 /// A new worktree `kernels/<name>` on branch `lvh-<name>` at `target` (or one
@@ -592,5 +669,31 @@ mod tests {
             .contains("no branch or tag \"nope\""));
         let no_head = [("refs/heads/x", None)];
         assert!(pick_ref(no_head.iter().copied(), None).is_err());
+    }
+
+    #[test]
+    fn ls_remote_output_feeds_the_same_pick() {
+        let out = "ref: refs/heads/master\tHEAD\n\
+                   1111111111111111111111111111111111111111\tHEAD\n\
+                   2222222222222222222222222222222222222222\trefs/heads/bpf-next\n\
+                   3333333333333333333333333333333333333333\trefs/tags/v6.12\n\
+                   garbage without a tab\n";
+        let pick = |b: Option<&str>| pick_ref(ls_remote_heads(out), b);
+        assert_eq!(
+            pick(None).unwrap(),
+            ("refs/heads/master".into(), "master".into())
+        );
+        assert_eq!(
+            pick(Some("bpf-next")).unwrap(),
+            ("refs/heads/bpf-next".into(), "bpf-next".into())
+        );
+        assert_eq!(
+            pick(Some("v6.12")).unwrap(),
+            ("refs/tags/v6.12".into(), "v6.12".into())
+        );
+        assert!(pick(Some("nope")).is_err());
+        // A server that does not name HEAD's branch (dumb HTTP).
+        let no_symref = "1111111111111111111111111111111111111111\tHEAD\n";
+        assert!(pick_ref(ls_remote_heads(no_symref), None).is_err());
     }
 }

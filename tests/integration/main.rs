@@ -16,4 +16,5 @@ mod linking;
 mod load;
 mod matrix;
 mod oci;
+mod release;
 mod run;

@@ -71,3 +71,80 @@ pub fn terminate(pid: u32) -> nix::Result<()> {
         nix::sys::signal::Signal::SIGTERM,
     )
 }
+
+/// A server process listening on a loopback port, stopped on drop with its
+/// whole process group (wrappers such as `git daemon` start the real server
+/// as a child).
+pub struct Server {
+    child: std::process::Child,
+    /// `<scheme>://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `cmd`, which listens on 127.0.0.1:`port`, and waits until it does.
+    pub fn start(mut cmd: Command, scheme: &str, port: u16) -> Server {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let s = Server {
+            child,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{cmd:?} did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// `dir` served over HTTP on 127.0.0.1 (`python3 -m http.server`).
+pub fn http_server(dir: &std::path::Path) -> Server {
+    let port = free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(dir);
+    Server::start(cmd, "http", port)
+}
+
+/// The release target name of this machine (`uname -m`), as install.sh picks it.
+pub fn release_target() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86_64-unknown-linux-gnu",
+        "aarch64" => "aarch64-unknown-linux-gnu",
+        a => panic!("no release target for {a}"),
+    }
+}
+
+/// `sh scripts/install.sh` with `env`, its output and how long it took.
+pub fn install_sh(env: &[(&str, &str)]) -> (Output, std::time::Duration) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh");
+    let mut c = Command::new("sh");
+    c.arg(script).stdin(std::process::Stdio::null());
+    for v in ["LVH_VERSION", "LVH_INSTALL_URL", "LVH_INSTALL_DIR"] {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().copied());
+    let start = std::time::Instant::now();
+    let out = c.output().expect("run sh scripts/install.sh");
+    (out, start.elapsed())
+}

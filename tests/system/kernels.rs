@@ -96,3 +96,95 @@ fn arm64_kernel_cross_builds_to_an_arm64_image_gz() {
         assert!(config.lines().any(|l| l == want), "{want} missing");
     }
 }
+
+/// `git daemon` serving the repositories under `base` on a loopback port.
+fn git_daemon(base: &std::path::Path) -> crate::common::Server {
+    let port = crate::common::free_port();
+    let mut cmd = std::process::Command::new("git");
+    cmd.args([
+        "daemon",
+        "--listen=127.0.0.1",
+        "--reuseaddr",
+        "--export-all",
+    ])
+    .arg(format!("--port={port}"))
+    .arg(format!("--base-path={}", base.display()))
+    .arg(base);
+    crate::common::Server::start(cmd, "git", port)
+}
+
+/// A source across the network (here `git://` on loopback) is fetched by the
+/// `git` program into the shared repository: branch HEAD, `#branch`, an
+/// update, and a missing branch named in the error. lvh itself links no TLS
+/// or ssh library for this.
+#[test]
+fn a_kernel_across_the_network_is_fetched_with_git() {
+    use crate::common::{assert_code, lvh, text};
+    use crate::fixtures::fake_kernel::git;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let src = root.join("srv/linux");
+    std::fs::create_dir_all(&src).unwrap();
+    git(&src, &["init", "-q", "-b", "trunk"]);
+    let commit = |file: &str| {
+        std::fs::write(src.join(file), file).unwrap();
+        git(&src, &["add", "-A"]);
+        git(&src, &["commit", "-q", "-m", file]);
+        git(&src, &["rev-parse", "HEAD"])
+    };
+    commit("Makefile");
+    git(&src, &["checkout", "-q", "-b", "dev"]);
+    commit("dev-only");
+    git(&src, &["checkout", "-q", "trunk"]);
+    let daemon = git_daemon(&root.join("srv"));
+    let url = format!("{}/linux", daemon.url);
+    let run = |args: &[&str]| lvh().current_dir(root).args(args).output().unwrap();
+
+    assert_code(&run(&["kernels", "init", "--dir", "d"]), 0);
+    let o = run(&["kernels", "add", "k", &url, "--dir", "d", "--fetch"]);
+    assert_code(&o, 0);
+    let tree = root.join("d/kernels/k");
+    assert_eq!(
+        git(&tree, &["rev-parse", "HEAD"]),
+        git(&src, &["rev-parse", "trunk"])
+    );
+    assert!(!tree.join("dev-only").exists());
+
+    let new = commit("b");
+    let o = run(&["kernels", "fetch", "k", "--dir", "d"]);
+    assert_code(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("updated"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), new);
+
+    let o = run(&[
+        "kernels",
+        "add",
+        "kdev",
+        &format!("{url}#dev"),
+        "--dir",
+        "d",
+        "--fetch",
+    ]);
+    assert_code(&o, 0);
+    assert!(root.join("d/kernels/kdev/dev-only").is_file());
+
+    let o = run(&[
+        "kernels",
+        "add",
+        "nope",
+        &format!("{url}#nope"),
+        "--dir",
+        "d",
+        "--fetch",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("no branch or tag \"nope\"") && e.contains(&url),
+        "{e}"
+    );
+}

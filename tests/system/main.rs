@@ -16,6 +16,8 @@ mod bad_input;
 #[cfg(lvh_system)]
 mod common;
 #[cfg(lvh_system)]
+mod dist;
+#[cfg(lvh_system)]
 mod dropin;
 #[cfg(lvh_system)]
 mod dropin_kernels;
@@ -29,6 +31,8 @@ pub mod fixtures;
 mod gdb;
 #[cfg(lvh_system)]
 mod images;
+#[cfg(lvh_system)]
+mod install;
 #[cfg(lvh_system)]
 mod kernels;
 #[cfg(lvh_system)]
