@@ -39,6 +39,7 @@ pub mod progress;
 pub mod runner;
 pub(crate) mod sched;
 pub mod stale;
+pub mod triage;
 
 /// The version of lvh, as built.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

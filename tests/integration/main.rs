@@ -16,3 +16,4 @@ mod load;
 mod matrix;
 mod oci;
 mod run;
+mod triage;
