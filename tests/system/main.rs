@@ -51,6 +51,8 @@ mod splat;
 mod sshkey;
 #[cfg(lvh_system)]
 mod tools;
+#[cfg(lvh_system)]
+mod triage;
 
 #[cfg(not(lvh_system))]
 #[test]
