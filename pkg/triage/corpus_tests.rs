@@ -166,7 +166,10 @@ fn nothing_the_splat_gate_finds_is_lost() {
 #[test]
 fn the_gates_false_alarms_are_no_reports() {
     use crate::runner::splat::SplatParser;
-    let negatives: Vec<Fixture> = fixtures().into_iter().filter(|f| f.expect.is_empty()).collect();
+    let negatives: Vec<Fixture> = fixtures()
+        .into_iter()
+        .filter(|f| f.expect.is_empty())
+        .collect();
     assert!(negatives.len() >= 2);
     let mut alarms = 0;
     for f in &negatives {
@@ -177,7 +180,10 @@ fn the_gates_false_alarms_are_no_reports() {
         alarms += usize::from(gate.finish().is_some());
         assert!(parse_log(&f.text).is_empty(), "{}", f.path.display());
     }
-    assert!(alarms > 0, "the gate raised no false alarm: the negatives test nothing it misses");
+    assert!(
+        alarms > 0,
+        "the gate raised no false alarm: the negatives test nothing it misses"
+    );
 }
 
 #[test]

@@ -190,7 +190,7 @@ pub fn classify(text: &str) -> Option<Header> {
         return bug(rest, t);
     }
     if t.starts_with("kernel BUG at ") {
-        return h(Kind::Bug, Form::KernelBug, true);
+        return h(Kind::Bug, Form::KernelBug, t.ends_with('!'));
     }
     if t.starts_with("UBSAN: ") {
         return h(Kind::Ubsan, Form::Ubsan, t.contains(" in "));
@@ -219,11 +219,13 @@ pub fn classify(text: &str) -> Option<Header> {
         };
         return h(kind, Form::Fault(title), true);
     }
+    // `[#1]` counts the kernel's oopses: a program's "Oops: ..." has none.
+    let counted = t.contains(" [#") || t.starts_with("Oops[#") || t.starts_with("Oops#");
     if t.starts_with("Oops: ") || t.starts_with("Oops[#") || t.starts_with("Oops#") {
-        return h(Kind::Oops, Form::Fault("Oops"), true);
+        return h(Kind::Oops, Form::Fault("Oops"), counted);
     }
     if t.starts_with("Internal error: ") {
-        return h(Kind::Oops, Form::Fault("Internal error"), true);
+        return h(Kind::Oops, Form::Fault("Internal error"), counted);
     }
     if t.starts_with("PANIC: double fault") {
         return h(Kind::Oops, Form::Fault("PANIC: double fault"), true);
@@ -379,6 +381,8 @@ mod tests {
             ("[ INFO: possible circular locking dependency detected ]", Some((Kind::Lockdep, true))),
             ("[ BUG: syz-executor/31761 still has locks held! ]", Some((Kind::Lockdep, true))),
             ("Oopsie", None),
+            ("Oops: the build failed", Some((Kind::Oops, false))),
+            ("Oops: 0002 [#1] PREEMPT SMP", Some((Kind::Oops, true))),
             ("UBSANITY", None),
         ];
         for (line, want) in cases {

@@ -17,6 +17,7 @@
 
 use serde::Serialize;
 
+mod culprit;
 mod detect;
 mod frames;
 mod header;
