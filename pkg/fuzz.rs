@@ -51,6 +51,10 @@ pub const TARGETS: &[Target] = &[
         name: "kernel_config",
         run: kernel_config,
     },
+    Target {
+        name: "crash_reports",
+        run: crash_reports,
+    },
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -116,6 +120,28 @@ fn guest_report(data: &[u8]) {
         }
     }
     let _ = crate::runner::guest::parse_control(&String::from_utf8_lossy(data));
+}
+
+/// A console log: the line-fed detector and the whole-log parser agree, and
+/// every report has a title, a 16-digit fingerprint and at most
+/// `MAX_REPORT_LINES` lines.
+fn crash_reports(data: &[u8]) {
+    use crate::triage::{parse_log, Detector, MAX_REPORT_LINES};
+    let text = String::from_utf8_lossy(data);
+    let mut d = Detector::new();
+    let mut fed = Vec::new();
+    for l in text.lines() {
+        fed.extend(d.push(l));
+    }
+    fed.extend(d.finish());
+    fed.sort_by_key(|r| r.line);
+    let whole = parse_log(&text);
+    assert_eq!(fed, whole);
+    for r in &whole {
+        assert!(!r.title.is_empty());
+        assert_eq!(r.fingerprint.len(), 16);
+        assert!(!r.lines.is_empty() && r.lines.len() <= MAX_REPORT_LINES);
+    }
 }
 
 fn kernel_config(data: &[u8]) {

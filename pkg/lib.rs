@@ -15,8 +15,11 @@
 //! runtime enum), [`exec`] (the one way to run a child process), [`cancel`]
 //! (Ctrl-C), [`progress`] (events), [`error`] (exit codes and input errors),
 //! [`fsutil`] (atomic outputs, locks, cache paths) and [`date`] (UTC calendar
-//! dates). Two crate-internal helpers complete it: `sched` runs a forest of
-//! jobs in parallel (image builds, each after its parent), and `jsonpos`
+//! dates). [`triage`] reads kernel console logs: it finds, titles,
+//! fingerprints and symbolizes crash reports, for the runner, the matrix and
+//! the binary alike, and uses none of them. Two crate-internal helpers
+//! complete it: `sched` runs a forest of jobs in parallel (image builds, each
+//! after its parent), and `jsonpos`
 //! records where each JSON value sits and strips the keys Go would ignore, so
 //! config errors and warnings can name file, line and key. The subsystems
 //! never reach into each other's internals; only what the binary and the tests
@@ -39,6 +42,7 @@ pub mod progress;
 pub mod runner;
 pub(crate) mod sched;
 pub mod stale;
+pub mod triage;
 pub mod version;
 
 /// The version of lvh, as built.

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::{argv, gobool, images, kernels, run, test};
+use crate::{argv, gobool, images, kernels, run, test, triage};
 
 /// Build kernels and Debian root images, and boot them in QEMU fast.
 ///
@@ -42,6 +42,8 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Run a matrix of kernels x images x tests, each in its own VM (lvh-tests.json)
     Test(Box<test::TestArgs>),
+    /// Find, title, fingerprint and symbolize the kernel crash reports in console logs
+    Triage(Box<triage::TriageArgs>),
     /// Print the version of lvh (with -v: the commit, target, compiler and guest inits)
     Version,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish)

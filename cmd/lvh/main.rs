@@ -13,6 +13,7 @@ mod oci;
 mod render;
 mod run;
 mod test;
+mod triage;
 mod version;
 
 pub use version::version;
@@ -84,7 +85,7 @@ fn classify(err: &anyhow::Error) -> ExitCode {
     ExitCode::Failure
 }
 
-fn print_error(err: &anyhow::Error) {
+pub fn print_error(err: &anyhow::Error) {
     errln!("lvh: error: {err}");
     for cause in err.chain().skip(1) {
         errln!("  caused by: {cause}");
@@ -126,6 +127,7 @@ fn main() -> std::process::ExitCode {
         Command::Kernels(c) => kernels::dispatch(c, &ctx),
         Command::Run(a) => run::dispatch(a, &ctx),
         Command::Test(a) => test::dispatch(a, &ctx),
+        Command::Triage(a) => triage::dispatch(a, &ctx),
         Command::Version => {
             out::stdout(version::render(cli.verbose > 0).as_bytes());
             Ok(ExitCode::Success)

@@ -15,6 +15,7 @@ mod matrix;
 mod oci;
 mod runner;
 mod saved;
+mod triage;
 mod util;
 
 type Bench = (&'static str, fn() -> anyhow::Result<()>);
@@ -29,6 +30,7 @@ const BENCHES: &[Bench] = &[
     ("oci", oci::run),
     ("runner", runner::run),
     ("saved", saved::run),
+    ("triage", triage::run),
 ];
 
 fn main() -> anyhow::Result<()> {

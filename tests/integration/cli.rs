@@ -23,6 +23,7 @@ const COMMANDS: &[&[&str]] = &[
     &["kernels", "pull"],
     &["run"],
     &["test"],
+    &["triage"],
     &["version"],
 ];
 

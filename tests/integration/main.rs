@@ -18,3 +18,4 @@ mod matrix;
 mod oci;
 mod release;
 mod run;
+mod triage;

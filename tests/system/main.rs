@@ -55,6 +55,8 @@ mod splat;
 mod sshkey;
 #[cfg(lvh_system)]
 mod tools;
+#[cfg(lvh_system)]
+mod triage;
 
 #[cfg(not(lvh_system))]
 #[test]
