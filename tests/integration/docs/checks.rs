@@ -136,6 +136,24 @@ pub fn undocumented_flags(docs: &[Doc], cli: &Cmd) -> Problems {
     out
 }
 
+/// Every subcommand appears in some command line of the docs (one of a
+/// subcommand counts for its parents too).
+pub fn undocumented_commands(docs: &[Doc], cli: &Cmd) -> Problems {
+    let mut seen = BTreeSet::new();
+    for c in docs.iter().flat_map(|d| &d.page.commands) {
+        if let Ok(name) = cli.check(&c.args) {
+            let words: Vec<&str> = name.split(' ').collect();
+            seen.extend((1..=words.len()).map(|n| words[..n].join(" ")));
+        }
+    }
+    cli.all()
+        .into_iter()
+        .map(|c| c.name())
+        .filter(|n| !seen.contains(n))
+        .map(|n| format!("`{n}` appears in no command line of README.md or docs/"))
+        .collect()
+}
+
 /// `LVH_*` names in a text, with their lines.
 pub fn env_names(text: &str) -> Vec<(String, usize)> {
     let re = regex::Regex::new(r"(?:^|[^A-Za-z0-9_])(LVH_[A-Z0-9_]*[A-Z0-9])").unwrap();
@@ -260,6 +278,7 @@ mod tests {
         assert_eq!(command_flags(&docs, &cli()), Problems::new());
         assert_eq!(named_flags(&docs, &cli()), Problems::new());
         assert_eq!(undocumented_flags(&docs, &cli()), Problems::new());
+        assert_eq!(undocumented_commands(&docs, &cli()), Problems::new());
         assert_eq!(links(&docs, &|_| true), Problems::new());
     }
 
@@ -295,6 +314,20 @@ mod tests {
         assert_eq!(
             undocumented_flags(&docs, &cli()),
             ["`lvh run --port` (in its --help) is not documented in README.md or docs/"]
+        );
+    }
+
+    #[test]
+    fn a_planted_undocumented_subcommand_is_found() {
+        let mut cli = cli();
+        cli.subs.push(Cmd {
+            path: vec!["triage".into()],
+            ..Default::default()
+        });
+        let docs = [Doc::new("docs/run.md", GOOD)];
+        assert_eq!(
+            undocumented_commands(&docs, &cli),
+            ["`lvh triage` appears in no command line of README.md or docs/"]
         );
     }
 

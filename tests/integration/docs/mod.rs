@@ -147,6 +147,11 @@ fn every_flag_in_help_is_documented() {
 }
 
 #[test]
+fn every_subcommand_is_documented() {
+    report("subcommands", checks::undocumented_commands(docs(), cli()));
+}
+
+#[test]
 fn env_vars_are_real_and_documented() {
     let uses = sources::scan(root(), "tests/integration/docs");
     assert!(
