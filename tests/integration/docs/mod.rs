@@ -9,13 +9,12 @@ mod markdown;
 mod sources;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use checks::{Doc, Problems};
 use cli::Cmd;
 
-use crate::common::{lvh_bin, stderr, stdout};
+use crate::common::{lvh_bin, lvh_in, stderr, stdout};
 
 /// The most lines README.md may have: a front door, the rest in docs/.
 const README_MAX_LINES: usize = 250;
@@ -66,17 +65,6 @@ fn report(what: &str, problems: Problems) {
     );
 }
 
-/// Runs `lvh args...` in a fresh directory.
-fn lvh(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(lvh_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("CI", "true")
-        .env_remove("LVH_LOG")
-        .output()
-        .expect("run lvh")
-}
-
 /// The first line of clap's or lvh's error.
 fn first_error(o: &std::process::Output) -> String {
     let e = stderr(o);
@@ -116,7 +104,7 @@ fn command_lines_parse() {
             }
             let at = argv.iter().position(|a| *a == "--").unwrap_or(argv.len());
             argv.insert(at, "--help");
-            let o = lvh(&argv, tmp.path());
+            let o = lvh_in(tmp.path(), &argv);
             if !o.status.success() {
                 problems.push(format!(
                     "{}:{}: `{}` does not parse: {}",
@@ -251,7 +239,7 @@ fn config_examples_pass_their_dry_runs() {
         };
         for args in runs {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let o = lvh(&args, root());
+            let o = lvh_in(root(), &args);
             if !o.status.success() || stdout(&o).trim().is_empty() {
                 problems.push(format!(
                     "{rel}: `lvh {}` fails: {}",
@@ -267,9 +255,9 @@ fn config_examples_pass_their_dry_runs() {
     {
         let name = e.path().file_stem().unwrap().to_string_lossy().into_owned();
         let dir = s(&tmp.path().join(&name));
-        let o = lvh(
-            &["kernels", "init", "--dir", &dir, "--config-groups", &name],
+        let o = lvh_in(
             root(),
+            &["kernels", "init", "--dir", &dir, "--config-groups", &name],
         );
         if !o.status.success() {
             problems.push(format!(
