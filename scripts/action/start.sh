@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Step 4 of the action (ssh mode): grows the image by additional-disk-size, boots
-# it daemonized with ssh forwarded from ssh-port, and returns once root can log
-# in. `lvh run --wait-ssh` waits for sshd's banner (up to
-# ssh-connect-wait-retries x ssh-connect-wait-timeout seconds, little-vm-helper's
-# budget) and stops the VM if the guest dies first; a short login loop follows,
-# for an sshd that answers before it accepts keys. On failure the console log is
-# printed. In command mode (command-mode=true) there is nothing to start.
+# Step 4 of the action: resizes the image to additional-disk-size, boots it
+# daemonized with ssh forwarded from ssh-port (ssh mode), and returns once root
+# can log in. The size is passed to `qemu-img resize` as it is, as
+# little-vm-helper does: `10G` sets the size, `+10G` grows by 10G. `lvh run
+# --wait-ssh` waits for sshd's banner (up to ssh-connect-wait-retries x
+# ssh-connect-wait-timeout seconds, little-vm-helper's budget) and stops the VM
+# if the guest dies first; a short login loop follows, for an sshd that answers
+# before it accepts keys. On failure the console log is printed. In command mode
+# (command-mode=true) there is nothing to start.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$here/lib.sh"
 
 lvh="$(lvh_bin)"
-image="$(images_dir)/$(image_name).qcow2"
+image="$(image_file)"
 
 if [ -n "${INPUT_ADDITIONAL_DISK_SIZE:-}" ]; then
-	log "growing $image by ${INPUT_ADDITIONAL_DISK_SIZE}"
-	qemu-img resize -q "$image" "+${INPUT_ADDITIONAL_DISK_SIZE#+}"
+	log "qemu-img resize $image ${INPUT_ADDITIONAL_DISK_SIZE}"
+	qemu-img resize -q "$image" "${INPUT_ADDITIONAL_DISK_SIZE}" ||
+		die "input additional-disk-size '${INPUT_ADDITIONAL_DISK_SIZE}': qemu-img resize failed (10G sets the size, +10G grows it)"
 fi
 if is_true "${INPUT_COMMAND_MODE:-false}"; then
 	log "command mode: the VM boots in the run step"

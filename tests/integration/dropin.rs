@@ -39,7 +39,11 @@ fn leaf_flags_parse_before_the_subcommand_as_cobra_accepts() {
     // kernel-images' Dockerfile: `lvh kernels --dir . fetch 2>&1 ${KERNEL_VER}`.
     let list = lvh_in(p, &["kernels", "--dir", ".", "list"]);
     assert_code(&list, 0);
-    assert!(stdout(&list).contains("bpf-next\t"), "{}", stdout(&list));
+    assert!(
+        stdout(&list).starts_with("bpf-next      git://"),
+        "{}",
+        stdout(&list)
+    );
     // Parsed, then refused for a reason that is not usage (exit 3, not 2).
     for (args, want) in [
         (
@@ -87,7 +91,7 @@ fn leaf_flags_parse_before_the_subcommand_as_cobra_accepts() {
 fn url_less_kernels_load_and_unknown_keys_warn_with_file_line_and_key() {
     let d = data();
     let p = d.path();
-    let out = lvh_in(p, &["kernels", "list", "--dir", "."]);
+    let out = lvh_in(p, &["kernels", "list", "--dir", ".", "-o", "wide"]);
     assert_code(&out, 0);
     assert!(
         stdout(&out).contains("rhel8\t\tnot fetched"),
@@ -329,7 +333,7 @@ fn a_closed_stdout_pipe_ends_lvh_quietly_like_go() {
         .output()
         .unwrap();
     let s = stdout(&out);
-    assert!(s.starts_with("bpf-next\t"), "{s}");
+    assert!(s.starts_with("bpf-next "), "{s}");
     assert!(s.contains("rc=0") || s.contains("rc=141"), "{s}");
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
@@ -362,8 +366,22 @@ fn version_is_git_describe_of_the_checkout() {
 fn little_vm_helper_images_data_with_the_dockerfiles_command_forms() {
     let d = data();
     let p = d.path();
-    // dockerfiles/kernel-images: `WORKDIR /data` then `lvh kernels --dir . <cmd> 2>&1 NAME`
+    // dockerfiles/kernel-images: `WORKDIR /data` then `lvh kernels --dir . <cmd> 2>&1 NAME`;
+    // `list` prints what little-vm-helper prints (`%-13s %s`: name, URL).
     let out = lvh_in(p, &["kernels", "--dir", ".", "list"]);
+    assert_code(&out, 0);
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        [
+            "bpf-next      git://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git?depth=1",
+            "bpf-net       git://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git?depth=1#net",
+            "6.12          git://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git?depth=1#linux-6.12.y",
+            "rhel8         ",
+        ]
+    );
+    // lvh's extra column (is the tree fetched) behind -o wide.
+    let out = lvh_in(p, &["kernels", "--dir", ".", "-o", "wide", "list"]);
     assert_code(&out, 0);
     let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
     assert_eq!(

@@ -130,7 +130,7 @@ fn init_add_fetch_update_list_remove() {
     let list = ok(root, &["kernels", "list", "--dir", "d"]);
     let names: Vec<&str> = list
         .lines()
-        .map(|l| l.split('\t').next().unwrap())
+        .map(|l| l.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(names, vec!["k", "kdev", "shallow"]);
 

@@ -2,6 +2,7 @@
 //! Needs no root, network or QEMU.
 
 mod action;
+mod action_steps;
 mod bad_input;
 mod cli;
 mod common;

@@ -8,26 +8,38 @@ use std::path::Path;
 /// Where a variable is first read: `path:line`.
 pub type Uses = BTreeMap<String, String>;
 
-/// The variables one file reads, with their lines.
+/// The variables one file reads, with their lines. In Rust, a literal handed to
+/// a child (`.env("X", ..)`, `.env_remove("X")`, `.insert("X"..)`) is not a
+/// read, nor, under tests/, the name in an `("X", value)` pair of a list of
+/// settings.
 pub fn vars_in(path: &str, text: &str) -> Vec<(String, usize)> {
     let name = path.rsplit('/').next().unwrap_or(path);
-    let re = if path.ends_with(".rs") || path.ends_with(".c") {
-        r#"(\.env(?:_remove)?\(\s*)?"(LVH_[A-Z0-9_]+)""#
+    let rust = path.ends_with(".rs") || path.ends_with(".c");
+    let re = if rust {
+        r#""(LVH_[A-Z0-9_]+)""#
     } else if path.ends_with(".sh") || path.starts_with(".ci/") {
-        r"()\$\{?(LVH_[A-Z0-9_]+)"
+        r"\$\{?(LVH_[A-Z0-9_]+)"
     } else if name == "Makefile" {
-        r"()\b(LVH_[A-Z0-9_]+)\b"
+        r"\b(LVH_[A-Z0-9_]+)\b"
     } else {
         return Vec::new();
     };
     let re = regex::Regex::new(re).unwrap();
+    let setter = regex::Regex::new(r"\.(?:env|env_remove|insert)\(\s*$").unwrap();
+    let pair = regex::Regex::new(r"(?:^|[\s\[,])\(\s*$").unwrap();
+    let in_tests = path.starts_with("tests/");
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         for c in re.captures_iter(line) {
-            if c.get(1).is_some_and(|m| !m.as_str().is_empty()) {
-                continue; // set for a child, not read
+            let m = c.get(0).unwrap();
+            let (before, after) = (&line[..m.start()], line[m.end()..].trim_start());
+            if rust
+                && (setter.is_match(before)
+                    || (in_tests && pair.is_match(before) && after.starts_with(',')))
+            {
+                continue;
             }
-            out.push((c[2].to_string(), n + 1));
+            out.push((c[1].to_string(), n + 1));
         }
     }
     out
@@ -82,8 +94,13 @@ mod tests {
 
     #[test]
     fn reads_are_found_and_child_settings_are_not() {
-        let rs = "let a = std::env::var(\"LVH_A\");\nconst B: &str = \"LVH_B\";\nc.env(\"LVH_C\", \"1\").env_remove(\"LVH_D\");\n// \"LVH_E_\" too\nformat!(\"<<'LVH_EOF'\\n{x}LVH_EOF\")";
+        let rs = "let a = std::env::var(\"LVH_A\");\nconst B: &str = \"LVH_B\";\nc.env(\"LVH_C\", \"1\").env_remove(\"LVH_D\");\n// \"LVH_E_\" too\nformat!(\"<<'LVH_EOF'\\n{x}LVH_EOF\")\nm.insert(\"LVH_F\".into(), v);";
         assert_eq!(names("pkg/x.rs", rs), ["LVH_A", "LVH_B", "LVH_E_"]);
+        let t = "let envs = [(\"LVH_G\", \"1\"), (\"LVH_H\", x)];\nlet n = env_count(\"LVH_RUNS\", 3);\ninputs(a, \"LVH_K\", \"LVH_I\")";
+        assert_eq!(
+            names("tests/system/x.rs", t),
+            ["LVH_RUNS", "LVH_K", "LVH_I"]
+        );
         assert_eq!(
             names("pkg/runner/init.c", "getenv(\"LVH_TRACE\")"),
             ["LVH_TRACE"]

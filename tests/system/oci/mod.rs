@@ -559,6 +559,24 @@ fn kernels_push_pull_and_catalog() {
     );
     assert!(visible(&d) == ["6.6-main"], "{:?}", visible(&d));
 
+    // Without --dir, as little-vm-helper's README does it (`lvh kernels pull
+    // 6.6-main` then `find 6.6-main/`): into ./6.6-main.
+    let cwd = t.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = crate::common::lvh()
+        .args(["kernels", "pull", "6.6-main", "--repo", &repo])
+        .env("LVH_CACHE_DIR", t.path())
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(
+        cwd.join("6.6-main/boot/vmlinuz-6.6.0").is_file(),
+        "{:?}",
+        visible(&cwd)
+    );
+    assert_eq!(visible(&cwd), ["6.6-main"]);
+
     let err = fails(
         &lvh(
             &[
