@@ -228,6 +228,32 @@ pub fn links(docs: &[Doc], exists: &dyn Fn(&str) -> bool) -> Problems {
     out
 }
 
+/// Every page is reachable from README.md by following links, so none is lost.
+pub fn orphans(docs: &[Doc]) -> Problems {
+    let mut reached = BTreeSet::from(["README.md".to_string()]);
+    let mut todo = vec!["README.md".to_string()];
+    while let Some(path) = todo.pop() {
+        let Some(d) = docs.iter().find(|d| d.path == path) else {
+            continue;
+        };
+        let dir = d.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        for (_, dest) in &d.page.links {
+            let file = dest.split('#').next().unwrap_or("");
+            if file.is_empty() || dest.contains("://") {
+                continue;
+            }
+            let target = normalize(dir, file);
+            if reached.insert(target.clone()) {
+                todo.push(target);
+            }
+        }
+    }
+    docs.iter()
+        .filter(|d| !reached.contains(&d.path))
+        .map(|d| format!("{}: no link leads here from README.md (add it to README.md's \"Documentation\" table or link it from a page that is)", d.path))
+        .collect()
+}
+
 /// `dir/../x/./y` as a path relative to the repository.
 fn normalize(dir: &str, rel: &str) -> String {
     let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
@@ -367,6 +393,17 @@ mod tests {
                 "README.md:1: link `configs/a.json#k`: an anchor into configs/a.json, which is not a Markdown page",
             ]
         );
+    }
+
+    #[test]
+    fn a_planted_orphan_page_is_found() {
+        let docs = [
+            Doc::new("README.md", "[run](docs/run.md)\n"),
+            Doc::new("docs/run.md", "[more](more.md#x)\n"),
+            Doc::new("docs/more.md", "# X\n"),
+            Doc::new("docs/lost.md", "[back](../README.md)\n"),
+        ];
+        assert_eq!(orphans(&docs), ["docs/lost.md: no link leads here from README.md (add it to README.md's \"Documentation\" table or link it from a page that is)"]);
     }
 
     #[test]

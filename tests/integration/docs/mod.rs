@@ -154,6 +154,11 @@ fn relative_links_resolve() {
     report("links", checks::links(docs(), &|p| root().join(p).exists()));
 }
 
+#[test]
+fn every_page_is_reachable_from_the_readme() {
+    report("pages", checks::orphans(docs()));
+}
+
 /// A file under `dir` named `name` that is `file`, with `file`'s siblings beside
 /// it so that its relative paths still resolve.
 fn as_named(file: &Path, name: &str, tmp: &Path) -> PathBuf {
