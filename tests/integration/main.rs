@@ -6,6 +6,7 @@ mod action_steps;
 mod bad_input;
 mod cli;
 mod common;
+mod docs;
 mod dropin;
 // The stand-in kernel tree, shared with the system tier.
 #[path = "../system/fixtures/fake_kernel.rs"]
