@@ -13,7 +13,7 @@
 set -eu
 
 # The project's home; equal to Cargo.toml's `repository` (a test checks).
-LVH_REPOSITORY="https://github.com/lvh-dev/lvh"
+REPOSITORY="https://github.com/lvh-dev/lvh"
 
 say() { printf 'lvh install: %s\n' "$*" >&2; }
 die() {
@@ -36,9 +36,9 @@ release_url() {
 	if [ -n "${LVH_INSTALL_URL:-}" ]; then
 		echo "${LVH_INSTALL_URL%/}/$version"
 	elif [ "$version" = latest ]; then
-		echo "$LVH_REPOSITORY/releases/latest/download"
+		echo "$REPOSITORY/releases/latest/download"
 	else
-		echo "$LVH_REPOSITORY/releases/download/$version"
+		echo "$REPOSITORY/releases/download/$version"
 	fi
 }
 

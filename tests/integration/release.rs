@@ -33,8 +33,8 @@ fn install_sh_downloads_from_the_repository_cargo_toml_names() {
     );
     let script = read("scripts/install.sh");
     assert!(
-        script.contains(&format!("\nLVH_REPOSITORY=\"{repo}\"\n")),
-        "scripts/install.sh's LVH_REPOSITORY is not Cargo.toml's repository {repo}"
+        script.contains(&format!("\nREPOSITORY=\"{repo}\"\n")),
+        "scripts/install.sh's REPOSITORY is not Cargo.toml's repository {repo}"
     );
     // Every link to the project's releases names the same home.
     let releases = regex::Regex::new(r"https://github\.com/[\w.-]+/[\w.-]+/releases").unwrap();
