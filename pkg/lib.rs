@@ -14,7 +14,8 @@
 //! All of them share the plumbing: [`arch`] (the target architecture as a
 //! runtime enum), [`exec`] (the one way to run a child process), [`cancel`]
 //! (Ctrl-C), [`progress`] (events), [`error`] (exit codes and input errors),
-//! [`fsutil`] (atomic outputs, locks, cache paths) and [`date`] (UTC calendar
+//! [`fsutil`] (atomic outputs, locks, cache paths, private files and checked
+//! inputs), [`bytesize`] (sizes as users write them) and [`date`] (UTC calendar
 //! dates). Two crate-internal helpers complete it: `sched` runs a forest of
 //! jobs in parallel (image builds, each after its parent), and `jsonpos`
 //! records where each JSON value sits and strips the keys Go would ignore, so
@@ -23,6 +24,7 @@
 //! use is public.
 
 pub mod arch;
+pub mod bytesize;
 pub mod cancel;
 pub mod date;
 pub mod error;
