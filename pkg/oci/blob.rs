@@ -46,9 +46,9 @@ pub(super) enum Refusal {
 impl Refusal {
     pub(super) fn error(&self, what: &str) -> OciError {
         match self {
-            Refusal::Oversize { declared } => OciError::TooLarge {
-                what: format!("{what}, declared as {declared} bytes,"),
-                limit: format!("{declared} bytes"),
+            Refusal::Oversize { declared } => OciError::BlobOversize {
+                what: what.to_string(),
+                declared: *declared,
             },
             Refusal::Stalled { secs } => OciError::TimedOut {
                 what: what.to_string(),

@@ -42,6 +42,8 @@ pub enum OciError {
     DigestInvalid { what: String, message: String },
     #[error("{what} is larger than {limit}, the most lvh accepts for it; refused")]
     TooLarge { what: String, limit: String },
+    #[error("{what} is longer than the {declared} bytes its descriptor declares; refused, nothing was written")]
+    BlobOversize { what: String, declared: u64 },
     #[error(
         "{what} unpacks to more than {limit} (raise it with {knob}); refused, nothing was written"
     )]

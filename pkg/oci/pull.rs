@@ -169,13 +169,13 @@ pub fn pull_layers(
         }
         stage.finish(Outcome::Done);
     }
+    extract::finish(&mut out, target)?;
     for s in &out.skipped {
         progress::warn(
             parent.reporter(),
             format!("{}: skipped {s}", display(&remote.reference)),
         );
     }
-    extract::finish(&mut out, target)?;
     Ok(out)
 }
 

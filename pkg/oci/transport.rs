@@ -290,7 +290,9 @@ impl Remote {
             })
         })?;
         if let Some(n) = sized.content_length.filter(|&n| n > size) {
-            return Err(Refusal::Oversize { declared: size }.error(&format!("{what} ({n} bytes)")));
+            return Err(
+                Refusal::Oversize { declared: size }.error(&format!("{what} ({n} bytes sent)"))
+            );
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let expected = digest.to_string();
