@@ -1,6 +1,5 @@
 //! The attacks, one test each, against `lvh images pull` and `lvh kernels
-//! pull`. The figures they print (`--nocapture`) are the ones in
-//! docs/security.md's test notes.
+//! pull`. With `--nocapture` each prints its peak memory and time.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
