@@ -100,11 +100,22 @@ pub fn install_handler(on_first: impl Fn() + Send + 'static) -> std::io::Result<
                     on_first();
                 } else {
                     kill_all_groups();
-                    std::process::exit(crate::error::ExitCode::Interrupted.code());
+                    exit_now(crate::error::ExitCode::Interrupted.code());
                 }
             }
         })?;
     Ok(())
+}
+
+/// Ends the process at once, without its exit handlers: other threads may be
+/// inside C libraries right now (a libguestfs call, OpenSSL), whose `atexit`
+/// cleanup would free the state those threads are using. stdout is flushed
+/// first; stderr is unbuffered.
+fn exit_now(code: i32) -> ! {
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: _exit only ends the process: no handler runs, nothing is freed,
+    // so no other thread's state can be torn down under it.
+    unsafe { libc::_exit(code) }
 }
 
 /// SIGKILLs every registered child process group.

@@ -1,11 +1,19 @@
-//! Filesystem helpers for atomic outputs and exclusive locks.
+//! Filesystem helpers for atomic outputs, exclusive locks and inputs that
+//! cannot be trusted.
 //!
 //! Every artifact lvh writes is built under a temporary name next to its final
 //! path and renamed into place only when complete ([`Partial`]), so a failed or
 //! interrupted step never leaves something a later run takes for finished work.
+//! A file lvh creates in a place others can write is made with
+//! [`create_private`] (never through a planted symlink, never over an existing
+//! file, mode 0600). An input lvh reads whole is first held to be a regular
+//! file on a real filesystem ([`check_input`]) and read with a cap
+//! ([`read_input`]): a FIFO, `/dev/zero` or `/proc/kmsg` is refused at once
+//! instead of blocking or filling memory.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -171,6 +179,152 @@ impl Lock {
     }
 }
 
+/// Creates `path` for writing: a new file (never an existing one, never
+/// through a symlink planted at `path`), mode `mode` (0600 for logs, states,
+/// pid files), close-on-exec. For files lvh makes in directories other users
+/// can write to.
+pub fn create_private(path: &Path, mode: u32) -> io::Result<File> {
+    File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Why an input file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{path}: {reason}")]
+    NotAFile { path: PathBuf, reason: String },
+    #[error("{path} is larger than {limit} bytes, the most lvh reads of it")]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What kind of thing an input may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// A regular file (read whole).
+    File,
+    /// A directory (walked).
+    Dir,
+    /// Either.
+    FileOrDir,
+}
+
+/// Filesystems whose files are not data at rest: reading them blocks
+/// (`/proc/kmsg`), never ends, or changes with every read.
+fn virtual_fs(path: &Path) -> Option<&'static str> {
+    use nix::sys::statfs::{self as sf, statfs};
+    let t = statfs(path).ok()?.filesystem_type();
+    [
+        (sf::PROC_SUPER_MAGIC, "/proc"),
+        (sf::SYSFS_MAGIC, "sysfs"),
+        (sf::DEBUGFS_MAGIC, "debugfs"),
+        (sf::TRACEFS_MAGIC, "tracefs"),
+        (sf::SECURITYFS_MAGIC, "securityfs"),
+        (sf::CGROUP_SUPER_MAGIC, "cgroupfs"),
+        (sf::DEVPTS_SUPER_MAGIC, "devpts"),
+    ]
+    .into_iter()
+    .find(|(m, _)| *m == t)
+    .map(|(_, name)| name)
+}
+
+/// Whether a file of this type is what an input of `kind` may be, or why not
+/// (a pure decision on the file type, for tests).
+pub fn input_kind_ok(ft: std::fs::FileType, kind: InputKind) -> Result<(), String> {
+    let what = if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_dir() {
+        match kind {
+            InputKind::Dir | InputKind::FileOrDir => return Ok(()),
+            InputKind::File => "a directory",
+        }
+    } else if ft.is_file() {
+        match kind {
+            InputKind::File | InputKind::FileOrDir => return Ok(()),
+            InputKind::Dir => "a file",
+        }
+    } else {
+        "not a file"
+    };
+    let want = match kind {
+        InputKind::File => "a regular file",
+        InputKind::Dir => "a directory",
+        InputKind::FileOrDir => "a regular file or a directory",
+    };
+    Err(format!("is {what}, not {want}"))
+}
+
+/// Checks, without opening it, that `path` (symlinks followed) is an input of
+/// `kind` on a real filesystem. The error names the path and what it is.
+pub fn check_input(path: &Path, kind: InputKind) -> Result<std::fs::Metadata, InputError> {
+    let md = std::fs::metadata(path).map_err(|source| InputError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let refuse = |reason: String| InputError::NotAFile {
+        path: path.to_owned(),
+        reason,
+    };
+    input_kind_ok(md.file_type(), kind).map_err(refuse)?;
+    if let Some(fs) = virtual_fs(path) {
+        return Err(refuse(format!(
+            "is on {fs}, not a file with fixed contents"
+        )));
+    }
+    Ok(md)
+}
+
+/// Reads a whole input file of at most `limit` bytes: it must pass
+/// [`check_input`] (so a FIFO or device is refused before any read), it is
+/// opened without blocking, and reading stops past `limit`.
+pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
+    let md = check_input(path, InputKind::File)?;
+    let too_large = || InputError::TooLarge {
+        path: path.to_owned(),
+        limit,
+    };
+    if md.len() > limit {
+        return Err(too_large());
+    }
+    let io_err = |source| InputError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err)?;
+    // Swapped for something else between the check and the open: refuse.
+    if !f.metadata().map_err(io_err)?.is_file() {
+        return Err(InputError::NotAFile {
+            path: path.to_owned(),
+            reason: "changed while being opened".into(),
+        });
+    }
+    let mut buf = Vec::with_capacity(md.len() as usize);
+    f.take(limit + 1).read_to_end(&mut buf).map_err(io_err)?;
+    if buf.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
 /// The directory lvh caches downloads and derived artifacts in
 /// (`$LVH_CACHE_DIR`, else `$XDG_CACHE_HOME/lvh`, else `~/.cache/lvh`).
 pub fn cache_dir() -> PathBuf {
@@ -234,5 +388,63 @@ mod tests {
         let _a = Lock::acquire(&p, "thing", Duration::ZERO).unwrap();
         let err = Lock::acquire(&p, "thing", Duration::from_millis(150)).unwrap_err();
         assert!(err.to_string().contains("thing is in use"), "{err}");
+    }
+
+    #[test]
+    fn private_files_are_new_0600_and_never_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        create_private(&p, 0o600).unwrap().write_all(b"x").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // an existing file is not reused
+        assert_eq!(
+            create_private(&p, 0o600).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        // a planted symlink is not followed, and its target is untouched
+        let target = d.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        let planted = d.path().join("planted");
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        assert!(create_private(&planted, 0o600).is_err());
+        let dangling = d.path().join("dangling");
+        std::os::unix::fs::symlink(d.path().join("new"), &dangling).unwrap();
+        assert!(create_private(&dangling, 0o600).is_err());
+        assert!(!d.path().join("new").exists());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn inputs_must_be_regular_files_on_real_filesystems() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"12345").unwrap();
+        assert_eq!(read_input(&f, 5).unwrap(), b"12345");
+        assert!(matches!(
+            read_input(&f, 4).unwrap_err(),
+            InputError::TooLarge { limit: 4, .. }
+        ));
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let t0 = std::time::Instant::now();
+        for (p, what) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/zero"), "a character device"),
+            (Path::new("/proc/kmsg"), "on /proc"),
+            (Path::new("/proc/self/status"), "on /proc"),
+            (d.path(), "a directory"),
+        ] {
+            let e = read_input(p, 1 << 20).unwrap_err().to_string();
+            assert!(e.contains(what) && e.contains(&*p.to_string_lossy()), "{e}");
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        assert!(check_input(d.path(), InputKind::Dir).is_ok());
+        assert!(check_input(&f, InputKind::FileOrDir).is_ok());
+        assert!(check_input(&f, InputKind::Dir)
+            .unwrap_err()
+            .to_string()
+            .contains("is a file, not a directory"));
     }
 }

@@ -177,8 +177,15 @@ fn layer_tar(data: &[u8]) {
         Want::Images { keep_zst: true },
     ] {
         let mut out = Extraction::default();
-        let _ = extract_layer(data, &target, &want, "fuzz", &mut out);
-        let _ = crate::oci::extract::finish_modes(&mut out);
+        let _ = extract_layer(
+            data,
+            &target,
+            &want,
+            "fuzz",
+            &mut out,
+            &crate::oci::limits::Budget::default(),
+        );
+        let _ = crate::oci::extract::finish(&mut out, &target);
         check_contained(root.path(), &target);
     }
 }

@@ -14,7 +14,8 @@
 //! All of them share the plumbing: [`arch`] (the target architecture as a
 //! runtime enum), [`exec`] (the one way to run a child process), [`cancel`]
 //! (Ctrl-C), [`progress`] (events), [`error`] (exit codes and input errors),
-//! [`fsutil`] (atomic outputs, locks, cache paths) and [`date`] (UTC calendar
+//! [`fsutil`] (atomic outputs, locks, cache paths, private files and checked
+//! inputs), [`bytesize`] (sizes as users write them) and [`date`] (UTC calendar
 //! dates). [`triage`] reads kernel console logs: it finds, titles,
 //! fingerprints and symbolizes crash reports, for the runner, the matrix and
 //! the binary alike, and uses none of them. Two crate-internal helpers
@@ -26,6 +27,7 @@
 //! use is public.
 
 pub mod arch;
+pub mod bytesize;
 pub mod cancel;
 pub mod date;
 pub mod error;

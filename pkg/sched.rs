@@ -3,6 +3,14 @@
 //! its parent succeeded, a failure skips only its descendants, and cancellation
 //! skips everything not yet started. The decision of what to do next is the
 //! pure function [`advance`]; [`run`] only moves items between threads.
+//!
+//! Every worker is joined explicitly before [`run`] returns. A scope's implicit
+//! join only waits for the closure, not for the thread's exit, whose
+//! thread-local destructors may still be running C library code (OpenSSL's
+//! per-thread cleanup, registered when libguestfs was loaded on a worker):
+//! had the caller gone on to exit the process, OpenSSL's exit handler would
+//! free that same per-thread state at the same time (a double free that
+//! corrupted the heap, found as an abort after `images build`'s summary).
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -122,37 +130,45 @@ where
     let shared = Mutex::new((states, outcomes));
     let cv = Condvar::new();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, n.max(1)) {
-            scope.spawn(|| loop {
-                let k = {
-                    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        match advance(&mut g.0, parent_of, cancelled()) {
-                            Next::Run(k) => break Some(k),
-                            Next::Done => break None,
-                            Next::Wait => {
-                                g = cv
-                                    .wait_timeout(g, POLL)
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .0
+        let workers: Vec<_> = (0..jobs.clamp(1, n.max(1)))
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let k = {
+                        let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            match advance(&mut g.0, parent_of, cancelled()) {
+                                Next::Run(k) => break Some(k),
+                                Next::Done => break None,
+                                Next::Wait => {
+                                    g = cv
+                                        .wait_timeout(g, POLL)
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .0
+                                }
                             }
                         }
-                    }
-                };
-                let Some(k) = k else {
+                    };
+                    let Some(k) = k else {
+                        cv.notify_all();
+                        return;
+                    };
+                    let r = work(k);
+                    let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    g.0[k] = if r.is_ok() {
+                        State::Ok
+                    } else {
+                        State::Bad(None)
+                    };
+                    g.1[k] = Some(r);
                     cv.notify_all();
-                    return;
-                };
-                let r = work(k);
-                let mut g = shared.lock().unwrap_or_else(|e| e.into_inner());
-                g.0[k] = if r.is_ok() {
-                    State::Ok
-                } else {
-                    State::Bad(None)
-                };
-                g.1[k] = Some(r);
-                cv.notify_all();
-            });
+                })
+            })
+            .collect();
+        // Explicit joins wait for each thread's exit, destructors included
+        // (see the module's doc); a worker's panic is the work's own bug.
+        let panics: Vec<_> = workers.into_iter().filter_map(|w| w.join().err()).collect();
+        if let Some(p) = panics.into_iter().next() {
+            std::panic::resume_unwind(p);
         }
     });
     let (states, outcomes) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -378,5 +394,36 @@ mod tests {
         assert!(st.is_empty());
         let st = run::<(), (), _>(&[None], &[false], 4, &never, |_| panic!("ran"));
         assert_eq!(st, vec![Status::NotRun]);
+    }
+
+    /// The rule [`run`] keeps for C libraries' thread-exit cleanup: when it
+    /// returns, every worker's thread-local destructors have finished (an
+    /// implicit scope join returns before them; this test failed with it).
+    #[test]
+    fn workers_have_fully_exited_when_run_returns() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CREATED: AtomicUsize = AtomicUsize::new(0);
+        static DESTRUCTED: AtomicUsize = AtomicUsize::new(0);
+        struct SlowExit;
+        impl Drop for SlowExit {
+            fn drop(&mut self) {
+                std::thread::sleep(Duration::from_millis(300));
+                DESTRUCTED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        thread_local!(static ON_EXIT: SlowExit = {
+            CREATED.fetch_add(1, Ordering::SeqCst);
+            SlowExit
+        });
+        let n = 3;
+        let statuses = run::<(), (), _>(&vec![None; n], &vec![true; n], n, &never, |_| {
+            ON_EXIT.with(|_| {});
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        });
+        assert!(statuses.iter().all(|s| *s == Status::Succeeded(())));
+        let created = CREATED.load(Ordering::SeqCst);
+        assert!(created >= 1);
+        assert_eq!(DESTRUCTED.load(Ordering::SeqCst), created);
     }
 }

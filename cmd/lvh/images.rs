@@ -88,6 +88,8 @@ pub struct PullArgs {
     /// Use plain http (always used for localhost and 127.0.0.1)
     #[arg(long)]
     pub insecure: bool,
+    #[command(flatten)]
+    pub caps: crate::oci::CapArgs,
 }
 
 pub fn dispatch(cmd: &ImagesCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -104,7 +106,7 @@ pub fn dispatch(cmd: &ImagesCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 
 /// `lvh images pull <ref> --dir D [--cache] [--platform P]`.
 fn pull(a: &PullArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let opts = crate::oci::pull_options(&a.platform, a.insecure)?;
+    let opts = crate::oci::pull_options(&a.platform, a.insecure, &a.caps)?;
     let pulled = oci::pull_images(&a.url, &a.dir, a.cache, &opts, &ctx.reporter)
         .with_context(|| format!("failed to pull {}", a.url))?;
     for f in &pulled.files {

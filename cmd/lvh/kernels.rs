@@ -223,6 +223,8 @@ pub struct PullArgs {
     /// Use plain http (always used for localhost and 127.0.0.1)
     #[arg(long)]
     pub insecure: bool,
+    #[command(flatten)]
+    pub caps: crate::oci::CapArgs,
 }
 
 /// The `--dir` of a command that reads kernels.json.
@@ -350,7 +352,7 @@ fn plan(a: &ConfigureArgs, ctx: &Ctx) -> kernels::KernelPlan {
 
 /// `lvh kernels pull <tag> [-d D] [-p P] [--repo R]`.
 fn pull(a: &PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let opts = crate::oci::pull_options(&a.platform, a.insecure)?;
+    let opts = crate::oci::pull_options(&a.platform, a.insecure, &a.caps)?;
     let repo = crate::oci::ci_repo(&a.repo, a.ci);
     let dir = oci::pull_kernel(&repo, &a.tag, &a.dir, &opts, &ctx.reporter)
         .with_context(|| format!("failed to pull kernel {repo}:{}", a.tag))?;
@@ -379,6 +381,7 @@ fn catalog(a: &CatalogArgs) -> anyhow::Result<()> {
     let repo = crate::oci::ci_repo(&a.repo, a.ci);
     let transport = Transport {
         insecure: a.insecure,
+        ..Transport::default()
     };
     let lines = oci::catalog(&repo, a.kernel_version.as_deref(), &transport)
         .with_context(|| format!("failed to list {repo}"))?;

@@ -5,7 +5,7 @@
 use clap::Args;
 
 use lvh::arch::Arch;
-use lvh::oci::{Platform, PullOptions, PushOptions, Transport};
+use lvh::oci::{CapFlags, Platform, PullOptions, PushOptions, Transport};
 
 /// The flags `images push` and `kernels push` share.
 #[derive(Debug, Args)]
@@ -24,6 +24,7 @@ impl PushFlags {
             arch,
             transport: Transport {
                 insecure: self.insecure,
+                ..Transport::default()
             },
             source: self.source.clone(),
         }
@@ -39,11 +40,34 @@ pub fn ci_repo(repo: &str, ci: bool) -> String {
     }
 }
 
-pub fn pull_options(platform: &str, insecure: bool) -> anyhow::Result<PullOptions> {
+/// The caps a pull's unpacking gets (`images pull`, `kernels pull`); unset
+/// ones come from `LVH_OCI_MAX_UNPACKED` and `LVH_OCI_MAX_LAYER_UNPACKED`,
+/// then lvh's defaults (docs/security.md).
+#[derive(Debug, Args, Default)]
+pub struct CapArgs {
+    /// Most bytes the pull may unpack, all layers together (e.g. 64G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_unpacked: Option<u64>,
+    /// Most bytes one layer may unpack to (e.g. 32G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_layer_unpacked: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    lvh::bytesize::parse_size(s).ok_or_else(|| format!("{s:?} is not a size (e.g. 64G, 512M)"))
+}
+
+pub fn pull_options(platform: &str, insecure: bool, caps: &CapArgs) -> anyhow::Result<PullOptions> {
     let platform: Platform = platform.parse()?;
     Ok(PullOptions {
         platform,
-        transport: Transport { insecure },
+        transport: Transport {
+            insecure,
+            caps: CapFlags {
+                unpacked: caps.max_unpacked,
+                layer_unpacked: caps.max_layer_unpacked,
+            },
+        },
     })
 }
 

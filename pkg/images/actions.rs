@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::InputKind;
+
 /// One customization step, applied in order through libguestfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -122,11 +124,21 @@ impl Op {
     /// Host paths this op reads (relative ones are relative to the config dir):
     /// their contents go into the image's cache key.
     pub fn host_inputs(&self) -> Vec<&str> {
+        self.host_input_fields()
+            .into_iter()
+            .map(|(_, v, _)| v)
+            .collect()
+    }
+
+    /// [`Op::host_inputs`] with each one's Go field name and what it must be.
+    pub fn host_input_fields(&self) -> Vec<(&'static str, &str, InputKind)> {
         match self {
-            Op::CopyIn { local_path, .. } => vec![local_path],
-            Op::Upload { file, .. } => vec![file],
-            Op::InstallKernel { kernel_install_dir } => vec![kernel_install_dir],
-            Op::TarIn { tar_file, .. } => vec![tar_file],
+            Op::CopyIn { local_path, .. } => vec![("LocalPath", local_path, InputKind::FileOrDir)],
+            Op::Upload { file, .. } => vec![("File", file, InputKind::File)],
+            Op::InstallKernel { kernel_install_dir } => {
+                vec![("KernelInstallDir", kernel_install_dir, InputKind::Dir)]
+            }
+            Op::TarIn { tar_file, .. } => vec![("TarFile", tar_file, InputKind::File)],
             _ => vec![],
         }
     }

@@ -107,21 +107,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-/// Bytes as "1.5G", "300M", "12K".
-pub fn human(b: u64) -> String {
-    let units = [
-        ("T", 1u64 << 40),
-        ("G", 1 << 30),
-        ("M", 1 << 20),
-        ("K", 1 << 10),
-    ];
-    for (u, n) in units {
-        if b >= n {
-            return format!("{:.1}{u}", b as f64 / n as f64);
-        }
-    }
-    format!("{b}B")
-}
+pub use crate::bytesize::human;
 
 /// Takes the lock on `<dir>/images` that keeps two builds from interleaving.
 pub fn lock(dir: &Path) -> Result<Lock, ImagesError> {
@@ -561,13 +547,6 @@ fn customize_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512B");
-        assert_eq!(human(1536), "1.5K");
-        assert_eq!(human(8 << 30), "8.0G");
-    }
 
     #[test]
     fn summary_counts_and_table() {

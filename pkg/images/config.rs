@@ -267,29 +267,13 @@ pub fn parse_with_warnings(
     Ok((out, warnings))
 }
 
-/// A size as qemu-img takes it: bytes, or a number with K, M, G or T (powers of 1024).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.char_indices().last()? {
-        (i, c) if c.is_ascii_alphabetic() => {
-            let mul: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return None,
-            };
-            (&s[..i], mul)
-        }
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().ok()?;
-    n.checked_mul(mul).filter(|b| *b > 0)
-}
+pub use crate::bytesize::parse_size;
 
 /// Checks what needs the filesystem: every host input of every action exists
-/// (relative paths are relative to `dir`), and an install-kernel dir has exactly
-/// one `boot/vmlinuz-*`.
+/// (relative paths are relative to `dir`) and is what its field takes (a
+/// regular file or a directory on a real filesystem, never a FIFO, a device
+/// or a `/proc` file), and an install-kernel dir has exactly one
+/// `boot/vmlinuz-*`.
 pub fn check_inputs(file: &Path, dir: &Path, confs: &[ImageConf]) -> Result<(), ConfigError> {
     for c in confs {
         for (j, a) in c.actions.iter().enumerate() {
@@ -302,11 +286,15 @@ pub fn check_inputs(file: &Path, dir: &Path, confs: &[ImageConf]) -> Result<(), 
                     a.op.type_name()
                 ),
             };
-            for input in a.op.host_inputs() {
+            for (field, input, kind) in a.op.host_input_fields() {
                 let p = resolve(dir, input);
                 if !p.exists() {
                     return Err(e(format!("{} does not exist", p.display())));
                 }
+                // A FIFO, a device or a /proc file would block or never end
+                // when hashed and copied in: refused before anything reads it.
+                crate::fsutil::check_input(&p, kind)
+                    .map_err(|err| e(format!("{field} {input:?}: {err}")))?;
             }
             if let Op::InstallKernel { kernel_install_dir } = &a.op {
                 find_vmlinuz(&resolve(dir, kernel_install_dir)).map_err(e)?;
@@ -457,6 +445,13 @@ mod tests {
             ("[{\"name\":\"a\",\"packages\":[\"--evil\"]}]", "invalid package name \"--evil\""),
             ("[{\"name\":\"a\",\"actions\":[{\"op\":{\"Permissions\":\"rwx\",\"File\":\"/f\"},\"type\":\"chmod\"}]}]", "not an octal mode"),
             ("[{\"name\":\"b\",\"parent\":\"a\",\"suite\":\"trixie\"}]", "suite applies to root images only"),
+            // hostile values: file, place, field and value in the message
+            ("[{\"name\":\"a\\u0000b\"}]", "images.json:1:10: invalid image name \"a\\0b\": it must not contain control characters"),
+            ("[{\"name\":\"a\\nb\"}]", "images.json:1:10: invalid image name \"a\\nb\""),
+            ("[{\"name\":\"b\",\"parent\":\"x\\ny\"}]", "invalid image name \"x\\ny\""),
+            ("[{\"name\":\"a\",\"image_size\":\"18446744073709551615\"}]", "images.json:1:27: image \"a\": image_size \"18446744073709551615\" is 18446744073709551615 bytes, more than the 16T"),
+            ("[{\"name\":\"a\",\"image_size\":\"16E\"}]", "invalid image_size \"16E\""),
+            ("[{\"name\":\"a\",\"image_size\":\"17179869184G\"}]", "invalid image_size \"17179869184G\""),
         ];
         for (text, want) in cases {
             let e = p(text).unwrap_err().to_string();
@@ -478,21 +473,5 @@ mod tests {
                 "images.json:4:37: unknown key \"when\"",
             ]
         );
-    }
-
-    #[test]
-    fn sizes() {
-        for (s, want) in [
-            ("8G", Some(8u64 << 30)),
-            ("512M", Some(512 << 20)),
-            ("1t", Some(1 << 40)),
-            ("4096", Some(4096)),
-            ("0G", None),
-            ("G", None),
-            ("8X", None),
-            ("-1G", None),
-        ] {
-            assert_eq!(parse_size(s), want, "{s}");
-        }
     }
 }

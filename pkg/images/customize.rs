@@ -3,8 +3,8 @@
 //! runs programs in the guest.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::cancel::CancelToken;
 
@@ -30,34 +30,54 @@ pub struct Guest {
 /// Kills the appliance's QEMU when lvh is interrupted, so a long guest command
 /// (libguestfs calls cannot be cancelled) ends at once with an error and the
 /// build unwinds and cleans up.
+///
+/// It signals through a pidfd opened right after launch, while QEMU is
+/// libguestfs's child and not yet reaped (libguestfs reaps it only in
+/// shutdown or close, on the thread that owns the handle, which is the thread
+/// opening the pidfd). Once reaped, the pidfd names a dead process and the
+/// kill fails with ESRCH: it can never reach another process that got the
+/// recycled pid. The thread is stopped and joined on drop.
 struct CancelWatch {
-    done: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Option<std::io::Result<()>>>>,
 }
 
+/// How often the watch looks at the cancel token.
+const WATCH_POLL: Duration = Duration::from_millis(100);
+
 impl CancelWatch {
-    fn start(pid: i32) -> CancelWatch {
-        let done = Arc::new(AtomicBool::new(false));
-        let d = done.clone();
-        std::thread::spawn(move || {
-            let cancel = CancelToken::global();
-            while !d.load(Ordering::SeqCst) {
-                if cancel.is_cancelled() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    return;
+    fn start(pid: i32, cancel: CancelToken) -> std::io::Result<CancelWatch> {
+        use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+        let pid = Pid::from_raw(pid).ok_or_else(|| std::io::Error::other("no pid"))?;
+        let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lvh-appliance-watch".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(WATCH_POLL) {
+                    Err(mpsc::RecvTimeoutError::Timeout) if cancel.is_cancelled() => {
+                        return Some(pidfd_send_signal(&pidfd, Signal::KILL).map_err(Into::into));
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return None,
                 }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-        CancelWatch { done }
+            })?;
+        Ok(CancelWatch {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the watch; says whether it sent the kill, and how that went.
+    fn stop(&mut self) -> Option<std::io::Result<()>> {
+        drop(self.stop.take());
+        self.thread.take().and_then(|t| t.join().ok().flatten())
     }
 }
 
 impl Drop for CancelWatch {
     fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
+        self.stop();
     }
 }
 
@@ -101,7 +121,13 @@ impl Guest {
         h.set_smp(cpus)?;
         h.set_memsize(mem)?;
         h.launch()?;
-        let watch = h.pid().map(CancelWatch::start);
+        let watch = h.pid().and_then(|pid| {
+            CancelWatch::start(pid, CancelToken::global())
+                .map_err(|e| {
+                    tracing::warn!("Ctrl-C cannot stop the appliance (pid {pid}) at once: {e}")
+                })
+                .ok()
+        });
         if grow {
             h.grow_ext4("/dev/sda")?;
         }
@@ -452,5 +478,57 @@ mod tests {
             &[],
             &[a(Op::RunCommand { cmd: "true".into() })]
         ));
+    }
+
+    /// The watch kills the process it was started for when cancelled, within
+    /// its poll, and is joined when dropped.
+    #[test]
+    fn cancel_kills_the_appliance_process() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let token = CancelToken::new();
+        let mut w = CancelWatch::start(child.id() as i32, token.clone()).unwrap();
+        let t0 = std::time::Instant::now();
+        token.cancel();
+        let st = child.wait().unwrap();
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert!(matches!(w.stop(), Some(Ok(()))));
+    }
+
+    /// Once the process is reaped its pid may belong to anyone: the kill goes
+    /// to the pidfd's dead process (ESRCH), never to a pid number.
+    #[test]
+    fn a_reaped_appliance_is_never_signalled_by_pid() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let token = CancelToken::new();
+        let mut w = CancelWatch::start(child.id() as i32, token.clone()).unwrap();
+        child.wait().unwrap();
+        token.cancel();
+        std::thread::sleep(WATCH_POLL * 3);
+        let r = w.stop().expect("the watch saw the cancel");
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn a_stopped_watch_sends_nothing() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let token = CancelToken::new();
+        let w = CancelWatch::start(child.id() as i32, token.clone()).unwrap();
+        drop(w);
+        token.cancel();
+        std::thread::sleep(WATCH_POLL * 3);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "killed after its watch stopped"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

@@ -68,6 +68,10 @@ fn string_field(
     }
 }
 
+/// The largest `image_size`: ext4's largest file with 4 KiB blocks, where a
+/// raw image has to live (and far more than a test VM's root needs).
+pub const MAX_IMAGE_SIZE: u64 = 16 << 40;
+
 pub(super) const IMAGE_KEYS: &[&str] = &[
     "name",
     "parent",
@@ -128,6 +132,15 @@ impl Entry<'_, '_> {
                 ),
             )
         })?;
+        if bytes > MAX_IMAGE_SIZE {
+            return Err(self.error(
+                "image_size",
+                format!(
+                    "{}: image_size {s:?} is {bytes} bytes, more than the 16T an image may have",
+                    self.what
+                ),
+            ));
+        }
         Ok(Some((s, bytes)))
     }
 
@@ -318,6 +331,13 @@ fn validate_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." || name.contains('/') || name.starts_with('.') {
         return Err(format!(
             "invalid image name {name:?}: it must be a plain file name (no '/', not starting with '.')"
+        ));
+    }
+    // NUL cannot be in a path; a newline or escape would forge lines in
+    // summaries, logs and the dry-run plan.
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid image name {name:?}: it must not contain control characters (NUL, newline, escape)"
         ));
     }
     Ok(())

@@ -6,6 +6,31 @@
 //! Why not the `guestfs` crate: it is a 2019 snapshot of generated bindings that
 //! is no longer published alongside libguestfs releases, and it links libguestfs
 //! at build time; the dozen calls used here are easier to keep right by hand.
+//!
+//! The ownership rules every `unsafe` block below relies on:
+//!
+//! - **The handle.** [`Handle`] owns one `guestfs_h`, made by
+//!   `guestfs_create_flags` with `NO_CLOSE_ON_EXIT` and closed exactly once,
+//!   by `Drop`, on whichever thread owns the `Handle` then. It is `Send` and
+//!   not `Sync`: every call takes `&mut self`, so one thread at a time uses it.
+//!   libguestfs never closes it behind lvh's back (without the flag, its
+//!   `atexit` handler would close handles another thread is still using).
+//! - **Strings and arrays libguestfs returns.** A `char *` or struct that a
+//!   call returns is malloc'd by libguestfs and owned by the caller: copied
+//!   into Rust memory and freed once with `free` (strings, [`take_string`]) or
+//!   the matching `guestfs_free_*` (structs), right after the call. The
+//!   `guestfs_last_error` string belongs to the handle and is only copied.
+//! - **Arguments.** Every pointer passed in (C strings, option structs, the
+//!   backend settings array) is a Rust value that outlives the call;
+//!   libguestfs copies what it keeps.
+//! - **The event callback.** It is registered only inside
+//!   [`Handle::with_console`] and deleted before that function returns, also
+//!   when its body panics. libguestfs calls it only from inside a call on the
+//!   handle, on the thread making that call (the one holding `&mut Handle`),
+//!   so its `opaque` pointer (the [`ConsoleLines`] on `with_console`'s stack)
+//!   is alive and not otherwise borrowed whenever it runs.
+//! - **Threads that load the library** must finish exiting before the
+//!   process does (see `guestfs_sys::api`).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
@@ -41,8 +66,10 @@ pub struct Handle {
     api: &'static Api,
 }
 
-// SAFETY: a guestfs handle may move between threads as long as it is not used
-// from two at once, which `&mut self` on every call guarantees.
+// SAFETY: libguestfs allows a handle to be used from any thread as long as no
+// two threads use it at once (its per-thread error data is looked up per call,
+// under the handle's lock); every method takes `&mut self`, and `Handle` is
+// not `Sync`, so moving it to another thread is all that can happen.
 unsafe impl Send for Handle {}
 
 fn cstr(s: &str) -> CString {
@@ -55,17 +82,23 @@ fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes().to_vec()).unwrap_or_else(|_| cstr("/nonexistent"))
 }
 
-/// Takes ownership of a malloc'd C string.
+/// Copies a string a libguestfs call returned into Rust memory and frees it.
 ///
 /// # Safety
-/// `p` must be non-NULL and malloc'd: NUL-terminated when `len` is None, else at
-/// least `len` bytes long; nobody may use it afterwards.
+/// `p` is non-NULL and was malloc'd by libguestfs, which handed it to the
+/// caller (a `char *` return value): NUL-terminated when `len` is None, else
+/// at least `len` bytes long. It is freed here, once, with libc's `free`
+/// (the allocator libguestfs used, not Rust's); nobody may use it afterwards.
 unsafe fn take_string(p: *mut c_char, len: Option<usize>) -> Vec<u8> {
-    let v = match len {
-        Some(n) => std::slice::from_raw_parts(p as *const u8, n).to_vec(),
-        None => CStr::from_ptr(p).to_bytes().to_vec(),
+    // SAFETY: the caller's contract: p is valid for len bytes, or up to its NUL.
+    let v = unsafe {
+        match len {
+            Some(n) => std::slice::from_raw_parts(p as *const u8, n).to_vec(),
+            None => CStr::from_ptr(p).to_bytes().to_vec(),
+        }
     };
-    libc::free(p as *mut c_void);
+    // SAFETY: the caller handed us the only reference to a malloc'd block.
+    unsafe { libc::free(p as *mut c_void) };
     v
 }
 
@@ -80,8 +113,10 @@ impl Handle {
             args: sys::SONAME.into(),
             message: e.to_string(),
         })?;
-        // SAFETY: plain constructor with no arguments; NULL is checked below.
-        let g = unsafe { (api.create)() };
+        // SAFETY: a constructor taking only the flags (no variadic arguments
+        // follow them); the handle it returns is owned by the `Handle` made
+        // below, whose Drop closes it once. NULL is checked below.
+        let g = unsafe { (api.create_flags)(sys::CREATE_NO_CLOSE_ON_EXIT) };
         if g.is_null() {
             return Err(GuestfsError {
                 call: "create",
@@ -89,8 +124,9 @@ impl Handle {
                 message: "could not create a libguestfs handle (see LIBGUESTFS_DEBUG=1)".into(),
             });
         }
-        // SAFETY: g is a valid handle; a NULL handler disables printing, errors
-        // stay queryable through guestfs_last_error.
+        // SAFETY: g is live and owned here; a NULL handler (and NULL opaque)
+        // means no callback at all: errors stay queryable through
+        // guestfs_last_error and are never printed.
         unsafe { (api.set_error_handler)(g, None, std::ptr::null_mut()) };
         let mut h = Handle { g, api };
         h.set_backend_defaults(sys::backend_choice_from_env())?;
@@ -102,15 +138,17 @@ impl Handle {
     fn set_backend_defaults(&mut self, c: sys::BackendChoice) -> Result<(), GuestfsError> {
         if let Some(b) = c.backend {
             let b = cstr(b);
-            // SAFETY: g is valid; b lives until the call returns (libguestfs copies it).
+            // SAFETY: g is live and used through &mut self; b outlives the
+            // call and libguestfs copies it.
             let rc = unsafe { (self.api.set_backend)(self.g, b.as_ptr()) };
             self.check(rc, "set_backend", b.to_string_lossy().into_owned())?;
         }
         if let Some(s) = c.settings {
             let s = cstr(s);
             let list = [s.as_ptr(), std::ptr::null()];
-            // SAFETY: g is valid; list is a NULL-terminated array of C strings
-            // that outlive the call (libguestfs copies them).
+            // SAFETY: g is live and used through &mut self; list is a
+            // NULL-terminated array of C strings that outlive the call
+            // (libguestfs copies them).
             let rc = unsafe { (self.api.set_backend_settings)(self.g, list.as_ptr()) };
             self.check(rc, "set_backend_settings", s.to_string_lossy().into_owned())?;
         }
@@ -118,12 +156,14 @@ impl Handle {
     }
 
     fn err(&self, call: &'static str, args: String) -> GuestfsError {
-        // SAFETY: g is valid; the returned string is owned by the handle.
+        // SAFETY: g is live; called on the thread that made the failed call
+        // (the error is kept per thread), with no call on g in between.
         let p = unsafe { (self.api.last_error)(self.g) };
         let message = if p.is_null() {
             "unknown error".to_string()
         } else {
-            // SAFETY: non-NULL, NUL-terminated, valid until the next call on g.
+            // SAFETY: non-NULL and NUL-terminated; the handle owns it until its
+            // next call, so it is copied at once and never freed here.
             unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         };
         GuestfsError {
@@ -177,25 +217,27 @@ impl Handle {
             blocksize: 0,
         };
         let p = cpath(path);
-        // SAFETY: all pointers live until the call returns; bitmask says which are set.
+        // SAFETY: g is live and used through &mut self; opts and every string
+        // it points to outlive the call (libguestfs copies them); the bitmask
+        // says which fields are set.
         let rc = unsafe { (self.api.add_drive_opts_argv)(self.g, p.as_ptr(), &opts) };
         self.check(rc, "add_drive", path.display().to_string())
     }
 
     pub fn set_network(&mut self, on: bool) -> Result<(), GuestfsError> {
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.set_network)(self.g, on as c_int) };
         self.check(rc, "set_network", on.to_string())
     }
 
     pub fn set_memsize(&mut self, mib: u32) -> Result<(), GuestfsError> {
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.set_memsize)(self.g, mib as c_int) };
         self.check(rc, "set_memsize", mib.to_string())
     }
 
     pub fn set_smp(&mut self, n: u32) -> Result<(), GuestfsError> {
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.set_smp)(self.g, n as c_int) };
         self.check(rc, "set_smp", n.to_string())
     }
@@ -221,9 +263,13 @@ impl Handle {
             if opaque.is_null() || buf.is_null() {
                 return;
             }
-            // SAFETY: opaque is the ConsoleLines below, alive and not otherwise
-            // borrowed while a call on the handle runs (the only time
-            // libguestfs calls back); buf has len bytes for this call.
+            // SAFETY: opaque is the ConsoleLines on with_console's stack: the
+            // callback is registered after it is made and deleted before it
+            // is dropped, and libguestfs calls back only from inside a call on
+            // the handle, on the thread making it, while `body` holds the
+            // only &mut Handle and nothing else borrows `lines`. buf has len
+            // bytes that libguestfs owns for the duration of this call only,
+            // so they are copied (line by line) before returning.
             let (lines, bytes) = unsafe {
                 (
                     &mut *(opaque as *mut ConsoleLines),
@@ -234,7 +280,12 @@ impl Handle {
         }
         let mut lines = ConsoleLines::new(sink);
         let opaque = &mut lines as *mut ConsoleLines as *mut c_void;
-        // SAFETY: g is valid; the callback is deleted below, before `lines` goes away.
+        // SAFETY: g is live and used through &mut self; the callback and its
+        // opaque pointer (`lines`, declared before the guard below and so
+        // dropped after it) are unregistered by that guard before this
+        // function returns or unwinds. on_event never unwinds (it only copies
+        // bytes into lines and calls the sink, which must not panic; a panic
+        // there would abort, extern "C").
         let eh = unsafe {
             (self.api.set_event_callback)(self.g, Some(on_event), sys::EVENT_APPLIANCE, 0, opaque)
         };
@@ -243,7 +294,9 @@ impl Handle {
         impl Drop for Unregister {
             fn drop(&mut self) {
                 if self.2 >= 0 {
-                    // SAFETY: the event handle set_event_callback returned on this g.
+                    // SAFETY: the event handle set_event_callback returned on
+                    // this g, which is still open (the Handle outlives this
+                    // guard); deleted once.
                     unsafe { (self.1.delete_event_callback)(self.0, self.2) };
                 }
             }
@@ -257,7 +310,7 @@ impl Handle {
 
     /// Starts the appliance (about 10 s under TCG).
     pub fn launch(&mut self) -> Result<(), GuestfsError> {
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.launch)(self.g) };
         self.check(rc, "launch", String::new())
     }
@@ -271,7 +324,7 @@ impl Handle {
             length: 0,
             minimumfreeextent: 0,
         };
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.fstrim_argv)(self.g, m.as_ptr(), &opts) };
         self.check(rc, "fstrim", mountpoint.into())
     }
@@ -279,12 +332,13 @@ impl Handle {
     /// The size in bytes of the filesystem holding `path`.
     pub fn fs_size(&mut self, path: &str) -> Result<u64, GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let s = unsafe { (self.api.statvfs)(self.g, p.as_ptr()) };
         if s.is_null() {
             return Err(self.err("statvfs", path.into()));
         }
-        // SAFETY: non-NULL result, freed right after reading.
+        // SAFETY: a non-NULL struct the call handed to us: read, then freed
+        // once with its own guestfs_free_statvfs, not used afterwards.
         let size = unsafe {
             let r = &*s;
             let v = (r.frsize.max(r.bsize) as u64) * r.blocks as u64;
@@ -296,26 +350,27 @@ impl Handle {
 
     /// The appliance's QEMU process id (after [`Handle::launch`]).
     pub fn pid(&mut self) -> Option<i32> {
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let pid = unsafe { (self.api.get_pid)(self.g) };
         (pid > 0).then_some(pid)
     }
 
     /// Unmounts, syncs and stops the appliance, reporting write-back errors.
     pub fn shutdown(&mut self) -> Result<(), GuestfsError> {
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.umount_all)(self.g) };
         self.check(rc, "umount_all", String::new())?;
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.sync)(self.g) };
         self.check(rc, "sync", String::new())?;
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.shutdown)(self.g) };
         self.check(rc, "shutdown", String::new())
     }
 
     pub fn mount(&mut self, dev: &str, mountpoint: &str) -> Result<(), GuestfsError> {
         let (d, m) = (cstr(dev), cstr(mountpoint));
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.mount)(self.g, d.as_ptr(), m.as_ptr()) };
         self.check(rc, "mount", format!("{dev}, {mountpoint}"))
     }
@@ -323,9 +378,10 @@ impl Handle {
     /// `e2fsck -f` then `resize2fs` so the filesystem fills its (grown) device.
     pub fn grow_ext4(&mut self, dev: &str) -> Result<(), GuestfsError> {
         let d = cstr(dev);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.e2fsck_f)(self.g, d.as_ptr()) };
         self.check(rc, "e2fsck_f", dev.into())?;
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.resize2fs)(self.g, d.as_ptr()) };
         self.check(rc, "resize2fs", dev.into())
     }
@@ -334,47 +390,47 @@ impl Handle {
     /// On failure the error has the command's stderr.
     pub fn sh(&mut self, cmd: &str) -> Result<String, GuestfsError> {
         let c = cstr(cmd);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let p = unsafe { (self.api.sh)(self.g, c.as_ptr()) };
         if p.is_null() {
             return Err(self.err("sh", format!("{cmd:?}")));
         }
-        // SAFETY: non-NULL malloc'd result of the call above, owned by us and freed once there.
+        // SAFETY: a non-NULL string the call above handed to us (see take_string).
         Ok(String::from_utf8_lossy(&unsafe { take_string(p, None) }).into_owned())
     }
 
     /// Copies a host file or directory (recursively) into `remote_dir`.
     pub fn copy_in(&mut self, local: &Path, remote_dir: &str) -> Result<(), GuestfsError> {
         let (l, r) = (cpath(local), cstr(remote_dir));
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.copy_in)(self.g, l.as_ptr(), r.as_ptr()) };
         self.check(rc, "copy_in", format!("{}, {remote_dir}", local.display()))
     }
 
     pub fn upload(&mut self, local: &Path, remote: &str) -> Result<(), GuestfsError> {
         let (l, r) = (cpath(local), cstr(remote));
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.upload)(self.g, l.as_ptr(), r.as_ptr()) };
         self.check(rc, "upload", format!("{}, {remote}", local.display()))
     }
 
     pub fn mkdir_p(&mut self, path: &str) -> Result<(), GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.mkdir_p)(self.g, p.as_ptr()) };
         self.check(rc, "mkdir_p", path.into())
     }
 
     pub fn chmod(&mut self, mode: u32, path: &str) -> Result<(), GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.chmod)(self.g, mode as c_int, p.as_ptr()) };
         self.check(rc, "chmod", format!("{mode:o}, {path}"))
     }
 
     pub fn write(&mut self, path: &str, content: &[u8]) -> Result<(), GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe {
             (self.api.write)(
                 self.g,
@@ -388,7 +444,7 @@ impl Handle {
 
     pub fn write_append(&mut self, path: &str, content: &[u8]) -> Result<(), GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe {
             (self.api.write_append)(
                 self.g,
@@ -402,7 +458,7 @@ impl Handle {
 
     pub fn ln_sf(&mut self, target: &str, link: &str) -> Result<(), GuestfsError> {
         let (t, l) = (cstr(target), cstr(link));
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.ln_sf)(self.g, t.as_ptr(), l.as_ptr()) };
         self.check(rc, "ln_sf", format!("{target}, {link}"))
     }
@@ -424,7 +480,7 @@ impl Handle {
             selinux: 0,
             acls: 0,
         };
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.tar_in_opts_argv)(self.g, t.as_ptr(), d.as_ptr(), &opts) };
         self.check(rc, "tar_in", format!("{}, {dir}", tarfile.display()))
     }
@@ -432,23 +488,23 @@ impl Handle {
     pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, GuestfsError> {
         let p = cstr(path);
         let mut n = 0usize;
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let r = unsafe { (self.api.read_file)(self.g, p.as_ptr(), &mut n) };
         if r.is_null() {
             return Err(self.err("read_file", path.into()));
         }
-        // SAFETY: non-NULL malloc'd result of the call above, owned by us and freed once there.
+        // SAFETY: a non-NULL string the call above handed to us (see take_string).
         Ok(unsafe { take_string(r, Some(n)) })
     }
 
     pub fn readlink(&mut self, path: &str) -> Result<String, GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let r = unsafe { (self.api.readlink)(self.g, p.as_ptr()) };
         if r.is_null() {
             return Err(self.err("readlink", path.into()));
         }
-        // SAFETY: non-NULL malloc'd result of the call above, owned by us and freed once there.
+        // SAFETY: a non-NULL string the call above handed to us (see take_string).
         Ok(String::from_utf8_lossy(&unsafe { take_string(r, None) }).into_owned())
     }
 
@@ -459,7 +515,7 @@ impl Handle {
         path: &str,
     ) -> Result<bool, GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { f(self.g, p.as_ptr()) };
         if rc == -1 {
             return Err(self.err(call, path.into()));
@@ -477,12 +533,13 @@ impl Handle {
 
     pub fn lstat(&mut self, path: &str) -> Result<Stat, GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let s = unsafe { (self.api.lstatns)(self.g, p.as_ptr()) };
         if s.is_null() {
             return Err(self.err("lstatns", path.into()));
         }
-        // SAFETY: non-NULL result of lstatns, freed right after reading.
+        // SAFETY: a non-NULL struct the call handed to us: read, then freed
+        // once with its own guestfs_free_statns, not used afterwards.
         let st = unsafe {
             let r = &*s;
             let st = Stat {
@@ -500,14 +557,14 @@ impl Handle {
 
     pub fn rm_f(&mut self, path: &str) -> Result<(), GuestfsError> {
         let p = cstr(path);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.rm_f)(self.g, p.as_ptr()) };
         self.check(rc, "rm_f", path.into())
     }
 
     pub fn mv(&mut self, src: &str, dst: &str) -> Result<(), GuestfsError> {
         let (s, d) = (cstr(src), cstr(dst));
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.mv)(self.g, s.as_ptr(), d.as_ptr()) };
         self.check(rc, "mv", format!("{src}, {dst}"))
     }
@@ -516,7 +573,7 @@ impl Handle {
     /// at `dir` (for a whole-disk filesystem this is the disk's boot sector).
     pub fn extlinux(&mut self, dir: &str) -> Result<(), GuestfsError> {
         let d = cstr(dir);
-        // SAFETY: self.g is a live handle, used only through &mut self; every pointer argument outlives the call.
+        // SAFETY: see the module doc: g is live and only this thread is in it (&mut self); the arguments outlive the call.
         let rc = unsafe { (self.api.extlinux)(self.g, d.as_ptr()) };
         self.check(rc, "extlinux", dir.into())
     }
@@ -524,8 +581,60 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // SAFETY: g came from guestfs_create and is closed exactly once; close
-        // kills the appliance if it is still running.
+        // SAFETY: g came from guestfs_create_flags, is owned by this Handle
+        // alone and is closed here exactly once, on the thread that owns the
+        // Handle (no other thread can be inside a call on it: &mut self);
+        // with NO_CLOSE_ON_EXIT libguestfs's exit handler never closes it too.
+        // Closing kills the appliance if it still runs and frees every
+        // error and event record of the handle.
         unsafe { (self.api.close)(self.g) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// take_string's rule: it copies and frees with libc's free, once. A
+    /// block from libc's malloc (as libguestfs's returns are) round-trips,
+    /// embedded NULs and all when the length is given (read_file).
+    #[test]
+    fn returned_strings_are_copied_then_freed_with_libc() {
+        for (bytes, len) in [
+            (&b"hello\0"[..], None),
+            (&b"a\0b\0c"[..], Some(5)),
+            (&b"\0"[..], None),
+        ] {
+            // SAFETY: a fresh malloc'd block of bytes.len() bytes, filled below
+            // and handed to take_string, which frees it.
+            let p = unsafe {
+                let p = libc::malloc(bytes.len()) as *mut c_char;
+                assert!(!p.is_null());
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p as *mut u8, bytes.len());
+                p
+            };
+            // SAFETY: p as described above; not used after this call.
+            let got = unsafe { take_string(p, len) };
+            let want = match len {
+                Some(n) => &bytes[..n],
+                None => &bytes[..bytes.iter().position(|&b| b == 0).unwrap()],
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn handles_move_between_threads_but_are_not_shared() {
+        fn send<T: Send>() {}
+        send::<Handle>();
+        // `Handle: !Sync` is what keeps two threads out of one handle; a
+        // compile-time check of a negative bound needs a trick:
+        trait AmbiguousIfSync<A> {
+            fn some_item() {}
+        }
+        impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+        impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+        // Compiles only while Handle is not Sync (else the call is ambiguous).
+        <Handle as AmbiguousIfSync<_>>::some_item();
     }
 }

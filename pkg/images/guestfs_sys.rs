@@ -5,7 +5,7 @@
 //! are copied from `/usr/include/guestfs.h`; a unit test compiles a C program
 //! against that header and compares sizes and field offsets.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::sync::OnceLock;
 
 /// The library's soname, as Debian's `libguestfs0` package installs it.
@@ -109,39 +109,57 @@ pub const EVENT_APPLIANCE: u64 = 0x0010;
 type G = *mut guestfs_h;
 type S = *const c_char;
 
+/// `GUESTFS_CREATE_NO_CLOSE_ON_EXIT`: the handle is not put on libguestfs's
+/// list of handles that its `atexit` handler closes.
+pub const CREATE_NO_CLOSE_ON_EXIT: c_uint = 1 << 1;
+
 /// Declares the table of entry points: one field per `guestfs_<name>`, each
-/// resolved once when the library is loaded.
+/// resolved once when the library is loaded, and (for the signature test) the
+/// Rust spelling of each one's argument and return types.
 macro_rules! api {
     ($($name:ident: fn($($arg:ty),*) -> $ret:ty;)*) => {
         /// The loaded library and its entry points (valid for the process's
         /// lifetime: the library is never unloaded).
         pub struct Api {
+            /// `guestfs_create_flags (unsigned flags, ...)`, C-variadic.
+            pub create_flags: unsafe extern "C" fn(c_uint, ...) -> G,
             $(pub $name: unsafe extern "C" fn($($arg),*) -> $ret,)*
             _lib: libloading::Library,
         }
 
+        /// `(name, [argument types], return type)` of every table entry but
+        /// the variadic `create_flags`, as written above.
+        #[cfg(test)]
+        const SIGNATURES: &[(&str, &[&str], &str)] = &[
+            $((stringify!($name), &[$(stringify!($arg)),*], stringify!($ret)),)*
+        ];
+
         impl Api {
             fn resolve(lib: libloading::Library) -> Result<Api, libloading::Error> {
+                // SAFETY (every symbol below): the fn type declared here is the
+                // symbol's C prototype in guestfs.h (the test
+                // `entry_points_match_the_c_header` compiles each one against
+                // the header); the copied fn pointer stays valid because the
+                // library is kept in `_lib` and the `Api` lives in a static
+                // that is never dropped, so it is never unloaded.
+                let create_flags = unsafe {
+                    *lib.get::<unsafe extern "C" fn(c_uint, ...) -> G>(b"guestfs_create_flags\0")?
+                };
                 $(
-                    // SAFETY: the symbol's C prototype in guestfs.h matches the
-                    // fn type declared here (checked by hand against the header;
-                    // the by-value struct arguments are covered by the layout
-                    // test). The copied fn pointer stays valid because `_lib` is
-                    // kept in the same struct, which lives in a static forever.
+                    // SAFETY: as for create_flags above.
                     let $name = unsafe {
                         *lib.get::<unsafe extern "C" fn($($arg),*) -> $ret>(
                             concat!("guestfs_", stringify!($name), "\0").as_bytes(),
                         )?
                     };
                 )*
-                Ok(Api { $($name,)* _lib: lib })
+                Ok(Api { create_flags, $($name,)* _lib: lib })
             }
         }
     };
 }
 
 api! {
-    create: fn() -> G;
     close: fn(G) -> ();
     last_error: fn(G) -> S;
     set_error_handler: fn(G, ErrorHandler, *mut c_void) -> ();
@@ -199,8 +217,14 @@ pub struct LoadError {
 pub fn api() -> Result<&'static Api, LoadError> {
     static API: OnceLock<Result<Api, LoadError>> = OnceLock::new();
     API.get_or_init(|| {
-        // SAFETY: loading libguestfs runs its ELF constructors, which only
-        // initialise its own globals (no fork, no threads); it is loaded once.
+        // SAFETY: loading runs the ELF constructors of libguestfs and of what
+        // it links (libvirt -> curl -> libssh2 -> OpenSSL): they set up their
+        // globals, and OpenSSL per-thread state on this thread, whose
+        // thread-exit destructor frees it. OpenSSL's exit handler frees the
+        // same state, so this thread must finish exiting before the process
+        // does: it is the main thread or a joined one (`sched::run` joins its
+        // workers explicitly; `appliance.rs`'s system test holds lvh to it).
+        // Loaded once, never unloaded (the `Api` lives in this static).
         let lib = unsafe { libloading::Library::new(SONAME) }.map_err(|e| LoadError {
             reason: e.to_string(),
         })?;
@@ -403,5 +427,96 @@ mod tests {
             }
         }
         assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    }
+
+    /// The C type each Rust spelling in the `api!` table stands for.
+    fn c_type(rust: &str) -> &'static str {
+        match rust {
+            "G" => "guestfs_h *",
+            "S" => "const char *",
+            "()" => "void",
+            "c_int" => "int",
+            "u64" => "uint64_t",
+            "usize" => "size_t",
+            "*mut usize" => "size_t *",
+            "*mut c_void" => "void *",
+            "*mut c_char" => "char *",
+            "*const *const c_char" => "char *const *",
+            "ErrorHandler" => "guestfs_error_handler_cb",
+            "EventCallback" => "guestfs_event_callback",
+            "*const AddDriveOpts" => "const struct guestfs_add_drive_opts_argv *",
+            "*const TarInOpts" => "const struct guestfs_tar_in_opts_argv *",
+            "*const FstrimOpts" => "const struct guestfs_fstrim_argv *",
+            "*mut StatNs" => "struct guestfs_statns *",
+            "*mut StatVfs" => "struct guestfs_statvfs *",
+            other => panic!("no C type for the Rust spelling {other:?}: add it here"),
+        }
+    }
+
+    /// A C file that assigns every `guestfs_*` function lvh resolves to a
+    /// pointer of the type lvh calls it through; a mismatch is a compile error.
+    fn c_signature_check() -> String {
+        let mut s = String::from(
+            "#include <stdint.h>\n#include <stddef.h>\n#include <guestfs.h>\n\
+             guestfs_h *(*const check_create_flags)(unsigned, ...) = guestfs_create_flags;\n",
+        );
+        for (name, args, ret) in SIGNATURES {
+            let args: Vec<&str> = args.iter().map(|a| c_type(a)).collect();
+            s.push_str(&format!(
+                "{} (*const check_{name})({}) = guestfs_{name};\n",
+                c_type(ret),
+                args.join(", ")
+            ));
+        }
+        s
+    }
+
+    /// Each entry point's Rust type is its C prototype: calling one through a
+    /// wrong type (an argument too few, a `size_t` taken as `int`) would
+    /// corrupt memory silently, so a mismatch must not compile.
+    #[test]
+    #[cfg_attr(
+        lvh_no_guestfs_h,
+        ignore = "needs /usr/include/guestfs.h (Debian package libguestfs-dev)"
+    )]
+    fn entry_points_match_the_c_header() {
+        assert!(SIGNATURES.len() >= 40, "{}", SIGNATURES.len());
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("sig.c");
+        std::fs::write(&src, c_signature_check()).unwrap();
+        let cc = std::process::Command::new("cc")
+            .args([
+                "-c",
+                "-Werror=incompatible-pointer-types",
+                "-Wno-deprecated-declarations",
+                "-o",
+            ])
+            .arg(d.path().join("sig.o"))
+            .arg(&src)
+            .output()
+            .expect("run cc");
+        assert!(
+            cc.status.success(),
+            "an entry point's type differs from guestfs.h:\n{}",
+            String::from_utf8_lossy(&cc.stderr)
+        );
+        // The check itself bites: a wrong type is refused.
+        std::fs::write(
+            &src,
+            "#include <guestfs.h>\nint (*const bad)(guestfs_h *, int) = guestfs_mount;\n",
+        )
+        .unwrap();
+        let cc = std::process::Command::new("cc")
+            .args([
+                "-c",
+                "-Werror=incompatible-pointer-types",
+                "-Wno-deprecated-declarations",
+                "-o",
+            ])
+            .arg(d.path().join("bad.o"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(!cc.status.success());
     }
 }

@@ -238,10 +238,16 @@ fn key_parts(
     for a in &conf.actions {
         for input in a.op.host_inputs() {
             let p = config::resolve(dir, input);
-            let d = cache::digest_path(&p).map_err(|source| ImagesError::ReadInput {
-                image: conf.name.clone(),
-                path: p.clone(),
-                source,
+            let d = cache::digest_path(&p).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::Interrupted {
+                    ImagesError::Interrupted
+                } else {
+                    ImagesError::ReadInput {
+                        image: conf.name.clone(),
+                        path: p.clone(),
+                        source,
+                    }
+                }
             })?;
             inputs.push(format!("{input}={d}"));
         }

@@ -1,15 +1,21 @@
 //! Unpacking layers safely: decompression by media type, tar entry checks (no
 //! absolute paths, no `..`, nothing written through a symlink, symlinks that
-//! stay inside the target), and streaming zstd decompression of root images
-//! into sparse files.
+//! stay inside the target as resolved against the tree really extracted),
+//! modes without setuid, setgid or write for others, lvh's own metadata never
+//! taken from an artifact, every decompressed byte counted against the
+//! pull's caps, and streaming zstd decompression of root images into sparse
+//! files.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::error::{OciError, Result};
-use super::sparse::write_sparse;
+use super::limits::{Budget, Counted};
+use super::sparse::{copy_sparse, write_sparse};
 
 /// What to take out of a layer.
 #[derive(Clone, Debug)]
@@ -47,6 +53,82 @@ pub fn entry_path(raw: &Path) -> std::result::Result<PathBuf, String> {
         return Err("is empty".into());
     }
     Ok(out)
+}
+
+/// How many symlinks one resolution may follow (the kernel's limit).
+const MAX_LINK_HOPS: u32 = 40;
+
+/// Where a symlink at `link` (relative to `root`) pointing to `target` leads,
+/// relative to `root`: resolved component by component against the tree
+/// really under `root`, following the symlinks found there (relative ones
+/// only, at most [`MAX_LINK_HOPS`]), so a chain of links that each look
+/// harmless cannot lead out. None when it leaves `root` (or loops).
+/// Components that do not exist yet count by name.
+pub fn resolve_in_tree(root: &Path, link: &Path, target: &Path) -> Option<PathBuf> {
+    enum Part {
+        Name(OsString),
+        Up,
+    }
+    fn parts(p: &Path) -> Option<Vec<Part>> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(Some(Part::Name(n.to_owned()))),
+                Component::ParentDir => Some(Some(Part::Up)),
+                Component::CurDir => None,
+                Component::RootDir | Component::Prefix(_) => Some(None),
+            })
+            .collect()
+    }
+    if target.as_os_str().is_empty() {
+        return None;
+    }
+    let mut pos = PathBuf::new();
+    for p in parts(link.parent().unwrap_or(Path::new("")))? {
+        match p {
+            Part::Name(n) => pos.push(n),
+            Part::Up => return None,
+        }
+    }
+    let mut todo: VecDeque<Part> = parts(target)?.into();
+    let mut hops = 0;
+    while let Some(p) = todo.pop_front() {
+        match p {
+            Part::Up => {
+                if !pos.pop() {
+                    return None;
+                }
+            }
+            Part::Name(n) => {
+                let here = root.join(&pos).join(&n);
+                match fs::symlink_metadata(&here) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        hops += 1;
+                        if hops > MAX_LINK_HOPS {
+                            return None;
+                        }
+                        let t = fs::read_link(&here).ok()?;
+                        for q in parts(&t)?.into_iter().rev() {
+                            todo.push_front(q);
+                        }
+                    }
+                    _ => pos.push(n),
+                }
+            }
+        }
+    }
+    Some(pos)
+}
+
+/// The mode a pulled file or directory gets: its permission bits without
+/// setuid, setgid, sticky and write for others; directories stay usable by
+/// their owner (lvh).
+pub fn safe_mode(mode: u32, is_dir: bool) -> u32 {
+    let m = mode & 0o775;
+    if is_dir {
+        m | 0o700
+    } else {
+        m
+    }
 }
 
 /// Whether a symlink at `entry` (relative to the target) pointing to `target`
@@ -124,13 +206,38 @@ pub fn layer_reader<'r>(media_type: &str, r: &'r mut dyn Read) -> Result<Box<dyn
     }
 }
 
-/// Extracts what `want` asks for from one layer's tar stream into `target`.
+/// Extracts what `want` asks for from one layer's tar stream into `target`,
+/// counting what it unpacks against `budget` (which says why when it stops).
 pub fn extract_layer(
     tar: impl Read,
     target: &Path,
     want: &Want,
     layer: &str,
     out: &mut Extraction,
+    budget: &Budget,
+) -> Result<()> {
+    budget.start_layer();
+    let r = extract_entries(
+        Counted { inner: tar, budget },
+        target,
+        want,
+        layer,
+        out,
+        budget,
+    );
+    match (r, budget.refusal(layer)) {
+        (Err(_), Some(stop)) => Err(stop),
+        (r, _) => r,
+    }
+}
+
+fn extract_entries(
+    tar: impl Read,
+    target: &Path,
+    want: &Want,
+    layer: &str,
+    out: &mut Extraction,
+    budget: &Budget,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(tar);
     let unsafe_entry = |entry: &str, reason: String| OciError::UnsafePath {
@@ -145,6 +252,9 @@ pub fn extract_layer(
     };
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
+        if !budget.take_entry() {
+            return Err(read_err(io::Error::other("too many entries")));
+        }
         let raw = entry.path().map_err(read_err)?.into_owned();
         let shown = raw.to_string_lossy().into_owned();
         let rel = entry_path(&raw).map_err(|r| unsafe_entry(&shown, r))?;
@@ -170,7 +280,16 @@ pub fn extract_layer(
                     continue;
                 }
                 let name = comps[2].as_os_str().to_string_lossy().into_owned();
-                extract_image_file(&mut entry, target, &name, *keep_zst, out)?;
+                // Dot files are lvh's own (build records, locks, partial
+                // files): never taken from an artifact, where a forged build
+                // record would make `images build` call a pulled image its own.
+                if name.starts_with('.') {
+                    out.skipped.push(format!(
+                        "{shown}: a hidden file (lvh keeps its own metadata there)"
+                    ));
+                    continue;
+                }
+                extract_image_file(&mut entry, target, &name, *keep_zst, out, budget)?;
             }
             Want::Kernel { version } => {
                 let Ok(rest) = rel.strip_prefix(Path::new("data/kernels").join(version)) else {
@@ -225,14 +344,14 @@ fn extract_tree_entry(
     out: &mut Extraction,
 ) -> std::result::Result<(), TreeError> {
     let dst = target.join(rest);
-    let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+    let mode = entry.header().mode().unwrap_or(0o644);
     let kind = entry.header().entry_type();
     if kind.is_dir() {
         if !fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
             remove_existing(&dst)?;
             fs::create_dir_all(&dst)?;
         }
-        out.dir_modes.push((dst, mode | 0o700));
+        out.dir_modes.push((dst, safe_mode(mode, true)));
         return Ok(());
     }
     if let Some(p) = dst.parent() {
@@ -240,18 +359,16 @@ fn extract_tree_entry(
     }
     if kind.is_file() || kind == tar::EntryType::Continuous {
         remove_existing(&dst)?;
-        let mut f = io::BufWriter::with_capacity(1 << 20, File::create(&dst)?);
-        io::copy(entry, &mut f)?;
-        f.into_inner()
-            .map_err(|e| e.into_error())?
-            .set_permissions(fs::Permissions::from_mode(mode))?;
+        let mut f = File::create(&dst)?;
+        copy_sparse(entry, &mut f)?;
+        f.set_permissions(fs::Permissions::from_mode(safe_mode(mode, false)))?;
         out.written.push(rest.to_path_buf());
     } else if kind.is_symlink() {
         let link = entry
             .link_name()?
             .map(|l| l.into_owned())
             .unwrap_or_default();
-        if !symlink_inside(rest, &link) {
+        if !symlink_inside(rest, &link) || resolve_in_tree(target, rest, &link).is_none() {
             out.skipped.push(format!(
                 "{shown}: symlink to {} leaves the kernel tree",
                 link.display()
@@ -295,11 +412,44 @@ fn extract_tree_entry(
     Ok(())
 }
 
-/// Applies the directory modes recorded during extraction.
-pub fn finish_modes(out: &mut Extraction) -> Result<()> {
+/// Finishes an extraction into `target`: every symlink is resolved again
+/// against the whole tree (a link checked when it was made can lead out
+/// through links that came after it) and removed when it leaves, with a
+/// warning; then the directory modes are applied.
+pub fn finish(out: &mut Extraction, target: &Path) -> Result<()> {
+    let mut links = Vec::new();
+    collect_links(target, Path::new(""), &mut links)
+        .map_err(OciError::io("cannot list", target))?;
+    for (rel, to) in links {
+        if resolve_in_tree(target, &rel, &to).is_none() {
+            let p = target.join(&rel);
+            fs::remove_file(&p).map_err(OciError::io("cannot remove", &p))?;
+            out.written.retain(|w| *w != rel);
+            out.skipped.push(format!(
+                "{}: symlink to {} leads out of the tree through other links; removed",
+                rel.display(),
+                to.display()
+            ));
+        }
+    }
     for (d, mode) in out.dir_modes.drain(..).rev() {
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))
             .map_err(OciError::io("cannot chmod", &d))?;
+    }
+    Ok(())
+}
+
+/// Every symlink under `root/rel`, with its target, never following one.
+fn collect_links(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+    for e in fs::read_dir(root.join(rel))? {
+        let e = e?;
+        let r = rel.join(e.file_name());
+        let ft = e.file_type()?;
+        if ft.is_symlink() {
+            out.push((r.clone(), fs::read_link(e.path())?));
+        } else if ft.is_dir() {
+            collect_links(root, &r, out)?;
+        }
     }
     Ok(())
 }
@@ -312,6 +462,7 @@ fn extract_image_file(
     name: &str,
     keep_zst: bool,
     out: &mut Extraction,
+    budget: &Budget,
 ) -> Result<()> {
     match name.strip_suffix(".zst") {
         Some(stem) if !stem.is_empty() => {
@@ -331,7 +482,10 @@ fn extract_image_file(
             };
             let dec = zstd::stream::read::Decoder::new(&mut tee)
                 .map_err(OciError::io("cannot start zstd for", &dst))?;
-            write_sparse(dec, &dst).map_err(OciError::io("cannot decompress into", &dst))?;
+            // A zstd file inside the layer is a second decompression: its
+            // bytes count against the same caps.
+            write_sparse(Counted { inner: dec, budget }, &dst)
+                .map_err(OciError::io("cannot decompress into", &dst))?;
             // The zstd frame may end before the entry does (padding, skippable frames).
             io::copy(&mut tee, &mut io::sink()).map_err(OciError::io("cannot read", &zst_path))?;
             if let Some(c) = tee.copy.take() {
@@ -453,7 +607,15 @@ mod tests {
         for (i, t) in refused.iter().enumerate() {
             let d = tempfile::tempdir().unwrap();
             let mut out = Extraction::default();
-            let e = extract_layer(&t[..], d.path(), &kernel(), "l", &mut out).unwrap_err();
+            let e = extract_layer(
+                &t[..],
+                d.path(),
+                &kernel(),
+                "l",
+                &mut out,
+                &Budget::default(),
+            )
+            .unwrap_err();
             assert!(matches!(e, OciError::UnsafePath { .. }), "case {i}: {e}");
         }
         let d = tempfile::tempdir().unwrap();
@@ -487,7 +649,16 @@ mod tests {
             ("etc/passwd", T::Regular, b"no", None),
         ]);
         let mut out = Extraction::default();
-        extract_layer(&t[..], d.path(), &kernel(), "l", &mut out).unwrap();
+        extract_layer(
+            &t[..],
+            d.path(),
+            &kernel(),
+            "l",
+            &mut out,
+            &Budget::default(),
+        )
+        .unwrap();
+        finish(&mut out, d.path()).unwrap();
         assert_eq!(fs::read(d.path().join("boot/vmlinuz")).unwrap(), b"kernel");
         let mode = fs::metadata(d.path().join("boot/vmlinuz-6.6"))
             .unwrap()
@@ -520,6 +691,7 @@ mod tests {
                 &Want::Images { keep_zst: keep },
                 "l",
                 &mut out,
+                &Budget::default(),
             )
             .unwrap();
             assert_eq!(fs::read(d.path().join("base.qcow2")).unwrap(), data);
@@ -529,5 +701,254 @@ mod tests {
                 assert_eq!(fs::read(d.path().join("base.qcow2.zst")).unwrap(), zst);
             }
         }
+    }
+
+    /// Each link looks harmless on its own; through the others they lead out.
+    #[test]
+    fn chains_of_links_cannot_lead_out() {
+        use tar::EntryType as T;
+        let d = tempfile::tempdir().unwrap();
+        let inside = d.path().join("tree");
+        fs::create_dir(&inside).unwrap();
+        // made in this order, each passes a check by name at the time
+        let t = tar_with(&[
+            ("data/kernels/6.6/a/c", T::Symlink, b"", Some("x/../..")),
+            ("data/kernels/6.6/a/x", T::Symlink, b"", Some("..")),
+            ("data/kernels/6.6/b/up", T::Symlink, b"", Some("..")),
+            ("data/kernels/6.6/b/out", T::Symlink, b"", Some("up/..")),
+            ("data/kernels/6.6/boot/vmlinuz-6.6", T::Regular, b"k", None),
+            (
+                "data/kernels/6.6/boot/vmlinuz",
+                T::Symlink,
+                b"",
+                Some("vmlinuz-6.6"),
+            ),
+            (
+                "data/kernels/6.6/lib/self",
+                T::Symlink,
+                b"",
+                Some("../boot/./vmlinuz"),
+            ),
+        ]);
+        let mut out = Extraction::default();
+        extract_layer(
+            &t[..],
+            &inside,
+            &kernel(),
+            "l",
+            &mut out,
+            &Budget::default(),
+        )
+        .unwrap();
+        finish(&mut out, &inside).unwrap();
+        for gone in ["a/c", "b/out"] {
+            assert!(
+                fs::symlink_metadata(inside.join(gone)).is_err(),
+                "{gone} kept"
+            );
+            assert!(
+                out.skipped.iter().any(|s| s.contains(gone)),
+                "{:?}",
+                out.skipped
+            );
+        }
+        // links that stay inside are kept and work
+        assert_eq!(fs::read(inside.join("lib/self")).unwrap(), b"k");
+        assert!(fs::symlink_metadata(inside.join("a/x")).is_ok());
+        // and nothing in the tree leads out
+        let mut links = Vec::new();
+        collect_links(&inside, Path::new(""), &mut links).unwrap();
+        for (rel, to) in links {
+            assert!(
+                resolve_in_tree(&inside, &rel, &to).is_some(),
+                "{}",
+                rel.display()
+            );
+        }
+    }
+
+    #[test]
+    fn resolution_against_the_tree_table() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("..", r.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("b", r.join("a/down")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
+        for (link, target, want) in [
+            ("a/l", "b", Some("a/b")),
+            ("a/l", "up/a/b", Some("a/b")),
+            ("a/l", "up/..", None),
+            ("a/l", "down/../..", Some("")),
+            ("a/l", "down/../../..", None),
+            ("l", "loop", None),
+            ("l", "abs/x", None),
+            ("l", "/etc", None),
+            ("l", "", None),
+            ("l", "missing/..", Some("")),
+        ] {
+            let got = resolve_in_tree(r, Path::new(link), Path::new(target));
+            assert_eq!(got.as_deref(), want.map(Path::new), "{link} -> {target}");
+        }
+    }
+
+    #[test]
+    fn modes_lose_setuid_setgid_and_write_for_others() {
+        for (mode, dir, want) in [
+            (0o4755, false, 0o755),
+            (0o2755, false, 0o755),
+            (0o6777, false, 0o775),
+            (0o1777, true, 0o775),
+            (0o000, true, 0o700),
+            (0o644, false, 0o644),
+            (0o666, false, 0o664),
+        ] {
+            assert_eq!(safe_mode(mode, dir), want, "{mode:o} dir={dir}");
+        }
+        use tar::EntryType as T;
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, mode) in [
+            ("data/kernels/6.6/boot/", T::Directory, 0o1777),
+            ("data/kernels/6.6/boot/suid", T::Regular, 0o4755),
+            ("data/kernels/6.6/boot/open", T::Regular, 0o666),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_size(if kind.is_file() { 1 } else { 0 });
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            b.append(&h, &b"x"[..if kind.is_file() { 1 } else { 0 }])
+                .unwrap();
+        }
+        let t = b.into_inner().unwrap();
+        let mut out = Extraction::default();
+        extract_layer(
+            &t[..],
+            d.path(),
+            &kernel(),
+            "l",
+            &mut out,
+            &Budget::default(),
+        )
+        .unwrap();
+        finish(&mut out, d.path()).unwrap();
+        let mode = |p: &str| fs::metadata(d.path().join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            (mode("boot"), mode("boot/suid"), mode("boot/open")),
+            (0o775, 0o755, 0o664)
+        );
+    }
+
+    #[test]
+    fn lvh_metadata_is_never_taken_from_an_artifact() {
+        use tar::EntryType as T;
+        let d = tempfile::tempdir().unwrap();
+        let t = tar_with(&[
+            (
+                "data/images/.kind.qcow2.lvh-build.json",
+                T::Regular,
+                b"{}",
+                None,
+            ),
+            ("data/images/.lvh-images.lock", T::Regular, b"", None),
+            ("data/images/kind.qcow2", T::Regular, b"img", None),
+        ]);
+        let mut out = Extraction::default();
+        let want = Want::Images { keep_zst: false };
+        extract_layer(&t[..], d.path(), &want, "l", &mut out, &Budget::default()).unwrap();
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["kind.qcow2"]);
+        assert_eq!(out.skipped.len(), 2, "{:?}", out.skipped);
+    }
+
+    /// Both decompressions count: the layer's tar stream, and a `.zst` image
+    /// inside it; each cap stops the pull with an error that names it.
+    #[test]
+    fn bombs_stop_at_their_cap() {
+        use crate::cancel::CancelToken;
+        use crate::oci::limits::Limits;
+        use tar::EntryType as T;
+        let zeros = vec![0u8; 32 << 20];
+        let inner = zstd::encode_all(&zeros[..], 19).unwrap();
+        let images = Want::Images { keep_zst: false };
+        let small = |layer, all| Limits {
+            unpacked: all,
+            layer_unpacked: layer,
+            ..Limits::default()
+        };
+        for (name, data, want, limits, knob) in [
+            (
+                "data/images/big.img",
+                &zeros,
+                &images,
+                small(1 << 20, 64 << 20),
+                "LVH_OCI_MAX_LAYER_UNPACKED",
+            ),
+            (
+                "data/images/big.img.zst",
+                &inner,
+                &images,
+                small(64 << 20, 2 << 20),
+                "LVH_OCI_MAX_UNPACKED",
+            ),
+            (
+                "data/kernels/6.6/vmlinux",
+                &zeros,
+                &kernel(),
+                small(1 << 20, 64 << 20),
+                "LVH_OCI_MAX_LAYER_UNPACKED",
+            ),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let t = tar_with(&[(name, T::Regular, data, None)]);
+            let mut out = Extraction::default();
+            let b = Budget::new(limits, CancelToken::new());
+            let e = extract_layer(&t[..], d.path(), want, "sha256:ab", &mut out, &b).unwrap_err();
+            assert!(
+                matches!(e, OciError::UnpackLimit { .. }) && e.to_string().contains(knob),
+                "{name}: {e}"
+            );
+            // stopped within a read buffer of the cap, not at the end
+            assert!(b.unpacked() < (8 << 20), "{name}: {}", b.unpacked());
+        }
+        let many: Vec<(String, T, &[u8], Option<&str>)> = (0..5)
+            .map(|i| {
+                (
+                    format!("data/kernels/6.6/f{i}"),
+                    T::Regular,
+                    &b"x"[..],
+                    None,
+                )
+            })
+            .collect();
+        let many: Vec<(&str, T, &[u8], Option<&str>)> = many
+            .iter()
+            .map(|(n, k, d, l)| (n.as_str(), *k, *d, *l))
+            .collect();
+        let t = tar_with(&many);
+        let b = Budget::new(
+            Limits {
+                entries: 3,
+                ..Limits::default()
+            },
+            CancelToken::new(),
+        );
+        let d = tempfile::tempdir().unwrap();
+        let e = extract_layer(
+            &t[..],
+            d.path(),
+            &kernel(),
+            "l",
+            &mut Extraction::default(),
+            &b,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("3 tar entries"), "{e}");
     }
 }

@@ -4,9 +4,11 @@
 
 pub(crate) mod auth;
 pub(crate) mod blob;
+pub(crate) mod bounded;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod kernel_layer;
+pub mod limits;
 pub(crate) mod manifest;
 pub(crate) mod reference;
 pub(crate) mod retry;
@@ -15,6 +17,7 @@ pub(crate) mod tags;
 pub(crate) mod transport;
 
 pub use error::OciError;
+pub use limits::{CapFlags, Limits};
 pub use manifest::Platform;
 pub use reference::ImageSource;
 pub use retry::ATTEMPTS as RETRY_ATTEMPTS;

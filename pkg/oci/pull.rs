@@ -10,6 +10,7 @@ use oci_client::Reference;
 
 use super::error::{OciError, Result};
 use super::extract::{self, Extraction, Want};
+use super::limits::{Budget, CONFIG_MAX, MANIFEST_MAX};
 use super::manifest::{self, Manifest, Platform};
 use super::reference::{display, parse_reference, slug};
 use super::retry;
@@ -95,10 +96,11 @@ pub fn warn_on_foreign_config(
     let Some(cfg) = &r.manifest.config else {
         return;
     };
-    if cfg.size > 1 << 20 || !cfg.media_type.contains("config") {
+    if !cfg.media_type.contains("config") {
         return;
     }
-    let Ok(bytes) = remote.blob_bytes(&cfg.digest) else {
+    let size = u64::try_from(cfg.size).unwrap_or(u64::MAX);
+    let Ok(bytes) = remote.blob_bytes(&cfg.digest, size, CONFIG_MAX) else {
         return;
     };
     #[derive(serde::Deserialize)]
@@ -142,32 +144,38 @@ pub fn pull_layers(
 ) -> Result<Extraction> {
     let layers = r.manifest.layers.clone().unwrap_or_default();
     let mut out = Extraction::default();
+    let budget = Budget::new(remote.limits, crate::cancel::CancelToken::global());
     let n = layers.len();
     for (i, layer) in layers.iter().enumerate() {
         let stage = parent.child(format!("layer {}/{n} {}", i + 1, short(&layer.digest)));
-        let size = u64::try_from(layer.size).unwrap_or(0);
+        let size = u64::try_from(layer.size).map_err(|_| OciError::Layout {
+            reference: display(&remote.reference),
+            message: format!("layer {} declares the size {}", layer.digest, layer.size),
+        })?;
         let mut reader = remote.blob_reader(&layer.digest, size, Some(&stage))?;
-        let res = extract::layer_reader(&layer.media_type, &mut reader)
-            .and_then(|dec| extract::extract_layer(dec, target, want, &layer.digest, &mut out));
-        let fin = reader.finish();
-        match (res, fin) {
-            (_, Err(e @ (OciError::DigestMismatch { .. } | OciError::Interrupted))) => {
-                return Err(e)
-            }
-            // A broken download fails the extractor too: report (and retry) the download.
-            (Err(_), Err(e)) if retry::is_transient(&e) => return Err(e),
-            (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+        let res = extract::layer_reader(&layer.media_type, &mut reader).and_then(|dec| {
+            extract::extract_layer(dec, target, want, &layer.digest, &mut out, &budget)
+        });
+        // A cap or Ctrl-C stops here; otherwise the rest of the blob is read
+        // (at most its declared size) to verify its digest.
+        if let Err(e @ (OciError::UnpackLimit { .. } | OciError::Interrupted)) = res {
+            return Err(e);
+        }
+        match (res, reader.finish()) {
+            // The download's own failure (digest, network, cap, stall)
+            // explains the extractor's; it is reported (and retried) instead.
+            (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
             (Ok(()), Ok(_)) => {}
         }
         stage.finish(Outcome::Done);
     }
+    extract::finish(&mut out, target)?;
     for s in &out.skipped {
         progress::warn(
             parent.reporter(),
             format!("{}: skipped {s}", display(&remote.reference)),
         );
     }
-    extract::finish_modes(&mut out)?;
     Ok(out)
 }
 
@@ -471,14 +479,14 @@ fn warn_first_of_several(reference: &str, path: &Path, names: &[String], reporte
 
 /// The manifest last resolved for `r`, if the cache has it (verified again).
 fn cached_manifest(root: &Path, ref_file: &Path, r: &Reference) -> Result<Option<Resolved>> {
-    let Ok(digest) = std::fs::read_to_string(ref_file) else {
+    let Ok(digest) = crate::fsutil::read_input(ref_file, 1 << 10) else {
         return Ok(None);
     };
-    let digest = digest.trim().to_string();
+    let digest = String::from_utf8_lossy(&digest).trim().to_string();
     let mpath = root
         .join("manifests")
         .join(format!("{}.json", digest.trim_start_matches("sha256:")));
-    let Ok(raw) = std::fs::read(&mpath) else {
+    let Ok(raw) = crate::fsutil::read_input(&mpath, MANIFEST_MAX) else {
         return Ok(None);
     };
     if sha256_digest(&raw) != digest {

@@ -1,24 +1,28 @@
 //! Talking to a registry: oci-client on a private tokio runtime behind a
 //! blocking API, plain http for local registries and `--insecure`, errors
 //! mapped to [`OciError`], and blobs streamed through a bounded channel to a
-//! reader that hashes what it passes on.
+//! reader that hashes what it passes on. Every request is bounded (see
+//! `bounded`): a deadline, Ctrl-C, a cap on what is read whole, and a blob
+//! cut at the size its descriptor declares.
 
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest, Sha256};
 
 pub use super::blob::BlobReader;
-use super::blob::Chunk;
-use super::error::{OciError, Result};
+use super::blob::{Chunk, Refusal};
+use super::bounded::{self, bounded, Auth, CappedVec, Fetch};
+use super::error::{map_error, OciError, Result};
+use super::limits::{CapFlags, Limits, MANIFEST_MAX};
 use super::reference::{display, is_local_registry};
+use crate::bytesize::human;
 use crate::cancel::CancelToken;
 use crate::progress::{Stage, Unit};
 
@@ -26,7 +30,6 @@ use crate::progress::{Stage, Unit};
 /// size: large, so the two threads rarely wait for each other (each wake-up
 /// costs a trip through a busy scheduler).
 const CHANNEL_CHUNKS: usize = 32;
-const SEND_CHUNK: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often an upload reports its byte count.
@@ -37,15 +40,23 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 pub struct Transport {
     /// Plain http for every registry (local ones always use it).
     pub insecure: bool,
+    /// Unpacking caps given as flags (the rest from the environment).
+    pub caps: CapFlags,
 }
 
 /// A connection to one repository.
 pub struct Remote {
     rt: tokio::runtime::Runtime,
     client: Client,
+    /// For the requests lvh makes itself (manifests, read with a cap).
+    http: reqwest::Client,
     auth: RegistryAuth,
+    /// The pull token oci-client negotiated, once asked (None inside: the
+    /// registry wants none).
+    token: std::sync::Mutex<Option<Option<String>>>,
     pub reference: Reference,
     scheme: &'static str,
+    pub limits: Limits,
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -83,6 +94,16 @@ impl Remote {
             reference: display(&reference),
             message: format!("cannot set up the http client: {e}"),
         })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("lvh/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OciError::Registry {
+                reference: display(&reference),
+                message: format!("cannot set up the http client: {e}"),
+            })?;
+        let limits = Limits::from_env(transport.caps)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lvh-oci")
@@ -93,10 +114,22 @@ impl Remote {
         Ok(Remote {
             rt,
             client,
+            http,
             auth,
+            token: std::sync::Mutex::new(None),
             reference,
             scheme: if plain { "http" } else { "https" },
+            limits,
         })
+    }
+
+    /// Runs a request on the runtime, bounded by the timeout and Ctrl-C.
+    fn run<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.rt.block_on(bounded(what, self.limits.timeout, fut))
     }
 
     fn shown(&self) -> String {
@@ -134,41 +167,95 @@ impl Remote {
     /// Authenticates for `op`: fetches a new token (a no-op for registries
     /// without auth).
     fn authenticate(&self, op: RegistryOperation) -> Result<()> {
-        let r = self
-            .rt
-            .block_on(self.client.auth(&self.reference, &self.auth, op));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.map("repository", &self.shown(), e)),
+        let token = self.run(|| format!("authentication for {}", self.shown()), async {
+            self.client
+                .auth(&self.reference, &self.auth, op)
+                .await
+                .map_err(|e| self.map("repository", &self.shown(), e))
+        })?;
+        if op == RegistryOperation::Pull {
+            *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
         }
+        Ok(())
     }
 
-    /// Fetches a manifest (by tag or digest) and its verified digest.
+    /// The pull token, negotiated on first use.
+    fn pull_token(&self) -> Result<Option<String>> {
+        if let Some(t) = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(t);
+        }
+        self.authenticate(RegistryOperation::Pull)?;
+        Ok(self
+            .token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .flatten())
+    }
+
+    /// Fetches a manifest (by tag or digest) and its verified digest. At most
+    /// [`MANIFEST_MAX`] bytes are read.
     pub fn manifest(&self, r: &Reference, accepted: &[&str]) -> Result<(Vec<u8>, String)> {
+        let shown = display(r);
+        let url = bounded::manifest_url(self.scheme, r);
         let (bytes, digest) = self.reauthenticating(RegistryOperation::Pull, || {
-            self.rt
-                .block_on(self.client.pull_manifest_raw(r, &self.auth, accepted))
-                .map_err(|e| self.map("manifest", &display(r), e))
+            let token = self.pull_token()?;
+            let auth = match (&token, &self.auth) {
+                (Some(t), _) => Auth::Bearer(t),
+                (None, RegistryAuth::Basic(u, p)) => Auth::Basic(u, p),
+                (None, _) => Auth::None,
+            };
+            self.run(|| format!("the manifest of {shown}"), async {
+                bounded::get_manifest(&self.http, &url, accepted, auth, MANIFEST_MAX, &shown)
+                    .await
+                    .map_err(|e| match e {
+                        Fetch::Oci(e) => self.map("manifest", &shown, e),
+                        Fetch::Lvh(e) => e,
+                    })
+            })
         })?;
         let actual = sha256_digest(&bytes);
-        if digest.starts_with("sha256:") && digest != actual {
-            return Err(OciError::DigestMismatch {
-                what: format!("manifest of {}", display(r)),
-                expected: digest,
-                actual,
-            });
+        let claimed = digest
+            .filter(|d| d.starts_with("sha256:"))
+            .or_else(|| r.digest().map(str::to_string));
+        if let Some(expected) = claimed {
+            if expected != actual {
+                return Err(OciError::DigestMismatch {
+                    what: format!("manifest of {shown}"),
+                    expected,
+                    actual,
+                });
+            }
         }
-        Ok((bytes.to_vec(), actual))
+        Ok((bytes, actual))
     }
 
-    /// A small blob (a config) in memory, verified.
-    pub fn blob_bytes(&self, digest: &str) -> Result<Vec<u8>> {
+    /// A small blob (a config) in memory, verified: cut at its declared
+    /// `size`, which may be at most `cap`.
+    pub fn blob_bytes(&self, digest: &str, size: u64, cap: u64) -> Result<Vec<u8>> {
+        let what = || format!("blob {digest} of {}", self.shown());
+        if size > cap {
+            return Err(OciError::TooLarge {
+                what: what(),
+                limit: human(cap),
+            });
+        }
         let out = self.reauthenticating(RegistryOperation::Pull, || {
-            let mut out = Vec::new();
-            self.rt
-                .block_on(self.client.pull_blob(&self.reference, digest, &mut out))
-                .map_err(|e| self.map("blob", digest, e))?;
-            Ok(out)
+            self.run(what, async {
+                let mut out = CappedVec::new(size);
+                let r = self
+                    .client
+                    .pull_blob(&self.reference, digest, &mut out)
+                    .await;
+                match r {
+                    _ if out.over => Err(OciError::TooLarge {
+                        what: format!("{} (declared as {size} bytes)", what()),
+                        limit: human(size),
+                    }),
+                    Ok(()) => Ok(out.buf),
+                    Err(e) => Err(self.map("blob", digest, e)),
+                }
+            })
         })?;
         let actual = sha256_digest(&out);
         if actual != digest {
@@ -193,50 +280,29 @@ impl Remote {
             self.client
                 .store_auth_if_needed(self.reference.resolve_registry(), &self.auth),
         );
+        let what = format!("layer {digest} of {}", self.shown());
         let sized = self.reauthenticating(RegistryOperation::Pull, || {
-            self.rt
-                .block_on(self.client.pull_blob_stream(&self.reference, digest))
-                .map_err(|e| self.map("blob", digest, e))
+            self.run(|| what.clone(), async {
+                self.client
+                    .pull_blob_stream(&self.reference, digest)
+                    .await
+                    .map_err(|e| self.map("blob", digest, e))
+            })
         })?;
+        if let Some(n) = sized.content_length.filter(|&n| n > size) {
+            return Err(
+                Refusal::Oversize { declared: size }.error(&format!("{what} ({n} bytes sent)"))
+            );
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let expected = digest.to_string();
-        let what = format!("layer {digest} of {}", self.shown());
+        let window = self.limits.timeout;
         // oci-client's stream hashes every byte and, at the end, yields an error
         // instead of ending when the sha256 differs from the digest asked for; a
         // clean end therefore means verified (the system tests tamper with a
         // blob to hold it to that). One hash instead of two keeps pulls fast.
-        self.rt.spawn(async move {
-            let mut stream = sized.stream;
-            let mut pending = bytes::BytesMut::with_capacity(SEND_CHUNK + (256 << 10));
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(b) => {
-                        pending.extend_from_slice(&b);
-                        if pending.len() >= SEND_CHUNK {
-                            let next = bytes::BytesMut::with_capacity(SEND_CHUNK + (256 << 10));
-                            let full = std::mem::replace(&mut pending, next);
-                            if tx.send(Chunk::Data(full.freeze())).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let msg = match e.get_ref().and_then(|r| r.downcast_ref::<DigestError>()) {
-                            Some(DigestError::VerificationError { actual, .. }) => {
-                                Chunk::End(actual.clone())
-                            }
-                            _ => Chunk::Failed(e.to_string()),
-                        };
-                        let _ = tx.send(msg).await;
-                        return;
-                    }
-                }
-            }
-            if !pending.is_empty() && tx.send(Chunk::Data(pending.freeze())).await.is_err() {
-                return;
-            }
-            let _ = tx.send(Chunk::End(expected)).await;
-        });
+        self.rt
+            .spawn(super::blob::feed(sized.stream, tx, expected, size, window));
         Ok(BlobReader::new(
             rx,
             self.rt.handle().clone(),
@@ -255,14 +321,12 @@ impl Remote {
         let mut last: Option<String> = None;
         loop {
             let page = self.reauthenticating(RegistryOperation::Pull, || {
-                self.rt
-                    .block_on(self.client.list_tags(
-                        &self.reference,
-                        &self.auth,
-                        Some(PAGE),
-                        last.as_deref(),
-                    ))
-                    .map_err(|e| self.map("repository", &self.shown(), e))
+                self.run(|| format!("the tags of {}", self.shown()), async {
+                    self.client
+                        .list_tags(&self.reference, &self.auth, Some(PAGE), last.as_deref())
+                        .await
+                        .map_err(|e| self.map("repository", &self.shown(), e))
+                })
             })?;
             let new_last = page.tags.last().cloned();
             let before = all.len();
@@ -280,18 +344,27 @@ impl Remote {
     pub fn blob_exists(&self, digest: &str) -> Result<bool> {
         self.authenticate(RegistryOperation::Push)?;
         self.reauthenticating(RegistryOperation::Push, || {
-            self.rt
-                .block_on(self.client.blob_exists(&self.reference, digest))
-                .map_err(|e| self.map("blob", digest, e))
+            self.run(|| format!("blob {digest} of {}", self.shown()), async {
+                self.client
+                    .blob_exists(&self.reference, digest)
+                    .await
+                    .map_err(|e| self.map("blob", digest, e))
+            })
         })
     }
 
     pub fn push_blob_bytes(&self, data: Vec<u8>, digest: &str) -> Result<()> {
         self.authenticate(RegistryOperation::Push)?;
         self.reauthenticating(RegistryOperation::Push, || {
-            self.rt
-                .block_on(self.client.push_blob(&self.reference, data.clone(), digest))
-                .map_err(|e| self.map("blob", digest, e))
+            self.run(
+                || format!("upload of blob {digest} to {}", self.shown()),
+                async {
+                    self.client
+                        .push_blob(&self.reference, data.clone(), digest)
+                        .await
+                        .map_err(|e| self.map("blob", digest, e))
+                },
+            )
         })?;
         Ok(())
     }
@@ -347,14 +420,19 @@ impl Remote {
         }
         drop(tx);
         stage.progress(sent, Some(size), Unit::Bytes);
-        match self.rt.block_on(upload) {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(self.map("blob", digest, e)),
-            Err(e) => Err(OciError::Registry {
-                reference: self.shown(),
-                message: format!("upload task failed: {e}"),
-            }),
-        }
+        self.run(
+            || format!("the end of the upload of blob {digest} to {}", self.shown()),
+            async {
+                match upload.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(self.map("blob", digest, e)),
+                    Err(e) => Err(OciError::Registry {
+                        reference: self.shown(),
+                        message: format!("upload task failed: {e}"),
+                    }),
+                }
+            },
+        )
     }
 
     /// Uploads a manifest under the reference's tag (or digest).
@@ -364,12 +442,15 @@ impl Remote {
             let ct = media_type
                 .parse()
                 .map_err(|_| OciError::InvalidInput(format!("bad media type {media_type}")))?;
-            self.rt
-                .block_on(
+            self.run(
+                || format!("upload of the manifest of {}", self.shown()),
+                async {
                     self.client
-                        .push_manifest_raw(&self.reference, body.clone(), ct),
-                )
-                .map_err(|e| self.map("manifest", &self.shown(), e))
+                        .push_manifest_raw(&self.reference, body.clone(), ct)
+                        .await
+                        .map_err(|e| self.map("manifest", &self.shown(), e))
+                },
+            )
         })?;
         Ok(())
     }
@@ -382,121 +463,6 @@ pub fn scheme_for(registry: &str, insecure: bool) -> &'static str {
     } else {
         "https"
     }
-}
-
-/// Turns an oci-client error into ours: not found, unauthorized, unreachable,
-/// digest mismatch, or a registry error with the registry's words.
-pub fn map_error(
-    what: &'static str,
-    target: &str,
-    registry: &str,
-    scheme: &'static str,
-    e: OciDistributionError,
-) -> OciError {
-    use OciDistributionError as E;
-    match e {
-        E::ImageManifestNotFoundError(_) => OciError::NotFound {
-            what,
-            reference: target.to_string(),
-        },
-        E::RegistryError { envelope, .. } => map_envelope(what, target, registry, &envelope),
-        E::UnauthorizedError { url } => OciError::Unauthorized {
-            reference: target.to_string(),
-            hint: unauthorized_hint(registry, &url),
-        },
-        E::AuthenticationFailure(m) => OciError::Unauthorized {
-            reference: target.to_string(),
-            hint: unauthorized_hint(registry, &m),
-        },
-        E::ServerError { code: 404, .. } => OciError::NotFound {
-            what,
-            reference: target.to_string(),
-        },
-        E::ServerError {
-            code: 401 | 403,
-            message,
-            ..
-        } => OciError::Unauthorized {
-            reference: target.to_string(),
-            hint: unauthorized_hint(registry, &message),
-        },
-        E::DigestError(d) => OciError::DigestMismatch {
-            what: format!("{what} {target}"),
-            expected: String::new(),
-            actual: d.to_string(),
-        },
-        E::RequestError(r) if matches!(r.status().map(|s| s.as_u16()), Some(401 | 403)) => {
-            OciError::Unauthorized {
-                reference: target.to_string(),
-                hint: unauthorized_hint(registry, &r.to_string()),
-            }
-        }
-        E::RequestError(r) if r.status().is_some_and(|s| s.as_u16() == 404) => OciError::NotFound {
-            what,
-            reference: target.to_string(),
-        },
-        E::RequestError(r) if r.is_connect() || r.is_timeout() || r.is_request() => {
-            OciError::Unreachable {
-                registry: registry.to_string(),
-                scheme,
-                message: crate::error::error_chain(&r),
-            }
-        }
-        other => OciError::Registry {
-            reference: target.to_string(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// A registry's error envelope: not found or unauthorized when one of its
-/// codes says so, else a registry error quoting every code and message.
-fn map_envelope(
-    what: &'static str,
-    target: &str,
-    registry: &str,
-    envelope: &OciEnvelope,
-) -> OciError {
-    let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-    let msg = envelope
-        .errors
-        .iter()
-        .map(|e| format!("{:?}: {}", e.code, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    if codes.iter().any(|c| {
-        matches!(
-            c,
-            OciErrorCode::ManifestUnknown
-                | OciErrorCode::NameUnknown
-                | OciErrorCode::BlobUnknown
-                | OciErrorCode::NotFound
-        )
-    }) {
-        OciError::NotFound {
-            what,
-            reference: target.to_string(),
-        }
-    } else if codes
-        .iter()
-        .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-    {
-        OciError::Unauthorized {
-            reference: target.to_string(),
-            hint: unauthorized_hint(registry, &msg),
-        }
-    } else {
-        OciError::Registry {
-            reference: target.to_string(),
-            message: msg,
-        }
-    }
-}
-
-fn unauthorized_hint(registry: &str, detail: &str) -> String {
-    format!(
-        "the registry refused access ({detail}); log in (docker/skopeo login {registry}, which writes config.json or auth.json) or set LVH_REGISTRY_USERNAME and LVH_REGISTRY_PASSWORD"
-    )
 }
 
 #[cfg(test)]
@@ -524,29 +490,5 @@ mod tests {
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    #[test]
-    fn http_errors_map_to_clear_kinds() {
-        let e = map_error(
-            "manifest",
-            "quay.io/a/b:c",
-            "quay.io",
-            "https",
-            OciDistributionError::ServerError {
-                code: 404,
-                url: "u".into(),
-                message: String::new(),
-            },
-        );
-        assert!(matches!(e, OciError::NotFound { .. }), "{e}");
-        let e = map_error(
-            "manifest",
-            "quay.io/a/b:c",
-            "quay.io",
-            "https",
-            OciDistributionError::UnauthorizedError { url: "u".into() },
-        );
-        assert!(e.to_string().contains("docker/skopeo login quay.io"), "{e}");
     }
 }

@@ -213,3 +213,100 @@ fn images_without_a_build_record_are_reused_not_rebuilt() {
     assert_code(&out, 0);
     assert!(stdout(&out).contains("(1 to build)"), "{}", stdout(&out));
 }
+
+/// Inputs an action reads whole that would block or never end (a FIFO,
+/// /dev/zero, a /proc file) are refused at once, before the dry run hashes
+/// anything, naming the image, the action, the field and the path.
+#[test]
+fn inputs_that_never_end_are_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let fifo = fifo.to_str().unwrap();
+    for (op, ty, field, path, what) in [
+        ("File", "upload", "File", "/dev/zero", "a character device"),
+        ("LocalPath", "copy-in", "LocalPath", fifo, "a FIFO"),
+        ("TarFile", "tar-in", "TarFile", "/proc/kmsg", "on /proc"),
+        ("File", "upload", "File", "/proc/self/status", "on /proc"),
+    ] {
+        let extra = if ty == "upload" {
+            r#","Dest":"/x""#
+        } else {
+            r#","RemoteDir":"/x""#
+        };
+        let config = format!(
+            r#"[{{"name":"a.img","actions":[{{"op":{{"{op}":"{path}"{extra}}},"type":"{ty}"}}]}}]"#
+        );
+        std::fs::write(d.path().join("images.json"), config).unwrap();
+        let t0 = std::time::Instant::now();
+        let out = build(d.path(), &["--dry-run"]);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{path}");
+        assert_code(&out, INVALID_INPUT);
+        let e = stderr(&out);
+        assert!(
+            e.contains("images.json:1:")
+                && e.contains(&format!("actions[0] ({ty})"))
+                && e.contains(&format!("{field} \"{path}\""))
+                && e.contains(what),
+            "{path}: {e}"
+        );
+    }
+}
+
+/// Hashing a large input in a dry run stops within a second of SIGTERM.
+#[test]
+fn sigterm_stops_the_dry_runs_hashing() {
+    let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(64 << 30).unwrap();
+    let config = format!(
+        r#"[{{"name":"a.img","actions":[{{"op":{{"File":"{}","Dest":"/x"}},"type":"upload"}}]}}]"#,
+        big.display()
+    );
+    std::fs::write(d.path().join("images.json"), config).unwrap();
+    let child = std::process::Command::new(crate::common::lvh_bin())
+        .args(["images", "build", "--dry-run", "--dir"])
+        .arg(d.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_code(&out, 130);
+}
+
+#[test]
+fn hostile_names_and_sizes_are_refused_with_their_place() {
+    for (config, want) in [
+        (
+            r#"[{"name":"a\u0000b"}]"#,
+            "images.json:1:10: invalid image name \"a\\0b\"",
+        ),
+        (
+            r#"[{"name":"a\nb"}]"#,
+            "images.json:1:10: invalid image name \"a\\nb\"",
+        ),
+        (
+            r#"[{"name":"a","image_size":"18446744073709551615"}]"#,
+            "image_size \"18446744073709551615\" is 18446744073709551615 bytes, more than the 16T",
+        ),
+    ] {
+        let d = dir_with(config);
+        let out = build(d.path(), &["--dry-run"]);
+        assert_code(&out, INVALID_INPUT);
+        assert!(stderr(&out).contains(want), "{config}: {}", stderr(&out));
+    }
+}

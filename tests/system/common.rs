@@ -148,3 +148,17 @@ pub fn install_sh(env: &[(&str, &str)]) -> (Output, std::time::Duration) {
     let out = c.output().expect("run sh scripts/install.sh");
     (out, start.elapsed())
 }
+
+/// Checks that this test process was started with the environment that makes
+/// libguestfs use TCG here (the Makefile exports it). Tests never set it
+/// themselves: `set_var` while another test thread is inside libguestfs
+/// (which reads the environment with C's `getenv`) is a data race on the
+/// environment block.
+pub fn require_guestfs_tcg_env() {
+    assert!(
+        std::env::var("LIBGUESTFS_BACKEND_SETTINGS").is_ok_and(|v| v.contains("force_tcg"))
+            || std::env::var("LVH_ACCEL").as_deref() == Ok("tcg"),
+        "run the system tests with LVH_ACCEL=tcg LIBGUESTFS_BACKEND=direct \
+         LIBGUESTFS_BACKEND_SETTINGS=force_tcg (the Makefile exports them)"
+    );
+}

@@ -195,8 +195,7 @@ fn actions_behave_as_virt_customize() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 
-    std::env::set_var("LIBGUESTFS_BACKEND", "direct");
-    std::env::set_var("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
+    crate::common::require_guestfs_tcg_env();
     let mut h = lvh::images::guestfs::Handle::new().unwrap();
     h.add_drive(&images.join("act.qcow2"), "qcow2", true)
         .unwrap();

@@ -13,12 +13,6 @@ use lvh::images::guestfs::Handle;
 use crate::common::text;
 use crate::fixtures::image::{lvh_build, root_image, ROOT_IMAGE};
 
-fn set_guestfs_env() {
-    // SAFETY-free in edition 2021; tests only ever set these two same values.
-    std::env::set_var("LIBGUESTFS_BACKEND", "direct");
-    std::env::set_var("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg");
-}
-
 /// A build directory whose `images/root.img` is the shared root fixture (an
 /// image not defined in images.json, which little-vm-helper allows as a parent).
 fn dir_on_fixture(config: &str) -> tempfile::TempDir {
@@ -41,7 +35,7 @@ fn result_of(stdout: &str, image: &str) -> String {
 }
 
 fn open_ro(image: &Path, format: &str) -> Handle {
-    set_guestfs_env();
+    crate::common::require_guestfs_tcg_env();
     let mut h = Handle::new().unwrap();
     h.add_drive(image, format, true).unwrap();
     h.launch().unwrap();

@@ -9,7 +9,7 @@ mod guest;
 mod kill;
 mod kill_kernels;
 mod proxy;
-mod registry;
+pub(crate) mod registry;
 mod registry_push;
 
 use std::collections::{BTreeMap, HashMap};

@@ -75,7 +75,7 @@ impl FaultProxy {
 }
 
 /// Reads up to the end of the HTTP head (`\r\n\r\n`).
-pub(super) fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+pub(crate) fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

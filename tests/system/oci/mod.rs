@@ -3,6 +3,7 @@
 //! hand-built artifacts and lvh pulls; round trips, tampered blobs, multi-arch
 //! indexes, interrupted pulls and the run cache.
 
+mod hostile;
 mod layout;
 pub mod registry;
 mod run;
