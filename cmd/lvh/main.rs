@@ -32,6 +32,23 @@ pub fn version() -> &'static str {
     option_env!("LVH_GIT_VERSION").unwrap_or(lvh::VERSION)
 }
 
+/// `lvh version -v`: which static guest inits this lvh has, and for a
+/// missing one the Debian package whose compiler builds it.
+pub fn guest_inits_line() -> String {
+    let host = lvh::arch::Arch::host();
+    let each: Vec<String> = lvh::runner::guest_inits()
+        .into_iter()
+        .map(|(arch, has)| match has {
+            true => format!("{arch} embedded"),
+            false => format!(
+                "{arch} missing (install {} and rebuild; {arch} guests boot with the slower shell init)",
+                lvh::runner::compiler_package(arch, host)
+            ),
+        })
+        .collect();
+    format!("guest inits: {}", each.join(", "))
+}
+
 /// Unknown config keys (`file:line:col: unknown key "k"`): warnings as Go
 /// ignores them, or with `--strict` one invalid-input error naming them all.
 pub fn warn_unknown_keys(found: Vec<String>, ctx: &Ctx) -> anyhow::Result<()> {
@@ -76,9 +93,31 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The exit code one error of a chain says it deserves, if it is one of the
+/// library's error types (each decides its own codes, see `HasExitCode`).
+fn own_exit_code(e: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
+    use lvh::error::HasExitCode;
+    macro_rules! first_of {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(e) = e.downcast_ref::<$t>() {
+                return Some(e.exit_code());
+            })*
+        };
+    }
+    first_of!(
+        lvh::error::InvalidInput,
+        lvh::exec::ExecError,
+        lvh::images::ImagesError,
+        lvh::kernels::KernelsError,
+        lvh::runner::RunError,
+        lvh::oci::OciError,
+    );
+    None
+}
+
 /// The exit code an error deserves: the first error in the chain that knows.
 fn classify(err: &anyhow::Error) -> ExitCode {
-    if let Some(code) = lvh::error::exit_code_of(err.chain()) {
+    if let Some(code) = err.chain().find_map(own_exit_code) {
         return code;
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {
@@ -131,6 +170,9 @@ fn main() -> std::process::ExitCode {
         Command::Test(a) => test::dispatch(a, &ctx),
         Command::Version => {
             outln!("lvh {}", version());
+            if ctx.verbose > 0 {
+                outln!("{}", guest_inits_line());
+            }
             Ok(ExitCode::Success)
         }
         Command::Completion { shell } => {

@@ -6,9 +6,6 @@ mod bad_input;
 mod cli;
 mod common;
 mod dropin;
-// The stand-in kernel tree, shared with the system tier.
-#[path = "../system/fixtures/fake_kernel.rs"]
-mod fake_kernel;
 mod images;
 mod kernels;
 mod linking;
@@ -16,3 +13,14 @@ mod load;
 mod matrix;
 mod oci;
 mod run;
+#[path = "../support/mod.rs"]
+mod support;
+mod vocabulary;
+
+// The stand-in kernel tree, shared with the system tier.
+use support::fixtures::fake_kernel;
+
+/// Plain `cargo test` builds neither the system tier nor the benches.
+#[test]
+#[ignore = "the system tier runs apart: `make test-system` or `cargo test --release --test system`"]
+fn system_tier() {}

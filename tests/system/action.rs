@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{assert_code, daemon_pid, free_port, terminate, text};
 use crate::oci::registry::Registry;
+use crate::support::{assert_code, daemon_pid, free_port, terminate, text};
 use lvh::arch::Arch;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -128,7 +128,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn push(args: &[&str]) {
-    let o = crate::common::lvh().args(args).output().expect("lvh push");
+    let o = crate::support::lvh().args(args).output().expect("lvh push");
     assert_code(&o, 0);
 }
 
@@ -146,7 +146,7 @@ fn named(dir: &Path, name: &str, target: &Path) -> PathBuf {
 /// `cmd` fails the step with its own exit code and the console log shown.
 #[test]
 fn action_pulls_boots_and_runs_cmd_over_ssh() {
-    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let reg = Registry::start();
     let links = tempfile::tempdir().unwrap();
     let img = named(links.path(), "kind_5.10.qcow2", &f.image);
@@ -238,8 +238,8 @@ fn action_pulls_boots_and_runs_cmd_over_ssh() {
 /// log and a result file saying `failed`.
 #[test]
 fn action_command_mode_with_kernel_version_and_kernel_path() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
-    let root = crate::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let root = crate::support::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
     let reg = Registry::start();
     let links = tempfile::tempdir().unwrap();
     let img = named(links.path(), "base_6.12.qcow2", &root);

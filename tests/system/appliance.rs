@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{lvh, text};
-use crate::fixtures::image::{root_image, ROOT_IMAGE};
+use crate::support::fixtures::image::{root_image, ROOT_IMAGE};
+use crate::support::{lvh, text};
 
 /// A build directory whose `images/root.img` is the shared root fixture, with
 /// one child image running `cmd`.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 use lvh::images::guestfs::Handle;
 
-use crate::common::text;
-use crate::fixtures::image::{lvh_build, root_image, ROOT_IMAGE};
+use crate::support::fixtures::image::{lvh_build, root_image, ROOT_IMAGE};
+use crate::support::text;
 
 fn set_guestfs_env() {
     // SAFETY-free in edition 2021; tests only ever set these two same values.

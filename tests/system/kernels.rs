@@ -4,7 +4,7 @@
 
 use lvh::arch::Arch;
 
-use crate::fixtures::kernel::kernel;
+use crate::support::fixtures::kernel::kernel;
 
 fn file_says(path: &std::path::Path) -> String {
     let out = std::process::Command::new("file")

@@ -4,7 +4,7 @@
 //! indexes, interrupted pulls and the run cache.
 
 mod layout;
-pub mod registry;
+pub use crate::support::registry;
 mod run;
 
 use std::os::unix::fs::PermissionsExt;
@@ -21,7 +21,7 @@ use serde_json::Value;
 const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn lvh(args: &[&str], cache: &Path) -> Output {
-    crate::common::lvh()
+    crate::support::lvh()
         .args(args)
         .env("LVH_CACHE_DIR", cache)
         .output()
