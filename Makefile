@@ -55,8 +55,9 @@ LVH_TOOLS ?= $(HOME)/.cache/lvh-tools
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --test system -- -D warnings
 	shellcheck -x scripts/action/*.sh
+	shellcheck pkg/runner/guest/*.sh
 	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md
 
 # The kernel's BPF selftests in a guest (scripts/bpf-selftests.sh; README "BPF selftests").

@@ -32,13 +32,13 @@ pub fn version() -> &'static str {
     option_env!("LVH_GIT_VERSION").unwrap_or(lvh::VERSION)
 }
 
-/// `lvh version -v`: which static guest inits this lvh has, and for a
-/// missing one the Debian package whose compiler builds it.
-pub fn guest_inits_line() -> String {
-    let host = lvh::arch::Arch::host();
-    let each: Vec<String> = lvh::runner::guest_inits()
-        .into_iter()
-        .map(|(arch, has)| match has {
+/// `lvh version -v`: which static guest inits this lvh has (`inits`, per
+/// architecture), and for a missing one the Debian package whose compiler
+/// builds it on a `host` of that architecture.
+pub fn guest_inits_line(inits: &[(lvh::arch::Arch, bool)], host: lvh::arch::Arch) -> String {
+    let each: Vec<String> = inits
+        .iter()
+        .map(|&(arch, has)| match has {
             true => format!("{arch} embedded"),
             false => format!(
                 "{arch} missing (install {} and rebuild; {arch} guests boot with the slower shell init)",
@@ -171,7 +171,8 @@ fn main() -> std::process::ExitCode {
         Command::Version => {
             outln!("lvh {}", version());
             if ctx.verbose > 0 {
-                outln!("{}", guest_inits_line());
+                let inits = lvh::runner::guest_inits();
+                outln!("{}", guest_inits_line(&inits, lvh::arch::Arch::host()));
             }
             Ok(ExitCode::Success)
         }
@@ -188,4 +189,34 @@ fn main() -> std::process::ExitCode {
         }
     };
     std::process::ExitCode::from(code.code() as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvh::arch::Arch;
+
+    #[test]
+    fn version_says_which_guest_inits_are_missing_and_how_to_get_them() {
+        let line = guest_inits_line(&[(Arch::Amd64, true), (Arch::Arm64, false)], Arch::Amd64);
+        assert_eq!(
+            line,
+            "guest inits: amd64 embedded, arm64 missing (install gcc-aarch64-linux-gnu and rebuild; \
+             arm64 guests boot with the slower shell init)"
+        );
+        let both = guest_inits_line(&[(Arch::Amd64, true), (Arch::Arm64, true)], Arch::Amd64);
+        assert_eq!(both, "guest inits: amd64 embedded, arm64 embedded");
+    }
+
+    /// Every library error type a chain may hold gives its own code.
+    #[test]
+    fn the_first_error_that_knows_its_code_wins() {
+        let inner = lvh::error::InvalidInput::value("--jobs", "0", "must be at least 1");
+        let wrapped = anyhow::Error::from(inner).context("failed to build");
+        assert_eq!(classify(&wrapped), ExitCode::InvalidInput);
+        let run = anyhow::Error::from(lvh::runner::RunError::Interrupted);
+        assert_eq!(classify(&run), ExitCode::Interrupted);
+        let plain = anyhow::anyhow!("something else");
+        assert_eq!(classify(&plain), ExitCode::Failure);
+    }
 }

@@ -215,6 +215,17 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if let Some(w) = jobs.iter().find_map(|j| j.plan.accel_note.clone()) {
         lvh::progress::warn(&ctx.reporter, w);
     }
+    if ctx.verbose > 0 {
+        let mut notes: Vec<&String> = jobs
+            .iter()
+            .filter_map(|j| j.plan.init_note.as_ref())
+            .collect();
+        notes.sort();
+        notes.dedup();
+        for n in notes {
+            lvh::progress::info(&ctx.reporter, n.clone());
+        }
+    }
     let parallel = a.jobs.unwrap_or_else(|| {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let used: Vec<config::TestSpec> = m.tests.clone();

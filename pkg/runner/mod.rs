@@ -37,9 +37,10 @@ pub use plan::accel::{choose as parse_accel, AccelChoice};
 pub use plan::decision::{Mode, RunPlan};
 pub(crate) use plan::options::file_key;
 pub use plan::options::{
-    duration, parse_duration, parse_ports, parse_root_dev, Key, MemSize, RunOptions, CPUS, CWD,
-    DEFAULT_CPUS, DEFAULT_MEM, DEFAULT_SSH_TIMEOUT, HOST_MOUNT, KEYS, MEMORY, TIMEOUT,
+    duration, parse_ports, parse_root_dev, MemSize, RunOptions, DEFAULT_CPUS, DEFAULT_MEM,
+    DEFAULT_SSH_TIMEOUT,
 };
+pub(crate) use plan::options::{Key, CPUS, CWD, HOST_MOUNT, MEMORY, TIMEOUT};
 pub use plan::sshkey::{default_key, login_line};
 pub use run::run_report;
 pub use saved::state::states_dir;

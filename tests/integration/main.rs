@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod dropin;
+mod guest_inits;
 mod images;
 mod kernels;
 mod linking;

@@ -23,8 +23,8 @@ use crate::runner::error::RunError;
 use crate::runner::guest::steps::{self, ShellGuest, Terminal};
 use crate::runner::guest::{shell_init, ControlMsg, HostMsg};
 use crate::runner::plan::decision::RunPlan;
-use crate::runner::session::channel::{self, ControlWriter, Listeners, Sinks};
-use crate::runner::session::rundir::{Endpoint, RunDir};
+use crate::runner::session::channel::{self, ControlWriter, Sinks};
+use crate::runner::session::rundir::RunDir;
 use crate::runner::session::{config, qemu, Ctx, Now, Session};
 use crate::runner::verdict::outcome::Outcome;
 use crate::runner::verdict::Event;
@@ -243,19 +243,7 @@ pub fn run_shell(
         (shell_init::FSTAB_FILE, f.fstab.as_bytes()),
     ])?;
     let cfg = config::qemu_config(plan, dir.path());
-    let listeners = Listeners {
-        console: dir.listen(Endpoint::Console)?,
-        stdout: dir.listen(Endpoint::Stdout)?,
-        stderr: dir.listen(Endpoint::Stderr)?,
-        control: dir.listen(Endpoint::Control)?,
-    };
-    let log = match &plan.console_log {
-        Some(p) => Some(
-            std::fs::File::create(p)
-                .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
-        ),
-        None => None,
-    };
+    let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
     if tty {
         progress::info(ctx.reporter, format!("shell: {}", term::ESCAPE_HELP));
     }

@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::channel::{self, Listeners, Pumps, Sinks};
-use super::rundir::{Endpoint, RunDir, INITRAMFS_FILE};
+use super::channel::{self, Pumps, Sinks};
+use super::rundir::{RunDir, INITRAMFS_FILE};
 use super::{config, qemu, Ctx, Now, Session};
 use crate::progress;
 use crate::runner::error::RunError;
@@ -109,19 +109,7 @@ pub fn launch(
         cfg.snapshot = snapshot;
     }
     cfg.extra.extend(l.extra);
-    let listeners = Listeners {
-        console: dir.listen(Endpoint::Console)?,
-        stdout: dir.listen(Endpoint::Stdout)?,
-        stderr: dir.listen(Endpoint::Stderr)?,
-        control: dir.listen(Endpoint::Control)?,
-    };
-    let log = match &plan.console_log {
-        Some(p) => Some(
-            std::fs::File::create(p)
-                .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
-        ),
-        None => None,
-    };
+    let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
     let session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?;
     let pumps = channel::start(listeners, log, sinks, false);
     let limits = Limits {

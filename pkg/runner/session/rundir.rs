@@ -10,7 +10,7 @@
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use super::channel;
+use super::channel::{self, Listeners};
 use crate::runner::error::RunError;
 
 /// The run directories' name: `lvh-run-<pid>.XXXXXX`.
@@ -87,6 +87,28 @@ impl RunDir {
     pub fn listen(&self, e: Endpoint) -> Result<UnixListener, RunError> {
         let p = e.path_in(self.path());
         channel::listen(&p).map_err(|err| RunError::io(format!("listen on {}", p.display()), err))
+    }
+
+    /// The guest channel's sockets, listening, and the console log file
+    /// (created, when the run keeps one).
+    pub fn channels(
+        &self,
+        console_log: Option<&Path>,
+    ) -> Result<(Listeners, Option<std::fs::File>), RunError> {
+        let listeners = Listeners {
+            console: self.listen(Endpoint::Console)?,
+            stdout: self.listen(Endpoint::Stdout)?,
+            stderr: self.listen(Endpoint::Stderr)?,
+            control: self.listen(Endpoint::Control)?,
+        };
+        let log = match console_log {
+            Some(p) => Some(
+                std::fs::File::create(p)
+                    .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
+            ),
+            None => None,
+        };
+        Ok((listeners, log))
     }
 
     /// Writes the control share with these files.
