@@ -59,7 +59,7 @@ fn text(data: &[u8]) -> Option<&str> {
 
 fn images_json(data: &[u8]) {
     if let Some(t) = text(data) {
-        let _ = crate::images::config::parse_with_warnings(Path::new("images.json"), t);
+        let _ = crate::images::entry::parse_with_warnings(Path::new("images.json"), t);
     }
 }
 

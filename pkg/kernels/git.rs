@@ -162,7 +162,7 @@ fn remote_ref(
         heads.iter().map(|h| (h.name(), h.symref_target())),
         url.branch.as_deref(),
     )
-    .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
+    .map_err(|m| KernelsError::invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
 }
 
 /// A new worktree `kernels/<name>` on branch `lvh-<name>` at `target` (or one
@@ -358,7 +358,7 @@ fn update_worktree(tree: &Path, name: &str, target: git2::Oid) -> Result<FetchOu
     let local = format!("refs/heads/{}", layout::local_branch(name));
     let head = wt.head().map_err(gerr("failed to read HEAD"))?;
     if head.name().ok() != Some(local.as_str()) {
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{} is on {} instead of {local}; not updating it (switch back or remove the kernel)",
             tree.display(),
             head.name().unwrap_or("a detached HEAD")
@@ -378,7 +378,7 @@ fn update_worktree(tree: &Path, name: &str, target: git2::Oid) -> Result<FetchOu
         if wt.graph_descendant_of(current, target).unwrap_or(false) {
             return Ok(FetchOutcome::UpToDate);
         }
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{local} in {} has diverged from the remote ({current} vs {target}); rebase or reset it yourself",
             tree.display()
         )));

@@ -363,7 +363,7 @@ impl Remote {
         self.reauthenticating(RegistryOperation::Push, || {
             let ct = media_type
                 .parse()
-                .map_err(|_| OciError::InvalidInput(format!("bad media type {media_type}")))?;
+                .map_err(|_| OciError::invalid(format!("bad media type {media_type}")))?;
             self.rt
                 .block_on(
                     self.client

@@ -28,10 +28,9 @@ const LAYERS: &[&[&str]] = &[
 /// Lines a module may have before its tests.
 const MAX_LINES: usize = 600;
 
-/// One source file: its module path (`runner::plan::options`) and text.
+/// One source file and its code.
 struct Module {
     file: PathBuf,
-    path: Vec<String>,
     /// The code before `#[cfg(test)]`, without comments.
     code: String,
     /// Lines before its tests.
@@ -105,10 +104,9 @@ fn modules() -> BTreeMap<Vec<String>, Module> {
             load(&f, p, &d, out);
         }
         out.insert(
-            path.clone(),
+            path,
             Module {
                 file: file.to_path_buf(),
-                path,
                 code,
                 lines,
                 children,
@@ -358,9 +356,7 @@ fn upward(g: &Graph) -> Vec<String> {
     for (from, tos) in g {
         for to in tos {
             let (lf, lt) = (layer(from), layer(to));
-            let sideways = lf == lt
-                && lf == 2
-                && from.first() != to.first();
+            let sideways = lf == lt && lf == 2 && from.first() != to.first();
             if lt > lf || sideways {
                 out.push(format!("{} -> {}", name(from), name(to)));
             }
@@ -387,7 +383,10 @@ fn the_import_graph_has_no_circle_and_no_upward_import() {
     }
     if c.is_empty() {
         let f = floors(&g);
-        let runner: Vec<_> = f.iter().filter(|(p, _)| p.first().is_some_and(|t| t == "runner")).collect();
+        let runner: Vec<_> = f
+            .iter()
+            .filter(|(p, _)| p.first().is_some_and(|t| t == "runner"))
+            .collect();
         let most = runner.iter().map(|(_, f)| **f).max().unwrap_or(0);
         let runner_edges: usize = g
             .iter()
@@ -430,7 +429,10 @@ fn the_graph_tool_reads_use_trees_and_paths() {
         ["super::a", "super::b::c", "super::b::d", "super::e"]
     );
     let p = paths_in("use crate::x::{y, z};\nfn f() { crate::w::v(); super::q::r(); }\n");
-    assert_eq!(p, ["crate::x::y", "crate::x::z", "crate::w::v", "super::q::r"]);
+    assert_eq!(
+        p,
+        ["crate::x::y", "crate::x::z", "crate::w::v", "super::q::r"]
+    );
     let (code, lines) = code_of("a // c\nb\n#[cfg(test)]\nmod tests;\n");
     assert_eq!((code.as_str(), lines), ("a \nb\n", 2));
 }

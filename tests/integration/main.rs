@@ -2,6 +2,7 @@
 //! Needs no root, network or QEMU.
 
 mod action;
+mod architecture;
 mod bad_input;
 mod cli;
 mod common;
