@@ -168,8 +168,17 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     for w in w {
         lvh::progress::warn(&ctx.reporter, w);
     }
+    let setup = execute::Setup {
+        arch: a.qemu_arch,
+        accel,
+        boot_timeout,
+        policy,
+        console_dir: a.console_dir.clone(),
+    };
+    let host = lvh::runner::Host::probe();
     if a.dry_run {
         for c in &combos {
+            execute::dry_check(&m, c, &setup, &host)?;
             outln!("{}", execute::dry_run_line(&m, c, &a.dir, a.qemu_arch));
         }
         return Ok(ExitCode::Success);
@@ -203,14 +212,6 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(d)
             .map_err(|e| anyhow::anyhow!("failed to create --console-dir {}: {e}", d.display()))?;
     }
-    let setup = execute::Setup {
-        arch: a.qemu_arch,
-        accel,
-        boot_timeout,
-        policy,
-        console_dir: a.console_dir.clone(),
-    };
-    let host = lvh::runner::Host::probe();
     let jobs = execute::prepare(&m, &kernels, &images, &combos, &setup, &host)?;
     if let Some(w) = jobs.iter().find_map(|j| j.plan.accel_note.clone()) {
         lvh::progress::warn(&ctx.reporter, w);

@@ -62,7 +62,7 @@ fn strip_unknown_keys(value: &mut Value) -> Vec<UnknownKey> {
     out
 }
 
-/// Parses and validates like [`parse`], and returns, besides the images, one
+/// Parses and validates like `parse`, and returns, besides the images, one
 /// warning per key lvh ignores as Go does (file, line and key), in file order.
 pub fn parse_with_warnings(
     file: &Path,

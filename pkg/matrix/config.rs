@@ -1,6 +1,6 @@
 //! `lvh-tests.json`: the test matrix file. Its text is parsed into plain wire
 //! values, unknown keys are stripped and reported with line and column (as
-//! images.json and kernels.json do), and [`validate`] turns the rest into a
+//! images.json and kernels.json do), and [`parse`] turns the rest into a
 //! [`Matrix`] whose every value is checked, with errors that name the file,
 //! line, column, field and value. Nothing here touches the disk except the
 //! existence checks of local kernel, image and host-mount paths.

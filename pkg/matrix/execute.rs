@@ -187,6 +187,28 @@ pub fn prepare(
         .collect()
 }
 
+/// `--dry-run`'s check of one combination, planned as `lvh run --dry-run`
+/// plans it (no host or kernel checks), when its kernel and image are local
+/// files; the others are planned when `lvh test` runs, after they are pulled
+/// or built.
+pub fn dry_check(m: &Matrix, c: &Combo, s: &Setup, host: &Host) -> Result<(), RunError> {
+    use super::config::{ImageSource, KernelSource};
+    let (KernelSource::Path(kernel), ImageSource::Path(image)) =
+        (&m.kernels[c.kernel].source, &m.images[c.image].source)
+    else {
+        return Ok(());
+    };
+    let o = run_options(&m.tests[c.test], kernel, image, s, &c.id);
+    let req = RunRequest {
+        check_host: false,
+        check_kernel: false,
+        ..RunRequest::new(o)
+    };
+    crate::runner::prepare(req, host)
+        .map(|_| ())
+        .map_err(|e| in_file(e, m, c))
+}
+
 /// How many VMs at once by default: as many as the host's CPUs hold the
 /// largest test's vCPUs, and 80% of the available memory its RAM; at least one.
 pub fn default_jobs(host_cpus: usize, mem_available: Option<u64>, tests: &[TestSpec]) -> usize {

@@ -46,9 +46,8 @@ fn run_dry(dir: &Path, extra: &[&str]) -> String {
     stdout(&out)
 }
 
-/// `lvh test --dry-run` of one test with `keys` (JSON members): its
-/// equivalent `lvh run` line.
-fn test_dry(dir: &Path, keys: &str) -> String {
+/// Writes a test file of one test with `keys` (JSON members).
+fn write_test(dir: &Path, keys: &str) {
     let keys = if keys.is_empty() {
         String::new()
     } else {
@@ -62,6 +61,12 @@ fn test_dry(dir: &Path, keys: &str) -> String {
         ),
     )
     .unwrap();
+}
+
+/// `lvh test --dry-run` of one test with `keys` (JSON members): its
+/// equivalent `lvh run` line.
+fn test_dry(dir: &Path, keys: &str) -> String {
+    write_test(dir, keys);
     let out = with_tcg(dir, &["test", "--dry-run"]);
     assert_code(&out, 0);
     let line = stdout(&out);
@@ -170,24 +175,34 @@ fn cwd_same_name() {
     replay(d.path(), &line);
 }
 
-/// The same bad value refused by `lvh run` and by `lvh test`: exit code 3,
-/// the same reason, nothing booted.
-fn refused_alike(d: &Path, flags: &[&str], keys: &str, reason: &str) {
-    let mut args = vec!["run", "--kernel", "bzImage", "--image", "root.img"];
-    args.extend_from_slice(flags);
-    args.extend(["--", "true"]);
-    let run = with_tcg(d, &args);
-    assert_code(&run, 3);
-    assert!(stderr(&run).contains(reason), "lvh run: {}", stderr(&run));
-    test_dry(d, keys);
-    let test = with_tcg(d, &["test"]);
-    assert_code(&test, 3);
-    assert!(
-        stderr(&test).contains(reason),
-        "lvh test: {}",
-        stderr(&test)
-    );
-    assert!(stdout(&test).is_empty(), "{}", stdout(&test));
+/// The same bad value refused by `lvh run` and by `lvh test` (with
+/// `--dry-run` too when `dry`): exit code 3, the same reason, nothing booted.
+fn refused_alike(d: &Path, flags: &[&str], keys: &str, reason: &str, dry: bool) {
+    write_test(d, keys);
+    let modes: &[&[&str]] = if dry { &[&[], &["--dry-run"]] } else { &[&[]] };
+    for extra in modes {
+        let mut args = vec!["run", "--kernel", "bzImage", "--image", "root.img"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(flags);
+        args.extend(["--", "true"]);
+        let run = with_tcg(d, &args);
+        assert_code(&run, 3);
+        assert!(
+            stderr(&run).contains(reason),
+            "lvh run {extra:?}: {}",
+            stderr(&run)
+        );
+        let mut args = vec!["test"];
+        args.extend_from_slice(extra);
+        let test = with_tcg(d, &args);
+        assert_code(&test, 3);
+        assert!(
+            stderr(&test).contains(reason),
+            "lvh test {extra:?}: {}",
+            stderr(&test)
+        );
+        assert!(stdout(&test).is_empty(), "{}", stdout(&test));
+    }
 }
 
 #[test]
@@ -198,18 +213,21 @@ fn the_same_bad_input_is_refused_alike() {
         &["--mem", "16M"],
         r#""memory": "16M""#,
         "invalid memory size: lvh needs at least 32M for the guest kernel to boot",
+        true,
     );
     refused_alike(
         d.path(),
         &["--mem", "64T"],
         r#""mem": "64T""#,
         "invalid memory size: the host has",
+        false,
     );
     refused_alike(
         d.path(),
         &["--cpu", "0"],
         r#""cpus": 0"#,
         "invalid CPU count: expected 1 or more",
+        true,
     );
     // A kernel whose configuration lacks what the run needs.
     std::fs::rename(d.path().join("bzImage"), d.path().join("vmlinuz-6.12.0")).unwrap();

@@ -77,7 +77,7 @@ pub struct RunPlan {
     pub init: Init,
     /// The kernel command line (with `--kernel`).
     pub cmdline: Option<String>,
-    /// `--kernel`'s configuration, where it was found ([`kcheck::find`]).
+    /// `--kernel`'s configuration, where it was found (`kcheck::find`).
     pub kernel_config: Option<(kcheck::Source, kcheck::Config)>,
     pub gdb: Option<GdbStub>,
     /// `--ssh-key`: the file and the checked public keys it holds.

@@ -187,7 +187,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 pub const DURATION_SYNTAX: &str =
     "not a duration: expected seconds (30) or a number with a unit (30s, 5m, 1h30m)";
 
-/// [`parse_duration`] for `field`, with an error that names it.
+/// `parse_duration` for `field`, with an error that names it.
 pub fn duration(field: &str, s: &str) -> Result<Duration, InvalidInput> {
     parse_duration(s).ok_or_else(|| InvalidInput::value(field, s, DURATION_SYNTAX))
 }

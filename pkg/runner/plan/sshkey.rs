@@ -33,7 +33,7 @@ const KEY_TYPES: [&str; 6] = [
     "sk-ecdsa-sha2-",
 ];
 
-/// The first of [`DEFAULT_KEYS`] found in `home/.ssh`.
+/// The first of `DEFAULT_KEYS` found in `home/.ssh`.
 pub fn default_key(home: Option<&Path>) -> Result<PathBuf, RunError> {
     let Some(home) = home else {
         return Err(RunError::refused(

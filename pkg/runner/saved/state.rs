@@ -93,7 +93,7 @@ pub struct StateMeta {
     pub setup: Vec<String>,
     /// Saved from a bootable image booted by its own init (no kernel of
     /// lvh's: `kernel` is empty); commands reach it over ssh with the key in
-    /// the state's directory (`saved_boot`).
+    /// the state's directory (`saved::boot`).
     #[serde(default)]
     pub booted: bool,
 }
