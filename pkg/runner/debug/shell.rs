@@ -244,10 +244,10 @@ pub fn run_shell(
     ])?;
     let cfg = config::qemu_config(plan, dir.path());
     let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
+    let mut session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?;
     if tty {
         progress::info(ctx.reporter, format!("shell: {}", term::ESCAPE_HELP));
     }
-    let mut session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?;
     let pumps = channel::start(listeners, log, sinks, true);
     let raw = if tty {
         RawMode::enter().map_err(|e| RunError::io("put the terminal in raw mode", e))?
