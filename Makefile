@@ -63,8 +63,9 @@ LVH_TOOLS ?= $(HOME)/.cache/lvh-tools
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --test system -- -D warnings
 	shellcheck -x scripts/action/*.sh scripts/install.sh scripts/dist.sh
+	shellcheck pkg/runner/guest/*.sh
 	NODE_PATH=$(LVH_TOOLS)/node_modules node scripts/action/lint.cjs action.yaml README.md docs/action.md docs/test-matrix.md .github/workflows/*.yaml
 
 # The release files (docs/install.md): dist/lvh-<version>-<target>.tar.gz (a

@@ -1,42 +1,32 @@
-//! The build script does three things.
+//! The build script, one job per file:
 //!
-//! Version: what `lvh version` reports (see `pkg/version.rs`): `git describe`
-//! of the checkout lvh is built from (release tags `vX.Y.Z`) as
-//! LVH_GIT_DESCRIBE and its commit as LVH_GIT_COMMIT, the target triple
-//! (LVH_BUILD_TARGET) and `rustc -V` (LVH_BUILD_RUSTC). Git is asked only when
-//! the crate is the top of its checkout: the copy `cargo package` verifies
-//! under `target/package/` and a crate vendored into another repository get
-//! no description (the crate version is printed), the first with the commit
-//! `cargo package` recorded in `.cargo_vcs_info.json`.
-//!
-//! Test-tier switches, decided when the crate is built (libtest can only
-//! ignore a test at compile time):
-//! - `lvh_system`: `LVH_SYSTEM_TESTS=1` (the Makefile sets it) compiles the
-//!   system tier; without it `cargo test` reports the tier as one ignored test
-//!   that says how to run it.
-//! - `lvh_no_git` / `lvh_no_make`: the integration tests that drive `git` or
-//!   `make` are ignored, with the reason, when the tool is not on PATH, so plain
-//!   `cargo test` passes with only Rust installed. Under `LVH_SYSTEM_TESTS=1`
-//!   they always run (a missing tool is a failure there). PATH is looked at
-//!   when this script runs (not on every PATH change, which would rebuild the
-//!   crate); after installing git or make, `touch build.rs` picks them up.
-//! - `lvh_no_guestfs_h`: likewise for the libguestfs struct layout unit test
-//!   when `/usr/include/guestfs.h` (libguestfs-dev) is missing.
-//!
-//! The guest init: `pkg/runner/guest_init.c` compiled into a static program
-//! for each guest architecture (the host's gcc for its own, the Debian cross
-//! gcc for the other; `LVH_GUEST_CC_AMD64` / `LVH_GUEST_CC_ARM64` name others),
-//! embedded through `$OUT_DIR/guest_init.rs`. An architecture whose compiler is
-//! missing gets none, with a warning, and lvh boots it with the shell init;
-//! under `LVH_SYSTEM_TESTS=1` that is an error.
+//! - the version (here): what `lvh version` reports (see `pkg/version.rs`):
+//!   `git describe` of the checkout lvh is built from (release tags `vX.Y.Z`)
+//!   as LVH_GIT_DESCRIBE and its commit as LVH_GIT_COMMIT, the target triple
+//!   (LVH_BUILD_TARGET) and `rustc -V` (LVH_BUILD_RUSTC). Git is asked only
+//!   when the crate is the top of its checkout: the copy `cargo package`
+//!   verifies under `target/package/` and a crate vendored into another
+//!   repository get no description (the crate version is printed), the first
+//!   with the commit `cargo package` recorded in `.cargo_vcs_info.json`;
+//! - the static guest init per architecture, next to its source
+//!   (`pkg/runner/guest/build_init.rs`; `LVH_REQUIRE_GUEST_INITS=1` makes a
+//!   missing cross compiler an error naming its Debian package);
+//! - the test tiers' tool switches, next to the test support
+//!   (`tests/support/build_switches.rs`).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "pkg/runner/guest/build_init.rs"]
+mod guest_init;
+#[path = "tests/support/build_switches.rs"]
+mod test_switches;
+
 fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
     git_version();
-    test_tiers();
-    guest_init();
+    guest_init::build();
+    test_switches::emit();
 }
 
 fn git(args: &[&str]) -> Option<String> {
@@ -132,96 +122,4 @@ fn vcs_sha1(json: &str) -> Option<String> {
         .take_while(|c| c.is_ascii_hexdigit())
         .collect();
     (sha.len() == 40).then_some(sha)
-}
-
-/// libguestfs's header, for the unit test of the binding's struct layouts.
-const GUESTFS_H: &str = "/usr/include/guestfs.h";
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-fn test_tiers() {
-    println!("cargo::rustc-check-cfg=cfg(lvh_system, lvh_no_git, lvh_no_make, lvh_no_guestfs_h)");
-    println!("cargo::rerun-if-env-changed=LVH_SYSTEM_TESTS");
-    println!("cargo::rerun-if-changed=build.rs");
-    let system = std::env::var("LVH_SYSTEM_TESTS").is_ok_and(|v| v == "1");
-    if system {
-        println!("cargo::rustc-cfg=lvh_system");
-    }
-    for (tool, cfg) in [("git", "lvh_no_git"), ("make", "lvh_no_make")] {
-        if !system && !on_path(tool) {
-            println!("cargo::rustc-cfg={cfg}");
-        }
-    }
-    if !system && !std::path::Path::new(GUESTFS_H).exists() {
-        println!("cargo::rustc-cfg=lvh_no_guestfs_h");
-    }
-}
-
-/// The guest init's source, next to the module that ships it.
-const GUEST_INIT_C: &str = "pkg/runner/guest_init.c";
-
-/// The compiler for a guest architecture (`x86_64`, `aarch64`): the host's own
-/// gcc for the host's architecture, else Debian's cross gcc.
-fn guest_cc(arch: &str, env: &str) -> String {
-    if let Ok(cc) = std::env::var(env) {
-        return cc;
-    }
-    if std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == arch) {
-        "gcc".into()
-    } else {
-        format!("{arch}-linux-gnu-gcc")
-    }
-}
-
-/// Compiles the guest init for one architecture; the error says why not.
-fn compile_guest_init(cc: &str, out: &std::path::Path) -> Result<(), String> {
-    let o = Command::new(cc)
-        .args(["-static", "-Os", "-s", "-Wall", "-Wextra", "-o"])
-        .arg(out)
-        .arg(GUEST_INIT_C)
-        .output()
-        .map_err(|e| format!("{cc}: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cc} failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-fn guest_init() {
-    println!("cargo::rerun-if-changed={GUEST_INIT_C}");
-    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    println!("cargo::rerun-if-env-changed=LVH_REQUIRE_GUEST_INITS");
-    // Release builds (scripts/dist.sh) and the system tier ship both inits or fail.
-    let required = ["LVH_SYSTEM_TESTS", "LVH_REQUIRE_GUEST_INITS"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| v == "1"));
-    let mut rs =
-        String::from("// Generated by build.rs: the static guest init per architecture.\n");
-    for (name, arch, env) in [
-        ("AMD64", "x86_64", "LVH_GUEST_CC_AMD64"),
-        ("ARM64", "aarch64", "LVH_GUEST_CC_ARM64"),
-    ] {
-        println!("cargo::rerun-if-env-changed={env}");
-        let cc = guest_cc(arch, env);
-        let bin = out_dir.join(format!("lvh-init-{arch}"));
-        match compile_guest_init(&cc, &bin) {
-            Ok(()) => rs.push_str(&format!(
-                "pub const {name}: Option<&[u8]> = Some(include_bytes!({:?}));\n",
-                bin.display().to_string()
-            )),
-            Err(e) if required => panic!("the {arch} guest init: {e}"),
-            Err(e) => {
-                println!("cargo::warning=no {arch} guest init (lvh boots {arch} guests with its shell init): {e}");
-                rs.push_str(&format!("pub const {name}: Option<&[u8]> = None;\n"));
-            }
-        }
-    }
-    std::fs::write(out_dir.join("guest_init.rs"), rs).expect("write guest_init.rs");
 }

@@ -1,11 +1,11 @@
-//! The exit codes lvh returns, named once and documented in the README, and
-//! the one function that finds the code an error chain deserves.
-//!
-//! Library errors implement [`HasExitCode`] and are registered in
-//! [`exit_code_of`] (a test checks that every implementor is), so the binary
-//! turns any failure into the right code without string matching.
+//! The exit codes lvh returns, named once and documented in the README; the
+//! trait by which an error says which code it deserves ([`HasExitCode`],
+//! implemented by each subsystem for its own errors, where the failures are
+//! decided); and the one structured invalid-input error ([`InvalidInput`]:
+//! file, field, value and reason) that every subsystem uses for bad input.
+//! This module knows no subsystem: the binary, which knows them all, asks
+//! each error of a chain for its code.
 
-use std::error::Error;
 use std::path::PathBuf;
 
 /// Every exit code lvh itself uses. In `lvh run` command mode the guest
@@ -124,6 +124,16 @@ impl InvalidInput {
         }
     }
 
+    /// A flag or field that cannot be used as given (no single bad value):
+    /// `--daemonize: cannot be combined with a command`.
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
     /// The same error, located in `file`.
     pub fn in_file(mut self, file: impl Into<PathBuf>) -> Self {
         self.file = Some(file.into());
@@ -153,38 +163,6 @@ impl HasExitCode for InvalidInput {
     }
 }
 
-/// The library's error types that know their exit code, tried in this order.
-macro_rules! registered {
-    ($($t:ty),* $(,)?) => {
-        /// The exit code `err` itself deserves, if it is a registered error type.
-        fn own_exit_code(err: &(dyn Error + 'static)) -> Option<ExitCode> {
-            $(if let Some(e) = err.downcast_ref::<$t>() {
-                return Some(e.exit_code());
-            })*
-            None
-        }
-        #[cfg(test)]
-        const REGISTERED: &[&str] = &[$(stringify!($t)),*];
-    };
-}
-
-registered!(
-    InvalidInput,
-    crate::exec::ExecError,
-    crate::images::ImagesError,
-    crate::kernels::KernelsError,
-    crate::runner::RunError,
-    crate::oci::OciError,
-);
-
-/// The exit code of an error chain (outermost first, as `anyhow::Error::chain`
-/// yields it): that of the first error that knows its code, else `None`.
-pub fn exit_code_of<'a>(
-    chain: impl IntoIterator<Item = &'a (dyn Error + 'static)>,
-) -> Option<ExitCode> {
-    chain.into_iter().find_map(own_exit_code)
-}
-
 /// An error and its `source()` chain on one line, joined by ": ".
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -200,50 +178,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A type that implements `HasExitCode` but is missing from `registered!`
-    /// would silently exit 1.
-    #[test]
-    fn every_exit_code_type_is_registered() {
-        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.extension().is_some_and(|x| x == "rs") {
-                    let text = std::fs::read_to_string(&p).unwrap();
-                    for l in text.lines() {
-                        if let Some(rest) = l.trim().strip_prefix("impl HasExitCode for ") {
-                            out.push(rest.trim_end_matches(" {").to_string());
-                        }
-                    }
-                }
-            }
-        }
-        let mut found = Vec::new();
-        walk(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pkg"),
-            &mut found,
-        );
-        assert!(found.len() >= 6, "{found:?}");
-        for t in found {
-            assert!(
-                REGISTERED
-                    .iter()
-                    .any(|r| r.rsplit("::").next() == Some(t.as_str())),
-                "{t} implements HasExitCode but is not in registered!()"
-            );
-        }
-    }
-
-    #[test]
-    fn the_first_error_that_knows_its_code_wins() {
-        let inner = InvalidInput::value("--jobs", "0", "must be at least 1");
-        let wrapped = anyhow::Error::from(inner).context("failed to build");
-        assert_eq!(exit_code_of(wrapped.chain()), Some(ExitCode::InvalidInput));
-        let plain = anyhow::anyhow!("something else");
-        assert_eq!(exit_code_of(plain.chain()), None);
-    }
 
     #[test]
     fn invalid_input_names_file_field_value_and_reason() {

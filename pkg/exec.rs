@@ -24,14 +24,13 @@ mod run;
 pub mod sentinel;
 
 pub use child::Child;
+use child::POLL;
 pub use error::{describe_status, ExecError};
 
 /// How long a child gets between SIGTERM and SIGKILL unless told otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 /// How many stderr lines an error keeps unless told otherwise.
 pub const DEFAULT_TAIL_LINES: usize = 20;
-/// How often waits poll the child, the deadline and the cancel token.
-const POLL: Duration = Duration::from_millis(10);
 /// How long to wait for output pipes after the child's group is gone (a daemon
 /// that escaped the group may hold them open forever).
 const PIPE_DRAIN: Duration = Duration::from_secs(2);

@@ -102,14 +102,7 @@ impl Drop for Partial {
 }
 
 /// Removes a file, symlink or directory tree; absent is fine.
-pub fn remove_any(path: &Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
+pub use crate::stale::remove_any;
 
 /// An exclusive advisory lock on a file, held until dropped.
 #[derive(Debug)]

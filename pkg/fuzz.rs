@@ -63,7 +63,7 @@ fn text(data: &[u8]) -> Option<&str> {
 
 fn images_json(data: &[u8]) {
     if let Some(t) = text(data) {
-        let _ = crate::images::config::parse_with_warnings(Path::new("images.json"), t);
+        let _ = crate::images::entry::parse_with_warnings(Path::new("images.json"), t);
     }
 }
 
@@ -114,8 +114,8 @@ fn oci_manifest(data: &[u8]) {
 fn guest_report(data: &[u8]) {
     let mut pending = Vec::new();
     for chunk in data.chunks(7) {
-        for line in crate::runner::channel::split_lines(&mut pending, chunk) {
-            let _ = crate::runner::channel::classify_console_line(&line);
+        for line in crate::runner::session::channel::split_lines(&mut pending, chunk) {
+            let _ = crate::runner::session::channel::classify_console_line(&line);
             let _ = crate::runner::guest::parse_control(&line);
         }
     }
@@ -145,14 +145,18 @@ fn crash_reports(data: &[u8]) {
 }
 
 fn kernel_config(data: &[u8]) {
-    let c = crate::runner::kcheck::parse(&String::from_utf8_lossy(data));
+    let c = crate::runner::plan::kcheck::parse(&String::from_utf8_lossy(data));
     for arch in [Arch::Amd64, Arch::Arm64] {
-        let _ = crate::runner::kcheck::missing(
+        let _ = crate::runner::plan::kcheck::missing(
             &c,
-            &crate::runner::kcheck::needs(arch, crate::runner::qemu::RootDev::Vda, true),
+            &crate::runner::plan::kcheck::needs(
+                arch,
+                crate::runner::plan::options::RootDev::Vda,
+                true,
+            ),
         );
     }
-    let _ = crate::runner::kcheck::ikconfig(data);
+    let _ = crate::runner::plan::kcheck::ikconfig(data);
 }
 
 /// The kernel version whose tree `layer_tar` extracts (`data/kernels/6.1/`).

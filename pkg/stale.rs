@@ -54,7 +54,7 @@ pub fn sweep(dir: &Path, owner_of: impl Fn(&str) -> Option<u32>) -> Vec<PathBuf>
         let Some(pid) = owner_of(&e.file_name().to_string_lossy()) else {
             continue;
         };
-        if pid != me && !alive(pid) && crate::fsutil::remove_any(&e.path()).is_ok() {
+        if pid != me && !alive(pid) && remove_any(&e.path()).is_ok() {
             tracing::debug!(path = %e.path().display(), pid, "removed what a killed lvh left");
             removed.push(e.path());
         }
@@ -70,6 +70,16 @@ pub fn sweep_owned(dir: &Path, base: &str) -> Vec<PathBuf> {
 /// [`sweep`] of `.partial-<pid>` outputs.
 pub fn sweep_partials(dir: &Path) -> Vec<PathBuf> {
     sweep(dir, partial_owner)
+}
+
+/// Removes a file, symlink or directory tree; absent is fine.
+pub fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

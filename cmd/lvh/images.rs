@@ -148,7 +148,7 @@ fn options(a: &BuildArgs) -> anyhow::Result<images::BuildOptions> {
 fn lint(dir: &std::path::Path, ctx: &Ctx) -> anyhow::Result<()> {
     let file = dir.join(images::config::IMAGES_JSON);
     let found = match std::fs::read_to_string(&file) {
-        Ok(text) => match images::config::parse_with_warnings(&file, &text) {
+        Ok(text) => match images::parse_with_warnings(&file, &text) {
             Ok((_, w)) => w.iter().map(|e| e.to_string()).collect(),
             Err(_) => Vec::new(),
         },

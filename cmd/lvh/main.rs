@@ -74,9 +74,31 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The exit code one error of a chain says it deserves, if it is one of the
+/// library's error types (each decides its own codes, see `HasExitCode`).
+fn own_exit_code(e: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
+    use lvh::error::HasExitCode;
+    macro_rules! first_of {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(e) = e.downcast_ref::<$t>() {
+                return Some(e.exit_code());
+            })*
+        };
+    }
+    first_of!(
+        lvh::error::InvalidInput,
+        lvh::exec::ExecError,
+        lvh::images::ImagesError,
+        lvh::kernels::KernelsError,
+        lvh::runner::RunError,
+        lvh::oci::OciError,
+    );
+    None
+}
+
 /// The exit code an error deserves: the first error in the chain that knows.
 fn classify(err: &anyhow::Error) -> ExitCode {
-    if let Some(code) = lvh::error::exit_code_of(err.chain()) {
+    if let Some(code) = err.chain().find_map(own_exit_code) {
         return code;
     }
     if lvh::cancel::CancelToken::global().is_cancelled() {
@@ -153,4 +175,21 @@ fn main() -> std::process::ExitCode {
         }
     };
     std::process::ExitCode::from(code.code() as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every library error type a chain may hold gives its own code.
+    #[test]
+    fn the_first_error_that_knows_its_code_wins() {
+        let inner = lvh::error::InvalidInput::value("--jobs", "0", "must be at least 1");
+        let wrapped = anyhow::Error::from(inner).context("failed to build");
+        assert_eq!(classify(&wrapped), ExitCode::InvalidInput);
+        let run = anyhow::Error::from(lvh::runner::RunError::Interrupted);
+        assert_eq!(classify(&run), ExitCode::Interrupted);
+        let plain = anyhow::anyhow!("something else");
+        assert_eq!(classify(&plain), ExitCode::Failure);
+    }
 }

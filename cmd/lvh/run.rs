@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -10,9 +9,10 @@ use clap::Args;
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::ExitCode;
-use lvh::runner::accel::kvm_check;
-use lvh::runner::kvm_probe;
-use lvh::runner::{parse_accel, parse_root_dev, vm, MemSize, Outcome, RunOptions, RunPlan, Sinks};
+use lvh::runner::{
+    duration, parse_accel, parse_ports, parse_root_dev, Host, MemSize, Outcome, RunOptions,
+    RunRequest, Sinks, StateRequest,
+};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -57,10 +57,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub serial_port: u16,
     /// CPU count (-smp)
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, visible_alias = "cpus", default_value_t = lvh::runner::DEFAULT_CPUS)]
     pub cpu: u32,
     /// RAM size (-m)
-    #[arg(long, default_value = "4G")]
+    #[arg(long, visible_alias = "memory", default_value = lvh::runner::DEFAULT_MEM)]
     pub mem: String,
     /// CPU kind (-cpu)
     #[arg(long)]
@@ -90,19 +90,20 @@ pub struct RunArgs {
     /// Directory to run CMD in; relative to the host mount (/host) when one is given
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<String>,
-    /// Seconds the guest may take to start the command (or show any console output)
-    /// [default: 20 with KVM, 90 with TCG]
+    /// Seconds (or a duration: 90s, 5m) the guest may take to start the command
+    /// (or show any console output) [default: 20 with KVM, 90 with TCG]
     #[arg(long, value_name = "SECS")]
-    pub boot_timeout: Option<f64>,
-    /// Seconds CMD may run before the VM is stopped (exit code 244) [default: no limit]
+    pub boot_timeout: Option<String>,
+    /// Seconds (or a duration: 30s, 20m, 1h30m) CMD may run before the VM is stopped
+    /// (exit code 244) [default: no limit]
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    pub timeout: Option<String>,
     /// With --daemonize: return only when ssh answers on the port forwarded to guest port 22
     #[arg(long)]
     pub wait_ssh: bool,
-    /// Seconds --wait-ssh waits for ssh
-    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
-    pub ssh_timeout: f64,
+    /// Seconds (or a duration) --wait-ssh waits for ssh
+    #[arg(long, value_name = "SECS", default_value = lvh::runner::DEFAULT_SSH_TIMEOUT)]
+    pub ssh_timeout: String,
     /// Give root this ssh public key at boot, without changing the image
     /// [default FILE: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub]
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
@@ -113,7 +114,7 @@ pub struct RunArgs {
     /// Kernel splats (WARN, BUG, Oops, lockups, sanitizers, new taint) in command mode:
     /// fail (exit code 245), warn (report on stderr), or off
     #[arg(long, value_name = "MODE", default_value = "fail")]
-    pub splat: lvh::runner::allow::SplatMode,
+    pub splat: lvh::runner::SplatMode,
     /// JSON allowlist of known splats: [{"pattern": REGEX, "reason": TEXT, "expires": "YYYY-MM-DD"}]
     #[arg(long, value_name = "FILE")]
     pub splat_allow: Option<PathBuf>,
@@ -164,21 +165,9 @@ pub struct RunArgs {
     pub cmd: Vec<String>,
 }
 
-fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    if !(v.is_finite() && v > 0.0) {
-        return Err(lvh::error::InvalidInput::value(
-            flag,
-            v.to_string(),
-            "expected a positive number of seconds",
-        )
-        .into());
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
 /// The flags as the runner's typed options (the checks that need several
-/// flags happen in `RunPlan::new`). The flags are checked before `--image` is
-/// resolved, which may pull it.
+/// flags happen in the runner's front door). The flags are checked before
+/// `--image` is resolved, which may pull it.
 pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
     let env = std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty());
     let accel = parse_accel(a.no_hw_accel, a.accel.as_deref(), env.as_deref())?;
@@ -186,27 +175,33 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
     let mem: MemSize = a.mem.parse()?;
     let boot_timeout = a
         .boot_timeout
-        .map(|v| secs("--boot-timeout", v))
+        .as_deref()
+        .map(|v| duration("--boot-timeout", v))
         .transpose()?;
-    let timeout = a.timeout.map(|v| secs("--timeout", v)).transpose()?;
-    let ssh_timeout = secs("--ssh-timeout", a.ssh_timeout)?;
+    let timeout = a
+        .timeout
+        .as_deref()
+        .map(|v| duration("--timeout", v))
+        .transpose()?;
+    let ssh_timeout = duration("--ssh-timeout", &a.ssh_timeout)?;
+    let ports = parse_ports(&a.ports)?;
     Ok(RunOptions {
         image: match a.image {
-            Some(_) => image_path(a, ctx)?,
-            // --from-state: the state's disk (see saved::restore_options)
-            None => PathBuf::new(),
+            Some(_) => Some(image_path(a, ctx)?),
+            // --from-state: the state's disk
+            None => None,
         },
         kernel: a.kernel.clone(),
         accel,
         daemonize: a.daemonize,
-        console_log_file: a.console_log_file.clone(),
+        console_log: a.console_log_file.clone(),
         host_mount: a.host_mount.clone(),
-        ports: a.ports.clone(),
-        serial_port: a.serial_port,
-        cpu: a.cpu,
+        ports,
+        serial_port: (a.serial_port != 0).then_some(a.serial_port),
+        cpus: a.cpu,
         mem,
         cpu_kind: a.cpu_kind.clone(),
-        qemu_monitor_port: a.qemu_monitor_port,
+        monitor_port: (a.qemu_monitor_port != 0).then_some(a.qemu_monitor_port),
         root_dev,
         arch: a.qemu_arch,
         append: a.append.clone(),
@@ -229,9 +224,8 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
 
 /// `--ssh-key FILE`, or the user's default public key for a bare `--ssh-key`.
 fn ssh_key(a: &RunArgs) -> anyhow::Result<Option<PathBuf>> {
-    use lvh::runner::sshkey;
     Ok(match &a.ssh_key {
-        Some(f) if f.is_empty() => Some(sshkey::default_key(
+        Some(f) if f.is_empty() => Some(lvh::runner::default_key(
             std::env::var_os("HOME").map(PathBuf::from).as_deref(),
         )?),
         other => other.as_ref().map(PathBuf::from),
@@ -245,6 +239,7 @@ fn ssh_key(a: &RunArgs) -> anyhow::Result<Option<PathBuf>> {
 /// reference downloads nothing. `REF#NAME` picks one image of an artifact with
 /// several.
 fn image_path(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<PathBuf> {
+    use lvh::error::InvalidInput;
     use lvh::oci::ImageSource;
     use lvh::runner::RunError;
     let arg = args.image.as_deref().unwrap_or_default();
@@ -253,9 +248,11 @@ fn image_path(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<PathBuf> {
         ImageSource::Reference { reference, name } => (reference, name),
     };
     if !args.pull_image {
-        return Err(RunError::Invalid(format!(
-            "no such image file {arg} (--image), and --pull-image=false"
-        ))
+        return Err(InvalidInput::value(
+            "--image",
+            arg,
+            "no such image file, and --pull-image=false",
+        )
         .into());
     }
     if args.dry_run {
@@ -289,8 +286,8 @@ fn image_path(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<PathBuf> {
 }
 
 /// `--splat` and `--splat-allow`, checked (an expired entry fails here).
-fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::allow::SplatPolicy> {
-    use lvh::runner::allow::{Date, SplatPolicy};
+fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::SplatPolicy> {
+    use lvh::runner::{Date, SplatPolicy};
     let (policy, warnings) =
         SplatPolicy::load(args.splat, args.splat_allow.as_deref(), Date::today())?;
     for w in warnings {
@@ -300,79 +297,63 @@ fn splat_policy(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<lvh::runner::allow:
 }
 
 pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    use lvh::runner::{saved, saved_boot, state};
-    let states = state::states_dir(&args.dir);
+    let states = lvh::runner::states_dir(&args.dir);
     if args.list_states {
-        for s in state::list(&states) {
+        for s in lvh::runner::list_states(&states) {
             match s {
-                Ok(m) => outln!("{}", state::describe(&m)),
+                Ok(m) => outln!("{}", lvh::runner::describe_state(&m)),
                 Err(e) => lvh::progress::warn(&ctx.reporter, e),
             }
         }
         return Ok(ExitCode::Success);
     }
     if let Some(name) = &args.remove_state {
-        state::remove(&states, name)?;
+        lvh::runner::remove_state(&states, name)?;
         return Ok(ExitCode::Success);
     }
     let mut opts = options(args, ctx)?;
-    let mut state_op = None;
-    if let Some(name) = &args.from_state {
-        if args.image.is_some() || args.kernel.is_some() {
-            return Err(lvh::runner::RunError::Invalid(
-                "--from-state takes the kernel and image from the saved state: leave out --kernel and --image".into(),
-            )
-            .into());
-        }
-        let (dir, meta) = state::load(&states, name)?;
-        opts = saved::restore_options(&opts, &dir, &meta)?;
-        // A bootable image's state: the command goes over ssh.
-        let ssh = match meta.booted {
-            true => Some(Box::new(saved_boot::prepare(&mut opts, "--from-state")?)),
-            false => None,
-        };
-        state_op = Some(saved::StateOp::Restore {
-            dir,
-            meta: Box::new(meta),
-            ssh,
-        });
-    }
-    let save_ssh = match (&args.save_state, &args.kernel) {
-        (Some(_), None) => Some(Box::new(saved_boot::prepare(&mut opts, "--save-state")?)),
-        _ => None,
-    };
-    if let (Some(r), None) = (&args.result_json, &opts.console_log_file) {
+    if let (Some(r), None) = (&args.result_json, &opts.console_log) {
         // The console goes beside the result, where the result says it is.
         let mut name = r.as_os_str().to_owned();
         name.push(".console.log");
-        opts.console_log_file = Some(name.into());
+        opts.console_log = Some(name.into());
     }
-    let kvm = kvm_probe::status(kvm_check(opts.accel, opts.arch, Arch::host()));
-    let mut plan = RunPlan::with_kvm(&opts, &kvm)?;
-    if let Some(note) = &plan.accel_note {
-        lvh::progress::warn(&ctx.reporter, note.clone());
-    }
-    if let Some(name) = &args.save_state {
-        state::check_name(name)?;
-        saved::check_save(&plan, save_ssh.is_some())?;
-        state_op = Some(saved::StateOp::Save {
-            states: std::path::absolute(&states).unwrap_or(states),
+    let state = match (&args.save_state, &args.from_state) {
+        (Some(name), _) => Some(StateRequest::Save {
+            states: states.clone(),
             name: name.clone(),
-            ssh: save_ssh,
-        });
+        }),
+        (None, Some(name)) => Some(StateRequest::Restore {
+            states: states.clone(),
+            name: name.clone(),
+        }),
+        (None, None) => None,
+    };
+    let dry = args.dry_run || args.qemu_cmd_print;
+    let req = RunRequest {
+        options: opts,
+        state,
+        check_host: !dry,
+        check_kernel: !dry && !args.no_kernel_check,
+    };
+    let prepared = lvh::runner::prepare(req, &Host::probe())?;
+    for w in &prepared.warnings {
+        lvh::progress::warn(&ctx.reporter, w.clone());
     }
-    plan.state = state_op;
-    let policy = splat_policy(args, ctx)?;
-    if args.dry_run || args.qemu_cmd_print {
-        let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
-        outln!("{}", vm::qemu_cmd(&plan, &dir).display());
-        return Ok(ExitCode::Success);
-    }
-    lvh::runner::preflight::check(&plan)?;
-    if !args.no_kernel_check {
-        if let Some(source) = lvh::runner::kcheck::check(&plan)? {
-            tracing::debug!("kernel configuration checked: {source}");
+    if ctx.verbose > 0 {
+        for n in &prepared.notes {
+            lvh::progress::info(&ctx.reporter, n.clone());
         }
+    }
+    if let Some(source) = &prepared.kernel_checked {
+        tracing::debug!("kernel configuration checked: {source}");
+    }
+    let plan = prepared.plan;
+    let policy = splat_policy(args, ctx)?;
+    if dry {
+        let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
+        outln!("{}", lvh::runner::qemu_cmd(&plan, &dir).display());
+        return Ok(ExitCode::Success);
     }
     let sinks = Sinks {
         stdout: Box::new(std::io::stdout()),
@@ -383,7 +364,7 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let print_cmd = ctx.verbose > 0;
     let report = lvh::runner::run_report(&plan, &policy, sinks, &ctx.reporter, print_cmd);
     if let Some(path) = &args.result_json {
-        lvh::runner::result::RunResult::new(&report.result, &report.facts).write(path)?;
+        lvh::runner::RunResult::new(&report.result, &report.facts).write(path)?;
     }
     match report.result? {
         Outcome::Command(code) | Outcome::Exited(code) => {
@@ -396,7 +377,7 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             } = plan.mode
             {
                 let key = plan.ssh_key.as_ref().map(|(f, _)| f.as_path());
-                outln!("{}", lvh::runner::sshkey::login_line(port, key));
+                outln!("{}", lvh::runner::login_line(port, key));
             }
             Ok(ExitCode::Success)
         }

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -12,7 +11,6 @@ use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::{ExitCode, InvalidInput};
 use lvh::matrix::{config, execute, expand, junit, report, resolve};
-use lvh::runner::accel::kvm_usable;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -68,12 +66,13 @@ pub struct TestArgs {
     /// Accelerator: kvm, tcg, or auto [default: $LVH_ACCEL, else auto]
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
-    /// Seconds a guest may take to start its command [default: 20 with KVM, 90 with TCG]
+    /// Seconds (or a duration: 90s, 5m) a guest may take to start its command
+    /// [default: 20 with KVM, 90 with TCG]
     #[arg(long, value_name = "SECS")]
-    pub boot_timeout: Option<f64>,
+    pub boot_timeout: Option<String>,
     /// Kernel splats: fail (the test's verdict is splat), warn, or off
     #[arg(long, value_name = "MODE", default_value = "fail")]
-    pub splat: lvh::runner::allow::SplatMode,
+    pub splat: lvh::runner::SplatMode,
     /// JSON allowlist of known splats (as `lvh run --splat-allow`)
     #[arg(long, value_name = "FILE")]
     pub splat_allow: Option<PathBuf>,
@@ -156,26 +155,30 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     let env = std::env::var("LVH_ACCEL").ok().filter(|v| !v.is_empty());
     let accel = lvh::runner::parse_accel(a.no_hw_accel, a.accel.as_deref(), env.as_deref())?;
-    let boot_timeout = match a.boot_timeout {
-        Some(v) if !(v.is_finite() && v > 0.0) => {
-            return Err(bad(
-                "--boot-timeout",
-                v.to_string(),
-                "expected a positive number of seconds",
-            ))
-        }
-        v => v.map(Duration::from_secs_f64),
-    };
-    let (policy, w) = lvh::runner::allow::SplatPolicy::load(
+    let boot_timeout = a
+        .boot_timeout
+        .as_deref()
+        .map(|v| lvh::runner::duration("--boot-timeout", v))
+        .transpose()?;
+    let (policy, w) = lvh::runner::SplatPolicy::load(
         a.splat,
         a.splat_allow.as_deref(),
-        lvh::runner::allow::Date::today(),
+        lvh::runner::Date::today(),
     )?;
     for w in w {
         lvh::progress::warn(&ctx.reporter, w);
     }
+    let setup = execute::Setup {
+        arch: a.qemu_arch,
+        accel,
+        boot_timeout,
+        policy,
+        console_dir: a.console_dir.clone(),
+    };
+    let host = lvh::runner::Host::probe();
     if a.dry_run {
         for c in &combos {
+            execute::dry_check(&m, c, &setup, &host)?;
             outln!("{}", execute::dry_run_line(&m, c, &a.dir, a.qemu_arch));
         }
         return Ok(ExitCode::Success);
@@ -209,15 +212,21 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(d)
             .map_err(|e| anyhow::anyhow!("failed to create --console-dir {}: {e}", d.display()))?;
     }
-    let setup = execute::Setup {
-        arch: a.qemu_arch,
-        accel,
-        kvm_usable: kvm_usable(Path::new("/dev/kvm")),
-        boot_timeout,
-        policy,
-        console_dir: a.console_dir.clone(),
-    };
-    let jobs = execute::prepare(&m, &kernels, &images, &combos, &setup)?;
+    let jobs = execute::prepare(&m, &kernels, &images, &combos, &setup, &host)?;
+    if let Some(w) = jobs.iter().find_map(|j| j.plan.accel_note.clone()) {
+        lvh::progress::warn(&ctx.reporter, w);
+    }
+    if ctx.verbose > 0 {
+        let mut notes: Vec<&String> = jobs
+            .iter()
+            .filter_map(|j| j.plan.init_note.as_ref())
+            .collect();
+        notes.sort();
+        notes.dedup();
+        for n in notes {
+            lvh::progress::info(&ctx.reporter, n.clone());
+        }
+    }
     let parallel = a.jobs.unwrap_or_else(|| {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let used: Vec<config::TestSpec> = m.tests.clone();
@@ -236,7 +245,7 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let interrupted = lvh::cancel::CancelToken::global().is_cancelled()
         || results
             .iter()
-            .any(|r| r.verdict == lvh::runner::result::ResultVerdict::Interrupted);
+            .any(|r| r.verdict == lvh::runner::ResultVerdict::Interrupted);
     crate::out::stdout(format!("\n{}", report::table(&results)).as_bytes());
     write_reports(a, &m, interrupted, &results)?;
     let t = report::totals(&results);

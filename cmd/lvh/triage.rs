@@ -65,7 +65,7 @@ fn vmlinux(a: &TriageArgs) -> anyhow::Result<Option<PathBuf>> {
     if !k.exists() {
         anyhow::bail!("--kernel {}: no such file", k.display());
     }
-    match lvh::runner::gdb::find_symbols(k) {
+    match lvh::runner::find_symbols(k) {
         Some(s) => Ok(Some(s.vmlinux)),
         None => anyhow::bail!(
             "--kernel {}: no vmlinux beside it (or in the directories above it); pass --vmlinux",

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use super::POLL;
 use crate::cancel::{CancelToken, GroupRegistration};
+
+/// How often waits poll the child, the deadline and the cancel token.
+pub(super) const POLL: Duration = Duration::from_millis(10);
 
 /// A running child in its own process group. Dropping it stops the whole group
 /// (SIGTERM, grace period, SIGKILL) unless it was [`Child::detach`]ed.

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::config::{Format, ImageConf};
 use super::customize::{self, Guest};
+use super::error::ImagesError;
 use super::forest::ParentRef;
 use super::plan::{Decision, Plan, PlanItem};
-use super::{cache, rootfs, ImagesError};
+use super::{cache, rootfs};
 use crate::cancel::CancelToken;
 use crate::fsutil::{remove_any, Lock, Partial};
 use crate::progress::{Outcome, Reporter, Stage, Stream};

@@ -120,7 +120,7 @@ pub fn write_record(images_dir: &Path, name: &str, parts: &KeyParts) -> io::Resu
     let rec = Record {
         key: parts.key(),
         parts: parts.clone(),
-        lvh_version: crate::VERSION.to_string(),
+        lvh_version: env!("CARGO_PKG_VERSION").to_string(),
         image: Some(FileId::of(&md)),
     };
     let text = serde_json::to_vec_pretty(&rec).map_err(io::Error::other)?;

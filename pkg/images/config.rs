@@ -1,15 +1,11 @@
-//! `images.json`: little-vm-helper's wire format, parsed into validated
-//! [`ImageConf`]s. Every error names the file, line and column, the image and
+//! `images.json`: little-vm-helper's wire format and the validated
+//! [`ImageConf`]s it is parsed into (by `entry`). Every error names the file, line and column, the image and
 //! the field. Keys are matched case-insensitively, as Go's decoder does.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 pub use super::actions::{find_vmlinuz, parse_mode, resolve, Action, Mode, Op, ACTION_TYPES};
-use super::entry::{parse_entry, IMAGE_KEYS};
-use crate::jsonpos::{strip_unknown, Pos, Positions, UnknownKey};
+use crate::jsonpos::Pos;
 
 /// The config file inside `--dir`.
 pub const IMAGES_JSON: &str = "images.json";
@@ -167,106 +163,6 @@ pub struct ConfigError {
     pub msg: String,
 }
 
-/// Parses and validates the text of an images.json (everything that does not
-/// need the filesystem: see [`check_inputs`] for that). `file` names it in errors.
-/// Keys Go's decoder would ignore are dropped (see [`parse_with_warnings`]).
-pub fn parse(file: &Path, text: &str) -> Result<Vec<ImageConf>, ConfigError> {
-    parse_with_warnings(file, text).map(|(confs, _)| confs)
-}
-
-/// Drops the keys little-vm-helper ignores (in image entries, actions and ops)
-/// and returns where they were.
-fn strip_unknown_keys(value: &mut Value) -> Vec<UnknownKey> {
-    let mut out = Vec::new();
-    let Value::Array(entries) = value else {
-        return out;
-    };
-    for (i, entry) in entries.iter_mut().enumerate() {
-        let path = format!("[{i}]");
-        out.extend(strip_unknown(entry, &path, IMAGE_KEYS));
-        let Some(Value::Array(actions)) = entry
-            .as_object_mut()
-            .and_then(|m| {
-                m.iter_mut()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("actions"))
-            })
-            .map(|(_, v)| v)
-        else {
-            continue;
-        };
-        for (j, act) in actions.iter_mut().enumerate() {
-            let apath = format!("{path}.actions[{j}]");
-            out.extend(strip_unknown(act, &apath, &["comment", "op", "type"]));
-            let Some(m) = act.as_object_mut() else {
-                continue;
-            };
-            let ty = m
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("type"))
-                .and_then(|(_, v)| v.as_str())
-                .map(str::to_string);
-            let Some((_, keys)) = ACTION_TYPES.iter().find(|(t, _)| Some(*t) == ty.as_deref())
-            else {
-                continue;
-            };
-            if let Some((_, op)) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("op")) {
-                out.extend(strip_unknown(op, &format!("{apath}.op"), keys));
-            }
-        }
-    }
-    out
-}
-
-/// Parses and validates like [`parse`], and returns, besides the images, one
-/// warning per key lvh ignores as Go does (file, line and key), in file order.
-pub fn parse_with_warnings(
-    file: &Path,
-    text: &str,
-) -> Result<(Vec<ImageConf>, Vec<ConfigError>), ConfigError> {
-    let mut value: Value = serde_json::from_str(text).map_err(|e| ConfigError {
-        file: file.to_owned(),
-        pos: Pos {
-            line: e.line(),
-            col: e.column(),
-        },
-        msg: format!("invalid JSON: {e}"),
-    })?;
-    let positions = Positions::scan(text);
-    let mut warnings: Vec<ConfigError> = strip_unknown_keys(&mut value)
-        .into_iter()
-        .map(|u| ConfigError {
-            file: file.to_owned(),
-            pos: positions.get(&u.path),
-            msg: format!("unknown key {:?}", u.key),
-        })
-        .collect();
-    warnings.sort_by_key(|w| (w.pos.line, w.pos.col));
-    let err = |path: &str, msg: String| ConfigError {
-        file: file.to_owned(),
-        pos: positions.get(path),
-        msg,
-    };
-    let Value::Array(entries) = value else {
-        return Err(err(
-            "",
-            "expected a JSON array of images ([{\"name\": ...}, ...])".into(),
-        ));
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    let mut seen = HashSet::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let conf = parse_entry(&format!("[{i}]"), entry, &err, &positions)?;
-        if !seen.insert(conf.name.clone()) {
-            return Err(err(
-                &format!("[{i}].name"),
-                format!("duplicate image name {:?}", conf.name),
-            ));
-        }
-        out.push(conf);
-    }
-    Ok((out, warnings))
-}
-
 pub use crate::bytesize::parse_size;
 
 /// Checks what needs the filesystem: every host input of every action exists
@@ -307,6 +203,7 @@ pub fn check_inputs(file: &Path, dir: &Path, confs: &[ImageConf]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::entry::{parse, parse_with_warnings};
 
     fn p(text: &str) -> Result<Vec<ImageConf>, ConfigError> {
         parse(Path::new("images.json"), text)

@@ -1,12 +1,116 @@
-//! Validating one `images.json` entry: a JSON value becomes an [`ImageConf`],
-//! keys matched case-insensitively as Go's decoder does, each error naming the
-//! field's path (`[0].actions[1].op.cmd`) so the caller can give its line.
+//! Parsing and validating `images.json` ([`parse`]): each entry's JSON value
+//! becomes an [`ImageConf`], keys matched case-insensitively as Go's decoder
+//! does, each error naming the file, line and column and the field's path
+//! (`[0].actions[1].op.cmd`).
+
+use std::collections::HashSet;
+use std::path::Path;
 
 use serde_json::Value;
 
 use super::actions::{Action, Op, ACTION_TYPES};
 use super::config::{parse_size, ConfigError, ImageConf, VARIANTS};
-use crate::jsonpos::Positions;
+use crate::jsonpos::{strip_unknown, Pos, Positions, UnknownKey};
+
+/// Parses and validates the text of an images.json (everything that does not
+/// need the filesystem: see `config::check_inputs` for that). `file` names it in errors.
+/// Keys Go's decoder would ignore are dropped (see [`parse_with_warnings`]).
+pub fn parse(file: &Path, text: &str) -> Result<Vec<ImageConf>, ConfigError> {
+    parse_with_warnings(file, text).map(|(confs, _)| confs)
+}
+
+/// Drops the keys little-vm-helper ignores (in image entries, actions and ops)
+/// and returns where they were.
+fn strip_unknown_keys(value: &mut Value) -> Vec<UnknownKey> {
+    let mut out = Vec::new();
+    let Value::Array(entries) = value else {
+        return out;
+    };
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let path = format!("[{i}]");
+        out.extend(strip_unknown(entry, &path, IMAGE_KEYS));
+        let Some(Value::Array(actions)) = entry
+            .as_object_mut()
+            .and_then(|m| {
+                m.iter_mut()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("actions"))
+            })
+            .map(|(_, v)| v)
+        else {
+            continue;
+        };
+        for (j, act) in actions.iter_mut().enumerate() {
+            let apath = format!("{path}.actions[{j}]");
+            out.extend(strip_unknown(act, &apath, &["comment", "op", "type"]));
+            let Some(m) = act.as_object_mut() else {
+                continue;
+            };
+            let ty = m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("type"))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_string);
+            let Some((_, keys)) = ACTION_TYPES.iter().find(|(t, _)| Some(*t) == ty.as_deref())
+            else {
+                continue;
+            };
+            if let Some((_, op)) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case("op")) {
+                out.extend(strip_unknown(op, &format!("{apath}.op"), keys));
+            }
+        }
+    }
+    out
+}
+
+/// Parses and validates like `parse`, and returns, besides the images, one
+/// warning per key lvh ignores as Go does (file, line and key), in file order.
+pub fn parse_with_warnings(
+    file: &Path,
+    text: &str,
+) -> Result<(Vec<ImageConf>, Vec<ConfigError>), ConfigError> {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| ConfigError {
+        file: file.to_owned(),
+        pos: Pos {
+            line: e.line(),
+            col: e.column(),
+        },
+        msg: format!("invalid JSON: {e}"),
+    })?;
+    let positions = Positions::scan(text);
+    let mut warnings: Vec<ConfigError> = strip_unknown_keys(&mut value)
+        .into_iter()
+        .map(|u| ConfigError {
+            file: file.to_owned(),
+            pos: positions.get(&u.path),
+            msg: format!("unknown key {:?}", u.key),
+        })
+        .collect();
+    warnings.sort_by_key(|w| (w.pos.line, w.pos.col));
+    let err = |path: &str, msg: String| ConfigError {
+        file: file.to_owned(),
+        pos: positions.get(path),
+        msg,
+    };
+    let Value::Array(entries) = value else {
+        return Err(err(
+            "",
+            "expected a JSON array of images ([{\"name\": ...}, ...])".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    let mut seen = HashSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let conf = parse_entry(&format!("[{i}]"), entry, &err, &positions)?;
+        if !seen.insert(conf.name.clone()) {
+            return Err(err(
+                &format!("[{i}].name"),
+                format!("duplicate image name {:?}", conf.name),
+            ));
+        }
+        out.push(conf);
+    }
+    Ok((out, warnings))
+}
 
 pub(super) type ErrFn<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
 

@@ -47,7 +47,7 @@ pub fn example_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::config::parse;
+    use crate::images::entry::parse;
     use std::path::Path;
 
     #[test]

@@ -200,7 +200,7 @@ impl Forest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::config::parse;
+    use crate::images::entry::parse;
     use std::path::Path;
 
     fn forest(pairs: &[(&str, &str)]) -> Result<Forest, ForestError> {

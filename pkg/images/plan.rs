@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::cache::{self, KeyParts};
 use super::config::{self, Format, ImageConf, Op, DEFAULT_IMAGE_SIZE, DEFAULT_MIRROR};
+use super::error::ImagesError;
 use super::forest::{Forest, ParentRef};
-use super::ImagesError;
 use crate::arch::Arch;
+use crate::error::InvalidInput;
 
 /// What the user asked for (built by the binary from its flags).
 #[derive(Clone, Debug)]
@@ -106,16 +107,25 @@ pub fn load(opts: &BuildOptions) -> Result<Forest, ImagesError> {
         path: file.clone(),
         source,
     })?;
-    let confs = config::parse(&file, &text)?;
+    let confs = super::entry::parse(&file, &text)?;
     let images_dir = opts.dir.join("images");
-    let forest = Forest::new(confs, |p| images_dir.join(p).is_file())
-        .map_err(|e| ImagesError::Invalid(format!("{}: {e}", file.display())))?;
+    let forest = Forest::new(confs, |p| images_dir.join(p).is_file()).map_err(|e| {
+        ImagesError::Invalid(
+            InvalidInput {
+                reason: e.to_string(),
+                ..Default::default()
+            }
+            .in_file(&file),
+        )
+    })?;
     config::check_inputs(&file, &opts.dir, &forest.confs)?;
     check_arch(&file, &forest, opts.arch)?;
     if let Some(s) = &opts.pkg_repo {
         if s.is_empty() || s.contains(['/', ' ']) {
-            return Err(ImagesError::Invalid(format!(
-                "--pkg-repo {s:?} is not a Debian suite name (e.g. bookworm, trixie)"
+            return Err(ImagesError::Invalid(InvalidInput::value(
+                "--pkg-repo",
+                s,
+                "not a Debian suite name (e.g. bookworm, trixie)",
             )));
         }
     }
@@ -142,13 +152,12 @@ fn check_arch(file: &Path, forest: &Forest, arch: Arch) -> Result<(), ImagesErro
         return Ok(());
     }
     let e = |c: &ImageConf, msg: String| {
-        ImagesError::Invalid(format!(
-            "{}:{}:{}: image {:?}: {msg}",
+        ImagesError::Invalid(InvalidInput::value("image", &c.name, msg).in_file(format!(
+            "{}:{}:{}",
             file.display(),
             c.pos.line,
-            c.pos.col,
-            c.name
-        ))
+            c.pos.col
+        )))
     };
     let why = format!(
         "the libguestfs appliance runs {} binaries only, so it cannot run the image's {arch} programs",
@@ -295,9 +304,12 @@ fn external_key(images_dir: &Path, name: &str) -> String {
 /// Decides, for every image in build order, whether to build it (and why).
 pub fn plan(opts: &BuildOptions, forest: Forest) -> Result<Plan, ImagesError> {
     let images_dir = opts.dir.join("images");
-    let selected = forest
-        .select(&opts.images)
-        .map_err(|e| ImagesError::Invalid(e.to_string()))?;
+    let selected = forest.select(&opts.images).map_err(|e| {
+        ImagesError::Invalid(InvalidInput {
+            reason: e.to_string(),
+            ..Default::default()
+        })
+    })?;
     let needed: BTreeSet<usize> = selected
         .iter()
         .flat_map(|&i| forest.ancestors(i))

@@ -153,16 +153,19 @@ pub fn make_ext4(
     file: &Path,
     size: u64,
     stage: &Stage,
-) -> Result<(), super::ImagesError> {
-    let f = std::fs::File::create(file)
-        .map_err(|e| super::ImagesError::io(format!("cannot create {}", file.display()), e))?;
+) -> Result<(), super::error::ImagesError> {
+    let f = std::fs::File::create(file).map_err(|e| {
+        super::error::ImagesError::io(format!("cannot create {}", file.display()), e)
+    })?;
     f.set_len(size)
-        .map_err(|e| super::ImagesError::io(format!("cannot size {}", file.display()), e))?;
+        .map_err(|e| super::error::ImagesError::io(format!("cannot size {}", file.display()), e))?;
     drop(f);
     mkfs_cmd(root, file)
         .stage(stage.id())
         .run(stage.reporter())
-        .map_err(|e| super::ImagesError::step(&file.display().to_string(), "mkfs.ext4", e))?;
+        .map_err(|e| {
+            super::error::ImagesError::step(&file.display().to_string(), "mkfs.ext4", e)
+        })?;
     Ok(())
 }
 

@@ -107,7 +107,7 @@ pub fn base_config(make: &Make, base: &BaseConfig, stage: &Stage) -> Result<()> 
 pub fn apply_options(make: &Make, opts: &[ConfigOption], stage: &Stage) -> Result<Configured> {
     let tree = &make.tree;
     if !dotconfig(tree).is_file() {
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{} has no .config to apply options to",
             tree.display()
         )));

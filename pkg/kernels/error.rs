@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 
-use crate::error::{ExitCode, HasExitCode};
+use crate::error::{ExitCode, HasExitCode, InvalidInput};
 
 /// Everything that can go wrong in `lvh kernels ...`.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelsError {
     /// A config file, flag value or name is wrong; nothing was changed.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
     #[error("{file}: {message}")]
     BadConfig { file: PathBuf, message: String },
     #[error("{file} does not exist (run `lvh kernels init --dir {dir}` first)")]
@@ -84,6 +84,16 @@ impl KernelsError {
     pub fn exec(what: impl Into<String>) -> impl FnOnce(crate::exec::ExecError) -> Self {
         let what = what.into();
         move |source| KernelsError::Exec { what, source }
+    }
+}
+
+impl KernelsError {
+    /// Bad input said in a sentence that names what is wrong.
+    pub(crate) fn invalid(reason: impl Into<String>) -> KernelsError {
+        KernelsError::Invalid(InvalidInput {
+            reason: reason.into(),
+            ..Default::default()
+        })
     }
 }
 

@@ -9,48 +9,17 @@
 //! user's credentials, proxies, `insteadOf` rules and ssh keys, and lvh
 //! itself then carries no TLS or ssh library of its own.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{Direction, FetchOptions, RemoteCallbacks, Repository};
 
 use super::error::{KernelsError, Result};
+use super::fetched::{add_excludes, git};
+pub use super::fetched::{FetchOutcome, Fetched};
 use super::layout::{self, Layout};
+use super::shallow::fetch_shallow;
 use super::url::KernelUrl;
-use crate::exec::Cmd;
 use crate::progress::{Stage, Unit};
-
-/// What a fetch did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fetched {
-    pub tree: PathBuf,
-    /// The commit the tree is at now.
-    pub commit: String,
-    /// The branch (or tag) followed on the remote.
-    pub branch: String,
-    pub outcome: FetchOutcome,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FetchOutcome {
-    Created,
-    Updated,
-    UpToDate,
-}
-
-/// Paths git is told to ignore in every kernel tree: lvh's state and the install tree.
-const EXCLUDES: &str = "/.lvh/\n/tar-install/\n";
-
-fn add_excludes(git_dir: &Path) -> Result<()> {
-    let f = git_dir.join("info").join("exclude");
-    let old = std::fs::read_to_string(&f).unwrap_or_default();
-    if old.contains("/.lvh/") {
-        return Ok(());
-    }
-    std::fs::create_dir_all(git_dir.join("info"))
-        .map_err(|e| KernelsError::io("failed to create", git_dir.join("info"), e))?;
-    crate::fsutil::write_atomic(&f, format!("{old}{EXCLUDES}").as_bytes())
-        .map_err(|e| KernelsError::io("failed to write", &f, e))
-}
 
 /// Opens the shared bare repository, creating it on first use.
 pub(crate) fn open_shared(layout: &Layout) -> Result<Repository> {
@@ -174,7 +143,7 @@ fn remote_ref(
         heads.iter().map(|h| (h.name(), h.symref_target())),
         url.branch.as_deref(),
     )
-    .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
+    .map_err(|m| KernelsError::invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
 }
 
 /// [`remote_ref`] for a source across the network, asked with `git ls-remote`.
@@ -197,7 +166,7 @@ fn network_ref(name: &str, url: &KernelUrl, stage: &Stage) -> Result<(String, St
         )))?;
     let listed = out.stdout_str();
     pick_ref(ls_remote_heads(&listed), url.branch.as_deref())
-        .map_err(|m| KernelsError::Invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
+        .map_err(|m| KernelsError::invalid(format!("kernel {name:?} ({}): {m}", url.repo)))
 }
 
 /// `git ls-remote --symref` output as `(ref, symref target)` pairs:
@@ -435,7 +404,7 @@ fn update_worktree(tree: &Path, name: &str, target: git2::Oid) -> Result<FetchOu
     let local = format!("refs/heads/{}", layout::local_branch(name));
     let head = wt.head().map_err(gerr("failed to read HEAD"))?;
     if head.name().ok() != Some(local.as_str()) {
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{} is on {} instead of {local}; not updating it (switch back or remove the kernel)",
             tree.display(),
             head.name().unwrap_or("a detached HEAD")
@@ -455,7 +424,7 @@ fn update_worktree(tree: &Path, name: &str, target: git2::Oid) -> Result<FetchOu
         if wt.graph_descendant_of(current, target).unwrap_or(false) {
             return Ok(FetchOutcome::UpToDate);
         }
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{local} in {} has diverged from the remote ({current} vs {target}); rebase or reset it yourself",
             tree.display()
         )));
@@ -476,130 +445,6 @@ fn update_worktree(tree: &Path, name: &str, target: git2::Oid) -> Result<FetchOu
     )
     .map_err(gerr(&format!("failed to move {local}")))?;
     Ok(FetchOutcome::Updated)
-}
-
-fn git(args: &[&str]) -> Cmd {
-    Cmd::new("git").args(args).env("GIT_TERMINAL_PROMPT", "0")
-}
-
-/// `?depth=N`: a standalone shallow clone in `kernels/<name>`. This goes through
-/// the `git` program because libgit2's local transport (file:// URLs and paths,
-/// the kernel developer's own tree) has no shallow fetch, and because git itself
-/// handles re-fetching a shallow history (new shallow boundary) robustly.
-fn fetch_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
-    let tree = layout.tree(name);
-    if !tree.join(".git").exists() {
-        return clone_shallow(layout, name, url, stage);
-    }
-    refetch_shallow(tree, name, url, stage)
-}
-
-/// The first shallow fetch: `git clone --depth` into a partial directory that
-/// becomes `kernels/<name>` when complete.
-fn clone_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
-    let depth = url.depth.unwrap_or(1).to_string();
-    let src = url.shallow_source();
-    let tree = layout.tree(name);
-    let local = layout::local_branch(name);
-    let r = stage.reporter();
-    std::fs::create_dir_all(layout.kernels_dir())
-        .map_err(|e| KernelsError::io("failed to create", layout.kernels_dir(), e))?;
-    let partial = crate::fsutil::Partial::new(&tree)
-        .map_err(|e| KernelsError::io("failed to prepare", &tree, e))?;
-    let p = partial.path().to_string_lossy().to_string();
-    let mut args = vec![
-        "clone",
-        "--progress",
-        "--no-tags",
-        "--single-branch",
-        "--depth",
-        &depth,
-    ];
-    if let Some(b) = &url.branch {
-        args.extend(["--branch", b]);
-    }
-    args.extend([src.as_str(), p.as_str()]);
-    git(&args)
-        .stage(stage.id())
-        .run(r)
-        .map_err(KernelsError::exec(format!(
-            "failed to clone {src} for kernel {name:?}"
-        )))?;
-    git(&["-C", &p, "checkout", "-q", "-B", &local])
-        .run(r)
-        .map_err(KernelsError::exec(format!(
-            "failed to create branch {local}"
-        )))?;
-    add_excludes(&partial.path().join(".git"))?;
-    partial
-        .commit()
-        .map_err(|e| KernelsError::io("failed to move the clone to", &tree, e))?;
-    let commit = rev_parse(&tree.to_string_lossy())?;
-    let branch = url.branch.clone().unwrap_or_else(|| "HEAD".into());
-    Ok(Fetched {
-        tree,
-        commit,
-        branch,
-        outcome: FetchOutcome::Created,
-    })
-}
-
-/// A later shallow fetch: fetch the branch (or HEAD) at the same depth and
-/// move the tree to it.
-fn refetch_shallow(tree: PathBuf, name: &str, url: &KernelUrl, stage: &Stage) -> Result<Fetched> {
-    let depth = url.depth.unwrap_or(1).to_string();
-    let src = url.shallow_source();
-    let r = stage.reporter();
-    let tree_s = tree.to_string_lossy().to_string();
-    let before = rev_parse(&tree_s)?;
-    git(&["-C", &tree_s, "remote", "set-url", "origin", &src])
-        .run(r)
-        .map_err(KernelsError::exec("failed to set the origin URL"))?;
-    let what = url.branch.clone().unwrap_or_else(|| "HEAD".into());
-    git(&[
-        "-C",
-        &tree_s,
-        "fetch",
-        "--progress",
-        "--no-tags",
-        "--depth",
-        &depth,
-        "origin",
-        &what,
-    ])
-    .stage(stage.id())
-    .run(r)
-    .map_err(KernelsError::exec(format!(
-        "failed to fetch {what} for kernel {name:?}"
-    )))?;
-    // `reset --keep` moves the branch and the files but refuses if a local change
-    // would be lost, unlike little-vm-helper which left shallow trees stale.
-    git(&["-C", &tree_s, "reset", "-q", "--keep", "FETCH_HEAD"])
-        .run(r)
-        .map_err(KernelsError::exec(format!(
-            "failed to update {}",
-            tree.display()
-        )))?;
-    let commit = rev_parse(&tree_s)?;
-    let outcome = if commit == before {
-        FetchOutcome::UpToDate
-    } else {
-        FetchOutcome::Updated
-    };
-    Ok(Fetched {
-        tree,
-        commit,
-        branch: what,
-        outcome,
-    })
-}
-
-fn rev_parse(tree: &str) -> Result<String> {
-    let out = git(&["-C", tree, "rev-parse", "HEAD"])
-        .capture_stdout()
-        .run(&crate::progress::NullReporter)
-        .map_err(KernelsError::exec(format!("failed to read HEAD of {tree}")))?;
-    Ok(out.stdout_str())
 }
 
 /// Removes kernel `name`'s tree, its worktree record, branch and remote; the

@@ -8,11 +8,13 @@
 pub mod build;
 pub mod config;
 pub mod error;
+mod fetched;
 pub mod fragments;
 pub mod git;
 pub mod kconfig;
 pub mod layout;
 pub mod options;
+mod shallow;
 pub mod url;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ pub use git::{FetchOutcome, Fetched};
 use layout::Layout;
 
 use crate::arch::Arch;
+use crate::error::InvalidInput;
 use crate::fsutil::{Lock, LockError};
 use crate::progress::{self, Outcome, Reporter, Stage};
 
@@ -45,11 +48,12 @@ pub struct InitPlan {
 
 /// Writes `<dir>/kernels.json` with no kernels and the groups' options as `common_opts`.
 pub fn init(plan: &InitPlan) -> Result<PathBuf> {
-    let common_opts = options::group_options(&plan.groups)
-        .map_err(|e| KernelsError::Invalid(format!("--config-groups: {e}")))?;
+    let common_opts = options::group_options(&plan.groups).map_err(|e| {
+        KernelsError::Invalid(InvalidInput::field("--config-groups", e.to_string()))
+    })?;
     let file = config::path(&plan.dir);
     if file.exists() && !plan.force {
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{} already exists (use --force to overwrite it, with --backup-conf to keep a copy)",
             file.display()
         )));
@@ -93,21 +97,22 @@ pub struct Added {
 
 /// The config entry `kernels add` makes (validated, relative paths made absolute).
 pub fn new_entry(plan: &AddPlan) -> Result<KernelConf> {
-    config::check_name(&plan.name).map_err(KernelsError::Invalid)?;
+    config::check_name(&plan.name).map_err(KernelsError::invalid)?;
     let url = url::KernelUrl::absolutize(&plan.url, &plan.cwd)
-        .map_err(|e| KernelsError::Invalid(format!("kernel {:?}: url: {e}", plan.name)))?;
-    let parsed = url::parse(&url).map_err(KernelsError::Invalid)?;
+        .map_err(|e| KernelsError::invalid(format!("kernel {:?}: url: {e}", plan.name)))?;
+    let parsed = url::parse(&url).map_err(KernelsError::invalid)?;
     if let Some(p) = &parsed.local {
         if !p.join(".git").exists() && !p.join("HEAD").is_file() {
-            return Err(KernelsError::Invalid(format!(
+            return Err(KernelsError::invalid(format!(
                 "kernel {:?}: url: {} is not a git repository",
                 plan.name,
                 p.display()
             )));
         }
     }
-    let opts = options::group_options(&plan.groups)
-        .map_err(|e| KernelsError::Invalid(format!("--config-groups: {e}")))?;
+    let opts = options::group_options(&plan.groups).map_err(|e| {
+        KernelsError::Invalid(InvalidInput::field("--config-groups", e.to_string()))
+    })?;
     let entry = KernelConf {
         name: plan.name.clone(),
         url,
@@ -120,7 +125,7 @@ pub fn new_entry(plan: &AddPlan) -> Result<KernelConf> {
         kernels: vec![entry.clone()],
         common_opts: Vec::new(),
     })
-    .map_err(KernelsError::Invalid)?;
+    .map_err(KernelsError::invalid)?;
     Ok(entry)
 }
 
@@ -142,7 +147,7 @@ pub fn add(plan: &AddPlan, reporter: &dyn Reporter) -> Result<Added> {
     }
     let mut conf = config::load(&plan.dir)?;
     if conf.kernel(&plan.name).is_some() {
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "kernel {:?} already exists in {}",
             plan.name,
             config::path(&plan.dir).display()
@@ -238,7 +243,7 @@ pub fn fetch(dir: &Path, name: &str, reporter: &dyn Reporter) -> Result<Fetched>
             file: config::path(dir),
         });
     }
-    let url = url::parse(&k.url).map_err(KernelsError::Invalid)?;
+    let url = url::parse(&k.url).map_err(KernelsError::invalid)?;
     let layout = Layout::new(dir);
     let _lock = lock(&layout, name, reporter)?;
     let stage = Stage::start(reporter, format!("fetch {name}"));
@@ -414,7 +419,7 @@ pub fn raw_configure(plan: &RawConfigurePlan, reporter: &dyn Reporter) -> Result
         None => None,
     };
     if !plan.tree.join("Makefile").is_file() {
-        return Err(KernelsError::Invalid(format!(
+        return Err(KernelsError::invalid(format!(
             "{} is not a kernel tree (no Makefile)",
             plan.tree.display()
         )));

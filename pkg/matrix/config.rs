@@ -1,6 +1,6 @@
 //! `lvh-tests.json`: the test matrix file. Its text is parsed into plain wire
 //! values, unknown keys are stripped and reported with line and column (as
-//! images.json and kernels.json do), and [`validate`] turns the rest into a
+//! images.json and kernels.json do), and [`parse`] turns the rest into a
 //! [`Matrix`] whose every value is checked, with errors that name the file,
 //! line, column, field and value. Nothing here touches the disk except the
 //! existence checks of local kernel, image and host-mount paths.
@@ -11,29 +11,33 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::wire::{array, field, object, one_of, string, At};
 use crate::error::InvalidInput;
 use crate::jsonpos::{strip_unknown, Positions};
-use crate::runner::MemSize;
+use crate::runner::{
+    Key, MemSize, CPUS, CWD, DEFAULT_CPUS, DEFAULT_MEM, HOST_MOUNT, MEMORY, TIMEOUT,
+};
 
 /// The file `lvh test` reads when `-f` is not given.
 pub const DEFAULT_FILE: &str = "lvh-tests.json";
-/// A test's vCPUs when it does not say.
-pub const DEFAULT_CPUS: u32 = 1;
-/// A test's RAM when it does not say.
-pub const DEFAULT_MEMORY: &str = "1G";
 
 const TOP_KEYS: &[&str] = &["kernels", "images", "tests", "skip"];
 const KERNEL_KEYS: &[&str] = &["name", "path", "kernel", "pull"];
 const IMAGE_KEYS: &[&str] = &["name", "path", "pull"];
+/// A test's keys: its own, and those it shares with `lvh run`'s flags
+/// (the runner's `KEYS`, each with the flag's spelling as an alias).
 const TEST_KEYS: &[&str] = &[
     "name",
     "command",
+    "env",
     "timeout",
     "host_mount",
+    "host-mount",
     "cwd",
     "cpus",
+    "cpu",
     "memory",
-    "env",
+    "mem",
 ];
 const SKIP_KEYS: &[&str] = &["kernel", "image", "test", "reason"];
 
@@ -102,40 +106,6 @@ pub struct Matrix {
     pub skip: Vec<Skip>,
 }
 
-/// Parses a duration: a number of seconds (`30`, `"30"`, `1.5`) or a string
-/// of number-unit pairs with units `ms`, `s`, `m`, `h` (`"90s"`, `"5m"`, `"1h30m"`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Ok(v) = s.parse::<f64>() {
-        return (v.is_finite() && v > 0.0).then(|| Duration::from_secs_f64(v));
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += num * mult;
-    }
-    (total.is_finite() && total > 0.0).then(|| Duration::from_secs_f64(total))
-}
-
 /// Reads and validates `file`. `exists` answers whether a local path is a
 /// file (`true`) for kernels and images; host mounts are checked with `is_dir`.
 /// Returns the matrix and the unknown-key warnings (`file:line:col: unknown key "k"`).
@@ -159,29 +129,6 @@ pub fn load(file: &Path) -> Result<(Matrix, Vec<String>), InvalidInput> {
 
 /// The checks a validator needs from the file system, passed in so tests can fake them.
 type Probe<'a> = &'a dyn Fn(&Path) -> bool;
-
-/// One located error.
-struct At<'a> {
-    file: &'a Path,
-    pos: &'a Positions,
-}
-
-impl At<'_> {
-    fn err(&self, path: &str, value: Option<String>, reason: impl Into<String>) -> InvalidInput {
-        let p = self.pos.get(path);
-        InvalidInput {
-            file: Some(PathBuf::from(format!(
-                "{}:{}:{}",
-                self.file.display(),
-                p.line,
-                p.col
-            ))),
-            field: path.to_string(),
-            value,
-            reason: reason.into(),
-        }
-    }
-}
 
 /// Parses and validates the text of a matrix file. Relative paths are taken
 /// relative to `base` (the file's directory).
@@ -293,64 +240,6 @@ pub fn parse(
         },
         warnings,
     ))
-}
-
-fn array<'v>(v: &'v Value, key: &str, at: &At) -> Result<&'v [Value], InvalidInput> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(other) => Err(at.err(key, Some(other.to_string()), "expected an array")),
-    }
-}
-
-fn string(v: &Value, path: &str, at: &At) -> Result<Option<String>, InvalidInput> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) if s.trim().is_empty() => {
-            Err(at.err(path, Some(s.clone()), "must not be empty"))
-        }
-        Value::String(s) => Ok(Some(s.clone())),
-        other => Err(at.err(path, Some(other.to_string()), "expected a string")),
-    }
-}
-
-fn field(obj: &Value, path: &str, key: &str, at: &At) -> Result<Option<String>, InvalidInput> {
-    string(
-        obj.get(key).unwrap_or(&Value::Null),
-        &format!("{path}.{key}"),
-        at,
-    )
-}
-
-fn object<'v>(v: &'v Value, path: &str, at: &At) -> Result<&'v Value, InvalidInput> {
-    if v.is_object() {
-        Ok(v)
-    } else {
-        Err(at.err(path, Some(v.to_string()), "expected an object"))
-    }
-}
-
-/// Exactly one of `keys` must be set; returns which and its value.
-fn one_of(
-    obj: &Value,
-    path: &str,
-    keys: &[&'static str],
-    at: &At,
-) -> Result<(&'static str, String), InvalidInput> {
-    let mut found = Vec::new();
-    for k in keys {
-        if let Some(s) = field(obj, path, k, at)? {
-            found.push((*k, s));
-        }
-    }
-    if found.len() != 1 {
-        return Err(at.err(
-            path,
-            None,
-            format!("needs exactly one of {}", keys.join(", ")),
-        ));
-    }
-    Ok(found.remove(0))
 }
 
 /// Names form a combination's id `kernel/image/test`, so none may hold a '/'.
@@ -498,64 +387,45 @@ fn test(
             ))
         }
     };
-    let tpath = format!("{path}.timeout");
-    let timeout = match obj.get("timeout") {
-        None | Some(Value::Null) => None,
-        Some(t) => {
+    let timeout = match shared(obj, path, &TIMEOUT, at)? {
+        None => None,
+        Some((p, t)) => {
             let s = match t {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 other => other.to_string(),
             };
-            Some(parse_duration(&s).ok_or_else(|| {
-                at.err(
-                    &tpath,
-                    Some(s),
-                    "not a duration: expected seconds (30) or a number with a unit (\"30s\", \"5m\", \"1h30m\")",
-                )
-            })?)
+            Some(crate::runner::duration(&p, &s).map_err(|e| at.err(&p, Some(s), e.reason))?)
         }
     };
-    let host_mount = match field(obj, path, "host_mount", at)? {
+    let host_mount = match shared(obj, path, &HOST_MOUNT, at)? {
         None => None,
-        Some(h) => {
-            let p = local(base, &h);
-            if !is_dir(&p) {
-                return Err(at.err(
-                    &format!("{path}.host_mount"),
-                    Some(h),
-                    format!("{} is not a directory", p.display()),
-                ));
+        Some((p, v)) => {
+            let h = string(v, &p, at)?.unwrap_or_default();
+            let dir = local(base, &h);
+            if !is_dir(&dir) {
+                return Err(at.err(&p, Some(h), format!("{} is not a directory", dir.display())));
             }
-            Some(p)
+            Some(dir)
         }
     };
-    let cwd = field(obj, path, "cwd", at)?;
-    let cpus = match obj.get("cpus") {
-        None | Some(Value::Null) => DEFAULT_CPUS,
-        Some(c) => c
-            .as_u64()
-            .filter(|&c| (1..=512).contains(&c))
-            .map(|c| c as u32)
-            .ok_or_else(|| {
-                at.err(
-                    &format!("{path}.cpus"),
-                    Some(c.to_string()),
-                    "expected a whole number from 1 to 512",
-                )
-            })?,
+    let cwd = match shared(obj, path, &CWD, at)? {
+        None => None,
+        Some((p, v)) => string(v, &p, at)?,
     };
-    let memory = match obj.get("memory") {
-        None | Some(Value::Null) => DEFAULT_MEMORY.parse().expect("default parses"),
-        Some(m) => {
+    let cpus = match shared(obj, path, &CPUS, at)? {
+        None => DEFAULT_CPUS,
+        Some((p, c)) => c
+            .as_u64()
+            .and_then(|c| u32::try_from(c).ok())
+            .ok_or_else(|| at.err(&p, Some(c.to_string()), "expected a whole number of CPUs"))?,
+    };
+    let memory = match shared(obj, path, &MEMORY, at)? {
+        None => DEFAULT_MEM.parse().expect("the default parses"),
+        Some((p, m)) => {
             let s = m.as_str().map(str::to_string).unwrap_or(m.to_string());
-            s.parse::<MemSize>().map_err(|_| {
-                at.err(
-                    &format!("{path}.memory"),
-                    Some(s),
-                    "expected a size such as 512M or 2G",
-                )
-            })?
+            s.parse::<MemSize>()
+                .map_err(|e| at.err(&p, Some(s), e.reason))?
         }
     };
     let mut env = BTreeMap::new();
@@ -597,6 +467,34 @@ fn test(
         memory,
         env,
     })
+}
+
+/// A shared key of a test under its name or its alias (not both): the
+/// path it was found at and its value; `None` when absent or null.
+fn shared<'v>(
+    obj: &'v Value,
+    path: &str,
+    key: &Key,
+    at: &At,
+) -> Result<Option<(String, &'v Value)>, InvalidInput> {
+    let mut found = std::iter::once(key.file)
+        .chain(key.file_aliases.iter().copied())
+        .filter_map(|k| match obj.get(k) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some((format!("{path}.{k}"), v)),
+        });
+    let first = found.next();
+    if let Some((second, _)) = found.next() {
+        return Err(at.err(
+            &second,
+            None,
+            format!(
+                "{} and {second} are the same setting: give one",
+                first.as_ref().map(|(p, _)| p.as_str()).unwrap_or("")
+            ),
+        ));
+    }
+    Ok(first)
 }
 
 fn skip_entry(

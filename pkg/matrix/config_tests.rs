@@ -60,7 +60,8 @@ fn a_full_file_parses_into_checked_values() {
     assert_eq!(m.images[1].name, "kind");
     let t = &m.tests[0];
     assert_eq!(t.argv, ["sh", "-c", "uname -a"]);
-    assert_eq!((t.cpus, t.memory.bytes(), t.timeout), (1, 1 << 30, None));
+    // `lvh run`'s defaults: the same vocabulary.
+    assert_eq!((t.cpus, t.memory.bytes(), t.timeout), (2, 4 << 30, None));
     let t = &m.tests[1];
     assert_eq!(t.argv, ["./run", "-v"]);
     assert_eq!(t.timeout, Some(Duration::from_secs(300)));
@@ -70,29 +71,6 @@ fn a_full_file_parses_into_checked_values() {
     assert_eq!(t.env["B_2"], "3");
     assert_eq!(m.tests[2].timeout, Some(Duration::from_secs(30)));
     assert_eq!(m.skip[0].kernel.as_deref(), Some("6.6-main"));
-}
-
-#[test]
-fn durations() {
-    let ok = [
-        ("30", 30.0),
-        ("1.5", 1.5),
-        ("30s", 30.0),
-        ("5m", 300.0),
-        ("1h30m", 5400.0),
-        ("250ms", 0.25),
-        (" 2m ", 120.0),
-    ];
-    for (s, want) in ok {
-        assert_eq!(
-            parse_duration(s),
-            Some(Duration::from_secs_f64(want)),
-            "{s}"
-        );
-    }
-    for s in ["", "0", "-1", "5x", "m", "1.2.3s", "inf", "NaN", "5 m"] {
-        assert_eq!(parse_duration(s), None, "{s:?}");
-    }
 }
 
 #[test]
@@ -153,12 +131,16 @@ fn bad_input_names_file_line_field_and_value() {
             "tests[0].name \"a/b\": a name must be non-empty and without '/'",
         ),
         (
-            wrap(k, i, r#"{"name": "a", "command": "x", "cpus": 0}"#, ""),
-            "tests[0].cpus \"0\": expected a whole number",
+            wrap(k, i, r#"{"name": "a", "command": "x", "cpus": -1}"#, ""),
+            "tests[0].cpus \"-1\": expected a whole number of CPUs",
         ),
         (
             wrap(k, i, r#"{"name": "a", "command": "x", "memory": "lots"}"#, ""),
-            "tests[0].memory \"lots\": expected a size",
+            "tests[0].memory \"lots\": invalid memory size: expected a positive number",
+        ),
+        (
+            wrap(k, i, r#"{"name": "a", "command": "x", "mem": "1G", "memory": "2G"}"#, ""),
+            "t.json:4:48: tests[0].mem: tests[0].memory and tests[0].mem are the same setting: give one",
         ),
         (
             wrap(k, i, r#"{"name": "a", "command": "x", "host_mount": "missing"}"#, ""),
@@ -215,4 +197,22 @@ fn the_example_file_is_valid() {
     assert!(w.is_empty(), "{w:?}");
     assert!(m.kernels.len() >= 2 && !m.images.is_empty() && m.tests.len() >= 3);
     assert!(!super::super::expand::expand(&m).is_empty());
+}
+
+/// Each key a test shares with `lvh run` takes the flag's spelling too.
+#[test]
+fn the_flags_spellings_are_aliases() {
+    let one = |test: &str| -> TestSpec {
+        let text = format!(
+            r#"{{"kernels": [{{"path": "k"}}], "images": [{{"path": "i"}}], "tests": [{test}]}}"#
+        );
+        let (m, w) = parse_text(&text).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        m.tests[0].clone()
+    };
+    let t = one(r#"{"name": "a", "command": "x", "cpu": 3, "mem": "2G", "host-mount": "src"}"#);
+    assert_eq!((t.cpus, t.memory.bytes()), (3, 2 << 30));
+    assert_eq!(t.host_mount.as_deref(), Some(Path::new("/base/src")));
+    let t = one(r#"{"name": "a", "command": "x", "timeout": "20m"}"#);
+    assert_eq!(t.timeout, Some(Duration::from_secs(1200)));
 }

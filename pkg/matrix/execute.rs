@@ -1,6 +1,7 @@
-//! Running the combinations: each gets its own [`RunPlan`] (checked for every
-//! combination before the first VM starts) and its own VM through the runner
-//! library, never a child `lvh run`. Up to `jobs` VMs run at once on the
+//! Running the combinations: each is planned through the runner's front door
+//! (`runner::prepare`, as `lvh run` is: every combination checked, the host
+//! and the kernel's configuration too, before the first VM starts) and runs
+//! in its own VM through the runner library, never a child `lvh run`. Up to `jobs` VMs run at once on the
 //! shared scheduler (`crate::sched`); a boot or infrastructure failure is
 //! retried once ([`should_retry`]), a test's own failure never. Ctrl-C (the
 //! global cancel token) stops the running VMs through the runner and marks
@@ -17,11 +18,10 @@ use super::report::{TestResult, OUTPUT_TAIL_BYTES};
 use crate::arch::Arch;
 use crate::cancel::CancelToken;
 use crate::progress::Reporter;
-use crate::runner::accel::AccelChoice;
-use crate::runner::allow::SplatPolicy;
-use crate::runner::qemu::RootDev;
-use crate::runner::result::{ResultVerdict, RunResult};
-use crate::runner::{RunError, RunOptions, RunPlan, Sinks};
+use crate::runner::{
+    AccelChoice, Host, ResultVerdict, RunError, RunOptions, RunPlan, RunRequest, RunResult, Sinks,
+    SplatPolicy, CPUS, CWD, HOST_MOUNT, MEMORY, TIMEOUT,
+};
 use crate::sched;
 
 /// What every combination shares.
@@ -29,8 +29,6 @@ use crate::sched;
 pub struct Setup {
     pub arch: Arch,
     pub accel: AccelChoice,
-    /// The `/dev/kvm` probe's answer.
-    pub kvm_usable: bool,
     pub boot_timeout: Option<Duration>,
     pub policy: SplatPolicy,
     /// Where each combination's console log goes (`<id with / as __>.log`).
@@ -61,7 +59,7 @@ pub fn guest_argv(t: &TestSpec) -> Vec<String> {
 /// What a combination would run, as the equivalent `lvh run` line (`--dry-run`).
 pub fn dry_run_line(m: &Matrix, c: &Combo, dir: &Path, arch: Arch) -> String {
     use super::config::{ImageSource, KernelSource};
-    use crate::runner::guest::sh_quote as q;
+    use crate::runner::sh_quote as q;
     let t = &m.tests[c.test];
     let kernel = match &m.kernels[c.kernel].source {
         KernelSource::Path(p) => p.display().to_string(),
@@ -75,21 +73,27 @@ pub fn dry_run_line(m: &Matrix, c: &Combo, dir: &Path, arch: Arch) -> String {
         ImageSource::Pull(r) => r.clone(),
     };
     let mut s = format!(
-        "{}: lvh run --kernel {} --image {} --cpu {} --mem {}",
+        "{}: lvh run --kernel {} --image {} {} {} {} {}",
         c.id,
         q(&kernel),
         q(&image),
+        CPUS.flag,
         t.cpus,
+        MEMORY.flag,
         t.memory.qemu_arg()
     );
     if let Some(d) = t.timeout {
-        s.push_str(&format!(" --timeout {}", d.as_secs_f64()));
+        s.push_str(&format!(" {} {}", TIMEOUT.flag, d.as_secs_f64()));
     }
     if let Some(h) = &t.host_mount {
-        s.push_str(&format!(" --host-mount {}", q(&h.display().to_string())));
+        s.push_str(&format!(
+            " {} {}",
+            HOST_MOUNT.flag,
+            q(&h.display().to_string())
+        ));
     }
     if let Some(cwd) = &t.cwd {
-        s.push_str(&format!(" --cwd {}", q(cwd)));
+        s.push_str(&format!(" {} {}", CWD.flag, q(cwd)));
     }
     s.push_str(" --");
     for w in guest_argv(t) {
@@ -112,59 +116,66 @@ pub fn console_file(id: &str) -> String {
     format!("{safe}.log")
 }
 
-/// The runner's options for one combination.
+/// The runner's options for one combination: the test's settings, the
+/// rest at `lvh run`'s defaults.
 pub fn run_options(t: &TestSpec, kernel: &Path, image: &Path, s: &Setup, id: &str) -> RunOptions {
     RunOptions {
-        image: image.to_path_buf(),
+        image: Some(image.to_path_buf()),
         kernel: Some(kernel.to_path_buf()),
         accel: s.accel,
-        daemonize: false,
-        console_log_file: s.console_dir.as_ref().map(|d| d.join(console_file(id))),
+        console_log: s.console_dir.as_ref().map(|d| d.join(console_file(id))),
         host_mount: t.host_mount.clone(),
-        ports: vec![],
-        serial_port: 0,
-        cpu: t.cpus,
+        cpus: t.cpus,
         mem: t.memory,
-        cpu_kind: None,
-        qemu_monitor_port: 0,
-        root_dev: RootDev::Vda,
         arch: s.arch,
-        append: vec![],
         cmd: guest_argv(t),
         cwd: t.cwd.clone(),
-        persist: false,
         boot_timeout: s.boot_timeout,
         timeout: t.timeout,
-        wait_ssh: false,
-        ssh_timeout: Duration::from_secs(1),
-        qemu_args: vec![],
-        fast_boot: true,
         shell: Some(false),
-        stdin_tty: false,
-        gdb: None,
-        gdb_wait: false,
-        ssh_key: None,
+        ..RunOptions::default()
     }
 }
 
-/// Plans every combination; the first invalid one stops it all before any VM starts.
-/// `kernels` and `images` are the matrix's, resolved to local paths, by index.
+/// An error about a combination's options, in the test file's words: the
+/// test's key for a setting a test sets, the kernel or image entry for
+/// `--kernel` and `--image`, and the combination it is about.
+fn in_file(e: RunError, m: &Matrix, c: &Combo) -> RunError {
+    let RunError::Invalid(mut e) = e else {
+        return e;
+    };
+    let entry = match e.field.as_str() {
+        "--kernel" => Some(format!("kernels[{}]", c.kernel)),
+        "--image" => Some(format!("images[{}]", c.image)),
+        f => crate::runner::file_key(f).map(|k| format!("tests[{}].{k}", c.test)),
+    };
+    if let Some(entry) = entry {
+        e.field = entry;
+        e.file = Some(m.file.clone());
+    }
+    e.reason = format!("{} (combination {})", e.reason, c.id);
+    RunError::Invalid(e)
+}
+
+/// Plans every combination through the runner's front door; the first
+/// refused one stops it all before any VM starts. `kernels` and `images`
+/// are the matrix's, resolved to local paths, by index.
 pub fn prepare(
     m: &Matrix,
     kernels: &[PathBuf],
     images: &[PathBuf],
     combos: &[Combo],
     s: &Setup,
+    host: &Host,
 ) -> Result<Vec<Job>, RunError> {
     combos
         .iter()
         .map(|c| {
             let t = &m.tests[c.test];
             let o = run_options(t, &kernels[c.kernel], &images[c.image], s, &c.id);
-            let plan = RunPlan::new(&o, s.kvm_usable).map_err(|e| match e {
-                RunError::Invalid(msg) => RunError::Invalid(format!("{}: {msg}", c.id)),
-                e => e,
-            })?;
+            let plan = crate::runner::prepare(RunRequest::new(o), host)
+                .map_err(|e| in_file(e, m, c))?
+                .plan;
             Ok(Job {
                 combo: c.clone(),
                 kernel: m.kernels[c.kernel].name.clone(),
@@ -174,6 +185,28 @@ pub fn prepare(
             })
         })
         .collect()
+}
+
+/// `--dry-run`'s check of one combination, planned as `lvh run --dry-run`
+/// plans it (no host or kernel checks), when its kernel and image are local
+/// files; the others are planned when `lvh test` runs, after they are pulled
+/// or built.
+pub fn dry_check(m: &Matrix, c: &Combo, s: &Setup, host: &Host) -> Result<(), RunError> {
+    use super::config::{ImageSource, KernelSource};
+    let (KernelSource::Path(kernel), ImageSource::Path(image)) =
+        (&m.kernels[c.kernel].source, &m.images[c.image].source)
+    else {
+        return Ok(());
+    };
+    let o = run_options(&m.tests[c.test], kernel, image, s, &c.id);
+    let req = RunRequest {
+        check_host: false,
+        check_kernel: false,
+        ..RunRequest::new(o)
+    };
+    crate::runner::prepare(req, host)
+        .map(|_| ())
+        .map_err(|e| in_file(e, m, c))
 }
 
 /// How many VMs at once by default: as many as the host's CPUs hold the

@@ -12,7 +12,7 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 
 use super::report::{groups, totals, word, TestResult};
-use crate::runner::result::ResultVerdict;
+use crate::runner::ResultVerdict;
 
 /// `s` with every character XML 1.0 forbids replaced by U+FFFD.
 pub fn xml_safe(s: &str) -> String {

@@ -2,7 +2,8 @@
 //! own VM. The pieces are small and mostly pure: [`config`] reads and
 //! validates `lvh-tests.json`; [`expand`] lists the combinations and applies
 //! skips, `--filter` and `--partition`; [`execute`] plans each combination
-//! with the runner's [`crate::runner::RunPlan`] and runs them in parallel,
+//! through the runner's front door ([`crate::runner::prepare`], as `lvh run`
+//! is planned) and runs them in parallel,
 //! retrying a boot or infrastructure failure once; [`report`] and [`junit`]
 //! render the results (table, JSON, GitHub step summary, JUnit XML). Kernel
 //! and image references are resolved to local paths by the caller (pulling
@@ -14,6 +15,7 @@ pub mod expand;
 pub mod junit;
 pub mod report;
 pub mod resolve;
+mod wire;
 
 pub use config::{ImageSource, KernelSource, Matrix};
 pub use execute::{Job, Setup};

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::runner::result::ResultVerdict;
+use crate::runner::ResultVerdict;
 
 /// The version of the `--json` file's schema.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -22,7 +22,7 @@ pub enum ResolveError {
         what: &'static str,
         reference: String,
         #[source]
-        source: OciError,
+        source: Box<OciError>,
     },
 }
 
@@ -123,7 +123,7 @@ pub fn resolve(
                     ResolveError::Pull {
                         what: "kernel",
                         reference: r.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 vmlinuz_in(&tree).map_err(|e| invalid(m, format!("kernels[{i}].pull"), r, e))?
@@ -143,7 +143,7 @@ pub fn resolve(
                 pull_image(r, dir, arch, reporter).map_err(|source| ResolveError::Pull {
                     what: "image",
                     reference: r.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
             }
         };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 
-use crate::error::{ExitCode, HasExitCode};
+use crate::error::{ExitCode, HasExitCode, InvalidInput};
 
 /// Everything that can go wrong talking to a registry or unpacking an artifact.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +17,8 @@ pub enum OciError {
     InvalidPlatform { value: String },
     #[error("invalid kernel tag {tag:?}: it must match {regex} (e.g. 6.6-main, bpf-next-20240404.012646)")]
     InvalidKernelTag { tag: String, regex: &'static str },
-    #[error("{0}")]
-    InvalidInput(String),
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
     #[error("{what} not found in the registry: {reference}")]
     NotFound {
         what: &'static str,
@@ -102,6 +102,16 @@ impl OciError {
             path,
             source,
         }
+    }
+}
+
+impl OciError {
+    /// Bad input said in a sentence that names what is wrong.
+    pub(crate) fn invalid(reason: impl Into<String>) -> OciError {
+        OciError::InvalidInput(InvalidInput {
+            reason: reason.into(),
+            ..Default::default()
+        })
     }
 }
 

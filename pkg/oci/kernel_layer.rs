@@ -9,7 +9,43 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::push::HashWriter;
+use sha2::{Digest, Sha256};
+
+use super::transport::hex;
+
+/// A writer that hashes and counts what passes through.
+pub(super) struct HashWriter<W> {
+    pub(super) inner: W,
+    hash: Sha256,
+    pub(super) n: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub(super) fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hash: Sha256::new(),
+            n: 0,
+        }
+    }
+
+    pub(super) fn digest(&self) -> String {
+        format!("sha256:{}", hex(&self.hash.clone().finalize()))
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// zstd level for pushed artifacts (what `zstd` uses by default).
 pub const ZSTD_LEVEL: i32 = 3;

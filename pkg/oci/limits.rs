@@ -85,8 +85,10 @@ impl Limits {
             env(var)
                 .map(|v| {
                     parse_size(&v).ok_or_else(|| {
-                        OciError::InvalidInput(format!(
-                            "{var}={v:?} is not a size (examples: 64G, 512M, 4096)"
+                        OciError::InvalidInput(crate::error::InvalidInput::value(
+                            var,
+                            &v,
+                            "not a size (examples: 64G, 512M, 4096)",
                         ))
                     })
                 })
@@ -96,8 +98,10 @@ impl Limits {
             env(var)
                 .map(|v| match v.trim().parse::<u64>() {
                     Ok(n) if n > 0 => Ok(n),
-                    _ => Err(OciError::InvalidInput(format!(
-                        "{var}={v:?} is not a positive whole number"
+                    _ => Err(OciError::InvalidInput(crate::error::InvalidInput::value(
+                        var,
+                        &v,
+                        "not a positive whole number",
                     ))),
                 })
                 .transpose()

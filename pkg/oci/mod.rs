@@ -30,7 +30,8 @@ pub(crate) mod push;
 
 pub use catalog::catalog;
 pub use pull::{
-    pull_images, pull_kernel, resolve_image, resolve_image_with, split_image_name, PullOptions,
-    ResolveOptions, ResolvedImage,
+    pull_images, pull_kernel, resolve_image, resolve_image_with, PullOptions, ResolveOptions,
+    ResolvedImage,
 };
 pub use push::{push_image, push_kernel, PushOptions, Pushed};
+pub use reference::split_image_name;

@@ -77,9 +77,7 @@ pub fn place_pulled(
             .arg(&tmp)
             .timeout(std::time::Duration::from_secs(60 * 60))
             .run(reporter)
-            .map_err(|e| {
-                OciError::InvalidInput(format!("cannot copy {}: {e}", cached.display()))
-            })?;
+            .map_err(|e| OciError::invalid(format!("cannot copy {}: {e}", cached.display())))?;
         Placed::Copy
     } else {
         match std::fs::hard_link(cached, &tmp) {

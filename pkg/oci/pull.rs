@@ -529,17 +529,10 @@ fn pick_image(dir: &Path, name: Option<&str>, reference: &str) -> Result<(PathBu
     }
 }
 
-/// `REF#NAME`: the reference and the image to use when it holds several.
-pub fn split_image_name(arg: &str) -> (&str, Option<&str>) {
-    match arg.rsplit_once('#') {
-        Some((r, n)) if !n.is_empty() && !n.contains('/') => (r, Some(n)),
-        _ => (arg, None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::reference::split_image_name;
 
     #[test]
     fn several_images_the_first_by_name_unless_one_is_named() {

@@ -9,17 +9,16 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::error::{OciError, Result};
 use super::manifest::{Descriptor, OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_TAR_ZSTD, OCI_MANIFEST};
 use super::reference::{display, parse_reference};
 use super::tags::require_kernel_version;
-use super::transport::{hex, sha256_digest, Remote, Transport};
+use super::transport::{sha256_digest, Remote, Transport};
 use crate::arch::Arch;
 use crate::progress::{Outcome, Reporter, Stage, Unit};
 
-use super::kernel_layer::{self, ZSTD_LEVEL};
+use super::kernel_layer::{self, HashWriter, ZSTD_LEVEL};
 
 pub const ANN_TITLE: &str = "org.opencontainers.image.title";
 pub const ANN_SOURCE: &str = "org.opencontainers.image.source";
@@ -44,40 +43,6 @@ pub struct Pushed {
     pub manifest_digest: String,
     pub layer_digest: String,
     pub layer_size: u64,
-}
-
-/// A writer that hashes and counts what passes through.
-pub(super) struct HashWriter<W> {
-    pub(super) inner: W,
-    hash: Sha256,
-    pub(super) n: u64,
-}
-
-impl<W: Write> HashWriter<W> {
-    pub(super) fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            hash: Sha256::new(),
-            n: 0,
-        }
-    }
-
-    pub(super) fn digest(&self) -> String {
-        format!("sha256:{}", hex(&self.hash.clone().finalize()))
-    }
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn scratch_dir() -> Result<tempfile::TempDir> {
@@ -338,20 +303,17 @@ pub fn push_image(
 
 /// The file name of an image to push, which must be a regular file.
 fn image_file_name(file: &Path) -> Result<String> {
-    let meta = fs::metadata(file).map_err(|e| {
-        OciError::InvalidInput(format!("cannot push image {}: {e}", file.display()))
-    })?;
+    let meta = fs::metadata(file)
+        .map_err(|e| OciError::invalid(format!("cannot push image {}: {e}", file.display())))?;
     if !meta.is_file() {
-        return Err(OciError::InvalidInput(format!(
+        return Err(OciError::invalid(format!(
             "cannot push image {}: not a regular file",
             file.display()
         )));
     }
     file.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            OciError::InvalidInput(format!("image path {} has no file name", file.display()))
-        })
+        .ok_or_else(|| OciError::invalid(format!("image path {} has no file name", file.display())))
 }
 
 /// The zstd-compressed image to put in the layer, as (name, path): the file
@@ -378,7 +340,7 @@ fn compressed_image(
             .stage(c.id())
             .run(reporter)
             .map_err(|e| {
-                OciError::InvalidInput(format!(
+                OciError::invalid(format!(
                     "cannot push image {}: flattening the qcow2 overlay failed: {e}",
                     file.display()
                 ))
@@ -454,7 +416,7 @@ pub fn push_kernel(
         })
         .unwrap_or(false);
     if !has_kernel {
-        return Err(OciError::InvalidInput(format!(
+        return Err(OciError::invalid(format!(
             "kernel install directory {} has no boot/vmlinuz*",
             install.display()
         )));

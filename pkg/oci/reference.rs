@@ -8,6 +8,14 @@ use oci_client::Reference;
 
 use super::error::{OciError, Result};
 
+/// `REF#NAME`: the reference and the image to use when it holds several.
+pub fn split_image_name(arg: &str) -> (&str, Option<&str>) {
+    match arg.rsplit_once('#') {
+        Some((r, n)) if !n.is_empty() && !n.contains('/') => (r, Some(n)),
+        _ => (arg, None),
+    }
+}
+
 /// Parses `s` as an OCI reference (`registry/repo[:tag][@digest]`).
 ///
 /// Unlike Docker, a registry host is required: `cilium/foo` could as well be a
@@ -83,7 +91,7 @@ impl ImageSource {
         if exists(p) {
             return Ok(ImageSource::Path(p.to_path_buf()));
         }
-        let (reference, name) = super::pull::split_image_name(s);
+        let (reference, name) = split_image_name(s);
         match parse_reference(reference) {
             Ok(_) => Ok(ImageSource::Reference {
                 reference: reference.to_string(),

@@ -115,7 +115,7 @@ mod tests {
                 hint: "h".into(),
             },
             OciError::Interrupted,
-            OciError::InvalidInput("x".into()),
+            OciError::invalid("x"),
         ];
         for e in &final_errors {
             assert_eq!(retry_after(0, e), None, "{e}");

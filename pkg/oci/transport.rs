@@ -441,7 +441,7 @@ impl Remote {
         self.reauthenticating(RegistryOperation::Push, || {
             let ct = media_type
                 .parse()
-                .map_err(|_| OciError::InvalidInput(format!("bad media type {media_type}")))?;
+                .map_err(|_| OciError::invalid(format!("bad media type {media_type}")))?;
             self.run(
                 || format!("upload of the manifest of {}", self.shown()),
                 async {

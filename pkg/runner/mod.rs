@@ -1,261 +1,53 @@
-//! The VM runner: QEMU argv from small pure builders (`qemu`), the validated
-//! run plan (`plan`), the guest command channel (`guest`, `channel`; the
-//! static guest init in an initramfs, `initramfs`) and
-//! VM supervision ([`vm`], its decisions in `verdict`): boot deadline,
-//! panic and splat detection (`splat`, [`allow`]), QEMU early exit, Ctrl-C,
-//! and a throwaway overlay so the image is never modified; the run's result
-//! as JSON ([`result`]).
+//! The VM runner: boots a kernel and an image in QEMU, runs a command in the
+//! guest and returns its exit code (or a shell, the console, a daemon).
+//!
+//! One front door ([`prepare`]: options in, a checked plan out) serves `lvh
+//! run` and `lvh test` alike; [`run_report`] runs the plan. Inside, by
+//! responsibility, lowest first:
+//!
+//! - `guest`: the guest protocol (ports, tags, messages, environment) and
+//!   the init's plan, run by the shell init (`init.sh`) or the static init
+//!   (`guest_init.c` in an initramfs);
+//! - `plan`: the options and their one vocabulary, what the host and files
+//!   say, and the pure decision of the run (accelerator, fast boot, kernel
+//!   command line, limits);
+//! - `verdict`: how a run ends, decided without QEMU (the supervisor's state
+//!   machine, splats and their allowlist, the result file);
+//! - `session`: the one QEMU session type (spawn, run directory, channels,
+//!   supervision, teardown) and its command-mode, daemon and console policies;
+//! - `saved` (saved VMs) and `debug` (gdb, the interactive shell): further
+//!   policies of the session;
+//! - `front` (the front door) and `run` (which policy runs a plan).
 
-pub mod accel;
-pub mod allow;
-pub(crate) mod channel;
-pub mod fastboot;
-pub mod gdb;
+pub(crate) mod debug;
+pub(crate) mod error;
+pub(crate) mod front;
 pub(crate) mod guest;
-pub mod image;
-pub(crate) mod initramfs;
-pub mod kcheck;
-#[cfg(target_arch = "x86_64")]
-mod kvm_guest;
-pub mod kvm_probe;
-pub(crate) mod limits;
-pub mod pidfile;
 pub(crate) mod plan;
-pub(crate) mod ports;
-pub mod preflight;
-pub mod pvh;
-pub(crate) mod qemu;
-pub(crate) mod qmp;
-pub mod result;
-pub mod saved;
-pub mod saved_boot;
-pub(crate) mod serve;
-pub mod shell;
-pub mod shell_guest;
-pub(crate) mod splat;
-pub mod sshkey;
-pub mod state;
-pub mod term;
+pub(crate) mod run;
+pub(crate) mod saved;
+pub(crate) mod session;
 pub(crate) mod verdict;
-pub mod vm;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use crate::error::{ExitCode, HasExitCode};
-
-pub use plan::{parse_accel, parse_root_dev, MemSize, Mode, RunOptions, RunPlan};
-pub use vm::{run, run_report, Outcome, RunFacts, RunReport, Sinks};
-
-/// How many console lines an error shows.
-pub const CONSOLE_TAIL_LINES: usize = 25;
-
-/// Everything that can go wrong around the guest. Each variant has its own
-/// exit code (see the README) so scripts can tell them from the command's.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Setup(String),
-    #[error("failed to {what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Exec(#[from] crate::exec::ExecError),
-    #[error("QEMU could not start: `{argv}` {status}{}", fmt_lines("QEMU said", .stderr))]
-    QemuFailed {
-        argv: String,
-        status: String,
-        stderr: Vec<String>,
-    },
-    #[error("the guest kernel panicked: {line}{}", fmt_lines("last console lines", .console))]
-    KernelPanic { line: String, console: Vec<String> },
-    #[error("the guest showed no sign of life within {}s ({accel}): no console output at all; {hint}{}", .after.as_secs(), fmt_lines("QEMU said", .stderr))]
-    NoSignOfLife {
-        after: Duration,
-        accel: String,
-        hint: String,
-        stderr: Vec<String>,
-    },
-    #[error("the guest booted but did not start the command within {}s{}", .after.as_secs(), fmt_lines("last console lines", .console))]
-    NotStarted {
-        after: Duration,
-        console: Vec<String>,
-    },
-    #[error("QEMU exited ({status}) before the guest command finished{}{}", fmt_lines("last console lines", .console), fmt_lines("QEMU said", .stderr))]
-    QemuExited {
-        status: String,
-        console: Vec<String>,
-        stderr: Vec<String>,
-    },
-    #[error("the guest could not run the command: {0}")]
-    Guest(String),
-    #[error("{}", fmt_splats(.splats, .command_status))]
-    Splat {
-        /// The splats that failed the run, in order.
-        splats: Vec<splat::Splat>,
-        /// The command's own exit status, when it ended.
-        command_status: Option<i32>,
-    },
-    /// The deadline, and the last console lines (what a hung guest said last).
-    #[error("the guest command did not finish within {}s and the VM was stopped{}", .0.as_secs(), fmt_lines("last console lines", .1))]
-    CommandTimeout(Duration, Vec<String>),
-    #[error("the guest command ended but its {stream} stopped at {got} of {want} bytes")]
-    Incomplete {
-        stream: &'static str,
-        got: u64,
-        want: u64,
-    },
-    #[error("ssh did not answer on 127.0.0.1:{port} within {}s{}", .after.as_secs(), fmt_log(.console_log))]
-    SshTimeout {
-        port: u16,
-        after: Duration,
-        console_log: Option<PathBuf>,
-    },
-    #[error("interrupted: the VM was stopped and its overlay removed")]
-    Interrupted,
-}
-
-fn fmt_lines(title: &str, lines: &[String]) -> String {
-    if lines.is_empty() {
-        return String::new();
-    }
-    let mut s = format!("\n  {title}:");
-    for l in lines {
-        s.push_str("\n    ");
-        s.push_str(l);
-    }
-    s
-}
-
-/// The first line names the first splat's kind and function; every splat's
-/// whole trace follows.
-fn fmt_splats(splats: &[splat::Splat], status: &Option<i32>) -> String {
-    let Some(first) = splats.first() else {
-        return "kernel splat".into();
-    };
-    let mut s = format!("kernel splat: {}", first.summary());
-    if splats.len() > 1 {
-        s.push_str(&format!(" (and {} more)", splats.len() - 1));
-    }
-    match status {
-        Some(c) => s.push_str(&format!(" (the command exited with {c})")),
-        None => s.push_str(" (the VM was stopped: the command could not finish)"),
-    }
-    for sp in splats {
-        s.push_str(&fmt_lines(&sp.summary(), &sp.lines));
-    }
-    s
-}
-
-fn fmt_log(p: &Option<PathBuf>) -> String {
-    match p {
-        Some(p) => format!(" (console log: {})", p.display()),
-        None => " (use --console-log-file to see the console)".into(),
-    }
-}
-
-impl RunError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> RunError {
-        RunError::Io {
-            what: what.into(),
-            source,
-        }
-    }
-}
-
-impl HasExitCode for RunError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            RunError::Invalid(_) => ExitCode::InvalidInput,
-            RunError::KernelPanic { .. } => ExitCode::KernelPanic,
-            RunError::Splat { .. } => ExitCode::KernelSplat,
-            RunError::NoSignOfLife { .. }
-            | RunError::NotStarted { .. }
-            | RunError::SshTimeout { .. } => ExitCode::NoSignOfLife,
-            RunError::QemuExited { .. } => ExitCode::QemuExited,
-            RunError::CommandTimeout(..) => ExitCode::CommandTimeout,
-            RunError::Interrupted => ExitCode::Interrupted,
-            RunError::Exec(e) => match e.exit_code() {
-                ExitCode::Interrupted => ExitCode::Interrupted,
-                _ => ExitCode::RunError,
-            },
-            RunError::Setup(_)
-            | RunError::Io { .. }
-            | RunError::QemuFailed { .. }
-            | RunError::Guest(_)
-            | RunError::Incomplete { .. } => ExitCode::RunError,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_failure_has_its_own_code() {
-        let d = Duration::from_secs(1);
-        let cases = [
-            (RunError::Invalid("x".into()), 3),
-            (
-                RunError::KernelPanic {
-                    line: "p".into(),
-                    console: vec![],
-                },
-                241,
-            ),
-            (
-                RunError::NoSignOfLife {
-                    after: d,
-                    accel: "kvm".into(),
-                    hint: "h".into(),
-                    stderr: vec![],
-                },
-                242,
-            ),
-            (
-                RunError::NotStarted {
-                    after: d,
-                    console: vec![],
-                },
-                242,
-            ),
-            (
-                RunError::QemuExited {
-                    status: "s".into(),
-                    console: vec![],
-                    stderr: vec![],
-                },
-                243,
-            ),
-            (RunError::CommandTimeout(d, vec![]), 244),
-            (
-                RunError::Splat {
-                    splats: vec![],
-                    command_status: Some(0),
-                },
-                245,
-            ),
-            (RunError::Guest("g".into()), 240),
-            (RunError::Interrupted, 130),
-        ];
-        for (e, code) in cases {
-            assert_eq!(e.exit_code().code(), code, "{e}");
-        }
-    }
-
-    #[test]
-    fn errors_show_the_console_tail() {
-        let e = RunError::KernelPanic {
-            line: "Kernel panic - not syncing: VFS".into(),
-            console: vec!["a".into(), "b".into()],
-        };
-        let s = e.to_string();
-        assert!(s.contains("last console lines:\n    a\n    b"), "{s}");
-    }
-}
+pub use debug::gdb::{find_symbols, KernelSymbols};
+pub use error::RunError;
+pub use front::{prepare, Host, Prepared, RunRequest, StateRequest};
+pub use guest::initramfs::{compiler_package, embedded as guest_inits};
+pub(crate) use guest::sh_quote;
+pub use plan::accel::{choose as parse_accel, AccelChoice};
+pub use plan::decision::{Mode, RunPlan};
+pub(crate) use plan::options::file_key;
+pub use plan::options::{
+    duration, parse_ports, parse_root_dev, MemSize, RunOptions, DEFAULT_CPUS, DEFAULT_MEM,
+    DEFAULT_SSH_TIMEOUT,
+};
+pub(crate) use plan::options::{Key, CPUS, CWD, HOST_MOUNT, MEMORY, TIMEOUT};
+pub use plan::sshkey::{default_key, login_line};
+pub use run::run_report;
+pub use saved::state::states_dir;
+pub use saved::state::{describe as describe_state, list as list_states, remove as remove_state};
+pub use session::channel::Sinks;
+pub use session::daemon::qemu_cmd;
+pub use verdict::allow::{Date, SplatMode, SplatPolicy};
+pub use verdict::outcome::{Outcome, RunReport};
+pub use verdict::result::{ResultVerdict, RunResult};

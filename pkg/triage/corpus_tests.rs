@@ -119,7 +119,7 @@ fn every_kind_has_real_texts() {
 /// splat it finds in any fixture must be in one of the parser's reports.
 #[test]
 fn nothing_the_splat_gate_finds_is_lost() {
-    use crate::runner::splat::{SplatKind, SplatParser};
+    use crate::runner::verdict::splat::{SplatKind, SplatParser};
     let mut checked = 0;
     for f in fixtures() {
         if f.expect.is_empty() {
@@ -133,7 +133,7 @@ fn nothing_the_splat_gate_finds_is_lost() {
         splats.extend(gate.finish());
         let reports = parse_log(&f.text);
         // A panic that only says the report before it was fatal belongs to that report.
-        let absorbed = |s: &crate::runner::splat::Splat| {
+        let absorbed = |s: &crate::runner::verdict::splat::Splat| {
             s.kind == SplatKind::Panic
                 && !reports.is_empty()
                 && super::detect::states_consequence(&s.first_line)
@@ -165,7 +165,7 @@ fn nothing_the_splat_gate_finds_is_lost() {
 /// `WARNING:` line): the parser finds nothing there.
 #[test]
 fn the_gates_false_alarms_are_no_reports() {
-    use crate::runner::splat::SplatParser;
+    use crate::runner::verdict::splat::SplatParser;
     let negatives: Vec<Fixture> = fixtures()
         .into_iter()
         .filter(|f| f.expect.is_empty())

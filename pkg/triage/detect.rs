@@ -10,7 +10,8 @@
 use super::frames::{self, StackLabel};
 use super::header::{self, Form, Header};
 use super::line::{self, Caller};
-use super::{title, Kind, Report};
+use super::report::{Kind, Report};
+use super::title;
 
 /// The most lines one report keeps; a longer one is cut there (and marked
 /// truncated).

@@ -10,8 +10,6 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::symbolize::SourceLine;
-
 /// Where a frame was printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -539,6 +537,16 @@ static GENERIC: LazyLock<Regex> = LazyLock::new(|| {
 /// Whether `f` (a function name) names no culprit by itself.
 pub fn is_generic(f: &str) -> bool {
     GENERIC.is_match(base_name(f))
+}
+
+/// A source position of a frame: the function, file and line; `inlined` when
+/// the code was inlined into the next entry's function.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceLine {
+    pub function: Option<String>,
+    pub file: String,
+    pub line: u32,
+    pub inlined: bool,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::Kind;
+use super::report::Kind;
 
 /// A report's format, which decides how its title is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

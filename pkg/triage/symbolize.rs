@@ -10,20 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
-use serde::Serialize;
 
-use super::frames::{symbol_token, Role};
-use super::Report;
-
-/// A source position of a frame: the function, file and line; `inlined` when
-/// the code was inlined into the next entry's function.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SourceLine {
-    pub function: Option<String>,
-    pub file: String,
-    pub line: u32,
-    pub inlined: bool,
-}
+use super::frames::{symbol_token, Role, SourceLine};
+use super::report::Report;
 
 /// Why a vmlinux cannot symbolize.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +160,7 @@ impl Symbolizer {
                 f.source = self.locate(&f.function, f.offset, f.size, f.role == Role::Ip);
             }
         }
-        let warn_site = report.kind == super::Kind::Warning;
+        let warn_site = report.kind == super::report::Kind::Warning;
         for (i, l) in report.lines.iter_mut().enumerate() {
             let exact = (i == 0 && warn_site) || is_ip_line(l);
             if let Some(s) = self.decode_line(l, exact) {

@@ -18,7 +18,7 @@ use super::culprit::{
 use super::frames::{self, base_name, is_generic, Frame, Role};
 use super::header::{Form, Header};
 use super::line::Caller;
-use super::{Kind, Report};
+use super::report::{Kind, Report};
 
 /// Frames past the culprit that go into the fingerprint.
 const FINGERPRINT_FRAMES: usize = 2;

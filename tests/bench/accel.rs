@@ -32,8 +32,8 @@ fn lvh(kernel: &Path, image: &Path, accel: Option<&str>, runtime_dir: &Path) -> 
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64)?.image;
-    let image: PathBuf = crate::fixtures::image::root_image(Arch::Amd64)?;
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64)?.image;
+    let image: PathBuf = crate::support::fixtures::image::root_image(Arch::Amd64)?;
     let cached = tempfile::tempdir()?;
     let (mut tcg, mut auto_cached, mut auto_fresh) = (vec![], vec![], vec![]);
     // Warm-up; also leaves the probe's verdict in `cached`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use lvh::arch::Arch;
 
-use crate::fixtures;
+use crate::support::fixtures;
 
 use crate::util::median;
 

@@ -4,17 +4,15 @@
 
 mod accel;
 mod arm64;
-#[path = "../system/common.rs"]
-mod common;
 mod exec_overhead;
-#[path = "../system/fixtures/mod.rs"]
-mod fixtures;
 mod images;
 mod kernels;
 mod matrix;
 mod oci;
 mod runner;
 mod saved;
+#[path = "../support/mod.rs"]
+mod support;
 mod triage;
 mod util;
 

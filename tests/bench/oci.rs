@@ -10,8 +10,7 @@ use lvh::progress::NullReporter;
 
 use crate::util::median;
 
-#[path = "../system/oci/registry.rs"]
-mod registry;
+use crate::support::registry;
 
 const SIZE: usize = 1 << 30;
 const ROUNDS: usize = 4;

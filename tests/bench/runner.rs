@@ -23,11 +23,14 @@ const GOAL: f64 = 0.5;
 fn inputs() -> anyhow::Result<(PathBuf, PathBuf)> {
     let kernel = match std::env::var_os("LVH_BENCH_KERNEL") {
         Some(k) => PathBuf::from(k),
-        None => crate::fixtures::kernel::kernel_with_groups(Arch::Amd64, "runner,compat")?.image,
+        None => {
+            crate::support::fixtures::kernel::kernel_with_groups(Arch::Amd64, "runner,compat")?
+                .image
+        }
     };
     let image = match std::env::var_os("LVH_BENCH_IMAGE") {
         Some(i) => PathBuf::from(i),
-        None => crate::fixtures::image::root_image(Arch::Amd64)?,
+        None => crate::support::fixtures::image::root_image(Arch::Amd64)?,
     };
     Ok((kernel, image))
 }

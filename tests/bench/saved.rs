@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{daemon_pid, free_port, ssh_root, terminate};
+use crate::support::{daemon_pid, free_port, ssh_root, terminate};
 use crate::util::{inputs, median, timed};
 
 const RUNS: usize = 5;
@@ -145,7 +145,7 @@ fn boot_over_ssh(image: &Path, key: &Path) -> anyhow::Result<Duration> {
 fn bootable() -> anyhow::Result<()> {
     let image = match std::env::var_os("LVH_BENCH_BOOTABLE") {
         Some(i) => i.into(),
-        None => crate::fixtures::image::ssh_image()?
+        None => crate::support::fixtures::image::ssh_image()?
             .image
             .with_file_name("boot.qcow2"),
     };

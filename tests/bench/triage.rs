@@ -75,7 +75,7 @@ pub fn run() -> anyhow::Result<()> {
             std::env::var_os("LVH_BENCH_TREE").map(PathBuf::from),
         ),
         None => {
-            let k = crate::fixtures::kernel::debug_kernel(Arch::Amd64)?;
+            let k = crate::support::fixtures::kernel::debug_kernel(Arch::Amd64)?;
             let tree = k.dir.join("kernels").join(&k.name);
             (tree.join("vmlinux"), Some(tree))
         }

@@ -38,11 +38,11 @@ pub fn timed(c: &mut Command, what: &str) -> anyhow::Result<Duration> {
 pub fn inputs(arch: Arch, kernel_var: &str, image_var: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     let kernel = match std::env::var_os(kernel_var) {
         Some(k) => PathBuf::from(k),
-        None => crate::fixtures::kernel::kernel(arch)?.image,
+        None => crate::support::fixtures::kernel::kernel(arch)?.image,
     };
     let image = match std::env::var_os(image_var) {
         Some(i) => PathBuf::from(i),
-        None => crate::fixtures::image::root_image(arch)?,
+        None => crate::support::fixtures::image::root_image(arch)?,
     };
     Ok((kernel, image))
 }

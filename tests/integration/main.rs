@@ -3,14 +3,13 @@
 
 mod action;
 mod action_steps;
+mod architecture;
 mod bad_input;
 mod cli;
 mod common;
 mod docs;
 mod dropin;
-// The stand-in kernel tree, shared with the system tier.
-#[path = "../system/fixtures/fake_kernel.rs"]
-mod fake_kernel;
+mod guest_inits;
 mod images;
 mod kernels;
 mod linking;
@@ -19,4 +18,15 @@ mod matrix;
 mod oci;
 mod release;
 mod run;
+#[path = "../support/mod.rs"]
+mod support;
 mod triage;
+mod vocabulary;
+
+// The stand-in kernel tree, shared with the system tier.
+use support::fixtures::fake_kernel;
+
+/// Plain `cargo test` builds neither the system tier nor the benches.
+#[test]
+#[ignore = "the system tier runs apart: `make test-system` or `cargo test --release --test system`"]
+fn system_tier() {}

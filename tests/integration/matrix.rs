@@ -99,7 +99,7 @@ fn dry_run_prints_the_equivalent_runs_and_boots_nothing() {
         "{s}"
     );
     assert!(
-        l[0].ends_with("--cpu 1 --mem 1G --timeout 5 -- env X=1 sleep 600"),
+        l[0].ends_with("--cpu 2 --mem 4G --timeout 5 -- env X=1 sleep 600"),
         "{s}"
     );
 }

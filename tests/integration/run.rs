@@ -162,7 +162,10 @@ fn missing_kernel_or_image_names_the_path() {
             "true",
         ],
     );
-    assert_invalid(&out, &["no such kernel file nope/bzImage (--kernel)"]);
+    assert_invalid(
+        &out,
+        &["--kernel \"", "nope/bzImage\": no such kernel file"],
+    );
     let out = lvh_in(
         d.path(),
         &[
@@ -203,10 +206,7 @@ fn bad_values_are_invalid_input() {
     for (extra, wants) in [
         (
             &["-p", "22x:22", "--", "true"][..],
-            &[
-                "invalid port forward \"22x:22\" (--port)",
-                "is not a number",
-            ][..],
+            &["--port \"22x:22\": invalid port forward", "is not a number"][..],
         ),
         (
             &["-p", "70000:22", "--", "true"],
@@ -218,25 +218,25 @@ fn bad_values_are_invalid_input() {
         ),
         (
             &["--mem", "4X", "--", "true"],
-            &["invalid memory size \"4X\" (--mem)"],
+            &["--mem \"4X\": invalid memory size"],
         ),
         (
             &["--accel", "hvf", "--", "true"],
-            &["unknown accelerator \"hvf\""],
+            &["--accel \"hvf\": unknown accelerator"],
         ),
         (
             &["--root-dev", "sdb", "--", "true"],
-            &["\"sdb\" (--root-dev)"],
+            &["--root-dev \"sdb\""],
         ),
         (
             &["--timeout=-1", "--", "true"],
-            &["--timeout \"-1\"", "positive number of seconds"],
+            &["--timeout \"-1\"", "not a duration"],
         ),
         (
             &["--daemonize", "--", "true"],
-            &["--daemonize cannot be combined"],
+            &["--daemonize: cannot be combined"],
         ),
-        (&["--wait-ssh"], &["--wait-ssh needs --daemonize"]),
+        (&["--wait-ssh"], &["--wait-ssh: needs --daemonize"]),
     ] {
         let out = run(d.path(), extra);
         assert_invalid(&out, wants);
@@ -410,15 +410,15 @@ fn gdb_and_shell_flags_in_dry_runs() {
         &["stdio"],
     );
     for (extra, want) in [
-        (&["--gdb-wait", "--", "true"][..], "--gdb-wait needs --gdb"),
-        (&["--gdb=0", "--", "true"][..], "invalid port 0 (--gdb)"),
+        (&["--gdb-wait", "--", "true"][..], "--gdb-wait: needs --gdb"),
+        (&["--gdb=0", "--", "true"][..], "--gdb \"0\": invalid port"),
         (
             &["--shell", "--", "true"][..],
-            "--shell cannot be combined with a command",
+            "--shell: cannot be combined with a command",
         ),
         (
             &["--shell", "--daemonize"][..],
-            "--shell cannot be combined with --daemonize",
+            "--shell: cannot be combined with --daemonize",
         ),
     ] {
         let out = run(d.path(), extra);
@@ -504,7 +504,7 @@ fn ssh_key_and_saved_state_inputs_are_checked_before_anything_runs() {
     let out = run(d.path(), &["--save-state", "../x", "--", "true"]);
     assert_code(&out, 3);
     assert!(
-        stderr(&out).contains("invalid state name \"../x\""),
+        stderr(&out).contains("--save-state \"../x\": invalid state name"),
         "{}",
         stderr(&out)
     );

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, text};
+use crate::support::{assert_code, text};
 
 /// `lvh run --kernel K --image I -- CMD` with no accelerator chosen anywhere,
 /// the probe's cache under `runtime_dir`.
 fn run_auto(runtime_dir: &Path, cmd: &[&str]) -> (Output, Duration) {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
-    let mut c = crate::common::lvh();
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let image =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let mut c = crate::support::lvh();
     c.arg("run")
         .arg("--kernel")
         .arg(&kernel.image)

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{lvh, text};
-use crate::fixtures::image::{root_image, ROOT_IMAGE};
+use crate::support::fixtures::image::{root_image, ROOT_IMAGE};
+use crate::support::{lvh, text};
 
 /// A build directory whose `images/root.img` is the shared root fixture, with
 /// one child image running `cmd`.
@@ -223,7 +223,7 @@ fn the_thread_that_loaded_libguestfs_has_exited_before_lvh_exits() {
 #[test]
 fn a_handle_moves_between_threads_and_its_console_callback_ends_with_with_console() {
     use lvh::images::guestfs::Handle;
-    crate::common::require_guestfs_tcg_env();
+    crate::support::require_guestfs_tcg_env();
     let root = root_image(Arch::host()).expect("root image fixture");
     let d = tempfile::tempdir().unwrap();
     let overlay = d.path().join("o.qcow2");

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, text};
 use crate::runner::lvh_run;
+use crate::support::{assert_code, text};
 
 fn output(mut c: std::process::Command) -> Output {
     c.stdin(Stdio::null()).output().expect("run lvh")
@@ -65,8 +65,9 @@ fn fixture_config(image: &std::path::Path) -> PathBuf {
 
 #[test]
 fn a_kernel_whose_config_lacks_ext4_is_refused_before_booting() {
-    let k = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let k = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let image =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
     let config = std::fs::read_to_string(fixture_config(&k.image)).unwrap();
     assert!(
         config.contains("\nCONFIG_EXT4_FS=y\n"),
@@ -82,7 +83,7 @@ fn a_kernel_whose_config_lacks_ext4_is_refused_before_booting() {
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        let mut c = crate::common::lvh();
+        let mut c = crate::support::lvh();
         c.arg("run")
             .arg("--kernel")
             .arg(&vmlinuz)

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use lvh::arch::Arch;
 
-use crate::common::{http_server, install_sh, release_target, text};
+use crate::support::{http_server, install_sh, release_target, text};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_BYTES: u64 = 25 * 1000 * 1000;

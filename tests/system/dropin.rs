@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use lvh::arch::Arch;
 
-use crate::fixtures::image::{lvh_build, root_image};
+use crate::support::fixtures::image::{lvh_build, root_image};
 
 fn text(o: &Output) -> String {
     format!(
@@ -50,7 +50,7 @@ fn lvh_run_cmd(kernel: &Path, image: &Path, argv: &[&str]) -> String {
 /// removed. The child must stand alone and boot.
 #[test]
 fn kind_dockerfile_child_of_a_pulled_parent_stands_alone_and_boots() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let parent = root_image(Arch::Amd64).expect("root image fixture");
     let d = tempfile::tempdir().unwrap();
     let images = d.path().join("images");
@@ -117,7 +117,7 @@ fn free_port() -> u16 {
 /// Boots the bootable ssh image by its own boot loader with `--root-dev dev`,
 /// logs in and returns what the guest says its root device is.
 fn boot_with_root_dev(dev: &str) -> String {
-    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let port = free_port();
     let o = run_ok(
         Command::new(env!("CARGO_BIN_EXE_lvh"))
@@ -135,9 +135,9 @@ fn boot_with_root_dev(dev: &str) -> String {
             .env("LVH_ACCEL", "tcg")
             .env("CI", "true"),
     );
-    let pid = crate::common::daemon_pid(&String::from_utf8_lossy(&o.stderr));
-    let ssh = crate::common::ssh_root(&f.key, port, "grep ' / ' /proc/self/mounts");
-    let _ = crate::common::terminate(pid);
+    let pid = crate::support::daemon_pid(&String::from_utf8_lossy(&o.stderr));
+    let ssh = crate::support::ssh_root(&f.key, port, "grep ' / ' /proc/self/mounts");
+    let _ = crate::support::terminate(pid);
     assert!(ssh.status.success(), "ssh failed: {}", text(&ssh));
     String::from_utf8_lossy(&ssh.stdout).into_owned()
 }
@@ -195,7 +195,7 @@ fn actions_behave_as_virt_customize() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 
-    crate::common::require_guestfs_tcg_env();
+    crate::support::require_guestfs_tcg_env();
     let mut h = lvh::images::guestfs::Handle::new().unwrap();
     h.add_drive(&images.join("act.qcow2"), "qcow2", true)
         .unwrap();

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::fixtures::kernel::source_repo;
+use crate::support::fixtures::kernel::source_repo;
 
 fn lvh(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lvh"))

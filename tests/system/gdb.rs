@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::free_port;
 use crate::runner::lvh_run;
+use crate::support::free_port;
 
 /// The function `sync` reaches in the kernel (fs/sync.c).
 const FUNCTION: &str = "ksys_sync";
@@ -47,7 +47,7 @@ fn shell_words(line: &str) -> Vec<String> {
 
 #[test]
 fn gdb_stops_the_kernel_at_a_breakpoint_the_command_hits() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let vmlinux = kernel.image.ancestors().nth(4).unwrap().join("vmlinux");
     assert!(vmlinux.is_file(), "{} is missing", vmlinux.display());
     let port = free_port();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 use lvh::images::guestfs::Handle;
 
-use crate::common::text;
-use crate::fixtures::image::{lvh_build, root_image, ROOT_IMAGE};
+use crate::support::fixtures::image::{lvh_build, root_image, ROOT_IMAGE};
+use crate::support::text;
 
 /// A build directory whose `images/root.img` is the shared root fixture (an
 /// image not defined in images.json, which little-vm-helper allows as a parent).
@@ -35,7 +35,7 @@ fn result_of(stdout: &str, image: &str) -> String {
 }
 
 fn open_ro(image: &Path, format: &str) -> Handle {
-    crate::common::require_guestfs_tcg_env();
+    crate::support::require_guestfs_tcg_env();
     let mut h = Handle::new().unwrap();
     h.add_drive(image, format, true).unwrap();
     h.launch().unwrap();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{http_server, install_sh, release_target, text};
+use crate::support::{http_server, install_sh, release_target, text};
 
 /// A release directory `<srv>/<tag>/` whose tarball's `lvh` is a script
 /// printing `tag`. With `corrupt`, the tarball changes after SHA256SUMS was

@@ -4,7 +4,7 @@
 
 use lvh::arch::Arch;
 
-use crate::fixtures::kernel::kernel;
+use crate::support::fixtures::kernel::kernel;
 
 fn file_says(path: &std::path::Path) -> String {
     let out = std::process::Command::new("file")
@@ -98,8 +98,8 @@ fn arm64_kernel_cross_builds_to_an_arm64_image_gz() {
 }
 
 /// `git daemon` serving the repositories under `base` on a loopback port.
-fn git_daemon(base: &std::path::Path) -> crate::common::Server {
-    let port = crate::common::free_port();
+fn git_daemon(base: &std::path::Path) -> crate::support::Server {
+    let port = crate::support::free_port();
     let mut cmd = std::process::Command::new("git");
     cmd.args([
         "daemon",
@@ -110,7 +110,7 @@ fn git_daemon(base: &std::path::Path) -> crate::common::Server {
     .arg(format!("--port={port}"))
     .arg(format!("--base-path={}", base.display()))
     .arg(base);
-    crate::common::Server::start(cmd, "git", port)
+    crate::support::Server::start(cmd, "git", port)
 }
 
 /// A source across the network (here `git://` on loopback) is fetched by the
@@ -119,8 +119,8 @@ fn git_daemon(base: &std::path::Path) -> crate::common::Server {
 /// or ssh library for this.
 #[test]
 fn a_kernel_across_the_network_is_fetched_with_git() {
-    use crate::common::{assert_code, lvh, text};
-    use crate::fixtures::fake_kernel::git;
+    use crate::support::fixtures::fake_kernel::git;
+    use crate::support::{assert_code, lvh, text};
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     let src = root.join("srv/linux");

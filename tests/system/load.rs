@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, free_port, text};
 use crate::runner::{boot_files, content_digest};
+use crate::support::{assert_code, free_port, text};
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -35,7 +35,7 @@ fn run_in(dir: &Path, extra: &[&str]) -> Command {
         std::os::unix::fs::symlink(&image, &i).unwrap();
         std::fs::create_dir(dir.join("tmp")).unwrap();
     }
-    let mut c = crate::common::lvh();
+    let mut c = crate::support::lvh();
     c.arg("run")
         .arg("--kernel")
         .arg(&k)
@@ -123,7 +123,8 @@ fn concurrent_runs_share_one_image_and_kernel() {
 /// whole (a later build finds it cached).
 #[test]
 fn two_image_builds_on_one_dir_one_refuses_clearly() {
-    let root = crate::fixtures::image::root_image(Arch::host()).expect("root image fixture");
+    let root =
+        crate::support::fixtures::image::root_image(Arch::host()).expect("root image fixture");
     let d = tempfile::tempdir().unwrap();
     let images = d.path().join("images");
     std::fs::create_dir(&images).unwrap();

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 use quick_xml::events::Event;
 
-use crate::common::{assert_code, lvh, text};
+use crate::support::{assert_code, lvh, qemu_children, text};
 
 /// A directory with the matrix file: the fixture kernel as "k1", a copy of
 /// it as "k2", the fixture image, and `tests` (a JSON array's items).
 fn matrix_dir(tests: &str) -> tempfile::TempDir {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64)
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64)
         .expect("kernel fixture")
         .image;
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
+    let image = crate::support::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
     let d = tempfile::tempdir().unwrap();
     std::fs::copy(&kernel, d.path().join("bzImage-copy")).unwrap();
     let text = format!(
@@ -184,32 +184,6 @@ fn a_matrix_gives_each_combination_its_verdict_and_every_report() {
     );
 }
 
-/// The QEMU processes whose parent is `pid`.
-fn qemu_children(pid: u32) -> Vec<u32> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let comm = &stat[stat.find('(').unwrap() + 1..close];
-        let ppid: u32 = stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0);
-        if ppid == pid && comm.starts_with("qemu-system") {
-            v.push(p);
-        }
-    }
-    v
-}
-
 #[test]
 fn ctrl_c_mid_matrix_stops_every_vm_and_marks_the_rest_interrupted() {
     let d = matrix_dir(
@@ -276,7 +250,7 @@ fn ctrl_c_mid_matrix_stops_every_vm_and_marks_the_rest_interrupted() {
 
 #[test]
 fn a_boot_failure_is_retried_once_and_reported_as_such() {
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
+    let image = crate::support::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
     let d = tempfile::tempdir().unwrap();
     // Not a kernel: QEMU loads it and the guest never prints a thing.
     let junk: Vec<u8> = (0..200_000u32)

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use lvh::arch::Arch;
 
-use crate::common::text;
+use crate::support::text;
 
 /// Where Debian's libguestfs0 puts the library on this host.
 fn library_path() -> PathBuf {
@@ -39,7 +39,7 @@ fn lvh_without_libguestfs(empty: &Path, args: &[&std::ffi::OsStr]) -> Output {
     .arg("sh")
     .arg(empty)
     .arg(library_path())
-    .arg(crate::common::lvh().get_program())
+    .arg(crate::support::lvh().get_program())
     .args(args)
     .env("LVH_ACCEL", "tcg")
     .env("CI", "true")
@@ -74,7 +74,7 @@ fn run_and_images_build_without_libguestfs() {
             dir.as_os_str(),
         ],
     );
-    crate::common::assert_code(&o, 1);
+    crate::support::assert_code(&o, 1);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("libguestfs.so.0") && err.contains("install the Debian package libguestfs0"),
@@ -84,8 +84,9 @@ fn run_and_images_build_without_libguestfs() {
     assert!(!dir.join("images/child.img").exists());
 
     // `lvh run` never needs the library.
-    let kernel = crate::fixtures::kernel::kernel(Arch::host()).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::host()).expect("root image fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::host()).expect("kernel fixture");
+    let image =
+        crate::support::fixtures::image::root_image(Arch::host()).expect("root image fixture");
     let o = lvh_without_libguestfs(
         &empty,
         &[
@@ -101,7 +102,7 @@ fn run_and_images_build_without_libguestfs() {
             "booted without libguestfs".as_ref(),
         ],
     );
-    crate::common::assert_code(&o, 0);
+    crate::support::assert_code(&o, 0);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "booted without libguestfs\n"

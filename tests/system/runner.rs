@@ -11,21 +11,21 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, daemon_pid, free_port, ssh_root, terminate};
+use crate::support::{assert_code, daemon_pid, free_port, qemu_children, ssh_root, terminate};
 use sha2::{Digest, Sha256};
 
 /// The kernel and root image to boot for `arch`: the shared fixtures built by
 /// lvh's own `kernels` and `images` commands (the one place tests get them).
 pub(crate) fn boot_files(arch: Arch) -> (PathBuf, PathBuf) {
-    let kernel = crate::fixtures::kernel::kernel(arch).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(arch).expect("root image fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(arch).expect("kernel fixture");
+    let image = crate::support::fixtures::image::root_image(arch).expect("root image fixture");
     (kernel.image, image)
 }
 
 /// `lvh run --kernel K --image I <extra>` under TCG, environment kept clean.
 pub(crate) fn lvh_run(arch: Arch, extra: &[&str]) -> Command {
     let (kernel, image) = boot_files(arch);
-    let mut c = crate::common::lvh();
+    let mut c = crate::support::lvh();
     c.arg("run")
         .arg("--kernel")
         .arg(&kernel)
@@ -371,33 +371,6 @@ fn wait_for_line(r: impl Read + Send + 'static, want: &str) {
         .expect("the guest command did not start");
 }
 
-/// The QEMU processes whose parent is `pid`.
-pub(crate) fn qemu_children(pid: u32) -> Vec<u32> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let comm = &stat[stat.find('(').unwrap() + 1..close];
-        let ppid: u32 = stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0);
-        if ppid == pid && comm.starts_with("qemu-system") {
-            v.push(p);
-        }
-    }
-    v
-}
-
 #[test]
 fn ctrl_c_leaves_no_qemu_and_no_overlay() {
     let tmp = tempfile::tempdir().unwrap();
@@ -584,7 +557,7 @@ fn daemonize_leaves_qemu_running_and_wait_ssh_fails_clearly() {
 fn a_bootable_image_boots_by_itself_and_wait_ssh_returns_when_ssh_answers() {
     // The little-vm-helper way: no --kernel (extlinux and Debian's kernel in
     // the image), systemd, sshd, a port forward, then ssh in.
-    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let before = content_digest(&f.image);
     let port = free_port();
     let o = Command::new(env!("CARGO_BIN_EXE_lvh"))

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, lvh, text};
 use crate::runner::lvh_run;
+use crate::support::{assert_code, lvh, text};
 
 fn out(mut c: Command) -> Output {
     c.stdin(Stdio::null()).output().expect("run lvh")
@@ -60,7 +60,8 @@ fn restores_see_the_setup(dir: &Path, name: &str, mark: &str, pid1: &str) {
 fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let image =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
     let before = crate::sshkey::sha256(&image);
     let setup = "echo from-setup >/tmp/mark && echo 4242 >/proc/sys/kernel/pid_max && \
                  echo on-disk >/root/saved && echo setup-ran";
@@ -132,12 +133,12 @@ fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
     );
 
     // A state saved from a copy of the kernel, then the copy changes.
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64)
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64)
         .expect("kernel")
         .image;
     let copy = d.path().join("bzImage");
     std::fs::copy(&kernel, &copy).unwrap();
-    let image = crate::fixtures::image::root_image(Arch::Amd64).unwrap();
+    let image = crate::support::fixtures::image::root_image(Arch::Amd64).unwrap();
     let mut c = lvh();
     c.arg("run")
         .arg("--kernel")
@@ -174,7 +175,7 @@ fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
 fn a_bootable_images_saved_vm_runs_commands_over_ssh() {
     // The ssh fixture's parent: extlinux, Debian's kernel, systemd, sshd, DHCP,
     // no authorized_keys (lvh's key comes as a systemd credential).
-    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let image = f.image.with_file_name("boot.qcow2");
     let before = crate::sshkey::sha256(&image);
     let d = tempfile::tempdir().unwrap();

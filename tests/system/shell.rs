@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 use nix::sys::termios::{self, Termios};
 
-use crate::runner::{lvh_run, qemu_children};
+use crate::runner::lvh_run;
+use crate::support::qemu_children;
 
 /// How long the guest may take to show the shell under TCG on a loaded machine.
 const BOOT: Duration = Duration::from_secs(240);
@@ -256,10 +257,10 @@ fn a_shell_reads_a_pipe_without_a_terminal() {
         .write_all(b"echo piped-$((3*3))\nexit 5\n")
         .unwrap();
     let o = child.wait_with_output().unwrap();
-    crate::common::assert_code(&o, 5);
+    crate::support::assert_code(&o, 5);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("piped-9"),
         "{}",
-        crate::common::text(&o)
+        crate::support::text(&o)
     );
 }

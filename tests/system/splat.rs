@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
 
-use crate::common::assert_code;
+use crate::support::assert_code;
 
 const DIRECT: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
 

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use lvh::arch::Arch;
 
-use crate::common::{assert_code, daemon_pid, free_port, ssh_root, terminate, text};
 use crate::runner::lvh_run;
+use crate::support::{assert_code, daemon_pid, free_port, ssh_root, terminate, text};
 
 /// The sha256 of every byte of `p` (not the extent map: an image's layout on
 /// the host file system may change under it while its content does not).
@@ -36,13 +36,13 @@ fn keygen(dir: &Path) -> (PathBuf, String) {
 fn a_bootable_image_takes_the_key_at_boot_and_stays_unchanged() {
     // The ssh fixture's parent image: systemd, sshd, no authorized_keys, and
     // root's password untouched by any `passwd -d` (Debian's `*`: no login).
-    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let image = f.image.with_file_name("boot.qcow2");
     let before = sha256(&image);
     let d = tempfile::tempdir().unwrap();
     let (key, comment) = keygen(d.path());
     let port = free_port();
-    let o = crate::common::lvh()
+    let o = crate::support::lvh()
         .arg("run")
         .arg("--image")
         .arg(&image)
@@ -90,7 +90,8 @@ fn a_bootable_image_takes_the_key_at_boot_and_stays_unchanged() {
 fn command_mode_gives_the_key_to_lvhs_init_without_writing_the_image() {
     let d = tempfile::tempdir().unwrap();
     let (key, comment) = keygen(d.path());
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let image =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
     let before = sha256(&image);
     let pubkey = key.with_extension("pub");
     let o = lvh_run(

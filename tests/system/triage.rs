@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use lvh::arch::Arch;
 
-use crate::common::assert_code;
+use crate::support::assert_code;
 
 const DIRECT: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
 
@@ -37,11 +37,13 @@ fn outer_source(frame: &serde_json::Value) -> (String, u64) {
 
 #[test]
 fn lkdtm_warning_and_bug_are_titled_and_symbolized() {
-    let kernel = crate::fixtures::kernel::debug_kernel(Arch::Amd64).expect("debug kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let kernel =
+        crate::support::fixtures::kernel::debug_kernel(Arch::Amd64).expect("debug kernel fixture");
+    let image =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("console.log");
-    let o = crate::common::lvh()
+    let o = crate::support::lvh()
         .arg("run")
         .arg("--kernel")
         .arg(&kernel.image)
@@ -63,7 +65,7 @@ fn lkdtm_warning_and_bug_are_titled_and_symbolized() {
     assert_code(&o, 0);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "after\n");
 
-    let o = crate::common::lvh()
+    let o = crate::support::lvh()
         .args(["triage", "--json", "--kernel"])
         .arg(&kernel.image)
         .arg(&log)

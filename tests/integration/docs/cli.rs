@@ -59,7 +59,18 @@ pub fn parse_flags(help: &str) -> Vec<Flag> {
     )
     .unwrap();
     let mut out = Vec::new();
+    let alias_re = regex::Regex::new(r"\[alias(?:es)?: ([^\]]+)\]").unwrap();
     for l in section(help, "Options:") {
+        // `[alias: --cpus]` in a flag's help: the alias takes what the flag takes.
+        if let (Some(a), Some(last)) = (alias_re.captures(l), out.last().cloned()) {
+            for name in a[1].split(", ").filter_map(|n| n.strip_prefix("--")) {
+                out.push(Flag {
+                    long: Some(name.to_string()),
+                    short: None,
+                    ..last
+                });
+            }
+        }
         let Some(c) = re.captures(l) else { continue };
         let short = c
             .get(1)

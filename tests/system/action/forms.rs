@@ -13,8 +13,8 @@ use std::sync::{Mutex, OnceLock};
 
 use super::workflow::{last, stderr_of, Job};
 use super::{preinstall, push_image, push_kernel, stdout};
-use crate::common::assert_code;
 use crate::oci::registry::Registry;
+use crate::support::assert_code;
 use lvh::arch::Arch;
 
 /// The fixture root image for `arch` as qcow2 (the action boots `<name>.qcow2`),
@@ -26,7 +26,7 @@ pub fn qcow2_root(arch: Arch) -> PathBuf {
     if let Some((_, p)) = done.iter().find(|(a, _)| *a == arch) {
         return p.clone();
     }
-    let raw = crate::fixtures::image::root_image(arch).expect("root image fixture");
+    let raw = crate::support::fixtures::image::root_image(arch).expect("root image fixture");
     let dir = tempfile::tempdir().unwrap().keep();
     let q = dir.join("root.qcow2");
     let st = Command::new("qemu-img")
@@ -111,7 +111,7 @@ fn boots(j: &mut Job, want: &str, arch: &str, machine: &str) -> String {
 #[test]
 fn action_finds_and_boots_every_image_version_form_amd64() {
     let root = qcow2_root(Arch::Amd64);
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let reg = Registry::start();
     let repo = format!("{}/lvh-images", reg.addr);
     let reference = format!("{repo}/kernel-images:6.12-main");
@@ -210,7 +210,8 @@ fn action_finds_and_boots_every_image_version_form_amd64() {
 #[test]
 fn action_finds_and_boots_an_arm64_image_in_the_arm64_folders() {
     let root = qcow2_root(Arch::Arm64);
-    let kernel = crate::fixtures::kernel::kernel(Arch::Arm64).expect("arm64 kernel fixture");
+    let kernel =
+        crate::support::fixtures::kernel::kernel(Arch::Arm64).expect("arm64 kernel fixture");
     let reg = Registry::start();
     let repo = format!("{}/lvh-images", reg.addr);
     let reference = format!("{repo}/kernel-images:6.12-20250616.013250");

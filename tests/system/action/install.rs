@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::release::{release_dir, tag, Server};
 use super::workflow::{last, stderr_of, Job};
-use crate::common::assert_code;
+use crate::support::assert_code;
 
 /// The budget from the action's start to `lvh version` (a warm local server).
 const INSTALL_BUDGET: Duration = Duration::from_secs(10);

@@ -17,13 +17,13 @@ pub mod workflow;
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_code, daemon_pid, free_port, terminate, text};
 use crate::oci::registry::Registry;
+use crate::support::{assert_code, daemon_pid, free_port, terminate, text};
 use lvh::arch::Arch;
 use workflow::{last, Job};
 
 pub fn push(args: &[&str]) -> String {
-    let o = crate::common::lvh().args(args).output().expect("lvh push");
+    let o = crate::support::lvh().args(args).output().expect("lvh push");
     assert_code(&o, 0);
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
@@ -83,7 +83,7 @@ fn stdout(o: &std::process::Output) -> String {
 /// the console log shown.
 #[test]
 fn action_pulls_boots_and_runs_cmd_over_ssh() {
-    let f = crate::fixtures::image::ssh_image().expect("ssh image fixture");
+    let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let reg = Registry::start();
     let server = release::Server::start(release::release_dir());
     let links = tempfile::tempdir().unwrap();
@@ -191,7 +191,7 @@ fn action_pulls_boots_and_runs_cmd_over_ssh() {
 /// a result file saying `failed`.
 #[test]
 fn action_command_mode_with_kernel_version_and_kernel_path() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let root = forms::qcow2_root(Arch::Amd64);
     let reg = Registry::start();
     let links = tempfile::tempdir().unwrap();

@@ -414,7 +414,7 @@ impl Job {
         eprintln!(
             "== step {}: {}",
             step.name,
-            crate::common::text(&o).replace('\n', "\n   ")
+            crate::support::text(&o).replace('\n', "\n   ")
         );
         let mut outs = BTreeMap::new();
         for line in std::fs::read_to_string(&out_file).unwrap().lines() {

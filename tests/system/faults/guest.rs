@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 
 use super::run;
-use crate::common::{assert_code, daemon_pid, text};
 use crate::runner::lvh_run;
+use crate::support::{assert_code, daemon_pid, text};
 
 #[test]
 fn a_stuck_command_ends_at_its_deadline_with_244_and_the_console_tail() {
@@ -161,7 +161,7 @@ fn a_killed_daemonized_qemu_does_not_leave_its_pid_file_for_ever() {
     assert_ne!(now, files);
     let content = std::fs::read_to_string(tmp.path().join(&now[0])).unwrap();
     assert_eq!(content.trim(), second.to_string());
-    let _ = crate::common::terminate(second);
+    let _ = crate::support::terminate(second);
     let gone = Instant::now() + Duration::from_secs(20);
     while Path::new(&format!("/proc/{second}")).exists() && Instant::now() < gone {
         std::thread::sleep(Duration::from_millis(50));

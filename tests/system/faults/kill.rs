@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 
 use super::{kill_after, kill_points, names, partials_under, run, Rng, SeedOnPanic};
-use crate::common::{assert_code, text};
 use crate::oci::registry::{test_bytes, write_file, Proxy, Registry};
+use crate::support::{assert_code, text};
 
 /// Prints a machine-readable line for the README's figures.
 pub(super) fn figures(command: &str, tried: usize, killed: usize, children: usize) {
@@ -65,7 +65,7 @@ fn sigkill_during_run_boot_and_command() {
 }
 
 fn lvh_cached(cache: &Path, args: &[&str]) -> Command {
-    let mut c = crate::common::lvh();
+    let mut c = crate::support::lvh();
     c.args(args).env("LVH_CACHE_DIR", cache);
     c
 }
@@ -161,7 +161,8 @@ fn hidden_leftovers(images: &Path) -> Vec<String> {
 }
 
 fn child_image_dir(dir: &Path) {
-    let root = crate::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let root =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
     let from = root.parent().unwrap().parent().unwrap();
     let mut cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(from.join("images.json")).unwrap()).unwrap();
@@ -185,7 +186,7 @@ fn child_image_dir(dir: &Path) {
 }
 
 fn build(dir: &Path) -> Command {
-    let mut c = crate::common::lvh();
+    let mut c = crate::support::lvh();
     c.args(["images", "build", "--dir"])
         .arg(dir)
         .env("LIBGUESTFS_BACKEND", "direct")

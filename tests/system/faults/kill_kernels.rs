@@ -22,9 +22,9 @@ use super::kill::figures;
 use super::{
     kill_after, kill_points, names, partials_under, procs_in, run, snapshot, Rng, SeedOnPanic,
 };
-use crate::common::{assert_code, text};
-use crate::fixtures::fake_kernel::{fake_kernel, git, slow_build, ADD_ARGS, BUILD_ARGS};
 use crate::oci::registry::{test_bytes, write_file, Proxy, Registry};
+use crate::support::fixtures::fake_kernel::{fake_kernel, git, slow_build, ADD_ARGS, BUILD_ARGS};
+use crate::support::{assert_code, text};
 
 /// A kernels directory `<root>/d` with kernel `f` fetched from the slow
 /// stand-in tree: 6 objects of 0.7 s each, built two at a time.
@@ -34,7 +34,7 @@ fn kernels_dir(root: &Path) {
     slow_build(&src, 6, 0.7);
     let lvh = |args: &[&str]| {
         let o = run({
-            let mut c = crate::common::lvh();
+            let mut c = crate::support::lvh();
             c.args(args).current_dir(root);
             c
         });
@@ -45,7 +45,7 @@ fn kernels_dir(root: &Path) {
 }
 
 fn kernels_build(root: &Path) -> Command {
-    let mut c = crate::common::lvh();
+    let mut c = crate::support::lvh();
     c.args(BUILD_ARGS).current_dir(root);
     c
 }
@@ -155,7 +155,7 @@ fn sigkill_during_kernels_pull() {
     );
     let cache = t.path().join("cache");
     let lvh = |args: &[&str]| {
-        let mut c = crate::common::lvh();
+        let mut c = crate::support::lvh();
         c.args(args).env("LVH_CACHE_DIR", &cache);
         c
     };

@@ -15,8 +15,8 @@ use std::time::Duration;
 use lvh::oci::{PullOptions, ResolveOptions};
 use lvh::progress::NullReporter;
 
-use crate::common::{assert_code, text};
 use crate::oci::registry::{test_bytes, write_file, Registry};
+use crate::support::{assert_code, text};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -193,7 +193,7 @@ pub(super) fn files_under(dir: &Path) -> Vec<String> {
 }
 
 pub(super) fn pull(cache: &Path, reference: &str, dir: &Path) -> std::process::Output {
-    crate::common::lvh()
+    crate::support::lvh()
         .args(["images", "pull", reference, "--dir", dir.to_str().unwrap()])
         .env("LVH_CACHE_DIR", cache)
         .output()
@@ -208,7 +208,7 @@ fn registry_faults_are_retried_or_refused_and_never_leave_a_corrupt_file() {
     let data = test_bytes(4 << 20, 31);
     let img = t.path().join("base.qcow2");
     write_file(&img, &data);
-    let o = crate::common::lvh()
+    let o = crate::support::lvh()
         .args([
             "images",
             "push",

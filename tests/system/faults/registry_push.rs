@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use super::proxy::{response, Action, Req, Rule, RuleProxy};
 use super::registry::{files_under, pull};
-use crate::common::{assert_code, text};
 use crate::oci::registry::{test_bytes, write_file, Registry};
+use crate::support::{assert_code, text};
 
 fn push(cache: &Path, image: &Path, reference: &str) -> std::process::Output {
-    crate::common::lvh()
+    crate::support::lvh()
         .args(["images", "push", image.to_str().unwrap(), reference])
         .env("LVH_CACHE_DIR", cache)
         .output()

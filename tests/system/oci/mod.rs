@@ -5,7 +5,7 @@
 
 mod hostile;
 mod layout;
-pub mod registry;
+pub use crate::support::registry;
 mod run;
 
 use std::os::unix::fs::PermissionsExt;
@@ -22,7 +22,7 @@ use serde_json::Value;
 const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn lvh(args: &[&str], cache: &Path) -> Output {
-    crate::common::lvh()
+    crate::support::lvh()
         .args(args)
         .env("LVH_CACHE_DIR", cache)
         .output()
@@ -564,7 +564,7 @@ fn kernels_push_pull_and_catalog() {
     // 6.6-main` then `find 6.6-main/`): into ./6.6-main.
     let cwd = t.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
-    let o = crate::common::lvh()
+    let o = crate::support::lvh()
         .args(["kernels", "pull", "6.6-main", "--repo", &repo])
         .env("LVH_CACHE_DIR", t.path())
         .current_dir(&cwd)

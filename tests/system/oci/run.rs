@@ -38,8 +38,8 @@ fn assert_ok(o: &Output) {
 
 #[test]
 fn run_pulls_a_reference_once_and_boots_it() {
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let image = crate::support::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
     let reg = Registry::start();
     let reference = reg.reference("root-images", "run");
     let push = Command::new(env!("CARGO_BIN_EXE_lvh"))
@@ -96,8 +96,8 @@ fn run_pulls_a_reference_once_and_boots_it() {
 #[test]
 fn run_takes_the_first_of_several_images_or_the_named_one() {
     use std::os::unix::fs::MetadataExt;
-    let kernel = crate::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
-    let image = crate::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
+    let image = crate::support::fixtures::image::root_image(Arch::Amd64).expect("image fixture");
     let t = tempfile::tempdir().unwrap();
     let qcow2 = t.path().join("root.qcow2");
     let zst = t.path().join("root.qcow2.zst");

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use tar::EntryType as T;
 
 use super::*;
-use crate::common::text;
+use crate::support::text;
 
 const IMAGES: &str = "hostile/images";
 const KERNELS: &str = "hostile/kernels";

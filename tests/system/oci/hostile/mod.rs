@@ -248,7 +248,7 @@ fn serve(
 
 /// `lvh` with an isolated cache and the given extra environment.
 fn lvh_cmd(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Command {
-    let mut c = crate::common::lvh();
+    let mut c = crate::support::lvh();
     c.args(args).env("LVH_CACHE_DIR", cache);
     for (k, v) in env {
         c.env(k, v);

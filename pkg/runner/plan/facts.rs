@@ -1,0 +1,131 @@
+//! What the host and the files say about a run, read before the plan is
+//! decided ([`gather`]), so that the decision itself ([`super::RunPlan::decide`])
+//! is a pure function of the options and these facts.
+
+use std::path::{Path, PathBuf};
+
+use super::accel::KvmStatus;
+use super::fastboot::{self, Found};
+use super::image::ImageFormat;
+use super::kcheck;
+use super::options::RunOptions;
+use super::sshkey;
+use crate::arch::Arch;
+use crate::runner::error::RunError;
+
+/// `--kernel`, as found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelFacts {
+    pub is_file: bool,
+    /// The path as given, made absolute.
+    pub abs: PathBuf,
+    /// Its configuration, where it was found ([`kcheck::find`]): read once,
+    /// for the boot-speed decisions and the check before booting.
+    pub config: Option<(kcheck::Source, kcheck::Config)>,
+    /// What the fast boot may use.
+    pub found: Found,
+}
+
+/// `--image`, as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageFacts {
+    /// No `--image` (a saved state has to give one).
+    NotGiven,
+    Missing(PathBuf),
+    NotAFile(PathBuf),
+    File {
+        abs: PathBuf,
+        format: ImageFormat,
+    },
+}
+
+/// `--host-mount`, as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostMountFacts {
+    pub is_dir: bool,
+    pub abs: PathBuf,
+    /// Its last component (`/` becomes `root`): where a shell mounts it, `/host/<name>`.
+    pub name: String,
+}
+
+/// Everything the decision needs from outside the options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Facts {
+    pub kvm: KvmStatus,
+    pub host: Arch,
+    pub kernel: Option<KernelFacts>,
+    pub image: ImageFacts,
+    pub host_mount: Option<HostMountFacts>,
+    /// `--ssh-key`'s checked public keys.
+    pub ssh_keys: Option<String>,
+}
+
+fn abs(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The name a host directory gets under `/host`: its last component (`/`
+/// becomes `root`).
+pub fn mount_name(host_dir: &Path) -> String {
+    let canon = std::fs::canonicalize(host_dir).unwrap_or_else(|_| host_dir.to_path_buf());
+    canon
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+}
+
+/// Reads what the options point at; `kvm` is what the probe found. Fails
+/// only when a file that exists cannot be read (the image's header, the
+/// ssh key); a missing file is a fact that the decision turns into an error.
+pub fn gather(o: &RunOptions, kvm: KvmStatus) -> Result<Facts, RunError> {
+    let kernel = o.kernel.as_deref().map(|k| {
+        let is_file = k.is_file();
+        // What `--kernel` really is: a symlink to a build tree's bzImage has
+        // its .config and vmlinux beside the file it points to.
+        let real = std::fs::canonicalize(k).unwrap_or_else(|_| abs(k));
+        let config = if is_file {
+            kcheck::find(&real).map(|(source, text)| (source, kcheck::parse(&text)))
+        } else {
+            None
+        };
+        let found = if is_file {
+            fastboot::find(&real, o.arch, config.as_ref().map(|(_, c)| c))
+        } else {
+            Found::default()
+        };
+        KernelFacts {
+            is_file,
+            abs: abs(k),
+            config,
+            found,
+        }
+    });
+    let image = match &o.image {
+        None => ImageFacts::NotGiven,
+        Some(p) if p.is_file() => ImageFacts::File {
+            abs: abs(p),
+            format: ImageFormat::detect(p)
+                .map_err(|e| RunError::io(format!("read image {}", p.display()), e))?,
+        },
+        Some(p) if p.exists() => ImageFacts::NotAFile(p.clone()),
+        Some(p) => ImageFacts::Missing(p.clone()),
+    };
+    let host_mount = o.host_mount.as_deref().map(|h| HostMountFacts {
+        is_dir: h.is_dir(),
+        abs: abs(h),
+        name: mount_name(h),
+    });
+    let ssh_keys = o
+        .ssh_key
+        .as_deref()
+        .map(sshkey::read_public_keys)
+        .transpose()?;
+    Ok(Facts {
+        kvm,
+        host: Arch::host(),
+        kernel,
+        image,
+        host_mount,
+        ssh_keys,
+    })
+}

@@ -1,0 +1,298 @@
+//! The plan's choice between a shell, the console, a daemon and a command
+//! when no command is given, and `--gdb`'s effect on the plan.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::runner::debug::gdb;
+use crate::runner::guest::initramfs;
+use crate::runner::guest::steps::ShellGuest;
+use crate::runner::plan::fastboot;
+use crate::runner::session::qemu;
+use crate::runner::session::rundir::INITRAMFS_FILE;
+
+fn err(o: &RunOptions) -> String {
+    RunPlan::new(o, false).unwrap_err().to_string()
+}
+
+#[test]
+fn shell_or_console_without_a_command() {
+    let d = tempfile::tempdir().unwrap();
+    let base = options(d.path());
+    let shell = |m: &Mode| matches!(m, Mode::Shell(_));
+    type Edit = Box<dyn Fn(&mut RunOptions)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("a terminal and --kernel", Box::new(|_| {}), "shell"),
+        ("no terminal", Box::new(|o| o.stdin_tty = false), "console"),
+        (
+            "--shell=false",
+            Box::new(|o| o.shell = Some(false)),
+            "console",
+        ),
+        (
+            "--shell without a terminal",
+            Box::new(|o| {
+                o.shell = Some(true);
+                o.stdin_tty = false;
+            }),
+            "shell",
+        ),
+        (
+            "--shell without --kernel: the image's login",
+            Box::new(|o| {
+                o.shell = Some(true);
+                o.kernel = None;
+            }),
+            "console",
+        ),
+        ("no --kernel", Box::new(|o| o.kernel = None), "console"),
+        (
+            "--serial-port",
+            Box::new(|o| o.serial_port = Some(4444)),
+            "console",
+        ),
+        ("--daemonize", Box::new(|o| o.daemonize = true), "daemon"),
+    ];
+    for (what, edit, want) in cases {
+        let mut o = base.clone();
+        o.cmd.clear();
+        o.stdin_tty = true;
+        edit(&mut o);
+        let p = RunPlan::new(&o, false).unwrap();
+        let got = match &p.mode {
+            m if shell(m) => "shell",
+            Mode::Interactive => "console",
+            Mode::Daemon { .. } => "daemon",
+            Mode::Command { .. } => "command",
+            Mode::Shell(_) => unreachable!(),
+        };
+        assert_eq!(got, want, "{what}");
+    }
+    let mut o = base.clone();
+    o.cmd.clear();
+    o.shell = Some(true);
+    o.host_mount = Some(d.path().to_path_buf());
+    o.cwd = Some("sub".into());
+    let p = RunPlan::new(&o, false).unwrap();
+    let name = d.path().file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        p.mode,
+        Mode::Shell(ShellGuest {
+            mount_name: Some(name),
+            cwd: Some("sub".into()),
+            persist: false,
+        })
+    );
+    let c = qemu_config(&p, Path::new("/r"));
+    assert_eq!(c.console, Console::Socket("/r/console.sock".into()));
+    assert!(c.channel.is_some() && c.shares.iter().any(|s| s.tag == "lvhctl"));
+    assert!(c.cmdline.contains(" init=/bin/sh "), "{}", c.cmdline);
+
+    for (edit, want) in [
+        (
+            Box::new(|o: &mut RunOptions| o.shell = Some(true)) as Edit,
+            "--shell: cannot be combined with a command",
+        ),
+        (
+            Box::new(|o: &mut RunOptions| {
+                o.cmd.clear();
+                o.shell = Some(true);
+                o.daemonize = true;
+            }),
+            "--shell: cannot be combined with --daemonize",
+        ),
+        (
+            Box::new(|o: &mut RunOptions| {
+                o.cmd.clear();
+                o.shell = Some(true);
+                o.serial_port = Some(4444);
+            }),
+            "--shell: cannot be combined with --serial-port",
+        ),
+    ] {
+        let mut o = base.clone();
+        edit(&mut o);
+        let e = err(&o);
+        assert!(e.contains(want), "want {want:?} in {e:?}");
+    }
+}
+
+#[test]
+fn gdb_stub_nokaslr_and_no_boot_deadline() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.gdb = Some(1234);
+    o.append = vec!["kaslr quiet".into()];
+    let p = RunPlan::new(&o, false).unwrap();
+    assert_eq!(p.boot_timeout, gdb::BOOT_TIMEOUT);
+    let c = qemu_config(&p, Path::new("/r"));
+    // amd64: last, after init's arguments (the kernel would hand a bare
+    // word before `--` to init as its first argument)
+    // (lvh's init is one quoted `init=/bin/sh -c "..."` word, so words after it
+    // only become init's arguments)
+    assert!(
+        c.cmdline.contains("exit 1;}\" kaslr quiet"),
+        "{}",
+        c.cmdline
+    );
+    assert!(c.cmdline.ends_with(" kaslr quiet nokaslr"), "{}", c.cmdline);
+    let argv = qemu::argv(&c).join(" ");
+    assert!(argv.contains(" -gdb tcp:127.0.0.1:1234"), "{argv}");
+    assert!(!argv.contains(" -S"), "{argv}");
+    o.gdb_wait = true;
+    o.boot_timeout = Some(Duration::from_secs(5));
+    let p = RunPlan::new(&o, false).unwrap();
+    assert_eq!(p.boot_timeout, Duration::from_secs(5));
+    let argv = qemu::argv(&qemu_config(&p, Path::new("/r"))).join(" ");
+    assert!(argv.contains(" -gdb tcp:127.0.0.1:1234 -S"), "{argv}");
+    let mut n = options(d.path());
+    assert!(!qemu::argv(&qemu_config(
+        &RunPlan::new(&n, false).unwrap(),
+        Path::new("/r")
+    ))
+    .iter()
+    .any(|a| a == "-gdb" || a == "-S"));
+    n.gdb_wait = true;
+    assert!(err(&n).contains("--gdb-wait: needs --gdb"));
+    n.gdb = Some(0);
+    assert!(err(&n).contains("--gdb \"0\": invalid port"));
+}
+
+/// A build tree's `.config` in `dir` (beside the test kernel), older than the
+/// image, as lvh only trusts such a one.
+fn kernel_config(dir: &Path, text: &str) {
+    std::fs::write(dir.join("Kconfig"), "").unwrap();
+    let c = dir.join(".config");
+    std::fs::write(&c, text).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    let f = std::fs::File::options().write(true).open(&c).unwrap();
+    f.set_modified(old).unwrap();
+}
+
+#[test]
+fn late_cpus_when_the_kernel_can_hotplug_them() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.fast_boot = true;
+    let plan = |o: &RunOptions| RunPlan::new(o, false).unwrap();
+    let late = |p: &RunPlan| match &p.mode {
+        Mode::Command { cmd, .. } => cmd.late_cpus,
+        _ => panic!("a command run"),
+    };
+    // Configuration unknown: every CPU boots with the kernel.
+    let p = plan(&o);
+    assert!(!late(&p) && !line(&p).contains("maxcpus"));
+    let kernel = o.kernel.clone().unwrap();
+    let config = |text: &str| kernel_config(d.path(), text);
+    config("CONFIG_HOTPLUG_CPU=y\n");
+    let p = plan(&o);
+    assert!(late(&p), "{}", kernel.display());
+    assert!(
+        line(&p).contains(" maxcpus=1 noreplace-smp "),
+        "{}",
+        line(&p)
+    );
+    // The user's own CPU limit, one CPU, --fast-boot=false: no.
+    let mut u = o.clone();
+    u.append = vec!["quiet nr_cpus=2".into()];
+    assert!(!late(&plan(&u)));
+    let mut one = o.clone();
+    one.cpus = 1;
+    assert!(!late(&plan(&one)));
+    let mut slow = o.clone();
+    slow.fast_boot = false;
+    assert!(!late(&plan(&slow)) && !line(&plan(&slow)).contains("maxcpus"));
+    // Without hotplug in the configuration: no.
+    config("# CONFIG_HOTPLUG_CPU is not set\n");
+    assert!(!late(&plan(&o)));
+}
+
+#[test]
+fn the_static_init_when_the_kernel_can_run_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.fast_boot = true;
+    let plan = |o: &RunOptions| RunPlan::new(o, false).unwrap();
+    let fast = |p: &RunPlan| {
+        let c = qemu_config(p, Path::new("/r"));
+        let init = p.static_init().is_some();
+        let line = line(p);
+        assert_eq!(c.initrd.is_some(), init, "{line}");
+        assert_eq!(c.shares.is_empty(), init, "{line}");
+        assert_eq!(
+            line.contains(" rdinit=/lvh-init init=/lvh-init"),
+            init,
+            "{line}"
+        );
+        assert_eq!(!line.contains(" -c \":;mount -t 9p"), init, "{line}");
+        assert_eq!(!line.contains(" ip=10.0.2.15"), init, "{line}");
+        init
+    };
+    // Configuration unknown: the shell init.
+    assert!(!fast(&plan(&o)));
+    kernel_config(
+        d.path(),
+        "CONFIG_BLK_DEV_INITRD=y\nCONFIG_DEVTMPFS=y\nCONFIG_LEGACY_PTYS=y\n",
+    );
+    let p = plan(&o);
+    assert_eq!(fast(&p), initramfs::init_binary(o.arch).is_some());
+    assert!(line(&p).contains(fastboot::NO_LEGACY_PTYS));
+    let q35 = |p: &RunPlan| qemu_config(p, Path::new("/r")).q35_props;
+    assert_eq!(q35(&p), ["sata=off", "smbus=off"]);
+    assert_eq!(
+        qemu_config(&p, Path::new("/r")).initrd,
+        fast(&p).then(|| Path::new("/r").join(INITRAMFS_FILE))
+    );
+    // What keeps the shell init: --fast-boot=false, the user's init or
+    // root, --ssh-key, saving or restoring a VM.
+    let mut slow = o.clone();
+    slow.fast_boot = false;
+    assert!(!fast(&plan(&slow)));
+    assert!(!line(&plan(&slow)).contains(fastboot::NO_LEGACY_PTYS));
+    assert!(q35(&plan(&slow)).is_empty());
+    for own in ["init=/bin/bash", "rdinit=/init", "root=PARTUUID=00-01"] {
+        let mut u = o.clone();
+        u.append = vec![own.into()];
+        assert!(!fast(&plan(&u)), "{own}");
+    }
+    let key = d.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0 me@host\n").unwrap();
+    let mut k = o.clone();
+    k.ssh_key = Some(key);
+    assert!(!fast(&plan(&k)));
+    let save = crate::runner::saved::state::StateOp::Save {
+        states: d.path().join("states"),
+        name: "x".into(),
+        ssh: None,
+    };
+    let saved = RunPlan::decide(
+        &o,
+        &facts::gather(&o, KvmStatus::Missing).unwrap(),
+        Some(save),
+    )
+    .unwrap();
+    assert!(!fast(&saved));
+    assert!(q35(&saved).is_empty(), "a saved VM keeps the stock q35");
+    // A symlink to the kernel finds the same configuration.
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("bzImage");
+    std::os::unix::fs::symlink(o.kernel.as_ref().unwrap(), &link).unwrap();
+    let mut l = o.clone();
+    l.kernel = Some(link.clone());
+    assert_eq!(fast(&plan(&l)), fast(&plan(&o)));
+    assert_eq!(
+        plan(&l).kernel.as_deref(),
+        Some(link.as_path()),
+        "shown as given"
+    );
+    // A kernel without initramfs or devtmpfs support.
+    kernel_config(d.path(), "CONFIG_DEVTMPFS=y\n");
+    assert!(!fast(&plan(&o)));
+    kernel_config(d.path(), "CONFIG_BLK_DEV_INITRD=y\n");
+    assert!(!fast(&plan(&o)));
+}
+
+fn line(p: &RunPlan) -> String {
+    p.cmdline.clone().unwrap_or_default()
+}
