@@ -31,21 +31,6 @@ pub enum FetchOutcome {
     UpToDate,
 }
 
-/// Paths git is told to ignore in every kernel tree: lvh's state and the install tree.
-const EXCLUDES: &str = "/.lvh/\n/tar-install/\n";
-
-fn add_excludes(git_dir: &Path) -> Result<()> {
-    let f = git_dir.join("info").join("exclude");
-    let old = std::fs::read_to_string(&f).unwrap_or_default();
-    if old.contains("/.lvh/") {
-        return Ok(());
-    }
-    std::fs::create_dir_all(git_dir.join("info"))
-        .map_err(|e| KernelsError::io("failed to create", git_dir.join("info"), e))?;
-    crate::fsutil::write_atomic(&f, format!("{old}{EXCLUDES}").as_bytes())
-        .map_err(|e| KernelsError::io("failed to write", &f, e))
-}
-
 /// Opens the shared bare repository, creating it on first use.
 pub(crate) fn open_shared(layout: &Layout) -> Result<Repository> {
     let git_dir = layout.git_dir();
@@ -62,7 +47,7 @@ pub(crate) fn open_shared(layout: &Layout) -> Result<Repository> {
             git_dir.display()
         )))?
     };
-    add_excludes(&git_dir)?;
+    layout::add_excludes(&git_dir)?;
     Ok(repo)
 }
 
@@ -453,7 +438,7 @@ fn clone_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) ->
         .map_err(KernelsError::exec(format!(
             "failed to create branch {local}"
         )))?;
-    add_excludes(&partial.path().join(".git"))?;
+    layout::add_excludes(&partial.path().join(".git"))?;
     partial
         .commit()
         .map_err(|e| KernelsError::io("failed to move the clone to", &tree, e))?;

@@ -1,8 +1,11 @@
 //! Where things live under `--dir`: `kernels.json`, the shared bare repository
 //! `kernels/git`, one worktree per kernel `kernels/<name>`, and lvh's own state
-//! inside a worktree (`.lvh/`: logs, stamps) that git is told to ignore.
+//! inside a worktree (`.lvh/`: logs, stamps) that git is told to ignore, with
+//! `tar-install` and its build record.
 
 use std::path::{Path, PathBuf};
+
+use super::error::{KernelsError, Result};
 
 /// Paths for one kernels directory.
 #[derive(Clone, Debug)]
@@ -67,4 +70,49 @@ pub fn install_stamp(tree: &Path) -> PathBuf {
 /// `<tree>/tar-install`: `boot/vmlinuz-<ver>` and `lib/modules/<ver>`, as little-vm-helper.
 pub fn install_dir(tree: &Path) -> PathBuf {
     tree.join("tar-install")
+}
+
+/// Paths git is told to ignore in every kernel tree: lvh's state, the install
+/// tree and its build record.
+const EXCLUDES: &[&str] = &["/.lvh/", "/tar-install/", "/lvh-build.json"];
+
+pub(crate) fn add_excludes(git_dir: &Path) -> Result<()> {
+    let f = git_dir.join("info").join("exclude");
+    let old = std::fs::read_to_string(&f).unwrap_or_default();
+    let missing: String = EXCLUDES
+        .iter()
+        .filter(|e| !old.lines().any(|l| l.trim() == **e))
+        .map(|e| format!("{e}\n"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(git_dir.join("info"))
+        .map_err(|e| KernelsError::io("failed to create", git_dir.join("info"), e))?;
+    let sep = if old.is_empty() || old.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    crate::fsutil::write_atomic(&f, format!("{old}{sep}{missing}").as_bytes())
+        .map_err(|e| KernelsError::io("failed to write", &f, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_are_added_once_and_completed_in_old_repositories() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("info/exclude");
+        std::fs::create_dir_all(d.path().join("info")).unwrap();
+        std::fs::write(&f, "# git's own\n/.lvh/\n/tar-install/").unwrap();
+        add_excludes(d.path()).unwrap();
+        add_excludes(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "# git's own\n/.lvh/\n/tar-install/\n/lvh-build.json\n"
+        );
+    }
 }

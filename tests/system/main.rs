@@ -30,6 +30,8 @@ mod gdb;
 #[cfg(lvh_system)]
 mod images;
 #[cfg(lvh_system)]
+mod kbuild;
+#[cfg(lvh_system)]
 mod kernels;
 #[cfg(lvh_system)]
 mod load;
