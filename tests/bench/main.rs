@@ -10,6 +10,7 @@ mod exec_overhead;
 #[path = "../system/fixtures/mod.rs"]
 mod fixtures;
 mod images;
+mod kbuild;
 mod kernels;
 mod matrix;
 mod oci;
@@ -24,6 +25,7 @@ const BENCHES: &[Bench] = &[
     ("arm64", arm64::run),
     ("exec", exec_overhead::run),
     ("images", images::run),
+    ("kbuild", kbuild::run),
     ("kernels", kernels::run),
     ("matrix", matrix::run),
     ("oci", oci::run),

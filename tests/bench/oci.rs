@@ -11,7 +11,7 @@ use lvh::progress::NullReporter;
 use crate::util::median;
 
 #[path = "../system/oci/registry.rs"]
-mod registry;
+pub mod registry;
 
 const SIZE: usize = 1 << 30;
 const ROUNDS: usize = 4;
