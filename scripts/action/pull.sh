@@ -41,3 +41,6 @@ if [ -n "${INPUT_KERNEL_VERSION:-}" ] && [ -z "${INPUT_KERNEL_PATH:-${INPUT_KERN
 	fi
 	log "kernel: $(kernel_file)"
 fi
+
+# lvh only: the kernel build cache for later `lvh kernels build` steps.
+bash "$here/kernel-cache.sh"

@@ -298,3 +298,50 @@ fn bad_toolchains_make_vars_and_options_are_refused_before_building() {
     let r = build(root, &[]);
     assert_eq!(r.toolchain, "gcc");
 }
+
+#[test]
+fn the_actions_kernel_cache_input_pulls_a_cache_for_later_builds() {
+    let t = setup();
+    let root = t.path();
+    let reg = Registry::start();
+    let reference = reg.reference("kernel-cache", "f");
+    build(root, &[]);
+    ok(&run(root, &["kernels", "cache", "push", &reference]));
+    let step = |input: &str, cache: &Path| {
+        std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/action/kernel-cache.sh"))
+            .env("INPUT_KERNEL_CACHE", input)
+            .env("LVH_BIN", env!("CARGO_BIN_EXE_lvh"))
+            .env("CCACHE_DIR", cache)
+            .env("CI", "true")
+            .output()
+            .unwrap()
+    };
+    let cache = root.join("job-cache");
+    let o = step(&reference, &cache);
+    assert_code(&o, 0);
+    clean(root);
+    let o = lvh()
+        .args(BUILD_ARGS)
+        .current_dir(root)
+        .env("CCACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("2 of 2 compiles from the cache"),
+        "{}",
+        text(&o)
+    );
+    // The first run of a job has no cache yet: a warning, not a failure.
+    let o = step(&reg.reference("kernel-cache", "none-yet"), &root.join("c2"));
+    assert_code(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("::warning::"),
+        "{}",
+        text(&o)
+    );
+    // Without the input the step does nothing.
+    let o = step("", &root.join("c3"));
+    assert_code(&o, 0);
+    assert!(!root.join("c3").exists());
+}
