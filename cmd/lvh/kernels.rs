@@ -23,7 +23,7 @@ pub enum KernelsCmd {
     /// Initialize a kernels directory (writes <dir>/kernels.json)
     Init(InitArgs),
     /// List the kernels in <dir>/kernels.json
-    List(DirArgs),
+    List(ListArgs),
     /// Add a kernel (by updating the config file in the directory)
     Add(AddArgs),
     /// Remove a kernel (worktree, branch and config entry)
@@ -137,10 +137,14 @@ pub struct PushArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DirArgs {
+pub struct ListArgs {
     /// Directory to place kernels
     #[arg(long)]
     pub dir: PathBuf,
+    /// Output format: `wide` adds the last build's toolchain, release, start, duration,
+    /// warnings and compiler-cache hit rate (from its build record)
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", value_parser = ["wide"])]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -317,13 +321,18 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             r.println(&format!("wrote {}", file.display()));
         }
         KernelsCmd::List(a) => {
+            let wide = a.output.as_deref() == Some("wide");
             for k in kernels::list(&a.dir)? {
                 let state = if k.tree.is_some() {
                     "fetched"
                 } else {
                     "not fetched"
                 };
-                outln!("{}\t{}\t{state}", k.name, k.url);
+                if wide {
+                    outln!("{}\t{}\t{state}\t{}", k.name, k.url, build_columns(&k));
+                } else {
+                    outln!("{}\t{}\t{state}", k.name, k.url);
+                }
             }
         }
         KernelsCmd::Add(a) => {
@@ -393,6 +402,23 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         KernelsCmd::Cache(c) => cache(c, ctx)?,
     }
     Ok(ExitCode::Success)
+}
+
+/// `kernels list -o wide`'s columns from the build record: toolchain,
+/// release, start, duration, warnings, cache hit rate (`-` for each without one).
+fn build_columns(k: &kernels::Listed) -> String {
+    match &k.record {
+        Some(r) => format!(
+            "{}\t{}\t{}\t{:.1}s\t{}\t{}",
+            r.toolchain,
+            r.release,
+            r.started,
+            r.duration_secs,
+            r.warnings,
+            r.hit_rate_text()
+        ),
+        None => ["-"; 6].join("\t"),
+    }
 }
 
 /// `lvh kernels build`: the image's path on stdout, a summary on stderr.

@@ -114,6 +114,23 @@ fn the_cache_serves_the_same_build_and_nothing_else() {
     let r = build(root, &[]);
     assert_eq!(hits(&r), (2, 0));
     assert_eq!(r.warnings, 1);
+    let o = run(root, &["kernels", "list", "--dir", "d", "-o", "wide"]);
+    ok(&o);
+    let cols: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .split('\t')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(cols[0], "f");
+    assert_eq!(cols[3..5], ["gcc", "6.12.0-fake"]);
+    assert_eq!(
+        cols[6..],
+        [
+            format!("{:.1}s", r.duration_secs),
+            "1".into(),
+            "100%".into()
+        ]
+    );
 
     // Another compiler never reuses gcc's objects; back on gcc, they are there.
     clean(root);
