@@ -34,7 +34,7 @@ pub enum KernelsCmd {
     #[command(name = "raw_configure")]
     RawConfigure(RawConfigureArgs),
     /// Build a kernel and install it into <worktree>/tar-install
-    Build(BuildArgs),
+    Build(crate::kbuild::BuildArgs),
     /// Fetch (or update) a kernel's git tree
     Fetch(NameDirArgs),
     /// List the kernel versions (or one version's tags) in a registry
@@ -45,80 +45,7 @@ pub enum KernelsCmd {
     Push(PushArgs),
     /// Save or restore the kernel build cache (ccache) as an OCI artifact
     #[command(subcommand)]
-    Cache(CacheCmd),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CacheCmd {
-    /// Push the compiler cache of kernel builds to a registry
-    Push(CachePushArgs),
-    /// Pull a compiler cache from a registry into the cache directory (entries already there are kept)
-    Pull(CachePullArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct CachePushArgs {
-    /// Where to push, e.g. ghcr.io/org/kernel-cache:bpf-next-llvm
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// The cache directory (default: $CCACHE_DIR, else ~/.cache/lvh/ccache)
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub push: crate::oci::PushFlags,
-}
-
-#[derive(Debug, Args)]
-pub struct CachePullArgs {
-    /// What to pull, e.g. ghcr.io/org/kernel-cache:bpf-next-llvm
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// The cache directory (default: $CCACHE_DIR, else ~/.cache/lvh/ccache)
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Use plain http (always used for localhost and 127.0.0.1)
-    #[arg(long)]
-    pub insecure: bool,
-}
-
-/// The toolchain flags of `configure` and `build`.
-#[derive(Debug, Args)]
-pub struct ToolchainArgs {
-    /// Compiler: gcc, gcc-N, llvm, llvm-N (clang, clang-N are the same as llvm, llvm-N);
-    /// default: the kernel's "toolchain" in kernels.json, else gcc
-    #[arg(long, value_name = "TOOLCHAIN")]
-    pub toolchain: Option<kernels::toolchain::Toolchain>,
-    /// A variable for the kernel's make, KEY=VALUE (repeatable), e.g. W=1 or KCFLAGS=-Og
-    #[arg(long = "make-var", value_name = "KEY=VALUE")]
-    pub make_var: Vec<kernels::makevars::MakeVar>,
-}
-
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// Kernel name (with --reproduce, the record's kernel)
-    #[arg(required_unless_present = "reproduce")]
-    pub name: Option<String>,
-    /// Directory to place kernels
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// Target architecture (amd64 or arm64)
-    #[arg(long, default_value = Arch::host().as_str())]
-    pub arch: Arch,
-    #[command(flatten)]
-    pub toolchain: ToolchainArgs,
-    /// Parallel make jobs [default: the number of CPUs]
-    #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub jobs: Option<u32>,
-    /// Compiler cache: auto (ccache when it is installed), on, off
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub cache: kernels::ccache::Mode,
-    /// The compiler cache directory [default: $CCACHE_DIR, else ~/.cache/lvh/ccache]
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Build again what a build record (<tree>/lvh-build.json) describes: its
-    /// commit, configuration, toolchain, make variables and environment
-    #[arg(long, value_name = "RECORD", conflicts_with_all = ["toolchain", "make_var", "arch", "name"])]
-    pub reproduce: Option<PathBuf>,
+    Cache(crate::kbuild::CacheCmd),
 }
 
 #[derive(Debug, Args)]
@@ -228,7 +155,7 @@ pub struct ConfigureArgs {
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
     #[command(flatten)]
-    pub toolchain: ToolchainArgs,
+    pub toolchain: crate::kbuild::ToolchainArgs,
 }
 
 #[derive(Debug, Args)]
@@ -329,7 +256,12 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     "not fetched"
                 };
                 if wide {
-                    outln!("{}\t{}\t{state}\t{}", k.name, k.url, build_columns(&k));
+                    outln!(
+                        "{}\t{}\t{state}\t{}",
+                        k.name,
+                        k.url,
+                        crate::kbuild::build_columns(&k)
+                    );
                 } else {
                     outln!("{}\t{}\t{state}", k.name, k.url);
                 }
@@ -395,163 +327,13 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             )?;
             outln!("{}", a.kernel_dir.join(".config").display());
         }
-        KernelsCmd::Build(a) => build(a, ctx)?,
+        KernelsCmd::Build(a) => crate::kbuild::build(a, ctx)?,
         KernelsCmd::Catalog(a) => catalog(a)?,
         KernelsCmd::Pull(a) => pull(a, ctx)?,
         KernelsCmd::Push(a) => push(a, ctx)?,
-        KernelsCmd::Cache(c) => cache(c, ctx)?,
+        KernelsCmd::Cache(c) => crate::kbuild::cache(c, ctx)?,
     }
     Ok(ExitCode::Success)
-}
-
-/// `kernels list -o wide`'s columns from the build record: toolchain,
-/// release, start, duration, warnings, cache hit rate (`-` for each without one).
-fn build_columns(k: &kernels::Listed) -> String {
-    match &k.record {
-        Some(r) => format!(
-            "{}\t{}\t{}\t{:.1}s\t{}\t{}",
-            r.toolchain,
-            r.release,
-            r.started,
-            r.duration_secs,
-            r.warnings,
-            r.hit_rate_text()
-        ),
-        None => ["-"; 6].join("\t"),
-    }
-}
-
-/// `lvh kernels build`: the image's path on stdout, a summary on stderr.
-fn build(a: &BuildArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let r = &ctx.reporter;
-    let jobs = a.jobs.map(|j| j as usize);
-    let cache = kernels::CachePlan {
-        mode: a.cache,
-        dir: a.cache_dir.clone(),
-    };
-    let (b, name) = match &a.reproduce {
-        Some(record) => {
-            let (b, rec) = kernels::reproduce(
-                &kernels::ReproducePlan {
-                    dir: a.dir.clone(),
-                    record: record.clone(),
-                    jobs,
-                    cache,
-                },
-                r,
-            )?;
-            let now = kernels::record::BuildRecord::read(
-                &b.install.with_file_name(kernels::record::FILE_NAME),
-            )
-            .ok();
-            let same = now.as_ref().map(|n| n.image_sha256 == rec.image_sha256);
-            r.println(&match same {
-                Some(true) => format!("reproduced {}: the image is identical", record.display()),
-                _ => format!(
-                    "rebuilt {}: the image differs from the recorded one (sha256 {})",
-                    record.display(),
-                    rec.image_sha256
-                ),
-            });
-            (b, rec.kernel)
-        }
-        None => {
-            let name = a.name.clone().unwrap_or_default();
-            let mut p = kernels::KernelPlan::new(&a.dir, &name, a.arch);
-            p.strict = ctx.strict;
-            p.toolchain = a.toolchain.toolchain;
-            p.make_vars = a.toolchain.make_var.clone();
-            p.jobs = jobs;
-            p.cache = cache;
-            (kernels::build(&p, r)?, name)
-        }
-    };
-    r.println(&format!(
-        "kernel {name} ({}) installed in {}{}",
-        b.release,
-        b.install.display(),
-        if b.install_cached { " (unchanged)" } else { "" }
-    ));
-    let rec = b
-        .record
-        .as_ref()
-        .and_then(|p| kernels::record::BuildRecord::read(p).ok());
-    if let Some(rec) = &rec {
-        let cache = match (&rec.cache, b.cache) {
-            (Some(_), Some(s)) => s.to_string(),
-            _ => "no compiler cache".to_string(),
-        };
-        r.println(&format!(
-            "  {} ({}), {} warning(s), {cache}, {:.1} s",
-            rec.toolchain,
-            rec.compiler,
-            b.warnings,
-            b.duration.as_secs_f64()
-        ));
-        if ctx.verbose > 0 {
-            if let Some(c) = &rec.cache {
-                r.println(&format!("  compiler cache: {}", c.dir.display()));
-            }
-            r.println(&format!("  make {}", rec.make_vars.join(" ")));
-            r.println(&format!(
-                "  build record: {}",
-                b.record
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    outln!("{}", b.image.display());
-    Ok(())
-}
-
-/// `lvh kernels cache push|pull REF`.
-fn cache(c: &CacheCmd, ctx: &Ctx) -> anyhow::Result<()> {
-    let dir = |d: &Option<PathBuf>| d.clone().unwrap_or_else(kernels::ccache::default_dir);
-    match c {
-        CacheCmd::Push(a) => {
-            let d = dir(&a.cache_dir);
-            let p = kernels::ccache::push(
-                &d,
-                &a.reference,
-                &a.push.options(Arch::host()),
-                &ctx.reporter,
-            )
-            .with_context(|| {
-                format!(
-                    "failed to push the compiler cache {} to {}",
-                    d.display(),
-                    a.reference
-                )
-            })?;
-            ctx.reporter
-                .println(&format!("pushed {} ({} bytes)", d.display(), p.layer_size));
-            outln!("{}@{}", p.reference, p.manifest_digest);
-        }
-        CacheCmd::Pull(a) => {
-            let d = dir(&a.cache_dir);
-            let opts = crate::oci::pull_options(Arch::host().oci_platform(), a.insecure)?;
-            let p = kernels::ccache::pull(&a.reference, &d, &opts, &ctx.reporter).with_context(
-                || {
-                    format!(
-                        "failed to pull the compiler cache {} into {}",
-                        a.reference,
-                        d.display()
-                    )
-                },
-            )?;
-            ctx.reporter.println(&format!(
-                "pulled {} into {}: {} entries added, {} already there",
-                a.reference,
-                d.display(),
-                p.added,
-                p.kept
-            ));
-            outln!("{}", d.display());
-        }
-    }
-    Ok(())
 }
 
 /// `lvh kernels pull <tag> [-d D] [-p P] [--repo R]`.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::options::{parse_option, ConfigOption, Want};
+use super::toolchain::Toolchain;
 
 /// A symbol's state in `.config`: `y`, `m`, a value (strings keep their quotes),
 /// or `n` for `# CONFIG_X is not set`. Symbols absent from the file are not in the map.
@@ -282,6 +283,59 @@ pub fn compiler_requirement_of(
     None
 }
 
+/// Requested options that did not hold because they need the other compiler
+/// family, as one message saying what to change; `None` when there are none.
+pub fn toolchain_conflicts(
+    name: &str,
+    findings: &[Finding],
+    toolchain: Toolchain,
+    tree: &Path,
+) -> Option<String> {
+    let relevant: Vec<_> = findings
+        .iter()
+        .filter(|f| {
+            f.is_override()
+                || matches!(
+                    f.problem,
+                    Problem::Absent {
+                        defined: Some(true) | None,
+                        ..
+                    }
+                )
+        })
+        .collect();
+    if relevant.is_empty() {
+        return None;
+    }
+    let deps = scan(tree);
+    let lines: Vec<String> = relevant
+        .iter()
+        .filter_map(|f| {
+            let (llvm, why) = compiler_requirement_of(&deps, &f.symbol)?;
+            (llvm != toolchain.is_llvm()).then(|| {
+                format!(
+                    "  CONFIG_{} needs {} ({why})",
+                    f.symbol,
+                    if llvm { "clang/LLVM" } else { "gcc" }
+                )
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let instead = if toolchain.is_llvm() {
+        "--toolchain gcc"
+    } else {
+        "--toolchain llvm (or llvm-N)"
+    };
+    Some(format!(
+        "kernel {name}: {} option(s) cannot hold with the toolchain {toolchain}:\n{}\nbuild with {instead} (or a \"toolchain\" key in kernels.json), or remove the option(s)",
+        lines.len(),
+        lines.join("\n")
+    ))
+}
+
 /// The architecture a `.config` was made for, from its arch symbols.
 pub fn config_arch(config: &HashMap<String, String>) -> Option<crate::arch::Arch> {
     if config.get("ARM64").is_some_and(|v| v == "y") {
@@ -425,6 +479,42 @@ CONFIG_LOCALVERSION=\"-lvh\"
         for none in ["NOT_LTO", "MAYBE_LTO", "LOOP_A", "ARCH_LTO", "UNKNOWN"] {
             assert_eq!(compiler_requirement_of(&deps, none), None, "{none}");
         }
+    }
+
+    #[test]
+    fn options_that_need_the_other_compiler_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("Kconfig"),
+            "config LTO_CLANG_THIN\n\tdepends on CC_IS_CLANG\nconfig GCC_PLUGINS\n\tdepends on !CC_IS_CLANG\nconfig NET\n",
+        )
+        .unwrap();
+        let finding = |sym: &str| Finding {
+            symbol: sym.into(),
+            problem: Problem::Overridden {
+                want: Want::Enable,
+                got: "n".into(),
+            },
+        };
+        let c = [finding("LTO_CLANG_THIN"), finding("NET")];
+        let gcc = Toolchain::default();
+        let m = toolchain_conflicts("k", &c, gcc, d.path()).unwrap();
+        assert!(
+            m.contains("CONFIG_LTO_CLANG_THIN needs clang/LLVM (depends on CC_IS_CLANG)"),
+            "{m}"
+        );
+        assert!(m.contains("build with --toolchain llvm"), "{m}");
+        assert!(!m.contains("CONFIG_NET"), "{m}");
+        assert_eq!(
+            toolchain_conflicts("k", &c, "llvm".parse().unwrap(), d.path()),
+            None
+        );
+        let c = [finding("GCC_PLUGINS")];
+        let m = toolchain_conflicts("k", &c, "llvm-19".parse().unwrap(), d.path()).unwrap();
+        assert!(
+            m.contains("needs gcc") && m.contains("--toolchain gcc"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! the install tree was built (commit, configuration and its hash, toolchain
 //! and compiler version, make variables, environment, duration, warnings,
 //! compiler-cache hits) and holds what `kernels build --reproduce` needs to
-//! build the same thing again. Written atomically once `tar-install` is in
-//! place, and removed before a new one replaces it, so a record always
-//! describes the install tree beside it.
+//! build the same thing again; also the facts it records from outside the
+//! build (the tree's HEAD, kbuild's build identity). Written atomically once
+//! `tar-install` is in place, and removed before a new one replaces it, so a
+//! record always describes the install tree beside it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,6 +134,33 @@ impl BuildRecord {
         Self::parse(&text)
     }
 
+    /// Refuses to rebuild from another commit than the record's, saying
+    /// what to check out.
+    pub fn check_commit(&self, head: Option<&Head>, tree: &Path) -> Result<(), String> {
+        match (&self.commit, head) {
+            (Some(want), Some(h)) if *want != h.commit => Err(format!(
+                "the tree {} is at commit {}, the record was built from {want}: check it out first (git -C {} checkout {want})",
+                tree.display(),
+                h.commit,
+                tree.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a `.config` (of sha256 `sha`) other than the recorded one.
+    pub fn check_config(&self, sha: &str, dotconfig: &Path) -> Result<(), String> {
+        if self.config_sha256 == sha {
+            return Ok(());
+        }
+        Err(format!(
+            "the configuration differs from the record's (.config sha256 {sha}, recorded {}): compare {} with the recorded compiler {:?}",
+            self.config_sha256,
+            dotconfig.display(),
+            self.compiler
+        ))
+    }
+
     /// The hit rate as a percentage for tables, `-` without the cache.
     pub fn hit_rate_text(&self) -> String {
         match self.cache.as_ref().and_then(|c| c.hit_rate) {
@@ -140,6 +168,58 @@ impl BuildRecord {
             None => "-".into(),
         }
     }
+}
+
+/// A tree's HEAD commit, its time, and whether tracked files differ from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub commit: String,
+    pub time: i64,
+    pub modified: bool,
+}
+
+/// The HEAD of the git worktree `tree`, if it is one.
+pub fn head(tree: &Path) -> Option<Head> {
+    let repo = git2::Repository::open(tree).ok()?;
+    let commit = repo.head().ok()?.peel_to_commit().ok()?;
+    let mut o = git2::StatusOptions::new();
+    o.include_untracked(false).include_ignored(false);
+    let modified = repo
+        .statuses(Some(&mut o))
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    Some(Head {
+        commit: commit.id().to_string(),
+        time: commit.time().seconds(),
+        modified,
+    })
+}
+
+/// kbuild's build identity, fixed so that builds of one commit are alike (and
+/// hit the cache): the commit's time as `KBUILD_BUILD_TIMESTAMP`, `lvh` as
+/// user and host; each unless set in lvh's own environment.
+pub fn kbuild_env(
+    commit_time: Option<i64>,
+    getenv: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let defaults = [
+        ("KBUILD_BUILD_TIMESTAMP", commit_time.map(c_locale_date)),
+        ("KBUILD_BUILD_USER", Some("lvh".to_string())),
+        ("KBUILD_BUILD_HOST", Some("lvh".to_string())),
+    ];
+    for (k, d) in defaults {
+        if let Some(val) = getenv(k).or(d) {
+            v.push((k.to_string(), val));
+        }
+    }
+    v
+}
+
+/// The sha256 of a file, in hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    Ok(format!("{:x}", Sha256::digest(std::fs::read(path)?)))
 }
 
 /// Whether a line of a build's output is a warning: a compiler's
@@ -187,10 +267,10 @@ pub fn c_locale_date(unix: i64) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
 
-    pub fn sample() -> BuildRecord {
+    fn sample() -> BuildRecord {
         BuildRecord {
             format: FORMAT,
             lvh_version: "0.1.0".into(),
@@ -250,6 +330,52 @@ pub(super) mod tests {
             .starts_with("not a build record"));
         let bad_arch = text.replace("\"arm64\"", "\"sparc\"");
         assert!(BuildRecord::parse(&bad_arch).unwrap_err().contains("sparc"));
+    }
+
+    #[test]
+    fn kbuild_env_defaults_give_way_to_the_environment() {
+        let none = |_: &str| None;
+        let v = kbuild_env(Some(1_731_801_600), &none);
+        assert_eq!(
+            v,
+            [
+                (
+                    "KBUILD_BUILD_TIMESTAMP".to_string(),
+                    "Sun Nov 17 00:00:00 UTC 2024".to_string()
+                ),
+                ("KBUILD_BUILD_USER".into(), "lvh".into()),
+                ("KBUILD_BUILD_HOST".into(), "lvh".into()),
+            ]
+        );
+        let host = |k: &str| (k == "KBUILD_BUILD_HOST").then(|| "ci-runner".to_string());
+        let v = kbuild_env(None, &host);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v[1], ("KBUILD_BUILD_HOST".into(), "ci-runner".into()));
+    }
+
+    #[test]
+    fn rebuilding_needs_the_recorded_commit_and_config() {
+        let mut rec = sample();
+        let t = Path::new("/t");
+        let at = |c: String| Head {
+            commit: c,
+            time: 0,
+            modified: false,
+        };
+        assert!(rec
+            .check_commit(Some(&at(rec.commit.clone().unwrap())), t)
+            .is_ok());
+        let other = at("f".repeat(40));
+        let e = rec.check_commit(Some(&other), t).unwrap_err();
+        assert!(e.contains("git -C /t checkout 0123456789abcdef"), "{e}");
+        assert!(rec.check_config(&"ab".repeat(32), t).is_ok());
+        let e = rec.check_config("00", Path::new("/t/.config")).unwrap_err();
+        assert!(
+            e.contains("compare /t/.config") && e.contains("clang version 19"),
+            "{e}"
+        );
+        rec.commit = None;
+        assert!(rec.check_commit(Some(&other), t).is_ok());
     }
 
     #[test]

@@ -126,60 +126,6 @@ fn config_stamp(
     format!("{:x}\n", h.finalize())
 }
 
-/// Requested options that did not hold because they need the other compiler
-/// family, as one message saying what to change; `None` when there are none.
-fn toolchain_conflicts(
-    name: &str,
-    c: &Configured,
-    toolchain: Toolchain,
-    tree: &Path,
-) -> Option<String> {
-    let relevant: Vec<_> = c
-        .findings
-        .iter()
-        .filter(|f| {
-            f.is_override()
-                || matches!(
-                    f.problem,
-                    kconfig::Problem::Absent {
-                        defined: Some(true) | None,
-                        ..
-                    }
-                )
-        })
-        .collect();
-    if relevant.is_empty() {
-        return None;
-    }
-    let deps = kconfig::scan(tree);
-    let lines: Vec<String> = relevant
-        .iter()
-        .filter_map(|f| {
-            let (llvm, why) = kconfig::compiler_requirement_of(&deps, &f.symbol)?;
-            (llvm != toolchain.is_llvm()).then(|| {
-                format!(
-                    "  CONFIG_{} needs {} ({why})",
-                    f.symbol,
-                    if llvm { "clang/LLVM" } else { "gcc" }
-                )
-            })
-        })
-        .collect();
-    if lines.is_empty() {
-        return None;
-    }
-    let instead = if toolchain.is_llvm() {
-        "--toolchain gcc"
-    } else {
-        "--toolchain llvm (or llvm-N)"
-    };
-    Some(format!(
-        "kernel {name}: {} option(s) cannot hold with the toolchain {toolchain}:\n{}\nbuild with {instead} (or a \"toolchain\" key in kernels.json), or remove the option(s)",
-        lines.len(),
-        lines.join("\n")
-    ))
-}
-
 fn report_findings(
     name: &str,
     c: &Configured,
@@ -252,7 +198,7 @@ fn configure_locked(
     build::base_config(make, &k.base(&plan.dir), &stage)?;
     let c = build::apply_options(make, &opts, &stage)?;
     if let Some(t) = make.toolchain {
-        if let Some(m) = toolchain_conflicts(&k.name, &c, t, tree) {
+        if let Some(m) = kconfig::toolchain_conflicts(&k.name, &c.findings, t, tree) {
             return Err(KernelsError::Toolchain(m));
         }
     }
@@ -373,43 +319,6 @@ pub fn reproduce(plan: &ReproducePlan, reporter: &dyn Reporter) -> Result<(Built
     Ok((built, rec))
 }
 
-/// The tree's HEAD commit, its time, and whether tracked files differ from it.
-fn head(tree: &Path) -> Option<(String, i64, bool)> {
-    let repo = git2::Repository::open(tree).ok()?;
-    let commit = repo.head().ok()?.peel_to_commit().ok()?;
-    let mut o = git2::StatusOptions::new();
-    o.include_untracked(false).include_ignored(false);
-    let modified = repo
-        .statuses(Some(&mut o))
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
-    Some((commit.id().to_string(), commit.time().seconds(), modified))
-}
-
-/// kbuild's build identity, fixed so that builds of one commit are alike (and
-/// hit the cache): the commit's time as `KBUILD_BUILD_TIMESTAMP`, `lvh` as
-/// user and host; each unless set in lvh's own environment.
-pub fn kbuild_env(
-    commit_time: Option<i64>,
-    getenv: &dyn Fn(&str) -> Option<String>,
-) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    let defaults = [
-        (
-            "KBUILD_BUILD_TIMESTAMP",
-            commit_time.map(record::c_locale_date),
-        ),
-        ("KBUILD_BUILD_USER", Some("lvh".to_string())),
-        ("KBUILD_BUILD_HOST", Some("lvh".to_string())),
-    ];
-    for (k, d) in defaults {
-        if let Some(val) = getenv(k).or(d) {
-            v.push((k.to_string(), val));
-        }
-    }
-    v
-}
-
 /// The compiler cache for this build, or why it is not used.
 fn cache_for(
     plan: &KernelPlan,
@@ -447,19 +356,6 @@ fn cache_for(
     }
 }
 
-/// The value of `SYMBOL` in a parsed `.config`, unquoted.
-fn config_value(config: &std::collections::HashMap<String, String>, symbol: &str) -> String {
-    config
-        .get(symbol)
-        .map(|v| v.trim_matches('"').to_string())
-        .unwrap_or_default()
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| KernelsError::io("failed to read", path, e))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
 fn build_with(
     plan: &KernelPlan,
     conf: &Conf,
@@ -473,9 +369,10 @@ fn build_with(
     make.check_compiler()?;
     let cache = cache_for(plan, &make, reporter)?;
     let _lock = lock(&layout, &plan.name, reporter)?;
-    let head = head(&tree);
+    let head = record::head(&tree);
     if let Some(rec) = expect {
-        check_commit(rec, head.as_ref(), &tree)?;
+        rec.check_commit(head.as_ref(), &tree)
+            .map_err(KernelsError::Reproduce)?;
     }
     // Quiet here: configure (if it runs) reports the fragments' redefinitions.
     let opts = all_options(conf, k, &tree, plan.arch, &progress::NullReporter)?;
@@ -496,20 +393,16 @@ fn build_with(
         progress::info(reporter, format!("configuring {}: {reason}", plan.name));
         configure_locked(plan, conf, k, &make, reporter)?;
     }
-    let config_sha256 = sha256_file(&tree.join(".config"))?;
+    let dotconfig = tree.join(".config");
+    let config_sha256 = record::sha256_file(&dotconfig)
+        .map_err(|e| KernelsError::io("failed to read", &dotconfig, e))?;
     if let Some(rec) = expect {
-        if rec.config_sha256 != config_sha256 {
-            return Err(KernelsError::Reproduce(format!(
-                "the configuration differs from the record's (.config sha256 {config_sha256}, recorded {}): compare {} with the recorded compiler {:?}",
-                rec.config_sha256,
-                tree.join(".config").display(),
-                rec.compiler
-            )));
-        }
+        rec.check_config(&config_sha256, &dotconfig)
+            .map_err(KernelsError::Reproduce)?;
     }
     let env = match expect {
         Some(rec) => rec.env.clone().into_iter().collect(),
-        None => kbuild_env(head.as_ref().map(|h| h.1), &|k| std::env::var(k).ok()),
+        None => record::kbuild_env(head.as_ref().map(|h| h.time), &|k| std::env::var(k).ok()),
     };
     let jobs = plan
         .jobs
@@ -533,15 +426,18 @@ fn build_with(
             kernel: plan.name.clone(),
             arch: plan.arch,
             release: built.release.clone(),
-            commit: head.as_ref().map(|h| h.0.clone()),
-            modified: head.as_ref().is_some_and(|h| h.2),
+            commit: head.as_ref().map(|h| h.commit.clone()),
+            modified: head.as_ref().is_some_and(|h| h.modified),
             config_sha256,
             kernel_conf: k.clone(),
             common_opts: conf.common_opts.clone(),
             toolchain: make
                 .toolchain
                 .map_or_else(|| "custom".to_string(), |t| t.to_string()),
-            compiler: config_value(&config, "CC_VERSION_TEXT"),
+            compiler: config
+                .get("CC_VERSION_TEXT")
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_default(),
             make_vars: make.vars(),
             user_make_vars: plan.make_vars.clone(),
             env: env.into_iter().collect(),
@@ -555,7 +451,8 @@ fn build_with(
                 hit_rate: stats.hit_rate(),
             }),
             image: make.arch.kernel_image_path().to_string(),
-            image_sha256: sha256_file(&built.image)?,
+            image_sha256: record::sha256_file(&built.image)
+                .map_err(|e| KernelsError::io("failed to read", &built.image, e))?,
         };
         crate::fsutil::write_atomic(&rec_path, rec.to_json().as_bytes())
             .map_err(|e| KernelsError::io("failed to write", &rec_path, e))?;
@@ -565,42 +462,9 @@ fn build_with(
     Ok(built)
 }
 
-/// Refuses to reproduce from another commit than the record's.
-fn check_commit(rec: &BuildRecord, head: Option<&(String, i64, bool)>, tree: &Path) -> Result<()> {
-    match (&rec.commit, head) {
-        (Some(want), Some((have, _, _))) if want != have => Err(KernelsError::Reproduce(format!(
-            "the tree {} is at commit {have}, the record was built from {want}: check it out first (git -C {} checkout {want})",
-            tree.display(),
-            tree.display()
-        ))),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kbuild_env_defaults_give_way_to_the_environment() {
-        let none = |_: &str| None;
-        let v = kbuild_env(Some(1_731_801_600), &none);
-        assert_eq!(
-            v,
-            [
-                (
-                    "KBUILD_BUILD_TIMESTAMP".to_string(),
-                    "Sun Nov 17 00:00:00 UTC 2024".to_string()
-                ),
-                ("KBUILD_BUILD_USER".into(), "lvh".into()),
-                ("KBUILD_BUILD_HOST".into(), "lvh".into()),
-            ]
-        );
-        let host = |k: &str| (k == "KBUILD_BUILD_HOST").then(|| "ci-runner".to_string());
-        let v = kbuild_env(None, &host);
-        assert_eq!(v.len(), 2, "{v:?}");
-        assert_eq!(v[1], ("KBUILD_BUILD_HOST".into(), "ci-runner".into()));
-    }
 
     #[test]
     fn the_stamp_changes_with_a_toolchain_but_not_for_the_default() {
@@ -619,59 +483,6 @@ mod tests {
         assert_ne!(
             llvm,
             config_stamp(d, &k, &[], Arch::Amd64, Some("llvm".parse().unwrap()))
-        );
-    }
-
-    #[test]
-    fn reproducing_needs_the_recorded_commit() {
-        let mut rec = super::super::record::tests::sample();
-        let t = Path::new("/t");
-        let same = (rec.commit.clone().unwrap(), 0, false);
-        assert!(check_commit(&rec, Some(&same), t).is_ok());
-        let other = ("f".repeat(40), 0, false);
-        let e = check_commit(&rec, Some(&other), t).unwrap_err().to_string();
-        assert!(e.contains("git -C /t checkout 0123456789abcdef"), "{e}");
-        rec.commit = None;
-        assert!(check_commit(&rec, Some(&other), t).is_ok());
-    }
-
-    #[test]
-    fn options_that_need_the_other_compiler_are_named() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(
-            d.path().join("Kconfig"),
-            "config LTO_CLANG_THIN\n\tdepends on CC_IS_CLANG\nconfig GCC_PLUGINS\n\tdepends on !CC_IS_CLANG\nconfig NET\n",
-        )
-        .unwrap();
-        let finding = |sym: &str| kconfig::Finding {
-            symbol: sym.into(),
-            problem: kconfig::Problem::Overridden {
-                want: options::Want::Enable,
-                got: "n".into(),
-            },
-        };
-        let c = Configured {
-            findings: vec![finding("LTO_CLANG_THIN"), finding("NET")],
-        };
-        let gcc = Toolchain::default();
-        let m = toolchain_conflicts("k", &c, gcc, d.path()).unwrap();
-        assert!(
-            m.contains("CONFIG_LTO_CLANG_THIN needs clang/LLVM (depends on CC_IS_CLANG)"),
-            "{m}"
-        );
-        assert!(m.contains("build with --toolchain llvm"), "{m}");
-        assert!(!m.contains("CONFIG_NET"), "{m}");
-        assert_eq!(
-            toolchain_conflicts("k", &c, "llvm".parse().unwrap(), d.path()),
-            None
-        );
-        let c = Configured {
-            findings: vec![finding("GCC_PLUGINS")],
-        };
-        let m = toolchain_conflicts("k", &c, "llvm-19".parse().unwrap(), d.path()).unwrap();
-        assert!(
-            m.contains("needs gcc") && m.contains("--toolchain gcc"),
-            "{m}"
         );
     }
 }
