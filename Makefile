@@ -92,7 +92,9 @@ test-bpf: install-deps build
 stress-kill: install-deps
 	LVH_KILL_POINTS=$${LVH_KILL_POINTS:-20} $(CARGO) test --locked --release --test system -- faults::kill --test-threads=1 --nocapture
 
+# The kbuild bench runs the runner's system tests, so they are built first.
 bench: install-deps
+	$(CARGO) test --locked --release --test system --no-run
 	$(CARGO) bench --locked --bench bench
 
 demo: install-deps build

@@ -145,6 +145,7 @@ fi
 frag_text=$(for f in "${FRAGMENTS[@]}"; do echo "$f"; git -C "$SRC" show "HEAD:$f"; done)
 kernel_key=$( {
 	echo "$src_key $ARCH $BASE_CONFIG $OPT_GROUPS recipe=$KERNEL_RECIPE"
+	[ "$KERNEL_TOOLCHAIN" = gcc ] || echo "toolchain=$KERNEL_TOOLCHAIN"
 	for g in ${OPT_GROUPS//,/ }; do cat "$REPO/configs/kconfig/$g.conf"; done
 	echo "$frag_text"
 } | hash)
@@ -162,7 +163,7 @@ build_kernel() {
 	"$LVH" kernels fetch "$KNAME" --dir "$d"
 	timed "kernel fetch" $(($(now) - t0))
 	t0=$(now)
-	"$LVH" kernels configure "$KNAME" --dir "$d" --arch "$ARCH" 2>&1 | tee "$d/configure.log" >&2
+	"$LVH" kernels configure "$KNAME" --dir "$d" --arch "$ARCH" --toolchain "$KERNEL_TOOLCHAIN" 2>&1 | tee "$d/configure.log" >&2
 	timed "kernel configure" $(($(now) - t0))
 	local missing=()
 	for o in "${IMPORTANT[@]}"; do
@@ -176,7 +177,8 @@ build_kernel() {
 		return 1
 	fi
 	t0=$(now)
-	nice -n 10 "$LVH" kernels build "$KNAME" --dir "$d" --arch "$ARCH" >"$d/build.out"
+	# Through the compiler cache (ccache, lvh's default when it is installed).
+	nice -n 10 "$LVH" kernels build "$KNAME" --dir "$d" --arch "$ARCH" --toolchain "$KERNEL_TOOLCHAIN" >"$d/build.out"
 	timed "kernel build" $(($(now) - t0))
 	# The kernel makes its BTF with pahole; the guest exposes it as /sys/kernel/btf/vmlinux.
 	[ -f "$d/kernels/$KNAME/vmlinux" ] && grep -qx "CONFIG_DEBUG_INFO_BTF=y" "$d/kernels/$KNAME/.config"
@@ -215,11 +217,20 @@ build_selftests() {
 		fi
 	done
 	t0=$(now)
+	# The compiler cache in front of gcc and clang (ccache's masquerade: links
+	# named like the compilers, first in PATH), the same cache as the kernel's.
+	local ccbin=$out/.ccache-bin path=$PATH
+	if command -v ccache >/dev/null; then
+		mkdir -p "$ccbin"
+		for c in gcc cc "$CLANG"; do ln -sf "$(command -v ccache)" "$ccbin/$c"; done
+		path=$ccbin:$PATH
+		export CCACHE_DIR=${CCACHE_DIR:-${LVH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lvh}/ccache}
+	fi
 	# OUTPUT must end in a slash for the selftests' Makefile. feature-llvm=0:
 	# when it detects LLVM, test_progs links it statically for its JIT
 	# disassembler (bookworm's default llvm-config is LLVM 14; llvm-19-dev is
 	# not installed); without it the few tests that check JITed code skip.
-	nice -n 10 make -C "$TREE/tools/testing/selftests/bpf" -j"$(nproc)" \
+	PATH=$path nice -n 10 make -C "$TREE/tools/testing/selftests/bpf" -j"$(nproc)" \
 		CLANG="$CLANG" LLC="$LLC" LLVM_STRIP="$LLVM_STRIP" feature-llvm=0 \
 		VMLINUX_BTF="$TREE/vmlinux" OUTPUT="$out/" \
 		"${SELFTESTS_TARGETS[@]}" >"$out/.build.log" 2>&1 || {

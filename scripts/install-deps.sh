@@ -10,7 +10,7 @@ PACKAGES=(
 	mmdebstrap libguestfs0 libguestfs-tools linux-image-amd64 e2fsprogs
 	qemu-user-static binfmt-support arch-test extlinux guestfs-tools
 	# kernel builder
-	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod
+	git make gcc bc flex bison libelf-dev libssl-dev cpio dwarves kmod ccache
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-source-6.12 xz-utils
 	# BPF test programs (clang -target bpf) and selftests (make test-bpf):
 	# bookworm's clang-19/llvm-19, libelf/zlib headers

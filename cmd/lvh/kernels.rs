@@ -34,7 +34,7 @@ pub enum KernelsCmd {
     #[command(name = "raw_configure")]
     RawConfigure(RawConfigureArgs),
     /// Build a kernel and install it into <worktree>/tar-install
-    Build(ConfigureArgs),
+    Build(crate::kbuild::BuildArgs),
     /// Fetch (or update) a kernel's git tree
     Fetch(NameDirArgs),
     /// List the kernel versions (or one version's tags) in a registry
@@ -43,6 +43,9 @@ pub enum KernelsCmd {
     Pull(PullArgs),
     /// Push a kernel install directory to a registry (little-vm-helper's layout)
     Push(PushArgs),
+    /// Save or restore the kernel build cache (ccache) as an OCI artifact
+    #[command(subcommand)]
+    Cache(crate::kbuild::CacheCmd),
 }
 
 #[derive(Debug, Args)]
@@ -67,7 +70,8 @@ pub struct ListArgs {
     pub dir: PathBuf,
     /// Output format: `plain` is little-vm-helper's (name padded to 13 columns,
     /// a space, the URL); `wide` is tab-separated with more columns (whether
-    /// the kernel's tree is fetched)
+    /// the kernel's tree is fetched, then the last build's toolchain, release,
+    /// start, duration, warnings and compiler-cache hit rate from its record)
     #[arg(short = 'o', long = "output", value_enum, default_value_t = ListFormat::Plain)]
     pub output: ListFormat,
 }
@@ -90,7 +94,12 @@ fn list_line(k: &kernels::Listed, format: ListFormat) -> String {
             } else {
                 "not fetched"
             };
-            format!("{}\t{}\t{state}", k.name, k.url)
+            format!(
+                "{}\t{}\t{state}\t{}",
+                k.name,
+                k.url,
+                crate::kbuild::build_columns(k)
+            )
         }
     }
 }
@@ -133,6 +142,9 @@ pub struct AddArgs {
     /// Kconfig fragment inside the kernel tree, merged before the options (repeatable; `.x86_64`, `.aarch64` names apply to that arch only)
     #[arg(long = "fragment", value_name = "FILE")]
     pub fragments: Vec<String>,
+    /// The kernel's compiler, saved as its "toolchain" key: gcc, gcc-N, llvm, llvm-N
+    #[arg(long, value_name = "TOOLCHAIN")]
+    pub toolchain: Option<kernels::toolchain::Toolchain>,
     /// Fetch the kernel's tree after adding it
     #[arg(long)]
     pub fetch: bool,
@@ -172,6 +184,8 @@ pub struct ConfigureArgs {
     /// Target architecture (amd64 or arm64)
     #[arg(long, default_value = Arch::host().as_str())]
     pub arch: Arch,
+    #[command(flatten)]
+    pub toolchain: crate::kbuild::ToolchainArgs,
 }
 
 #[derive(Debug, Args)]
@@ -234,12 +248,14 @@ fn config_dir(cmd: &KernelsCmd) -> Option<&Path> {
         KernelsCmd::Add(a) => Some(&a.dir),
         KernelsCmd::Remove(a) => Some(&a.dir),
         KernelsCmd::Fetch(a) => Some(&a.dir),
-        KernelsCmd::Configure(a) | KernelsCmd::Build(a) => Some(&a.dir),
+        KernelsCmd::Configure(a) => Some(&a.dir),
+        KernelsCmd::Build(a) => Some(&a.dir),
         KernelsCmd::RawConfigure(a) => Some(&a.dir),
         KernelsCmd::Init(_)
         | KernelsCmd::Catalog(_)
         | KernelsCmd::Pull(_)
-        | KernelsCmd::Push(_) => None,
+        | KernelsCmd::Push(_)
+        | KernelsCmd::Cache(_) => None,
     }
 }
 
@@ -280,6 +296,7 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     backup: a.backup_conf,
                     base_config: a.base_config.clone(),
                     fragments: a.fragments.clone(),
+                    toolchain: a.toolchain,
                     cwd: std::env::current_dir()?,
                 },
                 r,
@@ -306,7 +323,11 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             print_fetched(r, &f);
         }
         KernelsCmd::Configure(a) => {
-            kernels::configure(&plan(a, ctx), r)?;
+            let mut p = kernels::KernelPlan::new(&a.dir, &a.name, a.arch);
+            p.strict = ctx.strict;
+            p.toolchain = a.toolchain.toolchain;
+            p.make_vars = a.toolchain.make_var.clone();
+            kernels::configure(&p, r)?;
             let tree = kernels::layout::Layout::new(&a.dir).tree(&a.name);
             outln!("{}", tree.join(".config").display());
         }
@@ -323,31 +344,13 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             )?;
             outln!("{}", a.kernel_dir.join(".config").display());
         }
-        KernelsCmd::Build(a) => {
-            let b = kernels::build(&plan(a, ctx), r)?;
-            r.println(&format!(
-                "kernel {} ({}) installed in {}{}",
-                a.name,
-                b.release,
-                b.install.display(),
-                if b.install_cached { " (unchanged)" } else { "" }
-            ));
-            outln!("{}", b.image.display());
-        }
+        KernelsCmd::Build(a) => crate::kbuild::build(a, ctx)?,
         KernelsCmd::Catalog(a) => catalog(a)?,
         KernelsCmd::Pull(a) => pull(a, ctx)?,
         KernelsCmd::Push(a) => push(a, ctx)?,
+        KernelsCmd::Cache(c) => crate::kbuild::cache(c, ctx)?,
     }
     Ok(ExitCode::Success)
-}
-
-fn plan(a: &ConfigureArgs, ctx: &Ctx) -> kernels::KernelPlan {
-    kernels::KernelPlan {
-        dir: a.dir.clone(),
-        name: a.name.clone(),
-        arch: a.arch,
-        strict: ctx.strict,
-    }
 }
 
 /// `lvh kernels pull <tag> [-d D] [-p P] [--repo R]`.
@@ -415,6 +418,7 @@ mod tests {
             name: name.into(),
             url: url.into(),
             tree: fetched.then(|| PathBuf::from("/d/kernels").join(name)),
+            record: None,
         };
         let cases = [
             (
@@ -431,12 +435,12 @@ mod tests {
             (
                 k("6.6", "u#linux-6.6.y", true),
                 ListFormat::Wide,
-                "6.6\tu#linux-6.6.y\tfetched",
+                "6.6\tu#linux-6.6.y\tfetched\t-\t-\t-\t-\t-\t-",
             ),
             (
                 k("rhel8", "", false),
                 ListFormat::Wide,
-                "rhel8\t\tnot fetched",
+                "rhel8\t\tnot fetched\t-\t-\t-\t-\t-\t-",
             ),
         ];
         for (listed, format, want) in cases {

@@ -8,6 +8,7 @@ mod argv;
 mod cli;
 mod gobool;
 mod images;
+mod kbuild;
 mod kernels;
 mod oci;
 mod render;

@@ -3,14 +3,19 @@
 //! modules (natively or cross), installed into `tar-install/{boot,lib/modules}`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::ccache::{self, Stats};
 use super::config::BaseConfig;
 use super::error::{KernelsError, Result};
 use super::kconfig::{self, Finding};
 use super::layout;
+use super::makevars::MakeVar;
 use super::options::ConfigOption;
+use super::record;
+use super::toolchain::{self, Toolchain};
 use crate::arch::Arch;
 use crate::exec::Cmd;
 use crate::progress::{Event, Reporter, Stage, StageId};
@@ -20,25 +25,68 @@ pub const CONFIG_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How often a build without a terminal reports what make is doing.
 const MAKE_STATUS_EVERY: Duration = Duration::from_secs(20);
 
-/// How make is invoked for one tree: arch, cross compiler, the kernel's extra args.
+/// How make is invoked for one tree: arch, toolchain, the kernel's
+/// `extra_make_args` and the user's `--make-var`s.
 #[derive(Clone, Debug)]
 pub struct Make {
     pub tree: PathBuf,
     pub arch: Arch,
+    /// `None` when the kernel's `extra_make_args` choose the compiler.
+    pub toolchain: Option<Toolchain>,
+    /// The tree's `VERSION.PATCHLEVEL`, when its Makefile says.
+    pub kernel_version: Option<(u32, u32)>,
     pub extra_args: Vec<String>,
+    pub user_vars: Vec<MakeVar>,
 }
 
 impl Make {
-    /// `ARCH=` (and `CROSS_COMPILE=` when not native) then `extra_make_args`.
+    /// For `tree`, reading its kernel version from the top-level Makefile.
+    pub fn new(
+        tree: &Path,
+        arch: Arch,
+        toolchain: Option<Toolchain>,
+        extra_args: &[String],
+        user_vars: &[MakeVar],
+    ) -> Make {
+        let kernel_version = std::fs::read_to_string(tree.join("Makefile"))
+            .ok()
+            .and_then(|t| toolchain::kernel_version(&t));
+        Make {
+            tree: tree.to_path_buf(),
+            arch,
+            toolchain,
+            kernel_version,
+            extra_args: extra_args.to_vec(),
+            user_vars: user_vars.to_vec(),
+        }
+    }
+
+    /// `ARCH=`, the toolchain's variables, `extra_make_args`, then `--make-var`s.
     pub fn vars(&self) -> Vec<String> {
         let mut v = vec![format!("ARCH={}", self.arch.kernel_make_arch())];
-        if !self.arch.is_native() {
-            v.push(format!(
-                "CROSS_COMPILE={}",
-                self.arch.cross_compile_prefix()
-            ));
+        match self.toolchain {
+            Some(t) => v.extend(t.make_vars(self.arch, Arch::host(), self.kernel_version)),
+            // extra_make_args chose the compiler; a cross build still gets
+            // the GNU prefix unless they set it.
+            None if !self.arch.is_native()
+                && !self
+                    .extra_args
+                    .iter()
+                    .any(|a| a.starts_with("CROSS_COMPILE=")) =>
+            {
+                v.push(format!(
+                    "CROSS_COMPILE={}",
+                    self.arch.cross_compile_prefix()
+                ))
+            }
+            None => {}
         }
-        v.extend(self.extra_args.iter().cloned());
+        for a in &self.extra_args {
+            if !v.contains(a) {
+                v.push(a.clone());
+            }
+        }
+        v.extend(self.user_vars.iter().map(|m| m.to_string()));
         v
     }
 
@@ -49,18 +97,21 @@ impl Make {
             .args(targets.iter().map(|t| t.as_ref()))
     }
 
-    /// Fails with the Debian package to install when a needed cross compiler is missing.
+    /// Refuses a toolchain this tree cannot use or whose programs are
+    /// missing, naming the Debian packages to install.
     pub fn check_compiler(&self) -> Result<()> {
-        if self.arch.is_native() {
+        let Some(t) = self.toolchain else {
             return Ok(());
+        };
+        if let Some(why) = self.kernel_version.and_then(|k| t.unusable_for(k)) {
+            return Err(KernelsError::Toolchain(why));
         }
-        let gcc = format!("{}gcc", self.arch.cross_compile_prefix());
-        if crate::exec::which(&gcc).is_none() {
-            return Err(KernelsError::NoCrossCompiler {
-                gcc,
-                arch: self.arch,
-                package: self.arch.cross_gcc_package().to_string(),
-            });
+        let tools = t.tools(self.arch, Arch::host());
+        if let Some(m) = toolchain::missing(&tools, &|p| crate::exec::which(p).is_some()) {
+            return Err(KernelsError::Toolchain(format!(
+                "toolchain {t} for {}: {m}",
+                self.arch
+            )));
         }
         Ok(())
     }
@@ -168,11 +219,15 @@ struct MakeStatus<'a> {
     stage: StageId,
     started: Instant,
     state: Mutex<(Instant, String)>,
+    warnings: AtomicU64,
 }
 
 impl Reporter for MakeStatus<'_> {
     fn report(&self, event: Event) {
         if let Event::Line { line, .. } = &event {
+            if record::is_warning(line) {
+                self.warnings.fetch_add(1, Ordering::Relaxed);
+            }
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let l = line.trim();
             // Kbuild's short lines ("  CC      kernel/fork.o") say which stage it is in.
@@ -204,17 +259,37 @@ pub struct Built {
     pub release: String,
     /// Whether the install tree was already current.
     pub install_cached: bool,
+    /// Warnings in make's output.
+    pub warnings: u64,
+    /// What the compiles did with the compiler cache, when it was used.
+    pub cache: Option<Stats>,
+    /// How long make and the install took.
+    pub duration: Duration,
+    /// The build record beside `tar-install`, once written.
+    pub record: Option<PathBuf>,
 }
 
-/// `make -j<cores> <image> [modules]`, then the install tree.
-pub fn build(make: &Make, stage: &Stage) -> Result<Built> {
+/// How one build runs besides make's variables.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// make's `-j`.
+    pub jobs: usize,
+    /// The compiler cache: ccache's path and its cache directory.
+    pub cache: Option<(PathBuf, PathBuf)>,
+    /// Extra environment (kbuild's `KBUILD_BUILD_*`).
+    pub env: Vec<(String, String)>,
+}
+
+/// `make -j<jobs> <image> [modules]` (through the compiler cache when asked),
+/// then the install tree.
+pub fn build(make: &Make, opts: &BuildOptions, stage: &Stage) -> Result<Built> {
     make.check_compiler()?;
+    let started = Instant::now();
     let tree = &make.tree;
     let config = read_config(tree).unwrap_or_default();
     let modules = config.get("MODULES").is_some_and(|v| v == "y");
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut targets = vec![
-        format!("-j{jobs}"),
+        format!("-j{}", opts.jobs.max(1)),
         make.arch.kernel_image_target().to_string(),
     ];
     if modules {
@@ -228,9 +303,33 @@ pub fn build(make: &Make, stage: &Stage) -> Result<Built> {
         stage: stage.id(),
         started: Instant::now(),
         state: Mutex::new((Instant::now(), String::new())),
+        warnings: AtomicU64::new(0),
     };
-    make.cmd(&targets)
-        .stage(stage.id())
+    let mut cmd = make.cmd(&targets);
+    for (k, v) in &opts.env {
+        cmd = cmd.env(k, v);
+    }
+    let statslog = layout::state_dir(tree).join("ccache-stats.log");
+    if let (Some((ccache_bin, dir)), Some(t)) = (&opts.cache, make.toolchain) {
+        let bin = layout::state_dir(tree).join("ccache-bin");
+        let compilers = t.compilers(make.arch, Arch::host());
+        ccache::masquerade(&bin, ccache_bin, &compilers)
+            .map_err(|e| KernelsError::io("failed to prepare the compiler cache in", &bin, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| KernelsError::io("failed to create the compiler cache", dir, e))?;
+        crate::fsutil::write_atomic(&statslog, b"")
+            .map_err(|e| KernelsError::io("failed to write", &statslog, e))?;
+        let path = std::env::var_os("PATH");
+        for (k, v) in ccache::env(&bin, dir, tree, &statslog, path.as_deref()) {
+            cmd = cmd.env(k, v);
+        }
+        stage.message(format!(
+            "compiler cache {} ({})",
+            dir.display(),
+            compilers.join(", ")
+        ));
+    }
+    cmd.stage(stage.id())
         .log_to(&log)
         .tail_lines(30)
         .run(&status)
@@ -238,6 +337,10 @@ pub fn build(make: &Make, stage: &Stage) -> Result<Built> {
             "kernel build failed in {}",
             tree.display()
         )))?;
+    let cache = opts
+        .cache
+        .as_ref()
+        .map(|_| ccache::parse_statslog(&std::fs::read_to_string(&statslog).unwrap_or_default()));
 
     let image = tree.join(make.arch.kernel_image_path());
     let release = std::fs::read_to_string(tree.join("include/config/kernel.release"))
@@ -259,6 +362,15 @@ pub fn build(make: &Make, stage: &Stage) -> Result<Built> {
         .is_file()
         && std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str());
     if !install_cached {
+        // The record beside tar-install describes the tree that is there:
+        // it goes before the new tree arrives and returns after.
+        let rec = record::path(tree);
+        match std::fs::remove_file(&rec) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(KernelsError::io("failed to remove", &rec, e))
+            }
+            _ => {}
+        }
         stage.message("installing into tar-install");
         install_tree(make, &image, &release, modules, stage)?;
         crate::fsutil::write_atomic(&stamp_file, stamp.as_bytes())
@@ -269,6 +381,10 @@ pub fn build(make: &Make, stage: &Stage) -> Result<Built> {
         install,
         release,
         install_cached,
+        warnings: status.warnings.load(Ordering::Relaxed),
+        cache,
+        duration: started.elapsed(),
+        record: None,
     })
 }
 
@@ -356,23 +472,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn make_vars_cross_only_for_the_other_arch() {
-        let m = |arch| Make {
+    fn make_vars_in_order_without_repeats() {
+        let m = |arch, toolchain: Option<&str>, extra: &[&str]| Make {
             tree: PathBuf::from("/t"),
             arch,
-            extra_args: vec!["LLVM=1".into()],
+            toolchain: toolchain.map(|t| t.parse().unwrap()),
+            kernel_version: Some((6, 12)),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            user_vars: vec!["W=1".parse().unwrap()],
         };
         let native = Arch::host();
         let other = Arch::ALL.into_iter().find(|a| *a != native).unwrap();
-        let v = m(native).vars();
-        assert_eq!(v[0], format!("ARCH={}", native.kernel_make_arch()));
-        assert_eq!(v[1], "LLVM=1");
-        let v = m(other).vars();
+        let arch = |a: Arch| format!("ARCH={}", a.kernel_make_arch());
+        let cross = format!("CROSS_COMPILE={}", other.cross_compile_prefix());
         assert_eq!(
-            v[1],
-            format!("CROSS_COMPILE={}", other.cross_compile_prefix())
+            m(native, Some("gcc"), &[]).vars(),
+            [arch(native), "W=1".into()]
         );
-        assert_eq!(v.len(), 3);
+        assert_eq!(
+            m(other, Some("gcc"), &["KCFLAGS=-g"]).vars(),
+            [
+                arch(other),
+                cross.clone(),
+                "KCFLAGS=-g".into(),
+                "W=1".into()
+            ]
+        );
+        // The LLVM=1 extra_make_args imply is not said twice.
+        assert_eq!(
+            m(other, Some("llvm"), &["LLVM=1"]).vars(),
+            [arch(other), "LLVM=1".into(), "W=1".into()]
+        );
+        // extra_make_args that chose the compiler themselves keep the GNU prefix for cross.
+        assert_eq!(
+            m(other, None, &["CC=my-cc"]).vars(),
+            [arch(other), cross, "CC=my-cc".into(), "W=1".into()]
+        );
     }
 
     #[test]

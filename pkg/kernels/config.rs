@@ -1,6 +1,6 @@
 //! `kernels.json`: little-vm-helper's exact shape (`kernels[{name, url, opts,
-//! extra_make_args}]`, `common_opts`) plus lvh's `base_config` and `fragments`
-//! extension keys. Unknown keys are ignored as Go ignores them ([`lint`] reports
+//! extra_make_args}]`, `common_opts`) plus lvh's `base_config`, `fragments`
+//! and `toolchain` extension keys. Unknown keys are ignored as Go ignores them ([`lint`] reports
 //! them with file, line and key); malformed values name the file and kernel.
 //! Written atomically with Go's 4-space indentation.
 
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{KernelsError, Result};
 use super::options::{parse_option, ConfigOption};
+use super::toolchain::Toolchain;
 use super::url;
 
 /// The file name inside `--dir`.
@@ -47,6 +48,10 @@ pub struct KernelConf {
     /// applies to that arch only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fragments: Vec<String>,
+    /// lvh extension: the compiler (`gcc`, `gcc-N`, `llvm`, `llvm-N`); the
+    /// `--toolchain` flag wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<Toolchain>,
 }
 
 /// Where configuration starts from.
@@ -137,6 +142,7 @@ const KERNEL_KEYS: &[&str] = &[
     "extra_make_args",
     "base_config",
     "fragments",
+    "toolchain",
 ];
 
 /// Parses `kernels.json` text, naming the kernel (by index or name) whose entry
@@ -304,6 +310,10 @@ impl Conf {
     }
 }
 
+pub(crate) fn kernel<'a>(conf: &'a Conf, dir: &Path, name: &str) -> Result<&'a KernelConf> {
+    conf.kernel(name).ok_or_else(|| conf.unknown(name, dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +340,8 @@ mod tests {
             "fragments": [
                 "tools/testing/selftests/bpf/config",
                 "tools/testing/selftests/bpf/config.x86_64"
-            ]
+            ],
+            "toolchain": "llvm-19"
         }
     ],
     "common_opts": [
@@ -347,6 +358,8 @@ mod tests {
         assert_eq!(conf.kernels[0].extra_make_args, vec!["LLVM=1"]);
         assert_eq!(conf.kernels[1].base_config.as_deref(), Some("tinyconfig"));
         assert_eq!(conf.kernels[1].fragments.len(), 2);
+        assert_eq!(conf.kernels[1].toolchain, Some("clang-19".parse().unwrap()));
+        assert_eq!(conf.kernels[0].toolchain, None);
         assert!(conf.kernels[0].fragments.is_empty());
         assert_eq!(to_text(&conf), SAMPLE);
     }
@@ -395,6 +408,10 @@ mod tests {
             (
                 r#"{"kernels": [], "common_opts": [["--enable"]]}"#,
                 "common_opts[0]: --enable needs 1 argument",
+            ),
+            (
+                r#"{"kernels": [{"name": "a", "url": "/x", "toolchain": "icc"}]}"#,
+                "kernel \"a\": unknown toolchain \"icc\"",
             ),
         ];
         for (text, want) in cases {

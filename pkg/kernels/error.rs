@@ -59,12 +59,13 @@ pub enum KernelsError {
         count: usize,
         details: String,
     },
-    #[error("the cross compiler `{gcc}` for {arch} is not installed: install the Debian package {package}")]
-    NoCrossCompiler {
-        gcc: String,
-        arch: crate::arch::Arch,
-        package: String,
-    },
+    /// A toolchain that cannot be used: missing programs (naming the Debian
+    /// packages), a tree too old for it, options that need another compiler.
+    #[error("{0}")]
+    Toolchain(String),
+    /// A `--reproduce` record that does not match what is there to build.
+    #[error("{0}")]
+    Reproduce(String),
 }
 
 impl KernelsError {
@@ -107,7 +108,8 @@ impl HasExitCode for KernelsError {
             | KernelsError::NoUrl { .. }
             | KernelsError::NotFetched { .. }
             | KernelsError::Fragment { .. }
-            | KernelsError::NoCrossCompiler { .. } => ExitCode::InvalidInput,
+            | KernelsError::Toolchain(_)
+            | KernelsError::Reproduce(_) => ExitCode::InvalidInput,
             KernelsError::Exec { source, .. } => source.exit_code(),
             _ => ExitCode::Failure,
         }

@@ -1,10 +1,9 @@
 //! What fetching a kernel tree gives back, and what both ways of fetching
 //! (the shared repository in `git.rs`, shallow clones in `shallow.rs`) share:
-//! the `git` program's command and the paths every tree ignores.
+//! the `git` program's command.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::error::{KernelsError, Result};
 use crate::exec::Cmd;
 
 /// What a fetch did.
@@ -23,21 +22,6 @@ pub enum FetchOutcome {
     Created,
     Updated,
     UpToDate,
-}
-
-/// Paths git is told to ignore in every kernel tree: lvh's state and the install tree.
-const EXCLUDES: &str = "/.lvh/\n/tar-install/\n";
-
-pub(super) fn add_excludes(git_dir: &Path) -> Result<()> {
-    let f = git_dir.join("info").join("exclude");
-    let old = std::fs::read_to_string(&f).unwrap_or_default();
-    if old.contains("/.lvh/") {
-        return Ok(());
-    }
-    std::fs::create_dir_all(git_dir.join("info"))
-        .map_err(|e| KernelsError::io("failed to create", git_dir.join("info"), e))?;
-    crate::fsutil::write_atomic(&f, format!("{old}{EXCLUDES}").as_bytes())
-        .map_err(|e| KernelsError::io("failed to write", &f, e))
 }
 
 /// The `git` program, never prompting for credentials.

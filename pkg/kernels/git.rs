@@ -14,7 +14,7 @@ use std::path::Path;
 use git2::{Direction, FetchOptions, RemoteCallbacks, Repository};
 
 use super::error::{KernelsError, Result};
-use super::fetched::{add_excludes, git};
+use super::fetched::git;
 pub use super::fetched::{FetchOutcome, Fetched};
 use super::layout::{self, Layout};
 use super::shallow::fetch_shallow;
@@ -37,7 +37,7 @@ pub(crate) fn open_shared(layout: &Layout) -> Result<Repository> {
             git_dir.display()
         )))?
     };
-    add_excludes(&git_dir)?;
+    layout::add_excludes(&git_dir)?;
     Ok(repo)
 }
 

@@ -6,6 +6,7 @@
 //! events and results.
 
 pub mod build;
+pub mod ccache;
 pub mod config;
 pub mod error;
 mod fetched;
@@ -13,29 +14,31 @@ pub mod fragments;
 pub mod git;
 pub mod kconfig;
 pub mod layout;
+pub mod makevars;
 pub mod options;
+pub mod record;
 mod shallow;
+pub mod steps;
+pub mod toolchain;
 pub mod url;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use sha2::{Digest, Sha256};
 
 pub use build::{Built, Configured};
+use config::kernel;
 pub use config::{Conf, KernelConf};
 pub use error::KernelsError;
 use error::Result;
 pub use git::{FetchOutcome, Fetched};
-use layout::Layout;
+pub use layout::LOCK_WAIT;
+use layout::{lock, Layout};
+pub use steps::{
+    build, configure, raw_configure, reproduce, CachePlan, KernelPlan, RawConfigurePlan,
+    ReproducePlan,
+};
 
-use crate::arch::Arch;
 use crate::error::InvalidInput;
-use crate::fsutil::{Lock, LockError};
-use crate::progress::{self, Outcome, Reporter, Stage};
-
-/// How long a command waits for another lvh working on the same kernel.
-pub const LOCK_WAIT: Duration = Duration::from_secs(3 * 60 * 60);
+use crate::progress::{Outcome, Reporter, Stage};
 
 /// `kernels init`.
 #[derive(Clone, Debug)]
@@ -82,6 +85,8 @@ pub struct AddPlan {
     pub base_config: Option<String>,
     /// lvh's `fragments` extension key: Kconfig fragments inside the tree.
     pub fragments: Vec<String>,
+    /// lvh's `toolchain` extension key.
+    pub toolchain: Option<toolchain::Toolchain>,
     /// Where relative source paths are resolved (the caller's working directory).
     pub cwd: PathBuf,
 }
@@ -120,6 +125,7 @@ pub fn new_entry(plan: &AddPlan) -> Result<KernelConf> {
         extra_make_args: Vec::new(),
         base_config: plan.base_config.clone(),
         fragments: plan.fragments.clone(),
+        toolchain: plan.toolchain,
     };
     config::validate(&Conf {
         kernels: vec![entry.clone()],
@@ -174,6 +180,8 @@ pub struct Listed {
     pub url: String,
     /// The tree, when it has been fetched.
     pub tree: Option<PathBuf>,
+    /// The record of the build in the tree's `tar-install`, if any.
+    pub record: Option<record::BuildRecord>,
 }
 
 pub fn list(dir: &Path) -> Result<Vec<Listed>> {
@@ -182,29 +190,18 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>> {
     Ok(conf
         .kernels
         .iter()
-        .map(|k| Listed {
-            name: k.name.clone(),
-            url: k.url.clone(),
-            tree: Some(layout.tree(&k.name)).filter(|t| t.is_dir()),
+        .map(|k| {
+            let tree = Some(layout.tree(&k.name)).filter(|t| t.is_dir());
+            Listed {
+                name: k.name.clone(),
+                url: k.url.clone(),
+                record: tree
+                    .as_ref()
+                    .and_then(|t| record::BuildRecord::read(&record::path(t)).ok()),
+                tree,
+            }
         })
         .collect())
-}
-
-fn lock(layout: &Layout, name: &str, reporter: &dyn Reporter) -> Result<Lock> {
-    std::fs::create_dir_all(layout.kernels_dir())
-        .map_err(|e| KernelsError::io("failed to create", layout.kernels_dir(), e))?;
-    let what = format!("kernel {name:?}");
-    match Lock::acquire(&layout.lock(name), &what, Duration::ZERO) {
-        Ok(l) => Ok(l),
-        Err(LockError::Busy { .. }) => {
-            progress::warn(
-                reporter,
-                format!("{what} is in use by another lvh process; waiting for it"),
-            );
-            Ok(Lock::acquire(&layout.lock(name), &what, LOCK_WAIT)?)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// `kernels remove`: tree, worktree, branch, remote and config entry go; the
@@ -229,10 +226,6 @@ pub fn remove(
     Ok(removed)
 }
 
-fn kernel<'a>(conf: &'a Conf, dir: &Path, name: &str) -> Result<&'a KernelConf> {
-    conf.kernel(name).ok_or_else(|| conf.unknown(name, dir))
-}
-
 /// `kernels fetch`.
 pub fn fetch(dir: &Path, name: &str, reporter: &dyn Reporter) -> Result<Fetched> {
     let conf = config::load(dir)?;
@@ -253,232 +246,4 @@ pub fn fetch(dir: &Path, name: &str, reporter: &dyn Reporter) -> Result<Fetched>
         _ => Outcome::Done,
     });
     Ok(f)
-}
-
-/// `kernels configure` / `kernels build`.
-#[derive(Clone, Debug)]
-pub struct KernelPlan {
-    pub dir: PathBuf,
-    pub name: String,
-    pub arch: Arch,
-    /// Fail when Kconfig overrode a requested option instead of warning.
-    pub strict: bool,
-}
-
-/// `common_opts`, the kernel's fragments (read from `tree`, those of `arch`),
-/// then its `opts`: every option `configure` applies, in order. Fragment
-/// symbols that a later fragment set again are reported.
-fn all_options(
-    conf: &Conf,
-    k: &KernelConf,
-    tree: &Path,
-    arch: Arch,
-    reporter: &dyn Reporter,
-) -> Result<Vec<options::ConfigOption>> {
-    let (frag, redefined) = fragments::load(tree, &k.fragments, arch).map_err(|e| {
-        let (file, message) = match e {
-            fragments::LoadError::Missing { file } => (file, "no such file".to_string()),
-            fragments::LoadError::Read { file, err } => (file, format!("cannot read it: {err}")),
-            fragments::LoadError::Parse { file, message } => (file, message),
-        };
-        KernelsError::Fragment {
-            kernel: k.name.clone(),
-            file,
-            tree: tree.to_path_buf(),
-            message,
-        }
-    })?;
-    for r in redefined {
-        progress::info(
-            reporter,
-            format!(
-                "kernel {}: fragment {} redefines {}",
-                k.name, r.fragment, r.symbol
-            ),
-        );
-    }
-    let mut v = conf.common_opts.clone();
-    v.extend(frag);
-    v.extend(k.opts.iter().cloned());
-    Ok(v)
-}
-
-/// A hash of everything that decides a kernel's `.config` (`opts` are all the
-/// options applied, fragments' contents included).
-fn config_stamp(dir: &Path, k: &KernelConf, opts: &[options::ConfigOption], arch: Arch) -> String {
-    let mut h = Sha256::new();
-    h.update(arch.as_str());
-    h.update(b"\0");
-    match k.base(dir) {
-        config::BaseConfig::Target(t) => h.update(t.as_bytes()),
-        config::BaseConfig::File(p) => h.update(std::fs::read(p).unwrap_or_default()),
-    }
-    h.update(b"\0");
-    h.update(serde_json::to_vec(opts).unwrap_or_default());
-    h.update(serde_json::to_vec(&k.extra_make_args).unwrap_or_default());
-    format!("{:x}\n", h.finalize())
-}
-
-fn report_findings(
-    name: &str,
-    c: &Configured,
-    strict: bool,
-    reporter: &dyn Reporter,
-) -> Result<()> {
-    let overrides: Vec<String> = c
-        .findings
-        .iter()
-        .filter(|f| f.is_override())
-        .map(|f| format!("  {f}"))
-        .collect();
-    if strict && !overrides.is_empty() {
-        return Err(KernelsError::Strict {
-            kernel: name.to_string(),
-            count: overrides.len(),
-            details: overrides.join("\n"),
-        });
-    }
-    for f in &c.findings {
-        progress::warn(reporter, format!("kernel {name}: {f}"));
-    }
-    Ok(())
-}
-
-fn tree_of(layout: &Layout, name: &str) -> Result<PathBuf> {
-    let tree = layout.tree(name);
-    if !tree.join("Makefile").is_file() {
-        return Err(KernelsError::NotFetched {
-            name: name.to_string(),
-            path: tree,
-        });
-    }
-    Ok(tree)
-}
-
-fn configure_locked(
-    plan: &KernelPlan,
-    conf: &Conf,
-    k: &KernelConf,
-    tree: &Path,
-    reporter: &dyn Reporter,
-) -> Result<Configured> {
-    let make = build::Make {
-        tree: tree.to_path_buf(),
-        arch: plan.arch,
-        extra_args: k.extra_make_args.clone(),
-    };
-    make.check_compiler()?;
-    let state = layout::state_dir(tree);
-    std::fs::create_dir_all(&state).map_err(|e| KernelsError::io("failed to create", &state, e))?;
-    let _ = std::fs::remove_file(layout::log_file(tree, "configure"));
-    let stamp_file = layout::config_stamp(tree);
-    // Until this run succeeds the .config matches no kernels.json: the next build
-    // must configure again.
-    crate::fsutil::write_atomic(&stamp_file, b"incomplete\n")
-        .map_err(|e| KernelsError::io("failed to write", &stamp_file, e))?;
-    let opts = all_options(conf, k, tree, plan.arch, reporter)?;
-    let stage = Stage::start(reporter, format!("configure {} ({})", k.name, plan.arch));
-    build::base_config(&make, &k.base(&plan.dir), &stage)?;
-    let c = build::apply_options(&make, &opts, &stage)?;
-    report_findings(&k.name, &c, plan.strict, reporter)?;
-    crate::fsutil::write_atomic(
-        &stamp_file,
-        config_stamp(&plan.dir, k, &opts, plan.arch).as_bytes(),
-    )
-    .map_err(|e| KernelsError::io("failed to write", &stamp_file, e))?;
-    stage.finish(Outcome::Done);
-    Ok(c)
-}
-
-/// `kernels configure`: base config, `common_opts` then the kernel's `opts`,
-/// `olddefconfig`, verification. Always re-applies everything.
-pub fn configure(plan: &KernelPlan, reporter: &dyn Reporter) -> Result<Configured> {
-    let conf = config::load(&plan.dir)?;
-    let k = kernel(&conf, &plan.dir, &plan.name)?;
-    let layout = Layout::new(&plan.dir);
-    let tree = tree_of(&layout, &plan.name)?;
-    let _lock = lock(&layout, &plan.name, reporter)?;
-    configure_locked(plan, &conf, k, &tree, reporter)
-}
-
-/// `kernels raw_configure`.
-#[derive(Clone, Debug)]
-pub struct RawConfigurePlan {
-    pub dir: PathBuf,
-    pub tree: PathBuf,
-    pub name: Option<String>,
-    pub arch: Arch,
-    pub strict: bool,
-}
-
-/// Applies the options to a tree that already has a `.config` (no base config).
-pub fn raw_configure(plan: &RawConfigurePlan, reporter: &dyn Reporter) -> Result<Configured> {
-    let conf = config::load(&plan.dir)?;
-    let k = match &plan.name {
-        Some(n) => Some(kernel(&conf, &plan.dir, n)?),
-        None => None,
-    };
-    if !plan.tree.join("Makefile").is_file() {
-        return Err(KernelsError::invalid(format!(
-            "{} is not a kernel tree (no Makefile)",
-            plan.tree.display()
-        )));
-    }
-    let tree = std::path::absolute(&plan.tree).unwrap_or_else(|_| plan.tree.clone());
-    let make = build::Make {
-        tree,
-        arch: plan.arch,
-        extra_args: k.map(|k| k.extra_make_args.clone()).unwrap_or_default(),
-    };
-    let state = layout::state_dir(&plan.tree);
-    std::fs::create_dir_all(&state).map_err(|e| KernelsError::io("failed to create", &state, e))?;
-    let label = plan
-        .name
-        .clone()
-        .unwrap_or_else(|| plan.tree.display().to_string());
-    let opts = match k {
-        Some(k) => all_options(&conf, k, &make.tree, plan.arch, reporter)?,
-        None => conf.options_for(None),
-    };
-    let stage = Stage::start(reporter, format!("raw_configure {label}"));
-    let c = build::apply_options(&make, &opts, &stage)?;
-    report_findings(&label, &c, plan.strict, reporter)?;
-    stage.finish(Outcome::Done);
-    Ok(c)
-}
-
-/// `kernels build`: configures first when there is no `.config`, when it was
-/// made for another arch, or when `kernels.json` changed since lvh configured it.
-pub fn build(plan: &KernelPlan, reporter: &dyn Reporter) -> Result<Built> {
-    let conf = config::load(&plan.dir)?;
-    let k = kernel(&conf, &plan.dir, &plan.name)?;
-    let layout = Layout::new(&plan.dir);
-    let tree = tree_of(&layout, &plan.name)?;
-    let _lock = lock(&layout, &plan.name, reporter)?;
-    // Quiet here: configure (if it runs) reports the fragments' redefinitions.
-    let opts = all_options(&conf, k, &tree, plan.arch, &progress::NullReporter)?;
-    let want_stamp = config_stamp(&plan.dir, k, &opts, plan.arch);
-    let have_stamp = std::fs::read_to_string(layout::config_stamp(&tree)).ok();
-    let current = build::read_config(&tree);
-    let reason = match (&current, &have_stamp) {
-        (None, _) => Some("no .config yet"),
-        (Some(c), _) if kconfig::config_arch(c).is_some_and(|a| a != plan.arch) => {
-            Some(".config is for another architecture")
-        }
-        (_, Some(s)) if *s != want_stamp => Some("kernels.json changed since the last configure"),
-        _ => None,
-    };
-    if let Some(reason) = reason {
-        progress::info(reporter, format!("configuring {}: {reason}", plan.name));
-        configure_locked(plan, &conf, k, &tree, reporter)?;
-    }
-    let make = build::Make {
-        tree: tree.clone(),
-        arch: plan.arch,
-        extra_args: k.extra_make_args.clone(),
-    };
-    let stage = Stage::start(reporter, format!("build {} ({})", plan.name, plan.arch));
-    let built = build::build(&make, &stage)?;
-    stage.finish(Outcome::Done);
-    Ok(built)
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::error::{KernelsError, Result};
-use super::fetched::{add_excludes, git, FetchOutcome, Fetched};
+use super::fetched::{git, FetchOutcome, Fetched};
 use super::layout::{self, Layout};
 use super::url::KernelUrl;
 use crate::progress::Stage;
@@ -63,7 +63,7 @@ fn clone_shallow(layout: &Layout, name: &str, url: &KernelUrl, stage: &Stage) ->
         .map_err(KernelsError::exec(format!(
             "failed to create branch {local}"
         )))?;
-    add_excludes(&partial.path().join(".git"))?;
+    layout::add_excludes(&partial.path().join(".git"))?;
     partial
         .commit()
         .map_err(|e| KernelsError::io("failed to move the clone to", &tree, e))?;

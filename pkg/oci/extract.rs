@@ -25,6 +25,8 @@ pub enum Want {
     Images { keep_zst: bool },
     /// The tree under `data/kernels/<version>/`, into the target.
     Kernel { version: String },
+    /// The tree under `prefix` (e.g. `data/ccache`), into the target.
+    Tree { prefix: PathBuf },
 }
 
 /// What an extraction produced and what it left out.
@@ -291,8 +293,13 @@ fn extract_entries(
                 }
                 extract_image_file(&mut entry, target, &name, *keep_zst, out, budget)?;
             }
-            Want::Kernel { version } => {
-                let Ok(rest) = rel.strip_prefix(Path::new("data/kernels").join(version)) else {
+            Want::Kernel { .. } | Want::Tree { .. } => {
+                let prefix = match want {
+                    Want::Kernel { version } => Path::new("data/kernels").join(version),
+                    Want::Tree { prefix } => prefix.clone(),
+                    Want::Images { .. } => unreachable!(),
+                };
+                let Ok(rest) = rel.strip_prefix(&prefix) else {
                     continue;
                 };
                 if rest.as_os_str().is_empty() {
@@ -300,7 +307,7 @@ fn extract_entries(
                 }
                 let rest = rest.to_path_buf();
                 check_no_symlink_parents(target, &rest).map_err(|r| unsafe_entry(&shown, r))?;
-                extract_tree_entry(&mut entry, target, &rest, version, &shown, out).map_err(
+                extract_tree_entry(&mut entry, target, &rest, &prefix, &shown, out).map_err(
                     |e| match e {
                         TreeError::Unsafe(r) => unsafe_entry(&shown, r),
                         TreeError::Io(source) => OciError::Io {
@@ -339,7 +346,7 @@ fn extract_tree_entry(
     entry: &mut tar::Entry<'_, impl Read>,
     target: &Path,
     rest: &Path,
-    version: &str,
+    prefix: &Path,
     shown: &str,
     out: &mut Extraction,
 ) -> std::result::Result<(), TreeError> {
@@ -370,7 +377,7 @@ fn extract_tree_entry(
             .unwrap_or_default();
         if !symlink_inside(rest, &link) || resolve_in_tree(target, rest, &link).is_none() {
             out.skipped.push(format!(
-                "{shown}: symlink to {} leaves the kernel tree",
+                "{shown}: symlink to {} leaves the tree",
                 link.display()
             ));
             return Ok(());
@@ -385,9 +392,9 @@ fn extract_tree_entry(
             .unwrap_or_default();
         let lrel =
             entry_path(&link).map_err(|r| TreeError::Unsafe(format!("hard link target {r}")))?;
-        let Ok(lrest) = lrel.strip_prefix(Path::new("data/kernels").join(version)) else {
+        let Ok(lrest) = lrel.strip_prefix(prefix) else {
             return Err(TreeError::Unsafe(format!(
-                "hard link to {} outside the kernel tree",
+                "hard link to {} outside the tree",
                 link.display()
             )));
         };

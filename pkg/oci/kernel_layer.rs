@@ -95,22 +95,34 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 /// leading directories, then the tree sorted by name, parents before
 /// children. Sockets, fifos and device files are left out.
 pub fn kernel_entries(install: &Path, version: &str) -> io::Result<Vec<Entry>> {
-    let prefix = PathBuf::from("data/kernels").join(version);
-    let mut out: Vec<Entry> = ["data/", "data/kernels/"]
-        .iter()
-        .map(|d| Entry::Dir {
-            name: d.to_string(),
+    tree_entries(
+        install,
+        &PathBuf::from("data/kernels").join(version),
+        &|_| true,
+    )
+}
+
+/// The entries for `root` under `prefix`: the leading directories, then
+/// the tree's directories and the files and symlinks `keep` accepts (by
+/// path relative to `root`), sorted by name, parents before children.
+pub fn tree_entries(
+    root: &Path,
+    prefix: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut lead = PathBuf::new();
+    for c in prefix.components() {
+        lead.push(c);
+        out.push(Entry::Dir {
+            name: format!("{}/", lead.display()),
             mode: 0o755,
-        })
-        .collect();
-    out.push(Entry::Dir {
-        name: format!("{}/", prefix.display()),
-        mode: 0o755,
-    });
+        });
+    }
     let mut paths = Vec::new();
-    walk(install, Path::new(""), &mut paths)?;
+    walk(root, Path::new(""), &mut paths)?;
     for rel in paths {
-        let src = install.join(&rel);
+        let src = root.join(&rel);
         let m = fs::symlink_metadata(&src)?;
         let name = prefix.join(&rel).display().to_string();
         let mode = m.permissions().mode() & 0o7777;
@@ -120,6 +132,8 @@ pub fn kernel_entries(install: &Path, version: &str) -> io::Result<Vec<Entry>> {
                 name: format!("{name}/"),
                 mode,
             });
+        } else if !keep(&rel) {
+            continue;
         } else if ft.is_file() {
             out.push(Entry::File { name, mode, src });
         } else if ft.is_symlink() {

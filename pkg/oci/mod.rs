@@ -24,11 +24,13 @@ pub use retry::ATTEMPTS as RETRY_ATTEMPTS;
 pub use transport::Transport;
 
 pub(crate) mod catalog;
+pub(crate) mod dir_artifact;
 pub mod place;
 pub(crate) mod pull;
 pub(crate) mod push;
 
 pub use catalog::catalog;
+pub use dir_artifact::{pull_dir, push_dir, PulledDir};
 pub use pull::{
     pull_images, pull_kernel, resolve_image, resolve_image_with, PullOptions, ResolveOptions,
     ResolvedImage,

@@ -45,7 +45,7 @@ pub struct Pushed {
     pub layer_size: u64,
 }
 
-fn scratch_dir() -> Result<tempfile::TempDir> {
+pub(super) fn scratch_dir() -> Result<tempfile::TempDir> {
     let base = crate::fsutil::cache_dir().join("tmp");
     fs::create_dir_all(&base).map_err(OciError::io("cannot create", &base))?;
     // Scratch directories of pushes that were killed outright go first.
@@ -151,7 +151,7 @@ fn manifest_json(
 
 /// Uploads the layer file, the config and the manifest.
 #[allow(clippy::too_many_arguments)]
-fn upload(
+pub(super) fn upload(
     reference: &str,
     opts: &PushOptions,
     layer_path: &Path,
@@ -214,7 +214,7 @@ fn upload(
 
 /// The manifest annotations every push writes: title, artifact kind, arch
 /// and, when given, the source URL.
-fn manifest_annotations(
+pub(super) fn manifest_annotations(
     title: &str,
     artifact: &str,
     opts: &PushOptions,

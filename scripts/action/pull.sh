@@ -76,3 +76,6 @@ if [ -n "${INPUT_KERNEL_VERSION:-}" ]; then
 	fi
 	log "kernel: $(kernel_file)"
 fi
+
+# lvh only: the kernel build cache for later `lvh kernels build` steps.
+bash "$here/kernel-cache.sh"

@@ -6,6 +6,7 @@ mod accel;
 mod arm64;
 mod exec_overhead;
 mod images;
+mod kbuild;
 mod kernels;
 mod matrix;
 mod oci;
@@ -23,6 +24,7 @@ const BENCHES: &[Bench] = &[
     ("arm64", arm64::run),
     ("exec", exec_overhead::run),
     ("images", images::run),
+    ("kbuild", kbuild::run),
     ("kernels", kernels::run),
     ("matrix", matrix::run),
     ("oci", oci::run),

@@ -21,6 +21,8 @@ const COMMANDS: &[&[&str]] = &[
     &["kernels", "fetch"],
     &["kernels", "catalog"],
     &["kernels", "pull"],
+    &["kernels", "cache", "push"],
+    &["kernels", "cache", "pull"],
     &["run"],
     &["test"],
     &["triage"],

@@ -94,7 +94,7 @@ fn url_less_kernels_load_and_unknown_keys_warn_with_file_line_and_key() {
     let out = lvh_in(p, &["kernels", "list", "--dir", ".", "-o", "wide"]);
     assert_code(&out, 0);
     assert!(
-        stdout(&out).contains("rhel8\t\tnot fetched"),
+        stdout(&out).contains("rhel8\t\tnot fetched\t-\t-\t-\t-\t-\t-"),
         "{}",
         stdout(&out)
     );
@@ -409,17 +409,17 @@ fn little_vm_helper_images_data_with_the_dockerfiles_command_forms() {
             "rhel8         ",
         ]
     );
-    // lvh's extra column (is the tree fetched) behind -o wide.
+    // lvh's extra columns (is the tree fetched, the last build's record) behind -o wide.
     let out = lvh_in(p, &["kernels", "--dir", ".", "-o", "wide", "list"]);
     assert_code(&out, 0);
     let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
     assert_eq!(
         lines,
         [
-            "bpf-next\tgit://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git?depth=1\tnot fetched",
-            "bpf-net\tgit://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git?depth=1#net\tnot fetched",
-            "6.12\tgit://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git?depth=1#linux-6.12.y\tnot fetched",
-            "rhel8\t\tnot fetched",
+            "bpf-next\tgit://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git?depth=1\tnot fetched\t-\t-\t-\t-\t-\t-",
+            "bpf-net\tgit://git.kernel.org/pub/scm/linux/kernel/git/bpf/bpf-next.git?depth=1#net\tnot fetched\t-\t-\t-\t-\t-\t-",
+            "6.12\tgit://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git?depth=1#linux-6.12.y\tnot fetched\t-\t-\t-\t-\t-\t-",
+            "rhel8\t\tnot fetched\t-\t-\t-\t-\t-\t-",
         ]
     );
     // dockerfiles/root-images: `lvh images build --dir /data` (here without building)

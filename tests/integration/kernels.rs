@@ -632,7 +632,7 @@ fn a_missing_cross_compiler_names_the_package() {
         .unwrap();
     assert_code(&o, 3);
     let e = stderr(&o);
-    assert!(e.contains("install the Debian package gcc-"), "{e}");
+    assert!(e.contains("install the Debian packages gcc-"), "{e}");
 }
 
 #[test]

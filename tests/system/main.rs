@@ -20,6 +20,7 @@ mod faults;
 mod gdb;
 mod images;
 mod install;
+mod kbuild;
 mod kernels;
 mod load;
 mod matrix;
