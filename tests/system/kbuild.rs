@@ -11,9 +11,11 @@ use std::process::Output;
 
 use lvh::kernels::record::BuildRecord;
 
-use crate::support::{assert_code, lvh, text};
-use crate::support::fixtures::fake_kernel::{compiling_build, fake_kernel, git, ADD_ARGS, BUILD_ARGS};
 use crate::oci::registry::Registry;
+use crate::support::fixtures::fake_kernel::{
+    compiling_build, fake_kernel, git, ADD_ARGS, BUILD_ARGS,
+};
+use crate::support::{assert_code, lvh, text};
 
 /// A kernels directory `<root>/d` with kernel `f`, the compiling stand-in tree.
 fn setup() -> tempfile::TempDir {
