@@ -132,10 +132,11 @@ pub struct RunArgs {
     /// online from lvh's init before the command; false boots --kernel as given
     #[arg(long, default_value_t = true)]
     pub fast_boot: bool,
-    /// A root shell on the console with lvh's init, the host mount as working directory;
-    /// lvh exits with the shell's code (Ctrl-A x leaves). Default: on with --kernel, no
-    /// command and a terminal on stdin; --shell=false shows the console as little-vm-helper did.
-    /// Without --kernel: the image's console login
+    /// With --kernel and no command: a root shell on the console with lvh's init, the
+    /// host mount as working directory; lvh exits with the shell's code (Ctrl-A x
+    /// leaves). Without it (the default, as little-vm-helper): the console from the
+    /// kernel's first line and the image's own init. Without --kernel: the image's
+    /// console login
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = crate::gobool::parse)]
     pub shell: Option<bool>,
@@ -214,8 +215,7 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         ssh_timeout,
         qemu_args: a.qemu_arg.clone(),
         fast_boot: a.fast_boot,
-        shell: a.shell,
-        stdin_tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        shell: a.shell.unwrap_or(false),
         gdb: a.gdb,
         gdb_wait: a.gdb_wait,
         ssh_key: ssh_key(a)?,

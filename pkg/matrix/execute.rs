@@ -132,7 +132,6 @@ pub fn run_options(t: &TestSpec, kernel: &Path, image: &Path, s: &Setup, id: &st
         cwd: t.cwd.clone(),
         boot_timeout: s.boot_timeout,
         timeout: t.timeout,
-        shell: Some(false),
         ..RunOptions::default()
     }
 }

@@ -387,17 +387,22 @@ fn gdb_and_shell_flags_in_dry_runs() {
         &[" -gdb tcp:127.0.0.1:4321 -S"],
         &[],
     );
-    has(&["--dry-run", "--", "true"], &[], &["-gdb", "nokaslr"]);
-    // Without a terminal and without --shell: the console, as little-vm-helper.
+    has(
+        &["--dry-run", "--", "true"],
+        &[],
+        &["-gdb", "nokaslr", "earlyprintk"],
+    );
+    // Without --shell: the console from the kernel's first line and the
+    // image's own init, as little-vm-helper.
     has(
         &["--dry-run"],
-        &["-chardev stdio,id=con"],
-        &["init=/bin/sh"],
+        &["-chardev stdio,id=con", " earlyprintk=ttyS0"],
+        &["init="],
     );
     has(
         &["--dry-run", "--shell=false"],
-        &["-chardev stdio,id=con"],
-        &["init=/bin/sh"],
+        &["-chardev stdio,id=con", " earlyprintk=ttyS0"],
+        &["init="],
     );
     // --shell: lvh's init with the console on a socket lvh reads.
     has(
@@ -407,6 +412,11 @@ fn gdb_and_shell_flags_in_dry_runs() {
             "init=/bin/sh",
             "name=lvh.ctl",
         ],
+        &["stdio", "earlyprintk"],
+    );
+    has(
+        &["--dry-run", "--shell=true"],
+        &["-chardev socket,id=con,path=", "init=/bin/sh"],
         &["stdio"],
     );
     for (extra, want) in [

@@ -165,8 +165,10 @@ fn a_shell_on_the_host_tree_through_a_pty() {
     let tree = d.path().join("hosttree");
     std::fs::create_dir(&tree).unwrap();
     std::fs::write(tree.join("hello.txt"), "from-the-host\n").unwrap();
-    // No --shell: a terminal, --kernel and no command make a shell.
-    let mut cmd = lvh_run(Arch::Amd64, &["--host-mount", tree.to_str().unwrap()]);
+    let mut cmd = lvh_run(
+        Arch::Amd64,
+        &["--shell", "--host-mount", tree.to_str().unwrap()],
+    );
     cmd.env("TERM", "xterm");
     let (mut pty, before, slave) = Pty::spawn(cmd, 37, 101);
     pty.expect("Ctrl-A x leaves", Duration::from_secs(30));

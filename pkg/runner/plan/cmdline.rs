@@ -44,6 +44,21 @@ pub fn base(arch: Arch, dev: RootDev) -> Vec<String> {
     c
 }
 
+/// The early console of a console run with `--kernel`, as little-vm-helper
+/// sets it: on amd64, `earlyprintk=ttyS0` prints the kernel's messages from
+/// its first line, before the serial driver takes the console (the kernel
+/// then does not print them twice), so a kernel that dies that early still
+/// shows why. A kernel without `EARLY_PRINTK` hands it to init's environment,
+/// where it does nothing. arm64 has none: its `earlycon` needs the UART's
+/// address or a bare word, which a kernel without `SERIAL_EARLYCON` would
+/// give init as an argument.
+pub fn early_console(arch: Arch) -> Option<&'static str> {
+    match arch {
+        Arch::Amd64 => Some("earlyprintk=ttyS0"),
+        Arch::Arm64 => None,
+    }
+}
+
 /// The words before the init part: the base and the fast boot's words
 /// (what decides whether the static init can take the root).
 pub fn words(arch: Arch, dev: RootDev, fast: &[String], append: &[String]) -> Vec<String> {

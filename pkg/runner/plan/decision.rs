@@ -198,15 +198,14 @@ impl RunPlan {
             (None, None) => accel.default_boot_timeout(),
         };
         let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        // The console shows the kernel from its first line (a saved VM's
+        // run is not watched on a terminal and keeps its command line).
+        let mut words = fast.cmdline.clone();
+        if mode == Mode::Interactive && state.is_none() {
+            words.extend(cmdline::early_console(o.arch).map(String::from));
+        }
         let cmdline = f.kernel.as_ref().map(|_| {
-            cmdline::kernel_cmdline(
-                o.arch,
-                o.root_dev,
-                &fast.cmdline,
-                &append,
-                gdb.is_some(),
-                &init,
-            )
+            cmdline::kernel_cmdline(o.arch, o.root_dev, &words, &append, gdb.is_some(), &init)
         });
         let plan = RunPlan {
             arch: o.arch,
@@ -259,7 +258,7 @@ impl RunPlan {
 
 /// What the run does: a command, a shell, the console or a daemon.
 fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
-    if !o.cmd.is_empty() && o.shell == Some(true) {
+    if !o.cmd.is_empty() && o.shell {
         return Err(refused(
             "--shell",
             "cannot be combined with a command (-- CMD)",
@@ -293,7 +292,7 @@ fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
             timeout: o.timeout,
         });
     }
-    if o.daemonize && o.shell == Some(true) {
+    if o.daemonize && o.shell {
         return Err(refused(
             "--shell",
             "cannot be combined with --daemonize: the shell needs lvh's terminal",
@@ -334,20 +333,24 @@ fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
     Ok(Mode::Interactive)
 }
 
-/// Whether a run without a command is a shell: with `--shell`, or by default
-/// with `--kernel`, a terminal on stdin and none of `--daemonize`,
-/// `--wait-ssh`, `--serial-port` (see [`RunOptions::shell`]). Without
+/// Whether a run without a command is lvh's shell: only with `--shell` and
+/// `--kernel`. Without `--shell` the console shows the kernel from its first
+/// line and the image's own init, as little-vm-helper does; without
 /// `--kernel`, `--shell` is the image's own console login: `None`.
 fn shell(o: &RunOptions, mount_name: Option<String>) -> Result<Option<ShellGuest>, RunError> {
-    let auto =
-        o.kernel.is_some() && o.stdin_tty && !o.daemonize && !o.wait_ssh && o.serial_port.is_none();
-    if !o.shell.unwrap_or(auto) || o.kernel.is_none() {
+    if !o.shell || o.kernel.is_none() {
         return Ok(None);
     }
     if o.serial_port.is_some() {
         return Err(refused(
             "--shell",
             "cannot be combined with --serial-port: the shell is on lvh's terminal",
+        ));
+    }
+    if o.wait_ssh {
+        return Err(refused(
+            "--wait-ssh",
+            "needs --daemonize (lvh returns once ssh answers and leaves the VM running)",
         ));
     }
     Ok(Some(ShellGuest {

@@ -8,6 +8,7 @@ use super::*;
 use crate::runner::debug::gdb;
 use crate::runner::guest::initramfs;
 use crate::runner::guest::steps::ShellGuest;
+use crate::runner::plan::cmdline::Init;
 use crate::runner::plan::fastboot;
 use crate::runner::session::qemu;
 use crate::runner::session::rundir::INITRAMFS_FILE;
@@ -17,61 +18,136 @@ fn err(o: &RunOptions) -> String {
 }
 
 #[test]
-fn shell_or_console_without_a_command() {
+fn console_by_default_shell_with_the_flag() {
     let d = tempfile::tempdir().unwrap();
     let base = options(d.path());
-    let shell = |m: &Mode| matches!(m, Mode::Shell(_));
     type Edit = Box<dyn Fn(&mut RunOptions)>;
-    let cases: Vec<(&str, Edit, &str)> = vec![
-        ("a terminal and --kernel", Box::new(|_| {}), "shell"),
-        ("no terminal", Box::new(|o| o.stdin_tty = false), "console"),
+    // What each run without a command (unless one is given) does: its mode,
+    // its init and whether the console shows the kernel from its first line.
+    let cases: Vec<(&str, Edit, &str, Init, bool)> = vec![
         (
-            "--shell=false",
-            Box::new(|o| o.shell = Some(false)),
+            "--kernel: the console and the image's init",
+            Box::new(|_| {}),
             "console",
+            Init::Image,
+            true,
         ),
         (
-            "--shell without a terminal",
-            Box::new(|o| {
-                o.shell = Some(true);
-                o.stdin_tty = false;
-            }),
+            "--shell=false",
+            Box::new(|o| o.shell = false),
+            "console",
+            Init::Image,
+            true,
+        ),
+        (
+            "--shell",
+            Box::new(|o| o.shell = true),
             "shell",
+            Init::Shell,
+            false,
         ),
         (
             "--shell without --kernel: the image's login",
             Box::new(|o| {
-                o.shell = Some(true);
+                o.shell = true;
                 o.kernel = None;
             }),
             "console",
+            Init::Image,
+            false,
         ),
-        ("no --kernel", Box::new(|o| o.kernel = None), "console"),
         (
-            "--serial-port",
+            "no --kernel",
+            Box::new(|o| o.kernel = None),
+            "console",
+            Init::Image,
+            false,
+        ),
+        (
+            "arm64: no early console",
+            Box::new(|o| o.arch = Arch::Arm64),
+            "console",
+            Init::Image,
+            false,
+        ),
+        (
+            "--serial-port: the console on telnet",
             Box::new(|o| o.serial_port = Some(4444)),
             "console",
+            Init::Image,
+            true,
         ),
-        ("--daemonize", Box::new(|o| o.daemonize = true), "daemon"),
+        (
+            "--daemonize",
+            Box::new(|o| o.daemonize = true),
+            "daemon",
+            Init::Image,
+            false,
+        ),
+        (
+            "--daemonize --wait-ssh",
+            Box::new(|o| {
+                o.daemonize = true;
+                o.wait_ssh = true;
+                o.ports = crate::runner::plan::tests::ports(&["2222:22"]);
+            }),
+            "daemon",
+            Init::Image,
+            false,
+        ),
+        (
+            "-- CMD",
+            Box::new(|o| o.cmd = vec!["true".into()]),
+            "command",
+            Init::Shell,
+            false,
+        ),
     ];
-    for (what, edit, want) in cases {
+    for (what, edit, want, init, early) in cases {
         let mut o = base.clone();
         o.cmd.clear();
-        o.stdin_tty = true;
         edit(&mut o);
         let p = RunPlan::new(&o, false).unwrap();
         let got = match &p.mode {
-            m if shell(m) => "shell",
+            Mode::Shell(_) => "shell",
             Mode::Interactive => "console",
             Mode::Daemon { .. } => "daemon",
             Mode::Command { .. } => "command",
-            Mode::Shell(_) => unreachable!(),
         };
         assert_eq!(got, want, "{what}");
+        assert_eq!(p.init, init, "{what}");
+        let cmdline = p.cmdline.clone().unwrap_or_default();
+        assert_eq!(
+            cmdline.contains("earlyprintk=ttyS0"),
+            early,
+            "{what}: {cmdline}"
+        );
+        if init == Init::Image && o.kernel.is_some() {
+            // The image's own init: lvh's base line, no init= of lvh's.
+            assert!(!cmdline.contains("init="), "{what}: {cmdline}");
+            assert!(
+                cmdline.starts_with("root=/dev/vda rw console="),
+                "{what}: {cmdline}"
+            );
+            let c = qemu_config(&p, Path::new("/r"));
+            assert!(
+                c.initrd.is_none() && c.shares.is_empty() && c.channel.is_none(),
+                "{what}"
+            );
+        }
     }
     let mut o = base.clone();
     o.cmd.clear();
-    o.shell = Some(true);
+    o.kernel = None;
+    let p = RunPlan::new(&o, false).unwrap();
+    assert_eq!(p.cmdline, None);
+    assert_eq!(
+        qemu_config(&p, Path::new("/r")).console,
+        Console::Stdio { log: None }
+    );
+    let mut o = base.clone();
+    o.cmd.clear();
+    o.shell = true;
     o.host_mount = Some(d.path().to_path_buf());
     o.cwd = Some("sub".into());
     let p = RunPlan::new(&o, false).unwrap();
@@ -91,13 +167,13 @@ fn shell_or_console_without_a_command() {
 
     for (edit, want) in [
         (
-            Box::new(|o: &mut RunOptions| o.shell = Some(true)) as Edit,
+            Box::new(|o: &mut RunOptions| o.shell = true) as Edit,
             "--shell: cannot be combined with a command",
         ),
         (
             Box::new(|o: &mut RunOptions| {
                 o.cmd.clear();
-                o.shell = Some(true);
+                o.shell = true;
                 o.daemonize = true;
             }),
             "--shell: cannot be combined with --daemonize",
@@ -105,10 +181,18 @@ fn shell_or_console_without_a_command() {
         (
             Box::new(|o: &mut RunOptions| {
                 o.cmd.clear();
-                o.shell = Some(true);
+                o.shell = true;
                 o.serial_port = Some(4444);
             }),
             "--shell: cannot be combined with --serial-port",
+        ),
+        (
+            Box::new(|o: &mut RunOptions| {
+                o.cmd.clear();
+                o.shell = true;
+                o.wait_ssh = true;
+            }),
+            "--wait-ssh: needs --daemonize",
         ),
     ] {
         let mut o = base.clone();

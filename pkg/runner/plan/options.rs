@@ -280,11 +280,9 @@ pub struct RunOptions {
     pub qemu_args: Vec<String>,
     /// Boot an x86 kernel the fast way when possible (`--fast-boot`, see `fastboot`).
     pub fast_boot: bool,
-    /// `--shell`: `Some(true)` a shell, `Some(false)` the console (little-vm-helper's
-    /// way); `None` a shell when there is `--kernel`, no command and stdin is a terminal.
-    pub shell: Option<bool>,
-    /// Whether lvh's stdin is a terminal (for the `--shell` default).
-    pub stdin_tty: bool,
+    /// `--shell`: lvh's root shell with `--kernel` and no command; otherwise
+    /// (the default) the console, as little-vm-helper shows it.
+    pub shell: bool,
     /// `--gdb [PORT]` and `--gdb-wait`.
     pub gdb: Option<u16>,
     pub gdb_wait: bool,
@@ -321,8 +319,7 @@ impl Default for RunOptions {
             ssh_timeout: parse_duration(DEFAULT_SSH_TIMEOUT).expect("the default parses"),
             qemu_args: vec![],
             fast_boot: true,
-            shell: None,
-            stdin_tty: false,
+            shell: false,
             gdb: None,
             gdb_wait: false,
             ssh_key: None,

@@ -153,7 +153,7 @@ fn modes_and_consoles() {
     assert_eq!(c.console, Console::Stdio { log: None });
     assert_eq!(
         c.cmdline,
-        "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd no_timer_check"
+        "root=/dev/vda rw console=ttyS0 panic=-1 i8042.noaux i8042.nokbd no_timer_check earlyprintk=ttyS0"
     );
     assert!(c.shares.is_empty() && c.channel.is_none());
 

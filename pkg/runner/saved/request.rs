@@ -117,7 +117,7 @@ pub fn ssh_run(o: &mut RunOptions, flag: &str) -> Result<SshRun, RunError> {
             "with a bootable image cannot use --host-mount: its own init does not mount it, and a mounted 9p share blocks saving",
         ));
     }
-    if o.daemonize || o.persist || o.shell == Some(true) {
+    if o.daemonize || o.persist || o.shell {
         return Err(RunError::refused(
             flag,
             "runs a command and returns: no --daemonize, --persist or --shell",
@@ -136,7 +136,6 @@ pub fn ssh_run(o: &mut RunOptions, flag: &str) -> Result<SshRun, RunError> {
         .take()
         .map(|f| sshkey::read_public_keys(&f))
         .transpose()?;
-    o.shell = Some(false);
     o.wait_ssh = false;
     Ok(SshRun {
         cmd: std::mem::take(&mut o.cmd),
@@ -170,7 +169,6 @@ mod tests {
         assert_eq!(s.cmd, ["true"]);
         assert_eq!(s.port, 2299);
         assert!(o.cmd.is_empty());
-        assert_eq!(o.shell, Some(false));
         assert_eq!(o.ports.len(), 2);
         let mut o = opts(&["true"], &[]);
         let s = ssh_run(&mut o, "--save-state").unwrap();
