@@ -244,11 +244,14 @@ fn on_the_console(image: &Path, extra: &str, steps: &str) -> (String, String) {
 #[test]
 fn the_image_init_boots_on_the_console_with_kernel() {
     // The fixture's root has no /sbin/init (a minbase root): the kernel falls
-    // back to the image's /bin/sh, as PID 1, on the console.
+    // back to the image's /bin/sh, as PID 1, on the console. The host mount
+    // is attached for the user to mount.
     let image = root_image(Arch::Amd64).expect("root image fixture");
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("f.txt"), "from-the-host\n").unwrap();
     let (all, _) = on_the_console(
         &image,
-        " --mem 512M",
+        &format!(" --mem 512M --host-mount {}", share.path().display()),
         r##"
         expect -re "Linux version .*\n"
         expect "Run /bin/sh as init process"
@@ -256,6 +259,8 @@ fn the_image_init_boots_on_the_console_with_kernel() {
         send {echo own-init-$((6*7)) pid-$$}
         send "\r"
         expect "own-init-42 pid-1"
+        send "mount -t 9p -o trans=virtio,version=9p2000.L host_mount /mnt && cat /mnt/f.txt\r"
+        expect "\nfrom-the-host"
         send "\x01x"
         "##,
     );
