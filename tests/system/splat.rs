@@ -125,7 +125,14 @@ fn a_soft_lockup_stops_a_command_that_would_never_end() {
         "--",
         "sh",
         "-c",
-        &format!("echo SOFTLOCKUP > {DIRECT}"),
+        // The kernel switches to the TSC clocksource with stop_machine about a
+        // second after boot; a CPU already spinning in LKDTM then gets the
+        // soft lockup reported in the stopper thread (`stop_machine_yield`).
+        &format!(
+            "cs=/sys/devices/system/clocksource/clocksource0/current_clocksource; \
+             for i in $(seq 100); do grep -qx tsc $cs && break; sleep 0.1; done; \
+             echo SOFTLOCKUP > {DIRECT}"
+        ),
     ]);
     assert_code(&o, 245);
     let e = error_line(&o);
