@@ -141,7 +141,7 @@ fn merge(a: &MergeArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         errln!("lvh: no result for shard(s) {}", m.missing.join(", "));
     }
     let what = if m.shards.is_empty() {
-        format!("{} runs", a.results.len())
+        "whole runs".to_string()
     } else {
         m.shards.join(", ")
     };

@@ -116,7 +116,7 @@ pub fn line(r: &TestResult) -> String {
 }
 
 /// Counts of each verdict.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub passed: usize,
     pub failed: usize,
