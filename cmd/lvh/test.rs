@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::Ctx;
 use lvh::arch::Arch;
 use lvh::error::{ExitCode, InvalidInput};
-use lvh::matrix::{config, execute, expand, junit, report, resolve};
+use lvh::matrix::{config, crashes, execute, expand, junit, merge, report, resolve};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -26,6 +26,7 @@ use lvh::matrix::{config, execute, expand, junit, report, resolve};
 Exit codes: 0 every test passed; 4 some test did not pass (failed, splat,
 timeout, boot or infrastructure failure); 3 invalid input (nothing ran);
 130 interrupted (partial reports written, the rest marked interrupted).")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TestArgs {
     /// The test file
     #[arg(short, long, default_value = config::DEFAULT_FILE)]
@@ -76,6 +77,82 @@ pub struct TestArgs {
     /// JSON allowlist of known splats (as `lvh run --splat-allow`)
     #[arg(long, value_name = "FILE")]
     pub splat_allow: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<TestCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Join the --json results of the shards of one run (--partition K/N) into one summary
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # The four shards' results of a GitHub Actions matrix, as one table and step summary
+  lvh test merge --junit junit.xml results-*.json
+
+Exit codes: 0 every shard is there and every test passed; 4 some test did
+not pass or some shard has no result (named on stderr); 3 invalid input (a
+file that is not an `lvh test --json` result, shards of different splits).")]
+pub struct MergeArgs {
+    /// Result files written by `lvh test --json` (a shard with no file is named missing)
+    #[arg(value_name = "RESULT.json", required = true)]
+    pub results: Vec<PathBuf>,
+    /// Write the merged results as JUnit XML to this file
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the merged results as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// `lvh test merge`.
+fn merge(a: &MergeArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let invalid = |reason: String| -> anyhow::Error {
+        InvalidInput {
+            reason,
+            ..Default::default()
+        }
+        .into()
+    };
+    let mut inputs = Vec::new();
+    for p in &a.results {
+        let name = p.display().to_string();
+        match std::fs::read_to_string(p) {
+            Ok(text) => inputs.push((name.clone(), merge::parse(&name, &text).map_err(invalid)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => lvh::progress::warn(
+                &ctx.reporter,
+                format!("{name}: no such file; its shard counts as missing"),
+            ),
+            Err(e) => return Err(anyhow::anyhow!("failed to read {name}: {e}")),
+        }
+    }
+    if inputs.is_empty() {
+        return Err(invalid(
+            "none of the result files exists: nothing to merge".into(),
+        ));
+    }
+    let m = merge::merge(inputs).map_err(invalid)?;
+    let mut r = report::JsonReport::new(&m.file, None, m.interrupted, &m.results);
+    r.missing_shards = m.missing.clone();
+    crate::out::stdout(end_summary(&m.results).as_bytes());
+    if !m.missing.is_empty() {
+        errln!("lvh: no result for shard(s) {}", m.missing.join(", "));
+    }
+    let what = if m.shards.is_empty() {
+        "whole runs".to_string()
+    } else {
+        m.shards.join(", ")
+    };
+    let title = format!("lvh test {} (merged: {what})", m.file);
+    write_outputs(&title, a.junit.as_deref(), a.json.as_deref(), &r)?;
+    let failed = report::totals(&m.results).not_passed() > 0;
+    Ok(if failed || !m.missing.is_empty() {
+        ExitCode::Partial
+    } else {
+        ExitCode::Success
+    })
 }
 
 fn bad(field: &str, value: impl Into<String>, reason: impl Into<String>) -> anyhow::Error {
@@ -103,32 +180,31 @@ fn select(a: &TestArgs, m: &config::Matrix) -> anyhow::Result<Vec<expand::Combo>
     Ok(combos)
 }
 
-fn write_reports(
-    a: &TestArgs,
-    m: &config::Matrix,
-    interrupted: bool,
-    results: &[report::TestResult],
-) -> anyhow::Result<()> {
+fn write_reports(a: &TestArgs, m: &config::Matrix, r: &report::JsonReport) -> anyhow::Result<()> {
     let title = format!("lvh test {}", m.file.display());
+    write_outputs(&title, a.junit.as_deref(), a.json.as_deref(), r)
+}
+
+/// Writes `--junit`, `--json` and the step summary of a report.
+fn write_outputs(
+    title: &str,
+    junit: Option<&Path>,
+    json: Option<&Path>,
+    r: &report::JsonReport,
+) -> anyhow::Result<()> {
     let write = |p: &Path, bytes: &[u8]| -> anyhow::Result<()> {
         lvh::fsutil::write_atomic(p, bytes)
             .map_err(|e| anyhow::anyhow!("failed to write {}: {e}", p.display()))
     };
-    if let Some(p) = &a.junit {
-        write(p, &junit::junit(&title, results))?;
+    if let Some(p) = junit {
+        write(p, &junit::junit(title, r.results, &r.missing_shards))?;
     }
-    if let Some(p) = &a.json {
-        let r = report::JsonReport::new(
-            &m.file.display().to_string(),
-            a.partition.clone(),
-            interrupted,
-            results,
-        );
+    if let Some(p) = json {
         write(p, &r.to_bytes())?;
     }
     if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         use std::io::Write;
-        let md = report::markdown(&title, interrupted, results);
+        let md = report::markdown(title, r.interrupted, r.results, &r.missing_shards);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -140,7 +216,17 @@ fn write_reports(
     Ok(())
 }
 
+/// The table and the distinct crashes, printed when the run ends.
+fn end_summary(results: &[report::TestResult]) -> String {
+    let crashes = crashes::summary(&report::crash_groups(results));
+    let sep = if crashes.is_empty() { "" } else { "\n" };
+    format!("\n{}{sep}{crashes}", report::table(results))
+}
+
 pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    if let Some(TestCommand::Merge(m)) = &a.command {
+        return merge(m, ctx);
+    }
     let (m, warnings) = config::load(&a.file)?;
     crate::warn_unknown_keys(warnings, ctx)?;
     let combos = select(a, &m)?;
@@ -188,7 +274,13 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             "lvh: this slice ({}) holds no combination; nothing to run",
             a.partition.as_deref().unwrap_or("all")
         );
-        write_reports(a, &m, false, &[])?;
+        let r = report::JsonReport::new(
+            &m.file.display().to_string(),
+            a.partition.clone(),
+            false,
+            &[],
+        );
+        write_reports(a, &m, &r)?;
         return Ok(ExitCode::Success);
     }
     let mut used_k = vec![false; m.kernels.len()];
@@ -246,8 +338,14 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         || results
             .iter()
             .any(|r| r.verdict == lvh::runner::ResultVerdict::Interrupted);
-    crate::out::stdout(format!("\n{}", report::table(&results)).as_bytes());
-    write_reports(a, &m, interrupted, &results)?;
+    crate::out::stdout(end_summary(&results).as_bytes());
+    let r = report::JsonReport::new(
+        &m.file.display().to_string(),
+        a.partition.clone(),
+        interrupted,
+        &results,
+    );
+    write_reports(a, &m, &r)?;
     let t = report::totals(&results);
     Ok(if interrupted {
         ExitCode::Interrupted

@@ -312,6 +312,7 @@ fn run_one(job: &Job, policy: &SplatPolicy, reporter: &dyn Reporter) -> TestResu
             retried_after = r.error;
             continue;
         }
+        let crashes = super::crashes::of_run(&r);
         return TestResult {
             id: job.combo.id.clone(),
             kernel: job.kernel.clone(),
@@ -327,6 +328,7 @@ fn run_one(job: &Job, policy: &SplatPolicy, reporter: &dyn Reporter) -> TestResu
             error: r.error,
             output: tail.text(),
             console_log: r.console_log,
+            crashes,
         };
     }
 }

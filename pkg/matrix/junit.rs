@@ -3,6 +3,9 @@
 //! read: one `<testsuite>` per kernel and image, one `<testcase>` per test,
 //! `<failure>` for a failed, splatted or timed-out test, `<error>` for a boot
 //! or infrastructure failure, `<skipped>` for one that Ctrl-C interrupted.
+//! After them, a `crashes` suite with one failed case per distinct kernel
+//! crash (naming the kernels and tests that hit it), and a `missing shards`
+//! suite with an error per shard `lvh test merge` had no result for.
 //! quick-xml escapes; characters XML 1.0 cannot hold at all (console control
 //! bytes such as ESC) are replaced first, so any output yields a valid file.
 
@@ -11,7 +14,8 @@ use std::io;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 
-use super::report::{groups, totals, word, TestResult};
+use super::crashes::CrashGroup;
+use super::report::{crash_groups, groups, totals, word, TestResult};
 use crate::runner::ResultVerdict;
 
 /// `s` with every character XML 1.0 forbids replaced by U+FFFD.
@@ -87,23 +91,97 @@ fn testcase<W: io::Write>(w: &mut Writer<W>, r: &TestResult) -> io::Result<()> {
     Ok(())
 }
 
-/// The JUnit XML document for `results`.
-pub fn junit(title: &str, results: &[TestResult]) -> Vec<u8> {
+/// A suite of cases that each carry one `<failure>` or `<error>`.
+fn extra_suite<W: io::Write>(
+    w: &mut Writer<W>,
+    name: &str,
+    failure: bool,
+    cases: &[(String, String, String)],
+) -> io::Result<()> {
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let (el, count) = if failure {
+        ("failure", "failures")
+    } else {
+        ("error", "errors")
+    };
+    let n = cases.len().to_string();
+    w.create_element("testsuite")
+        .with_attribute(("name", name))
+        .with_attribute(("tests", n.as_str()))
+        .with_attribute((count, n.as_str()))
+        .with_attribute(("time", "0.000"))
+        .write_inner_content(|w| {
+            for (case, message, text) in cases {
+                w.create_element("testcase")
+                    .with_attribute(("name", xml_safe(case).as_str()))
+                    .with_attribute(("classname", name))
+                    .with_attribute(("time", "0.000"))
+                    .write_inner_content(|w| {
+                        w.create_element(el)
+                            .with_attribute(("message", xml_safe(message).as_str()))
+                            .with_attribute((
+                                "type",
+                                if failure { "crash" } else { "missing_shard" },
+                            ))
+                            .write_text_content(BytesText::new(&xml_safe(text)))?;
+                        Ok(())
+                    })?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+/// A distinct crash as a case: its title, and what hit it.
+fn crash_case(g: &CrashGroup) -> (String, String, String) {
+    let runs = g.ids.len();
+    let message = format!(
+        "{} ({}) on {runs} run{}: kernels {}; tests {}",
+        g.title,
+        g.kind,
+        if runs == 1 { "" } else { "s" },
+        g.kernels.join(", "),
+        g.tests.join(", ")
+    );
+    let text = format!("fingerprint {}\n{}", g.fingerprint, g.ids.join("\n"));
+    (g.title.clone(), message, text)
+}
+
+/// The JUnit XML document for `results`; `missing` names the shards with no
+/// result (`lvh test merge`).
+pub fn junit(title: &str, results: &[TestResult], missing: &[String]) -> Vec<u8> {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     let t = totals(results);
     let time: f64 = results.iter().map(|r| r.seconds).sum();
+    let crashes: Vec<_> = crash_groups(results).iter().map(crash_case).collect();
+    let missing: Vec<_> = missing
+        .iter()
+        .map(|m| {
+            let msg = format!("no result for shard {m}");
+            (m.clone(), msg.clone(), msg)
+        })
+        .collect();
     let doc = (|| -> io::Result<()> {
         w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
         w.create_element("testsuites")
             .with_attribute(("name", xml_safe(title).as_str()))
-            .with_attribute(("tests", t.total().to_string().as_str()))
+            .with_attribute((
+                "tests",
+                (t.total() + crashes.len() + missing.len())
+                    .to_string()
+                    .as_str(),
+            ))
             .with_attribute((
                 "failures",
-                (t.failed + t.splat + t.timeout).to_string().as_str(),
+                (t.failed + t.splat + t.timeout + crashes.len())
+                    .to_string()
+                    .as_str(),
             ))
             .with_attribute((
                 "errors",
-                (t.boot_failure + t.infrastructure_failure)
+                (t.boot_failure + t.infrastructure_failure + missing.len())
                     .to_string()
                     .as_str(),
             ))
@@ -140,6 +218,8 @@ pub fn junit(title: &str, results: &[TestResult]) -> Vec<u8> {
                             Ok(())
                         })?;
                 }
+                extra_suite(w, "crashes", true, &crashes)?;
+                extra_suite(w, "missing shards", false, &missing)?;
                 Ok(())
             })?;
         Ok(())
@@ -232,7 +312,7 @@ mod tests {
             result("k2/i/boot", ResultVerdict::BootFailure),
             result("k2/i/rest", ResultVerdict::Interrupted),
         ];
-        let xml = junit("lvh test", &rs);
+        let xml = junit("lvh test", &rs, &[]);
         let els = parse(&xml);
         let names: Vec<&str> = els.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
@@ -268,6 +348,45 @@ mod tests {
         assert_eq!(attr(&els[10], "type"), "boot_failure");
         assert_eq!(attr(&els[12], "type"), "interrupted");
         assert_eq!(attr(&els[2], "time"), "1.500");
+    }
+
+    #[test]
+    fn one_failed_case_per_distinct_crash_and_an_error_per_missing_shard() {
+        use crate::matrix::crashes::Crash;
+        let w = Crash {
+            title: "WARNING in lkdtm_WARNING".into(),
+            kind: "warning".into(),
+            fingerprint: "4cda48a19d14d057".into(),
+        };
+        let mut a = result("k1/i/warn", ResultVerdict::Splat);
+        a.crashes = vec![w.clone()];
+        let mut b = result("k2/i/warn", ResultVerdict::Splat);
+        b.crashes = vec![w];
+        let xml = junit("t", &[a, b], &["hash:2/3".into()]);
+        let els = parse(&xml);
+        assert_eq!(attr(&els[0], "tests"), "4");
+        assert_eq!(attr(&els[0], "failures"), "3");
+        assert_eq!(attr(&els[0], "errors"), "1");
+        let suite = |n: &str| {
+            els.iter()
+                .position(|e| e.0 == "testsuite" && attr(e, "name") == n)
+        };
+        let c = suite("crashes").expect("a crashes suite");
+        assert_eq!(attr(&els[c], "tests"), "1");
+        assert_eq!(attr(&els[c + 1], "name"), "WARNING in lkdtm_WARNING");
+        assert_eq!(
+            attr(&els[c + 2], "message"),
+            "WARNING in lkdtm_WARNING (warning) on 2 runs: kernels k1, k2; tests warn"
+        );
+        assert!(els[c + 2]
+            .2
+            .contains("4cda48a19d14d057\nk1/i/warn\nk2/i/warn"));
+        let m = suite("missing shards").expect("a missing shards suite");
+        assert_eq!(els[m + 2].0, "error");
+        assert_eq!(attr(&els[m + 2], "message"), "no result for shard hash:2/3");
+        // Without crashes or missing shards, neither suite.
+        let plain = parse(&junit("t", &[result("k/i/ok", ResultVerdict::Passed)], &[]));
+        assert_eq!(plain.iter().filter(|e| e.0 == "testsuite").count(), 1);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! What a matrix run found, and three ways to show it: the end-of-run table
 //! (counts per kernel and image), the `--json` file, and the GitHub step
-//! summary (markdown). Every renderer is a pure function of the results;
+//! summary (markdown), each with one entry per distinct kernel crash
+//! ([`super::crashes`]). Every renderer is a pure function of the results;
 //! JUnit XML is in `junit`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::crashes::{self, Crash, CrashGroup, Hit};
 use crate::runner::ResultVerdict;
 
 /// The version of the `--json` file's schema.
@@ -13,7 +15,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const OUTPUT_TAIL_BYTES: usize = 16 * 1024;
 
 /// One combination's result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TestResult {
     /// `kernel/image/test`.
     pub id: String,
@@ -38,6 +40,10 @@ pub struct TestResult {
     pub output: String,
     /// The console log file, with `--console-dir`.
     pub console_log: Option<String>,
+    /// The kernel crashes the run saw that no allowlist entry covers, once
+    /// per fingerprint.
+    #[serde(default)]
+    pub crashes: Vec<Crash>,
 }
 
 impl TestResult {
@@ -58,8 +64,20 @@ impl TestResult {
             error: Some("interrupted before it started".into()),
             output: String::new(),
             console_log: None,
+            crashes: Vec::new(),
         }
     }
+}
+
+/// The distinct crashes of `results`, by fingerprint, with the kernels and
+/// tests that hit each.
+pub fn crash_groups(results: &[TestResult]) -> Vec<CrashGroup> {
+    crashes::group(results.iter().map(|r| Hit {
+        id: &r.id,
+        kernel: &r.kernel,
+        test: &r.test,
+        crashes: &r.crashes,
+    }))
 }
 
 /// The one word the streamed line and the tables use for a verdict.
@@ -245,6 +263,10 @@ pub struct JsonReport<'a> {
     pub interrupted: bool,
     pub totals: Counts,
     pub groups: Vec<Group>,
+    /// One entry per distinct kernel crash, the most widespread first.
+    pub crashes: Vec<CrashGroup>,
+    /// `lvh test merge`: the shards with no result.
+    pub missing_shards: Vec<String>,
     pub results: &'a [TestResult],
 }
 
@@ -262,6 +284,8 @@ impl<'a> JsonReport<'a> {
             interrupted,
             totals: totals(results),
             groups: groups(results),
+            crashes: crash_groups(results),
+            missing_shards: Vec::new(),
             results,
         }
     }
@@ -282,13 +306,21 @@ fn md(s: &str) -> String {
         .replace('\n', " ")
 }
 
-/// The GitHub step summary: the table, then each test that did not pass
-/// with its error and output tail folded away.
-pub fn markdown(title: &str, interrupted: bool, results: &[TestResult]) -> String {
+/// The GitHub step summary: the table, the distinct crashes, the shards with
+/// no result (`missing`, from `lvh test merge`), then each test that did not
+/// pass with its error and output tail folded away.
+pub fn markdown(
+    title: &str,
+    interrupted: bool,
+    results: &[TestResult],
+    missing: &[String],
+) -> String {
     let t = totals(results);
     let mut s = format!("## {}\n\n", md(title));
     let status = if interrupted {
         "interrupted"
+    } else if !missing.is_empty() {
+        "shards missing"
     } else if t.not_passed() == 0 {
         "all passed"
     } else {
@@ -313,6 +345,17 @@ pub fn markdown(title: &str, interrupted: bool, results: &[TestResult]) -> Strin
         }
         s.push('\n');
     }
+    s.push_str(&markdown_crashes(&crash_groups(results)));
+    if !missing.is_empty() {
+        s.push_str(&format!(
+            "\n### Missing shards\n\nNo result for {}.\n",
+            missing
+                .iter()
+                .map(|m| format!("`{}`", md(m)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let bad: Vec<&TestResult> = results
         .iter()
         .filter(|r| r.verdict != ResultVerdict::Passed)
@@ -333,6 +376,29 @@ pub fn markdown(title: &str, interrupted: bool, results: &[TestResult]) -> Strin
             }
             s.push_str("</details>\n\n");
         }
+    }
+    s
+}
+
+/// The step summary's table of distinct crashes: nothing when there was none.
+pub fn markdown_crashes(groups: &[CrashGroup]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\n### Kernel crashes ({} distinct)\n\n| crash | kind | fingerprint | runs | kernels | tests |\n| --- | --- | --- | ---: | --- | --- |\n",
+        groups.len()
+    );
+    for g in groups {
+        s.push_str(&format!(
+            "| {} | {} | `{}` | {} | {} | {} |\n",
+            md(&g.title),
+            md(&g.kind),
+            md(&g.fingerprint),
+            g.ids.len(),
+            md(&g.kernels.join(", ")),
+            md(&g.tests.join(", "))
+        ));
     }
     s
 }
@@ -449,9 +515,55 @@ pub(crate) mod tests {
         assert_eq!(v["results"][5]["verdict"], "interrupted");
     }
 
+    /// Two kernels that hit the same WARN, one that hit another crash too.
+    pub fn crashed() -> Vec<TestResult> {
+        let crash = |title: &str, fp: &str| Crash {
+            title: title.into(),
+            kind: "warning".into(),
+            fingerprint: fp.into(),
+        };
+        let mut rs = sample();
+        rs[1].verdict = ResultVerdict::Splat;
+        rs[1].crashes = vec![
+            crash("WARNING in f", "aaaa"),
+            crash("WARNING: x|y in g", "bbbb"),
+        ];
+        rs[4].verdict = ResultVerdict::Splat;
+        rs[4].crashes = vec![crash("WARNING in f", "aaaa")];
+        rs
+    }
+
+    #[test]
+    fn crashes_are_grouped_in_json_and_markdown() {
+        let rs = crashed();
+        let v: serde_json::Value =
+            serde_json::from_slice(&JsonReport::new("t.json", None, false, &rs).to_bytes())
+                .unwrap();
+        assert_eq!(v["crashes"].as_array().unwrap().len(), 2);
+        assert_eq!(v["crashes"][0]["fingerprint"], "aaaa");
+        assert_eq!(v["crashes"][0]["kernels"], serde_json::json!(["k1", "k2"]));
+        assert_eq!(v["crashes"][0]["tests"], serde_json::json!(["bad"]));
+        assert_eq!(v["results"][1]["crashes"][1]["title"], "WARNING: x|y in g");
+        // A result reads back as it was written (`lvh test merge`).
+        let back: TestResult = serde_json::from_value(v["results"][1].clone()).unwrap();
+        assert_eq!(back, rs[1]);
+        let m = markdown("t", false, &rs, &["hash:2/2".into()]);
+        assert!(m.contains("### Kernel crashes (2 distinct)"), "{m}");
+        assert!(
+            m.contains("| WARNING in f | warning | `aaaa` | 2 | k1, k2 | bad |"),
+            "{m}"
+        );
+        assert!(m.contains("| WARNING: x\\|y in g |"), "{m}");
+        assert!(
+            m.contains("(shards missing)") && m.contains("No result for `hash:2/2`."),
+            "{m}"
+        );
+        assert!(!markdown("t", false, &sample(), &[]).contains("Kernel crashes"));
+    }
+
     #[test]
     fn markdown_escapes_and_folds_failures() {
-        let m = markdown("lvh test", false, &sample());
+        let m = markdown("lvh test", false, &sample(), &[]);
         assert!(m.starts_with("## lvh test\n\n**2 of 6 passed** (some tests did not pass)"));
         assert!(
             m.contains("| k1 | img | 1 | 1 | 0 | 1 | 0 | 0 | 0 |"),
@@ -460,7 +572,7 @@ pub(crate) mod tests {
         assert_eq!(m.matches("<details>").count(), 4);
         // Output holding ``` is fenced with more backticks.
         assert!(m.contains("````\noops <&> | ```\n````"), "{m}");
-        let ok = markdown("t", false, &sample()[..1]);
+        let ok = markdown("t", false, &sample()[..1], &[]);
         assert!(ok.contains("(all passed)") && !ok.contains("Not passed"));
         assert!(md("a|b<c>").contains("a\\|b&lt;c&gt;"));
     }

@@ -95,7 +95,7 @@ fn fmt_lines(title: &str, lines: &[String]) -> String {
 }
 
 /// The first line names the first splat's kind and function; every splat's
-/// whole trace follows.
+/// title, fingerprint and whole trace follow.
 fn fmt_splats(splats: &[splat::Splat], status: &Option<i32>) -> String {
     let Some(first) = splats.first() else {
         return "kernel splat".into();
@@ -109,7 +109,7 @@ fn fmt_splats(splats: &[splat::Splat], status: &Option<i32>) -> String {
         None => s.push_str(" (the VM was stopped: the command could not finish)"),
     }
     for sp in splats {
-        s.push_str(&fmt_lines(&sp.summary(), &sp.lines));
+        s.push_str(&fmt_lines(&sp.headline(), &sp.lines));
     }
     s
 }

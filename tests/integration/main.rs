@@ -15,6 +15,7 @@ mod kernels;
 mod linking;
 mod load;
 mod matrix;
+mod matrix_merge;
 mod oci;
 mod release;
 mod run;

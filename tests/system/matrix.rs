@@ -286,3 +286,113 @@ fn a_boot_failure_is_retried_once_and_reported_as_such() {
     );
     assert_eq!(v["totals"]["boot_failure"], 1);
 }
+
+fn out_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The crash line of a distinct crash in `lvh test`'s (or `lvh test merge`'s) output.
+fn crash_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .skip_while(|l| !l.contains("distinct kernel crash"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// The same LKDTM WARNING on two kernels: `lvh test` shows one crash line
+/// naming both, with the title and fingerprint `lvh triage` gives the
+/// console log; `lvh test merge` of two shards that each hit it shows the
+/// same line, and names a shard that is missing.
+#[test]
+fn the_same_crash_on_two_kernels_is_one_line_in_a_run_and_in_a_merge() {
+    let d = matrix_dir(
+        r#"{"name": "warn", "command": "echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT; echo after", "timeout": "120s"}"#,
+    );
+    let o = lvh_test(
+        d.path(),
+        &[
+            "--jobs",
+            "1",
+            "--json",
+            "all.json",
+            "--console-dir",
+            "consoles",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_code(&o, 4);
+    let out = out_of(&o);
+    let lines = crash_lines(&out);
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(out.contains("1 distinct kernel crash:"), "{out}");
+    assert!(
+        lines[0].starts_with("WARNING in lkdtm_WARNING (warning, ")
+            && lines[0].ends_with("): 2 runs, kernels k1, k2; test warn"),
+        "{out}"
+    );
+    // The fingerprint is the one `lvh triage` finds in the console log.
+    let log = d.path().join("consoles/k1~root~warn.log");
+    let t = lvh()
+        .arg("triage")
+        .arg("--json")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_code(&t, 1);
+    let reports: serde_json::Value = serde_json::from_slice(&t.stdout).unwrap();
+    let fp = reports[0]["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(reports[0]["title"], "WARNING in lkdtm_WARNING");
+    assert!(
+        lines[0].contains(&format!("(warning, {fp})")),
+        "{} vs {fp}",
+        lines[0]
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("all.json")).unwrap()).unwrap();
+    assert_eq!(v["crashes"][0]["fingerprint"], fp.as_str());
+    assert_eq!(v["results"][1]["crashes"][0]["fingerprint"], fp.as_str());
+
+    for k in 1..=2 {
+        let o = lvh_test(
+            d.path(),
+            &[
+                "--partition",
+                &format!("count:{k}/2"),
+                "--json",
+                &format!("r{k}.json"),
+            ],
+        )
+        .output()
+        .unwrap();
+        assert_code(&o, 4);
+        assert_eq!(crash_lines(&out_of(&o)).len(), 1);
+    }
+    let merge = |files: &[&str]| {
+        let mut c = lvh();
+        c.current_dir(d.path())
+            .args(["test", "merge"])
+            .args(files)
+            .env_remove("GITHUB_STEP_SUMMARY");
+        c.output().unwrap()
+    };
+    let o = merge(&["r1.json", "r2.json"]);
+    assert_code(&o, 4);
+    assert_eq!(crash_lines(&out_of(&o)), lines, "{}", out_of(&o));
+    assert!(!err_of(&o).contains("no result for shard"), "{}", text(&o));
+    let o = merge(&["r2.json"]);
+    assert_code(&o, 4);
+    assert!(
+        err_of(&o).contains("no result for shard(s) count:1/2"),
+        "{}",
+        err_of(&o)
+    );
+    let only = crash_lines(&out_of(&o));
+    assert!(only[0].ends_with("1 run, kernel k2; test warn"), "{only:?}");
+}

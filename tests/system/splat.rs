@@ -100,6 +100,24 @@ fn a_warning_fails_the_run_after_the_output_and_the_result_says_why() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("lkdtm_WARNING"));
+
+    // The title and fingerprint are the ones `lvh triage` finds in the console log.
+    assert_eq!(s["title"], "WARNING in lkdtm_WARNING");
+    let fp = s["fingerprint"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("WARNING in lkdtm_WARNING [fingerprint {fp}]:")),
+        "{err}"
+    );
+    let t = crate::support::lvh()
+        .arg("triage")
+        .arg("--json")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_code(&t, 1);
+    let reports: serde_json::Value = serde_json::from_slice(&t.stdout).unwrap();
+    assert_eq!(reports[0]["title"], s["title"]);
+    assert_eq!(reports[0]["fingerprint"], fp);
 }
 
 #[test]
@@ -125,7 +143,14 @@ fn a_soft_lockup_stops_a_command_that_would_never_end() {
         "--",
         "sh",
         "-c",
-        &format!("echo SOFTLOCKUP > {DIRECT}"),
+        // The kernel switches to the TSC clocksource with stop_machine about a
+        // second after boot; a CPU already spinning in LKDTM then gets the
+        // soft lockup reported in the stopper thread (`stop_machine_yield`).
+        &format!(
+            "cs=/sys/devices/system/clocksource/clocksource0/current_clocksource; \
+             for i in $(seq 100); do grep -qx tsc $cs && break; sleep 0.1; done; \
+             echo SOFTLOCKUP > {DIRECT}"
+        ),
     ]);
     assert_code(&o, 245);
     let e = error_line(&o);

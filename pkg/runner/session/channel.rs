@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::runner::guest::{self, ControlMsg, GUEST_ERROR_PREFIX};
-use crate::runner::verdict::splat::SplatParser;
+use crate::runner::verdict::splat::Splat;
 use crate::runner::verdict::Event;
+use crate::triage::Detector;
 
 /// Console text that means a kernel panic.
 pub const PANIC_MARKER: &str = "Kernel panic - not syncing";
@@ -199,13 +200,14 @@ pub fn split_lines(pending: &mut Vec<u8>, chunk: &[u8]) -> Vec<String> {
     out
 }
 
-/// Feeds one console line to the splat parser and the line classifier.
-fn watch_line(line: &str, splats: &mut SplatParser, tx: &Sender<Event>) {
+/// Feeds one console line to the crash report detector (triage's, the one
+/// `lvh triage` uses) and the line classifier.
+fn watch_line(line: &str, splats: &mut Detector, tx: &Sender<Event>) {
     let was_open = splats.is_open();
     let done = splats.push(line);
     let ended = !done.is_empty();
-    for s in done {
-        let _ = tx.send(Event::Splat(s));
+    for r in done {
+        let _ = tx.send(Event::Splat(Splat::from(r)));
     }
     if splats.is_open() && (ended || !was_open) {
         let _ = tx.send(Event::SplatBegan);
@@ -248,7 +250,7 @@ pub fn pump_console(
             let mut buf = vec![0u8; 16 * 1024];
             let mut pending = Vec::new();
             let mut alive = false;
-            let mut splats = SplatParser::new();
+            let mut splats = Detector::new();
             loop {
                 let n = match s.read(&mut buf) {
                     Ok(0) => break,
@@ -281,8 +283,8 @@ pub fn pump_console(
                 watch_line(&line, &mut splats, &tx);
                 tail.push(line);
             }
-            if let Some(s) = splats.finish() {
-                let _ = tx.send(Event::Splat(s));
+            for r in splats.finish() {
+                let _ = tx.send(Event::Splat(Splat::from(r)));
             }
         }
         let _ = tx.send(Event::ConsoleClosed);
@@ -471,13 +473,17 @@ mod tests {
     #[test]
     fn splats_are_announced_when_they_begin_and_sent_when_they_end() {
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut p = SplatParser::new();
+        let mut p = Detector::new();
         for l in [
             "[ 1.0] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2",
             "[ 1.1] Call Trace:",
             "[ 1.2]  f+0x1/0x2",
             "[ 1.3] ---[ end trace 0000000000000000 ]---",
             "[ 2.0] watchdog: BUG: soft lockup - CPU#0 stuck for 3s! [sh:1]",
+            "[ 2.1] Call Trace:",
+            "[ 2.2]  <TASK>",
+            "[ 2.3]  spin+0x1/0x2",
+            "[ 2.4]  </TASK>",
             "[ 3.0] Kernel panic - not syncing: softlockup: hung tasks",
         ] {
             watch_line(l, &mut p, &tx);
@@ -497,8 +503,8 @@ mod tests {
                 "began",
                 "splat warning in f",
                 "began",
-                "splat soft-lockup",
-                "began",
+                "splat soft-lockup in spin",
+                // the panic a report caused is no report of its own
                 "panic"
             ]
         );

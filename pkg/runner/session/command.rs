@@ -25,6 +25,7 @@ use crate::runner::verdict::allow::SplatPolicy;
 use crate::runner::verdict::outcome::Outcome;
 use crate::runner::verdict::splat::SplatKind;
 use crate::runner::verdict::{Action, Event, Limits, Tick, Verdict, Watch};
+use crate::triage::Kind;
 
 /// How often the supervisor polls QEMU, deadlines and Ctrl-C.
 const TICK: Duration = Duration::from_millis(5);
@@ -211,24 +212,28 @@ pub fn report_splats(watch: &Watch, ctx: Ctx) {
             Some((entry, reason)) => progress::info(
                 ctx.reporter,
                 format!(
-                    "kernel splat allowed by entry {entry} of {} ({reason}): {}",
+                    "kernel splat allowed by entry {entry} of {} ({reason}): {} ({})",
                     watch
                         .policy
                         .allow_file
                         .as_deref()
                         .map(|p| p.display().to_string())
                         .unwrap_or_default(),
-                    s.splat.summary()
-                ),
-            ),
-            None if failing == 0 && s.splat.kind != SplatKind::Panic => progress::warn(
-                ctx.reporter,
-                format!(
-                    "kernel splat: {}\n  {}",
                     s.splat.summary(),
-                    s.splat.lines.join("\n  ")
+                    s.splat.headline()
                 ),
             ),
+            None if failing == 0 && s.splat.kind != SplatKind::Report(Kind::Panic) => {
+                progress::warn(
+                    ctx.reporter,
+                    format!(
+                        "kernel splat: {}\n  {}:\n    {}",
+                        s.splat.summary(),
+                        s.splat.headline(),
+                        s.splat.lines.join("\n    ")
+                    ),
+                )
+            }
             None => {}
         }
     }

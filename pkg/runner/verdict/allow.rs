@@ -52,9 +52,18 @@ pub struct AllowEntry {
 
 impl AllowEntry {
     /// Whether the entry covers `splat`: its pattern is found in the splat's
-    /// first line or in its summary (`warning in lkdtm_WARNING`).
+    /// first line, its summary (`warning in lkdtm_WARNING`), its title
+    /// (`WARNING in lkdtm_WARNING`, as `lvh triage` prints it) or its
+    /// fingerprint.
     pub fn covers(&self, splat: &Splat) -> bool {
-        self.pattern.is_match(&splat.first_line) || self.pattern.is_match(&splat.summary())
+        [
+            splat.first_line.as_str(),
+            &splat.summary(),
+            &splat.title,
+            &splat.fingerprint,
+        ]
+        .iter()
+        .any(|t| self.pattern.is_match(t))
     }
 }
 
@@ -178,6 +187,7 @@ pub fn parse_allowlist(text: &str, today: Date) -> Result<(Vec<AllowEntry>, Vec<
 mod tests {
     use super::super::splat::SplatKind;
     use super::*;
+    use crate::triage::Kind;
 
     const TODAY: Date = Date {
         year: 2026,
@@ -187,7 +197,9 @@ mod tests {
 
     fn warn(first: &str, function: Option<&str>) -> Splat {
         Splat {
-            kind: SplatKind::Warning,
+            kind: SplatKind::Report(Kind::Warning),
+            title: format!("WARNING in {}", function.unwrap_or("?")),
+            fingerprint: format!("{:016x}", first.len()),
             function: function.map(String::from),
             first_line: first.into(),
             lines: vec![first.into()],
@@ -225,6 +237,17 @@ mod tests {
             "WARNING: CPU: 0 PID: 1 at fs/x.c:1 lkdtm_WARNING_MESSAGE+0x1/0x2",
             Some("lkdtm_WARNING_MESSAGE"),
         );
+        assert!(p.allowed_by(&c).is_none());
+        // By title or fingerprint, as `lvh triage` prints them.
+        let (allow, _) = parse_allowlist(
+            r#"[{"pattern": "^WARNING in f$", "reason": "r", "expires": "2027-01-31"},
+                {"pattern": "^0000000000000003$", "reason": "r", "expires": "2027-01-31"}]"#,
+            TODAY,
+        )
+        .unwrap();
+        let p = SplatPolicy { allow, ..p };
+        assert_eq!(p.allowed_by(&b).map(|e| e.index), Some(1));
+        assert_eq!(p.allowed_by(&warn("abc", None)).map(|e| e.index), Some(2));
         assert!(p.allowed_by(&c).is_none());
     }
 

@@ -3,8 +3,9 @@
 //! channel threads reported so far ([`Event`]s, [`Watch::take`]) and what the
 //! loop sees at each tick (QEMU's exit, output byte counts, Ctrl-C, the time)
 //! give the next action: keep waiting, or stop with a [`Verdict`]. Beside it:
-//! the splat parser ([`splat`]) and allowlist ([`allow`]), the run's outcome
-//! ([`outcome`]) and its JSON form ([`result`]). The session moves bytes and
+//! the splats (triage's crash reports, and taints: [`splat`]) and their
+//! allowlist ([`allow`]), the run's outcome ([`outcome`]) and its JSON form
+//! ([`result`]). The session moves bytes and
 //! maps verdicts to outcomes and errors.
 
 pub mod allow;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::runner::guest::ControlMsg;
 use allow::{SplatMode, SplatPolicy};
-use splat::{Splat, SplatKind};
+use splat::Splat;
 
 /// What the channel threads tell the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,14 +228,15 @@ impl Watch {
     }
 
     /// The splats that fail the run: not allowed, in `--splat fail` mode. A
-    /// panic is not among them: it has its own verdict and exit code.
+    /// panic is not among them (it has its own verdict and exit code), nor
+    /// an OOM kill.
     pub fn failing(&self) -> Vec<&Splat> {
         if self.policy.mode != SplatMode::Fail {
             return vec![];
         }
         self.splats
             .iter()
-            .filter(|s| s.allowed.is_none() && s.splat.kind != SplatKind::Panic)
+            .filter(|s| s.allowed.is_none() && s.splat.kind.fails_run())
             .map(|s| &s.splat)
             .collect()
     }

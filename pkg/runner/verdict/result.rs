@@ -1,7 +1,7 @@
 //! `lvh run --result-json FILE`: what a run ended with, for a CI to read
 //! without parsing stderr. The verdict is a pure function of the outcome;
 //! the file is written atomically (a reader never sees half of it). The
-//! schema is documented in the README ("Result file").
+//! schema is documented in docs/run.md ("Result file").
 
 use std::path::Path;
 
@@ -16,7 +16,7 @@ use crate::runner::error::RunError;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How the run ended, in one word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultVerdict {
     /// The command exited 0 and no splat failed the run.
@@ -73,7 +73,11 @@ pub struct AllowedBy {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ResultSplat {
+    /// `WARNING in lkdtm_WARNING`: the title `lvh triage` gives the report.
+    pub title: String,
     pub kind: SplatKind,
+    /// The report's fingerprint, as `lvh triage` gives it.
+    pub fingerprint: String,
     pub function: Option<String>,
     pub first_line: String,
     pub lines: Vec<String>,
@@ -133,7 +137,9 @@ impl RunResult {
                 .splats
                 .iter()
                 .map(|s| ResultSplat {
+                    title: s.splat.title.clone(),
                     kind: s.splat.kind,
+                    fingerprint: s.splat.fingerprint.clone(),
                     function: s.splat.function.clone(),
                     first_line: s.splat.first_line.clone(),
                     lines: s.splat.lines.clone(),
@@ -177,7 +183,9 @@ mod tests {
             command_time: Some(Duration::from_micros(500_400)),
             splats: vec![SeenSplat {
                 splat: Splat {
-                    kind: SplatKind::Warning,
+                    kind: SplatKind::Report(crate::triage::Kind::Warning),
+                    title: "WARNING in lkdtm_WARNING".into(),
+                    fingerprint: "4cda48a19d14d057".into(),
                     function: Some("lkdtm_WARNING".into()),
                     first_line: "WARNING: x".into(),
                     lines: vec!["WARNING: x".into(), "Call Trace:".into()],
@@ -271,6 +279,8 @@ mod tests {
         assert_eq!(v["command_seconds"], 0.5);
         assert_eq!(v["splats"][0]["kind"], "warning");
         assert_eq!(v["splats"][0]["function"], "lkdtm_WARNING");
+        assert_eq!(v["splats"][0]["title"], "WARNING in lkdtm_WARNING");
+        assert_eq!(v["splats"][0]["fingerprint"], "4cda48a19d14d057");
         assert_eq!(v["splats"][0]["lines"][1], "Call Trace:");
         assert_eq!(v["splats"][0]["allowed_by"]["entry"], 2);
         assert_eq!(v["taint"]["after"], 512);

@@ -2,7 +2,9 @@
 //! of the inputs that compete, and the deadlines on both sides of their edge.
 
 use super::allow::{parse_allowlist, Date};
+use super::splat::SplatKind;
 use super::*;
+use crate::triage::Kind;
 
 const S: Duration = Duration::from_secs(1);
 
@@ -26,7 +28,9 @@ fn exit(status: i32, out: u64, err: u64) -> Event {
 fn warning(function: &str) -> Splat {
     let first = format!("WARNING: CPU: 0 PID: 1 at x.c:1 {function}+0x1/0x2");
     Splat {
-        kind: SplatKind::Warning,
+        kind: SplatKind::Report(Kind::Warning),
+        title: format!("WARNING in {function}"),
+        fingerprint: "0123456789abcdef".into(),
         function: Some(function.into()),
         first_line: first.clone(),
         lines: vec![first],
@@ -35,7 +39,9 @@ fn warning(function: &str) -> Splat {
 
 fn lockup() -> Splat {
     Splat {
-        kind: SplatKind::SoftLockup,
+        kind: SplatKind::Report(Kind::SoftLockup),
+        title: "BUG: soft lockup in spin".into(),
+        fingerprint: "fedcba9876543210".into(),
         function: Some("spin".into()),
         first_line: "watchdog: BUG: soft lockup - CPU#0 stuck for 3s! [sh:1]".into(),
         lines: vec![],
