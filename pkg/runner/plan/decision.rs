@@ -10,6 +10,7 @@ use super::accel::{self, Accel};
 use super::cmdline::{self, Init};
 use super::facts::{Facts, ImageFacts};
 use super::fastboot::{self, FastBoot};
+use super::hostmount::ShareModel;
 use super::image::ImageFormat;
 use super::kcheck;
 use super::limits;
@@ -65,6 +66,8 @@ pub struct RunPlan {
     pub append: Vec<String>,
     pub ports: Vec<PortForward>,
     pub host_mount: Option<PathBuf>,
+    /// How QEMU serves the host mount.
+    pub host_mount_model: ShareModel,
     pub serial_port: Option<u16>,
     pub monitor_port: Option<u16>,
     pub console_log: Option<PathBuf>,
@@ -224,6 +227,10 @@ impl RunPlan {
             append,
             ports: o.ports.clone(),
             host_mount: f.host_mount.as_ref().map(|h| h.abs.clone()),
+            host_mount_model: f
+                .host_mount
+                .as_ref()
+                .map_or(ShareModel::Passthrough, |h| h.model),
             serial_port: o.serial_port,
             monitor_port: o.monitor_port,
             console_log: o.console_log.as_deref().map(abs),
