@@ -16,7 +16,7 @@ use crate::runner::error::RunError;
 use crate::runner::plan::accel::{kvm_check, KvmCheck, KvmStatus};
 use crate::runner::plan::decision::{Mode, RunPlan};
 use crate::runner::plan::options::RunOptions;
-use crate::runner::plan::{facts, hostmount, kcheck, kvm_probe, preflight};
+use crate::runner::plan::{facts, kcheck, kvm_probe, preflight};
 use crate::runner::saved::request;
 use crate::runner::saved::state::{self, StateOp};
 
@@ -157,9 +157,7 @@ pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
         false => None,
     };
     let mut warnings: Vec<String> = plan.accel_note.iter().cloned().collect();
-    if let Some(h) = &plan.host_mount {
-        warnings.extend(hostmount::warning(plan.host_mount_model, h));
-    }
+    warnings.extend(plan.exposure_warnings());
     Ok(Prepared {
         warnings,
         notes: plan.init_note.iter().cloned().collect(),

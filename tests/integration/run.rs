@@ -379,8 +379,11 @@ fn gdb_and_shell_flags_in_dry_runs() {
     };
     has(
         &["--dry-run", "--gdb", "--", "true"],
-        &[" -gdb tcp:127.0.0.1:1234", " nokaslr"],
-        &[" -S"],
+        &[
+            "/lvh-gdb-XXXXXX/gdb.sock,server=on,wait=off -gdb chardev:gdb",
+            " nokaslr",
+        ],
+        &[" -S", "tcp:"],
     );
     has(
         &["--dry-run", "--gdb", "4321", "--gdb-wait", "--", "true"],

@@ -129,3 +129,117 @@ fn without_extended_attributes_the_metadata_goes_to_files_and_the_host_stays_saf
     );
     assert!(d.path().join(".virtfs_metadata").is_dir());
 }
+
+/// Whether `nobody` (no groups) can connect to the unix socket `sock`.
+fn nobody_connects(sock: &Path) -> bool {
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c"])
+        .arg("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(13)\n")
+        .arg(sock)
+        .output()
+        .unwrap();
+    match o.status.code() {
+        Some(0) => true,
+        Some(13) => false,
+        _ => panic!("connect as nobody: {}", text(&o)),
+    }
+}
+
+/// The entries of `dir` whose name starts with `prefix`.
+fn entries(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn another_local_user_cannot_reach_the_console_the_channels_or_gdb() {
+    // A $TMPDIR like /tmp (world-writable, sticky), so only the run's own
+    // directories keep other users out.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), PermissionsExt::from_mode(0o1777)).unwrap();
+    let share = tempfile::tempdir().unwrap();
+    let mut c = lvh_run(
+        Arch::Amd64,
+        &[
+            "--gdb",
+            "--host-mount",
+            share.path().to_str().unwrap(),
+            // Whatever happens to the test, the VM ends.
+            "--timeout",
+            "90s",
+            "--",
+            "sh",
+            "-c",
+            "echo up; while [ ! -e /host/done ]; do sleep 0.2; done",
+        ],
+    );
+    let mut child = c
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "up\n");
+    let run = entries(tmp.path(), "lvh-run-");
+    let gdb = entries(tmp.path(), "lvh-gdb-");
+    assert_eq!((run.len(), gdb.len()), (1, 1), "{run:?} {gdb:?}");
+    let mut sockets = vec![];
+    for d in run.iter().chain(&gdb) {
+        let m = std::fs::symlink_metadata(d).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o700, "{}", d.display());
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.file_type().unwrap().is_socket() {
+                sockets.push(e.path());
+            }
+        }
+    }
+    let names: Vec<String> = sockets
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in ["console.sock", "stdout.sock", "control.sock", "gdb.sock"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    for s in &sockets {
+        assert!(!nobody_connects(s), "nobody connected to {}", s.display());
+    }
+    // The gdbstub is there for its owner: it stops the guest when a
+    // debugger connects, and lets it run on when told to detach.
+    let gdb_sock = gdb[0].join("gdb.sock");
+    let mut g =
+        std::os::unix::net::UnixStream::connect(&gdb_sock).expect("root reaches the gdbstub");
+    std::io::Write::write_all(&mut g, b"$D#44").unwrap();
+    g.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = [0u8; 7];
+    std::io::Read::read_exact(&mut g, &mut reply).unwrap();
+    assert_eq!(&reply, b"+$OK#9a", "the gdbstub's answer to detach");
+    std::fs::write(share.path().join("done"), "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "gdbstub on {}; attach with: gdb",
+            gdb_sock.display()
+        )) && err.contains(&format!("-ex 'target remote {}'", gdb_sock.display())),
+        "{err}"
+    );
+    assert!(!err.contains("any local user"), "{err}");
+    // Both directories go with the run.
+    assert_eq!(
+        entries(tmp.path(), "lvh-"),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

@@ -285,8 +285,9 @@ pub struct RunOptions {
     pub shell: Option<bool>,
     /// Whether lvh's stdin is a terminal (for the `--shell` default).
     pub stdin_tty: bool,
-    /// `--gdb [PORT]` and `--gdb-wait`.
-    pub gdb: Option<u16>,
+    /// `--gdb [PORT]` and `--gdb-wait`: `Some(None)` is a bare `--gdb`
+    /// (a unix socket only its user reaches), `Some(Some(port))` TCP.
+    pub gdb: Option<Option<u16>>,
     pub gdb_wait: bool,
     /// `--ssh-key`: a public key file for root's authorized_keys (see `sshkey`).
     pub ssh_key: Option<PathBuf>,

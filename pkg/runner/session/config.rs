@@ -106,7 +106,7 @@ pub fn qemu_config(plan: &RunPlan, dir: &Path) -> QemuConfig {
         channel,
         monitor_port: plan.monitor_port,
         daemonize,
-        gdb: plan.gdb,
+        gdb: plan.gdb.clone(),
         extra: extra_args(plan),
     }
 }

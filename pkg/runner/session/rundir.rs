@@ -69,10 +69,16 @@ pub struct RunDir(tempfile::TempDir);
 impl RunDir {
     /// Makes a new run directory (after removing those of dead lvh processes).
     pub fn new() -> Result<RunDir, RunError> {
-        crate::stale::sweep_owned(&std::env::temp_dir(), BASE);
+        RunDir::private(BASE)
+    }
+
+    /// Makes a new private directory `$TMPDIR/<base><pid>.XXXXXX` (mode
+    /// 0700), after removing those of dead processes.
+    pub fn private(base: &str) -> Result<RunDir, RunError> {
+        crate::stale::sweep_owned(&std::env::temp_dir(), base);
         use std::os::unix::fs::PermissionsExt;
         tempfile::Builder::new()
-            .prefix(&crate::stale::owned_prefix(BASE))
+            .prefix(&crate::stale::owned_prefix(base))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map(RunDir)
