@@ -243,3 +243,71 @@ fn another_local_user_cannot_reach_the_console_the_channels_or_gdb() {
         Vec::<std::path::PathBuf>::new()
     );
 }
+
+#[test]
+fn planted_symlinks_at_the_paths_lvh_writes_are_refused_and_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o1777)).unwrap();
+    let precious = d.path().join("precious");
+    std::fs::write(&precious, "keep me\n").unwrap();
+    let plant = |at: &Path| std::os::unix::fs::symlink(&precious, at).unwrap();
+    let refused = |o: &std::process::Output, path: &Path, why: &str| {
+        assert_ne!(o.status.code(), Some(0), "{}", text(o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains(why),
+            "{path:?} {why:?}: {}",
+            text(o)
+        );
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+        let m = std::fs::symlink_metadata(path).unwrap();
+        assert!(m.file_type().is_symlink(), "{path:?} was removed");
+    };
+
+    // The console log beside --result-json.
+    let result = d.path().join("r.json");
+    let beside = d.path().join("r.json.console.log");
+    plant(&beside);
+    let mut c = lvh_run(
+        Arch::Amd64,
+        &["--result-json", result.to_str().unwrap(), "--", "true"],
+    );
+    let o = c.stdin(Stdio::null()).output().unwrap();
+    refused(&o, &beside, "symbolic link");
+
+    // --console-log-file, in command mode and with --daemonize.
+    let log = d.path().join("console.log");
+    plant(&log);
+    for extra in [&["--", "true"][..], &["--daemonize", "--qemu-arg=-S"][..]] {
+        let mut args = vec!["--console-log-file", log.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = lvh_run(Arch::Amd64, &args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        refused(&o, &log, "symbolic link");
+    }
+
+    // The daemon's pid file, $TMPDIR/lvh-qemu-<lvh pid>.pid: lvh's pid is
+    // the shell's, which plants the link and then becomes lvh.
+    let c = lvh_run(Arch::Amd64, &["--daemonize", "--qemu-arg=-S"]);
+    let argv: Vec<String> = std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ln -s \"$1\" \"$TMPDIR/lvh-qemu-$$.pid\" && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&precious)
+        .args(&argv)
+        .env("TMPDIR", d.path())
+        .env("LVH_ACCEL", "tcg")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let planted = entries(d.path(), "lvh-qemu-");
+    assert_eq!(planted.len(), 1, "{planted:?}");
+    refused(&o, &planted[0], "something is already there");
+}

@@ -107,13 +107,7 @@ impl RunDir {
             stderr: self.listen(Endpoint::Stderr)?,
             control: self.listen(Endpoint::Control)?,
         };
-        let log = match console_log {
-            Some(p) => Some(
-                std::fs::File::create(p)
-                    .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
-            ),
-            None => None,
-        };
+        let log = console_log.map(open_console_log).transpose()?;
         Ok((listeners, log))
     }
 
@@ -134,6 +128,13 @@ impl RunDir {
         write(&p, bytes)?;
         Ok(p)
     }
+}
+
+/// Opens (creates or truncates) a console log the user named, never
+/// through a symlink and never another user's file ([`crate::fsutil::open_output`]).
+pub fn open_console_log(p: &Path) -> Result<std::fs::File, RunError> {
+    crate::fsutil::open_output(p)
+        .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))
 }
 
 fn write(p: &Path, bytes: &[u8]) -> Result<(), RunError> {
