@@ -110,7 +110,15 @@ pub enum GdbScripts {
     Ready,
     /// `CONFIG_GDB_SCRIPTS=y` but `vmlinux-gdb.py` is missing.
     NotBuilt,
+    /// `vmlinux-gdb.py` is there, but the tree is not one `lvh kernels
+    /// build` built (it has no build record): a pulled or foreign tree's
+    /// script would run inside gdb, so it is not made a safe path.
+    Untrusted,
 }
+
+/// The build record `lvh kernels build` leaves in a tree it built (never
+/// taken from a pulled artifact): what makes a tree's gdb scripts trusted.
+const BUILD_RECORD: &str = "lvh-build.json";
 
 /// The symbols of a kernel: its `vmlinux` and the build tree around it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,7 +156,10 @@ pub fn find_symbols(kernel: &Path) -> Option<KernelSymbols> {
     let scripts = if !config.lines().any(|l| l.trim() == "CONFIG_GDB_SCRIPTS=y") {
         GdbScripts::Absent
     } else if tree.join("vmlinux-gdb.py").exists() {
-        GdbScripts::Ready
+        match tree.join(BUILD_RECORD).is_file() {
+            true => GdbScripts::Ready,
+            false => GdbScripts::Untrusted,
+        }
     } else {
         GdbScripts::NotBuilt
     };
@@ -199,6 +210,11 @@ pub fn announce(
         (Some(k), None) => v.push(format!(
             "no vmlinux found beside {} (or up to {SEARCH_DEPTH} directories above it): gdb will have no kernel symbols; pass the build tree's vmlinux to gdb",
             k.display()
+        )),
+        (Some(_), Some(s)) if s.scripts == GdbScripts::Untrusted => v.push(format!(
+            "{} was not built by `lvh kernels build`, so lvh does not let gdb run its vmlinux-gdb.py; if you trust the tree, add -iex {} to the gdb command for the lx-* commands",
+            s.tree.display(),
+            sh_quote(&format!("add-auto-load-safe-path {}", s.tree.display()))
         )),
         (Some(_), Some(s)) if s.scripts == GdbScripts::NotBuilt => v.push(format!(
             "{} has CONFIG_GDB_SCRIPTS=y but no vmlinux-gdb.py: run `make scripts_gdb` there for the lx-* commands",
@@ -316,17 +332,24 @@ mod tests {
 
     #[test]
     fn gdb_scripts_per_config() {
-        for (config, py, want) in [
-            (None, false, GdbScripts::Absent),
-            (Some("CONFIG_GDB_SCRIPTS=y\n"), true, GdbScripts::Ready),
-            (Some("CONFIG_GDB_SCRIPTS=y\n"), false, GdbScripts::NotBuilt),
+        let y = Some("CONFIG_GDB_SCRIPTS=y\n");
+        for (config, py, record, want) in [
+            (None, false, false, GdbScripts::Absent),
+            (y, true, true, GdbScripts::Ready),
+            // A pulled or foreign tree: its script is not trusted.
+            (y, true, false, GdbScripts::Untrusted),
+            (y, false, true, GdbScripts::NotBuilt),
             (
                 Some("# CONFIG_GDB_SCRIPTS is not set\n"),
+                true,
                 true,
                 GdbScripts::Absent,
             ),
         ] {
             let d = tree(config, py);
+            if record {
+                std::fs::write(d.path().join(BUILD_RECORD), "{}").unwrap();
+            }
             let s = find_symbols(&d.path().join("arch/x86/boot/bzImage")).unwrap();
             assert_eq!(s.scripts, want, "{config:?} {py}");
         }
@@ -364,6 +387,14 @@ mod tests {
             announce(g, k.map(Path::new), s.as_ref())[1..].join("\n")
         };
         assert_eq!(notes(&g, Some("/k"), Some(sym(GdbScripts::Ready))), "");
+        // An untrusted tree: no safe path in the line, a note on how to add it.
+        let a = announce(&g, Some(Path::new("/k")), Some(&sym(GdbScripts::Untrusted)));
+        assert!(!a[0].contains("auto-load"), "{a:?}");
+        assert!(
+            a[1].contains("/src/linux was not built by `lvh kernels build`")
+                && a[1].contains("-iex 'add-auto-load-safe-path /src/linux'"),
+            "{a:?}"
+        );
         assert!(notes(&g, Some("/k/bzImage"), None).contains("no vmlinux found beside /k/bzImage"));
         assert!(notes(&g, Some("/k"), Some(sym(GdbScripts::NotBuilt))).contains("make scripts_gdb"));
         assert!(notes(&g, None, None).contains("cannot add nokaslr"));
