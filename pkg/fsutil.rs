@@ -185,6 +185,40 @@ pub fn create_private(path: &Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens `path` for an output the user named that may already exist (a
+/// console log written again by every run): created with mode 0600 when
+/// absent, truncated when it is a regular file of this user; refused when it
+/// is a symlink (never followed), not a regular file (a FIFO would block),
+/// or another user's file (in a shared directory someone else may have put
+/// it there to read what lvh writes).
+pub fn open_output(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: &str| io::Error::new(io::ErrorKind::PermissionDenied, why.to_string());
+    let f = File::options()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refuse("it is a symbolic link, which lvh does not write through"),
+            Some(libc::ENXIO) => refuse("it is a FIFO or socket, not a regular file"),
+            _ => e,
+        })?;
+    let m = f.metadata()?;
+    if !m.file_type().is_file() {
+        return Err(refuse("it is not a regular file"));
+    }
+    if m.uid() != rustix::process::geteuid().as_raw() {
+        return Err(refuse(&format!(
+            "it belongs to another user (uid {})",
+            m.uid()
+        )));
+    }
+    f.set_len(0)?;
+    Ok(f)
+}
+
 /// Why an input file is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -439,5 +473,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("is a file, not a directory"));
+    }
+
+    #[test]
+    fn an_output_is_never_written_through_a_link_a_fifo_or_for_another_user() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("console.log");
+        open_output(&log).unwrap().write_all(b"old run").unwrap();
+        assert_eq!(
+            std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Written again by the next run: truncated.
+        open_output(&log).unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"");
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = d.path().join("link.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = open_output(&link).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let fifo = d.path().join("fifo.log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(open_output(&fifo).is_err());
+        // Another user's file (as root, which these tests run as in CI).
+        if rustix::process::geteuid().is_root() {
+            let theirs = d.path().join("theirs.log");
+            std::fs::write(&theirs, "theirs").unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+            let e = open_output(&theirs).unwrap_err().to_string();
+            assert!(e.contains("belongs to another user (uid 65534)"), "{e}");
+            assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+            assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
+        }
     }
 }

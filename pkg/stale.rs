@@ -50,10 +50,17 @@ pub fn sweep(dir: &Path, owner_of: impl Fn(&str) -> Option<u32>) -> Vec<PathBuf>
         return removed;
     };
     let me = std::process::id();
+    let uid = rustix::process::geteuid().as_raw();
     for e in rd.flatten() {
         let Some(pid) = owner_of(&e.file_name().to_string_lossy()) else {
             continue;
         };
+        // Only what this user made: a name planted by another user in a
+        // shared directory is not lvh's to remove.
+        use std::os::unix::fs::MetadataExt;
+        if !std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.uid() == uid) {
+            continue;
+        }
         if pid != me && !alive(pid) && remove_any(&e.path()).is_ok() {
             tracing::debug!(path = %e.path().display(), pid, "removed what a killed lvh left");
             removed.push(e.path());

@@ -53,7 +53,7 @@ pub struct RunArgs {
     /// Forward a port: hostport[:vmport[:tcp|udp]] or addr:hostport:vmport[:proto] (repeatable)
     #[arg(short, long = "port")]
     pub ports: Vec<String>,
-    /// Host port for the serial console (telnet on 127.0.0.1)
+    /// Host port for the serial console (telnet on 127.0.0.1: any local user can connect)
     #[arg(long, default_value_t = 0)]
     pub serial_port: u16,
     /// CPU count (-smp)
@@ -65,7 +65,7 @@ pub struct RunArgs {
     /// CPU kind (-cpu)
     #[arg(long)]
     pub cpu_kind: Option<String>,
-    /// Host port for the QEMU monitor (127.0.0.1)
+    /// Host port for the QEMU monitor (TCP on 127.0.0.1: any local user can connect)
     #[arg(long, default_value_t = 0)]
     pub qemu_monitor_port: u16,
     /// Root device (vda or hda)
@@ -140,10 +140,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_parser = crate::gobool::parse)]
     pub shell: Option<bool>,
-    /// QEMU's gdbstub on 127.0.0.1:PORT [default PORT: 1234]; adds nokaslr and prints
-    /// the gdb command line (with the kernel's vmlinux when found beside --kernel)
-    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
-    pub gdb: Option<u16>,
+    /// QEMU's gdbstub: without PORT on a unix socket in a private directory (only
+    /// you can attach), with PORT on 127.0.0.1:PORT (any local user can); adds nokaslr
+    /// and prints the gdb command line (with the kernel's vmlinux when found beside --kernel)
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "")]
+    pub gdb: Option<String>,
     /// With --gdb: the guest stops at its first instruction until gdb continues (-S)
     #[arg(long)]
     pub gdb_wait: bool,
@@ -216,9 +217,20 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         qemu_args: a.qemu_arg.clone(),
         fast_boot: a.fast_boot,
         shell: a.shell.unwrap_or(false),
-        gdb: a.gdb,
+        gdb: gdb_port(a.gdb.as_deref())?,
         gdb_wait: a.gdb_wait,
         ssh_key: ssh_key(a)?,
+    })
+}
+
+/// `--gdb` (a private socket) or `--gdb PORT`.
+fn gdb_port(v: Option<&str>) -> anyhow::Result<Option<Option<u16>>> {
+    Ok(match v {
+        None => None,
+        Some("") => Some(None),
+        Some(p) => Some(Some(p.parse().map_err(|_| {
+            lvh::error::InvalidInput::value("--gdb", p, "invalid port: expected 1-65535")
+        })?)),
     })
 }
 
@@ -348,10 +360,13 @@ pub fn dispatch(args: &RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if let Some(source) = &prepared.kernel_checked {
         tracing::debug!("kernel configuration checked: {source}");
     }
-    let plan = prepared.plan;
+    let mut plan = prepared.plan;
     let policy = splat_policy(args, ctx)?;
     if dry {
         let dir = std::env::temp_dir().join("lvh-run-XXXXXX");
+        if let Some(g) = &plan.gdb {
+            plan.gdb = Some(g.placed_in(&std::env::temp_dir().join("lvh-gdb-XXXXXX")));
+        }
         outln!("{}", lvh::runner::qemu_cmd(&plan, &dir).display());
         return Ok(ExitCode::Success);
     }

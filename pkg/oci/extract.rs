@@ -305,6 +305,15 @@ fn extract_entries(
                 if rest.as_os_str().is_empty() {
                     continue;
                 }
+                // lvh's build record is its own: taken from an artifact, it
+                // would make a pulled tree look built here (and its gdb
+                // scripts trusted).
+                if matches!(want, Want::Kernel { .. }) && rest == Path::new("lvh-build.json") {
+                    out.skipped.push(format!(
+                        "{shown}: lvh's build record is never taken from an artifact"
+                    ));
+                    continue;
+                }
                 let rest = rest.to_path_buf();
                 check_no_symlink_parents(target, &rest).map_err(|r| unsafe_entry(&shown, r))?;
                 extract_tree_entry(&mut entry, target, &rest, &prefix, &shown, out).map_err(
@@ -652,6 +661,7 @@ mod tests {
                 Some("../../../../.."),
             ),
             ("data/kernels/6.6/dev", T::Char, b"", None),
+            ("data/kernels/6.6/lvh-build.json", T::Regular, b"{}", None),
             ("data/kernels/5.4/boot/other", T::Regular, b"no", None),
             ("etc/passwd", T::Regular, b"no", None),
         ]);
@@ -675,7 +685,9 @@ mod tests {
         assert!(fs::symlink_metadata(d.path().join("lib/modules/6.6/build")).is_err());
         assert!(fs::symlink_metadata(d.path().join("lib/modules/6.6/up")).is_err());
         assert!(!d.path().join("dev").exists() && !d.path().join("etc").exists());
-        assert_eq!(out.skipped.len(), 3, "{:?}", out.skipped);
+        // A forged build record would make the tree's gdb scripts trusted.
+        assert!(!d.path().join("lvh-build.json").exists());
+        assert_eq!(out.skipped.len(), 4, "{:?}", out.skipped);
     }
 
     #[test]

@@ -156,8 +156,10 @@ pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
         }
         false => None,
     };
+    let mut warnings: Vec<String> = plan.accel_note.iter().cloned().collect();
+    warnings.extend(plan.exposure_warnings());
     Ok(Prepared {
-        warnings: plan.accel_note.iter().cloned().collect(),
+        warnings,
         notes: plan.init_note.iter().cloned().collect(),
         kernel_checked,
         plan,

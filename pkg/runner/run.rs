@@ -2,14 +2,19 @@
 //! the QEMU session, and the report says how the run ended and what it saw.
 
 use crate::progress::{self, Reporter};
-use crate::runner::debug::{gdb, shell};
+use crate::runner::debug::gdb::{self, GdbListen};
+use crate::runner::debug::shell;
 use crate::runner::plan::decision::{Mode, RunPlan};
 use crate::runner::saved;
 use crate::runner::session::channel::Sinks;
 use crate::runner::session::command::{self, Job};
+use crate::runner::session::rundir::RunDir;
 use crate::runner::session::{daemon, Ctx};
 use crate::runner::verdict::allow::SplatPolicy;
 use crate::runner::verdict::outcome::{RunFacts, RunReport};
+
+/// The private directories of bare `--gdb` sockets: `lvh-gdb-<pid>.XXXXXX`.
+const GDB_DIR: &str = "lvh-gdb-";
 
 /// Runs the plan with `policy` for splats; returns the outcome and what the
 /// run found (times, splats, kernel release) for `--result-json`.
@@ -29,6 +34,32 @@ pub fn run_report(
         cmdline: plan.cmdline.clone(),
         console_log: plan.console_log.clone(),
         ..Default::default()
+    };
+    // A bare --gdb's socket: in a private directory that lives as long as
+    // this run (lvh becomes QEMU in an interactive run, keeping its pid: the
+    // next run's sweep removes it once that QEMU is gone).
+    let gdb_dir = match &plan.gdb {
+        Some(g) if g.listen == GdbListen::Private => match RunDir::private(GDB_DIR) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return RunReport {
+                    result: Err(e),
+                    facts,
+                }
+            }
+        },
+        _ => None,
+    };
+    let placed;
+    let plan = match (&gdb_dir, &plan.gdb) {
+        (Some(d), Some(g)) => {
+            placed = RunPlan {
+                gdb: Some(g.placed_in(d.path())),
+                ..plan.clone()
+            };
+            &placed
+        }
+        _ => plan,
     };
     if let Some(g) = &plan.gdb {
         let symbols = plan.kernel.as_deref().and_then(gdb::find_symbols);

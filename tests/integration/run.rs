@@ -379,8 +379,11 @@ fn gdb_and_shell_flags_in_dry_runs() {
     };
     has(
         &["--dry-run", "--gdb", "--", "true"],
-        &[" -gdb tcp:127.0.0.1:1234", " nokaslr"],
-        &[" -S"],
+        &[
+            "/lvh-gdb-XXXXXX/gdb.sock,server=on,wait=off -gdb chardev:gdb",
+            " nokaslr",
+        ],
+        &[" -S", "tcp:"],
     );
     has(
         &["--dry-run", "--gdb", "4321", "--gdb-wait", "--", "true"],
@@ -477,6 +480,19 @@ fn ssh_key_and_saved_state_inputs_are_checked_before_anything_runs() {
         stderr(&out)
     );
     assert!(!stderr(&out).contains("c2VjcmV0") && !stdout(&out).contains("c2VjcmV0"));
+    // A device is refused at once, not read for ever.
+    let start = std::time::Instant::now();
+    let out = run(
+        d.path(),
+        &["--dry-run", "--ssh-key", "/dev/zero", "--", "true"],
+    );
+    assert_code(&out, 3);
+    assert!(
+        stderr(&out).contains("--ssh-key \"/dev/zero\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
     // With a public key, a bootable image gets the systemd credential.
     std::fs::write(
         d.path().join("id.pub"),

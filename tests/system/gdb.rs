@@ -47,21 +47,37 @@ fn shell_words(line: &str) -> Vec<String> {
 
 #[test]
 fn gdb_stops_the_kernel_at_a_breakpoint_the_command_hits() {
+    breakpoint(None);
+}
+
+#[test]
+fn gdb_on_a_tcp_port_works_and_is_warned_about() {
+    breakpoint(Some(free_port()));
+}
+
+/// Runs the breakpoint scenario with a bare `--gdb` (`port` None: a private
+/// socket) or `--gdb PORT`.
+fn breakpoint(port: Option<u16>) {
     let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64).expect("kernel fixture");
     let vmlinux = kernel.image.ancestors().nth(4).unwrap().join("vmlinux");
     assert!(vmlinux.is_file(), "{} is missing", vmlinux.display());
-    let port = free_port();
+    let port_arg = port.map(|p| p.to_string());
+    let gdb_args: Vec<&str> = std::iter::once("--gdb")
+        .chain(port_arg.as_deref())
+        .collect();
     let mut child = lvh_run(
         Arch::Amd64,
         &[
-            "--gdb",
-            &port.to_string(),
-            "--gdb-wait",
-            "--",
-            "sh",
-            "-c",
-            "grep -o nokaslr /proc/cmdline; sync; echo synced; exit 7",
-        ],
+            &gdb_args[..],
+            &[
+                "--gdb-wait",
+                "--",
+                "sh",
+                "-c",
+                "grep -o nokaslr /proc/cmdline; sync; echo synced; exit 7",
+            ],
+        ]
+        .concat(),
     )
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -84,16 +100,26 @@ fn gdb_stops_the_kernel_at_a_breakpoint_the_command_hits() {
         }
     };
     let words = shell_words(&attach);
+    let target = match port {
+        Some(p) => format!("127.0.0.1:{p}"),
+        None => words[3]
+            .strip_prefix("target remote ")
+            .filter(|t| t.ends_with("/gdb.sock"))
+            .unwrap_or_else(|| panic!("no private socket in {attach}"))
+            .to_string(),
+    };
     assert_eq!(
         words,
         [
             "gdb".to_string(),
             vmlinux.display().to_string(),
             "-ex".into(),
-            format!("target remote 127.0.0.1:{port}")
+            format!("target remote {target}")
         ],
         "{attach}"
     );
+    let warned = printed.iter().any(|l| l.contains("any local user"));
+    assert_eq!(warned, port.is_some(), "{printed:?}");
     let rest = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
@@ -115,7 +141,8 @@ fn gdb_stops_the_kernel_at_a_breakpoint_the_command_hits() {
             .output()
             .expect("run gdb (Debian package gdb)");
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        if err.contains("Connection refused") && Instant::now() < end {
+        let not_yet = err.contains("Connection refused") || err.contains("No such file");
+        if not_yet && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }

@@ -29,6 +29,7 @@ mod no_guestfs;
 mod oci;
 mod runner;
 mod saved;
+mod security;
 mod shell;
 mod splat;
 mod sshkey;

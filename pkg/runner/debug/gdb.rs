@@ -20,17 +20,66 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// `kernels/<name>/tar-install/boot/vmlinuz-*` three below `kernels/<name>`.
 const SEARCH_DEPTH: usize = 4;
 
+/// Where the gdbstub listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GdbListen {
+    /// `--gdb PORT`: TCP on 127.0.0.1, which every local user can reach.
+    Tcp(u16),
+    /// A bare `--gdb`: a unix socket in a private directory made when the
+    /// run starts ([`GdbStub::placed_in`]).
+    Private,
+    /// That socket, placed.
+    Socket(PathBuf),
+}
+
 /// The gdbstub of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GdbStub {
-    pub port: u16,
+    pub listen: GdbListen,
     /// `--gdb-wait`: the CPUs stay stopped until gdb says `continue` (`-S`).
     pub wait: bool,
 }
 
-/// `-gdb tcp:127.0.0.1:PORT`, and `-S` with `--gdb-wait`.
+/// The gdbstub's socket in its private directory.
+pub const SOCKET: &str = "gdb.sock";
+
+impl GdbStub {
+    /// The stub with a private socket placed in `dir` (a 0700 directory).
+    pub fn placed_in(&self, dir: &Path) -> GdbStub {
+        let listen = match &self.listen {
+            GdbListen::Private => GdbListen::Socket(dir.join(SOCKET)),
+            other => other.clone(),
+        };
+        GdbStub {
+            listen,
+            wait: self.wait,
+        }
+    }
+
+    /// What gdb's `target remote` takes: `127.0.0.1:PORT` or the socket's path.
+    pub fn target(&self) -> String {
+        match &self.listen {
+            GdbListen::Tcp(port) => format!("127.0.0.1:{port}"),
+            GdbListen::Private => format!("<private directory>/{SOCKET}"),
+            GdbListen::Socket(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// `-gdb tcp:127.0.0.1:PORT` or a unix socket server, and `-S` with `--gdb-wait`.
 pub fn qemu_args(g: &GdbStub) -> Vec<String> {
-    let mut v = vec!["-gdb".into(), format!("tcp:127.0.0.1:{}", g.port)];
+    let mut v = match &g.listen {
+        GdbListen::Tcp(port) => vec!["-gdb".into(), format!("tcp:127.0.0.1:{port}")],
+        GdbListen::Private | GdbListen::Socket(_) => vec![
+            "-chardev".into(),
+            format!(
+                "socket,id=gdb,path={},server=on,wait=off",
+                g.target().replace(',', ",,")
+            ),
+            "-gdb".into(),
+            "chardev:gdb".into(),
+        ],
+    };
     if g.wait {
         v.push("-S".into());
     }
@@ -61,7 +110,15 @@ pub enum GdbScripts {
     Ready,
     /// `CONFIG_GDB_SCRIPTS=y` but `vmlinux-gdb.py` is missing.
     NotBuilt,
+    /// `vmlinux-gdb.py` is there, but the tree is not one `lvh kernels
+    /// build` built (it has no build record): a pulled or foreign tree's
+    /// script would run inside gdb, so it is not made a safe path.
+    Untrusted,
 }
+
+/// The build record `lvh kernels build` leaves in a tree it built (never
+/// taken from a pulled artifact): what makes a tree's gdb scripts trusted.
+const BUILD_RECORD: &str = "lvh-build.json";
 
 /// The symbols of a kernel: its `vmlinux` and the build tree around it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +156,10 @@ pub fn find_symbols(kernel: &Path) -> Option<KernelSymbols> {
     let scripts = if !config.lines().any(|l| l.trim() == "CONFIG_GDB_SCRIPTS=y") {
         GdbScripts::Absent
     } else if tree.join("vmlinux-gdb.py").exists() {
-        GdbScripts::Ready
+        match tree.join(BUILD_RECORD).is_file() {
+            true => GdbScripts::Ready,
+            false => GdbScripts::Untrusted,
+        }
     } else {
         GdbScripts::NotBuilt
     };
@@ -110,10 +170,10 @@ pub fn find_symbols(kernel: &Path) -> Option<KernelSymbols> {
     })
 }
 
-/// The gdb command that attaches to the stub on `port`, as one shell line.
+/// The gdb command that attaches to the stub at `target`, as one shell line.
 /// `-iex` (before the file is read) makes the tree an auto-load safe path, so
 /// gdb loads `vmlinux-gdb.py` with the file (the kernel's `lx-*` commands).
-pub fn gdb_argv(port: u16, symbols: Option<&KernelSymbols>) -> Vec<String> {
+pub fn gdb_argv(target: &str, symbols: Option<&KernelSymbols>) -> Vec<String> {
     let mut v = vec!["gdb".to_string()];
     if let Some(s) = symbols {
         if s.scripts == GdbScripts::Ready {
@@ -123,7 +183,7 @@ pub fn gdb_argv(port: u16, symbols: Option<&KernelSymbols>) -> Vec<String> {
         v.push(s.vmlinux.display().to_string());
     }
     v.push("-ex".into());
-    v.push(format!("target remote 127.0.0.1:{port}"));
+    v.push(format!("target remote {target}"));
     v
 }
 
@@ -134,13 +194,13 @@ pub fn announce(
     kernel: Option<&Path>,
     symbols: Option<&KernelSymbols>,
 ) -> Vec<String> {
-    let line: Vec<String> = gdb_argv(g.port, symbols)
+    let target = g.target();
+    let line: Vec<String> = gdb_argv(&target, symbols)
         .iter()
         .map(|a| sh_quote(a))
         .collect();
     let mut v = vec![format!(
-        "gdbstub on 127.0.0.1:{}; attach with: {}",
-        g.port,
+        "gdbstub on {target}; attach with: {}",
         line.join(" ")
     )];
     match (kernel, symbols) {
@@ -150,6 +210,11 @@ pub fn announce(
         (Some(k), None) => v.push(format!(
             "no vmlinux found beside {} (or up to {SEARCH_DEPTH} directories above it): gdb will have no kernel symbols; pass the build tree's vmlinux to gdb",
             k.display()
+        )),
+        (Some(_), Some(s)) if s.scripts == GdbScripts::Untrusted => v.push(format!(
+            "{} was not built by `lvh kernels build`, so lvh does not let gdb run its vmlinux-gdb.py; if you trust the tree, add -iex {} to the gdb command for the lx-* commands",
+            s.tree.display(),
+            sh_quote(&format!("add-auto-load-safe-path {}", s.tree.display()))
         )),
         (Some(_), Some(s)) if s.scripts == GdbScripts::NotBuilt => v.push(format!(
             "{} has CONFIG_GDB_SCRIPTS=y but no vmlinux-gdb.py: run `make scripts_gdb` there for the lx-* commands",
@@ -174,24 +239,38 @@ mod tests {
 
     #[test]
     fn qemu_args_listen_on_loopback_only() {
+        let private = GdbStub {
+            listen: GdbListen::Private,
+            wait: false,
+        };
         for (g, want) in [
             (
                 GdbStub {
-                    port: 1234,
+                    listen: GdbListen::Tcp(1234),
                     wait: false,
                 },
                 "-gdb tcp:127.0.0.1:1234",
             ),
             (
                 GdbStub {
-                    port: 5555,
+                    listen: GdbListen::Tcp(5555),
                     wait: true,
                 },
                 "-gdb tcp:127.0.0.1:5555 -S",
             ),
+            (
+                private.placed_in(Path::new("/r/a,b")),
+                "-chardev socket,id=gdb,path=/r/a,,b/gdb.sock,server=on,wait=off -gdb chardev:gdb",
+            ),
         ] {
             assert_eq!(qemu_args(&g).join(" "), want);
         }
+        // A TCP stub stays where it is.
+        let tcp = GdbStub {
+            listen: GdbListen::Tcp(1),
+            wait: true,
+        };
+        assert_eq!(tcp.placed_in(Path::new("/r")), tcp);
         let none: Vec<String> = vec![];
         assert_eq!(
             cmdline_args(Arch::Amd64, false),
@@ -253,17 +332,24 @@ mod tests {
 
     #[test]
     fn gdb_scripts_per_config() {
-        for (config, py, want) in [
-            (None, false, GdbScripts::Absent),
-            (Some("CONFIG_GDB_SCRIPTS=y\n"), true, GdbScripts::Ready),
-            (Some("CONFIG_GDB_SCRIPTS=y\n"), false, GdbScripts::NotBuilt),
+        let y = Some("CONFIG_GDB_SCRIPTS=y\n");
+        for (config, py, record, want) in [
+            (None, false, false, GdbScripts::Absent),
+            (y, true, true, GdbScripts::Ready),
+            // A pulled or foreign tree: its script is not trusted.
+            (y, true, false, GdbScripts::Untrusted),
+            (y, false, true, GdbScripts::NotBuilt),
             (
                 Some("# CONFIG_GDB_SCRIPTS is not set\n"),
+                true,
                 true,
                 GdbScripts::Absent,
             ),
         ] {
             let d = tree(config, py);
+            if record {
+                std::fs::write(d.path().join(BUILD_RECORD), "{}").unwrap();
+            }
             let s = find_symbols(&d.path().join("arch/x86/boot/bzImage")).unwrap();
             assert_eq!(s.scripts, want, "{config:?} {py}");
         }
@@ -277,7 +363,7 @@ mod tests {
             scripts,
         };
         let g = GdbStub {
-            port: 1234,
+            listen: GdbListen::Tcp(1234),
             wait: false,
         };
         for (symbols, want) in [
@@ -301,11 +387,19 @@ mod tests {
             announce(g, k.map(Path::new), s.as_ref())[1..].join("\n")
         };
         assert_eq!(notes(&g, Some("/k"), Some(sym(GdbScripts::Ready))), "");
+        // An untrusted tree: no safe path in the line, a note on how to add it.
+        let a = announce(&g, Some(Path::new("/k")), Some(&sym(GdbScripts::Untrusted)));
+        assert!(!a[0].contains("auto-load"), "{a:?}");
+        assert!(
+            a[1].contains("/src/linux was not built by `lvh kernels build`")
+                && a[1].contains("-iex 'add-auto-load-safe-path /src/linux'"),
+            "{a:?}"
+        );
         assert!(notes(&g, Some("/k/bzImage"), None).contains("no vmlinux found beside /k/bzImage"));
         assert!(notes(&g, Some("/k"), Some(sym(GdbScripts::NotBuilt))).contains("make scripts_gdb"));
         assert!(notes(&g, None, None).contains("cannot add nokaslr"));
         let w = GdbStub {
-            port: 9,
+            listen: GdbListen::Tcp(9),
             wait: true,
         };
         assert!(notes(&w, Some("/k"), Some(sym(GdbScripts::Absent))).contains("--gdb-wait"));

@@ -10,6 +10,7 @@ use super::accel::{self, Accel};
 use super::cmdline::{self, Init};
 use super::facts::{Facts, ImageFacts};
 use super::fastboot::{self, FastBoot};
+use super::hostmount::ShareModel;
 use super::image::ImageFormat;
 use super::kcheck;
 use super::limits;
@@ -17,7 +18,7 @@ use super::options::{MemSize, RootDev, RunOptions, CPUS};
 use super::ports::PortForward;
 
 use crate::arch::Arch;
-use crate::runner::debug::gdb::{self, GdbStub};
+use crate::runner::debug::gdb::{self, GdbListen, GdbStub};
 use crate::runner::error::RunError;
 use crate::runner::guest::initramfs;
 use crate::runner::guest::steps::ShellGuest;
@@ -65,6 +66,8 @@ pub struct RunPlan {
     pub append: Vec<String>,
     pub ports: Vec<PortForward>,
     pub host_mount: Option<PathBuf>,
+    /// How QEMU serves the host mount.
+    pub host_mount_model: ShareModel,
     pub serial_port: Option<u16>,
     pub monitor_port: Option<u16>,
     pub console_log: Option<PathBuf>,
@@ -184,15 +187,22 @@ impl RunPlan {
             }
         }
         let gdb = match o.gdb {
-            Some(0) => return Err(invalid("--gdb", 0, "invalid port: expected 1-65535")),
+            Some(Some(0)) => return Err(invalid("--gdb", 0, "invalid port: expected 1-65535")),
+            Some(None) if o.daemonize => {
+                return Err(refused(
+                    "--gdb",
+                    "with --daemonize needs a port (--gdb PORT): the private socket of a bare --gdb goes away when lvh exits",
+                ))
+            }
             Some(port) => Some(GdbStub {
-                port,
+                listen: port.map_or(GdbListen::Private, GdbListen::Tcp),
                 wait: o.gdb_wait,
             }),
             None if o.gdb_wait => return Err(refused("--gdb-wait", "needs --gdb")),
+
             None => None,
         };
-        let boot_timeout = match (o.boot_timeout, gdb) {
+        let boot_timeout = match (o.boot_timeout, &gdb) {
             (Some(t), _) => t,
             (None, Some(_)) => gdb::BOOT_TIMEOUT,
             (None, None) => accel.default_boot_timeout(),
@@ -223,6 +233,10 @@ impl RunPlan {
             append,
             ports: o.ports.clone(),
             host_mount: f.host_mount.as_ref().map(|h| h.abs.clone()),
+            host_mount_model: f
+                .host_mount
+                .as_ref()
+                .map_or(ShareModel::Passthrough, |h| h.model),
             serial_port: o.serial_port,
             monitor_port: o.monitor_port,
             console_log: o.console_log.as_deref().map(abs),
@@ -245,6 +259,39 @@ impl RunPlan {
         }
         limits::check_ports(&plan.ports, plan.serial_port, plan.monitor_port)?;
         Ok(plan)
+    }
+
+    /// What the user should know about this plan's exposure: control
+    /// endpoints on TCP (any local user can connect to them) and the host
+    /// mount's metadata files.
+    pub fn exposure_warnings(&self) -> Vec<String> {
+        let mut v = vec![];
+        let tcp = |what: &str, flag: String| {
+            format!("{flag}: {what} listens on TCP 127.0.0.1, where any local user can connect to it and take over the VM (and what it shares); use it only on a machine you do not share")
+        };
+        if let Some(p) = self.monitor_port {
+            v.push(tcp("the QEMU monitor", format!("--qemu-monitor-port {p}")));
+        }
+        if let Some(p) = self.serial_port {
+            v.push(tcp(
+                "the guest's serial console",
+                format!("--serial-port {p}"),
+            ));
+        }
+        if let Some(GdbStub {
+            listen: GdbListen::Tcp(p),
+            ..
+        }) = &self.gdb
+        {
+            v.push(
+                tcp("the gdbstub", format!("--gdb {p}"))
+                    + " (a bare --gdb listens on a socket only you can reach)",
+            );
+        }
+        if let Some(h) = &self.host_mount {
+            v.extend(super::hostmount::warning(self.host_mount_model, h));
+        }
+        v
     }
 
     /// The command and its plan for lvh's static init, when this run boots that way.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::accel::KvmStatus;
 use super::fastboot::{self, Found};
+use super::hostmount::{self, ShareModel};
 use super::image::ImageFormat;
 use super::kcheck;
 use super::options::RunOptions;
@@ -46,6 +47,8 @@ pub struct HostMountFacts {
     pub abs: PathBuf,
     /// Its last component (`/` becomes `root`): where a shell mounts it, `/host/<name>`.
     pub name: String,
+    /// How QEMU serves it (see `hostmount`).
+    pub model: ShareModel,
 }
 
 /// Everything the decision needs from outside the options.
@@ -114,6 +117,7 @@ pub fn gather(o: &RunOptions, kvm: KvmStatus) -> Result<Facts, RunError> {
         is_dir: h.is_dir(),
         abs: abs(h),
         name: mount_name(h),
+        model: hostmount::decide(hostmount::qemu_is_root(), hostmount::probe_xattrs(h)),
     });
     let ssh_keys = o
         .ssh_key

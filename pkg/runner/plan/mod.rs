@@ -10,6 +10,7 @@ pub mod cmdline;
 pub mod decision;
 pub mod facts;
 pub mod fastboot;
+pub mod hostmount;
 pub mod image;
 pub mod kcheck;
 #[cfg(target_arch = "x86_64")]

@@ -206,7 +206,7 @@ fn console_by_default_shell_with_the_flag() {
 fn gdb_stub_nokaslr_and_no_boot_deadline() {
     let d = tempfile::tempdir().unwrap();
     let mut o = options(d.path());
-    o.gdb = Some(1234);
+    o.gdb = Some(Some(1234));
     o.append = vec!["kaslr quiet".into()];
     let p = RunPlan::new(&o, false).unwrap();
     assert_eq!(p.boot_timeout, gdb::BOOT_TIMEOUT);
@@ -239,8 +239,45 @@ fn gdb_stub_nokaslr_and_no_boot_deadline() {
     .any(|a| a == "-gdb" || a == "-S"));
     n.gdb_wait = true;
     assert!(err(&n).contains("--gdb-wait: needs --gdb"));
-    n.gdb = Some(0);
+    n.gdb = Some(Some(0));
     assert!(err(&n).contains("--gdb \"0\": invalid port"));
+    // A bare --gdb: a private socket, no warning; a port: TCP, with one.
+    let tcp = RunPlan::new(&o, false).unwrap().exposure_warnings();
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    assert!(
+        tcp[0].starts_with(
+            "--gdb 1234: the gdbstub listens on TCP 127.0.0.1, where any local user can connect"
+        ),
+        "{tcp:?}"
+    );
+    n.gdb = Some(None);
+    let p = RunPlan::new(&n, false).unwrap();
+    assert_eq!(p.exposure_warnings(), Vec::<String>::new());
+    let g = p.gdb.as_ref().unwrap().placed_in(Path::new("/r/g"));
+    assert_eq!(g.target(), "/r/g/gdb.sock");
+    n.daemonize = true;
+    n.cmd = vec![];
+    assert!(
+        err(&n).contains("--gdb: with --daemonize needs a port"),
+        "{}",
+        err(&n)
+    );
+}
+
+#[test]
+fn tcp_control_endpoints_are_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = options(d.path());
+    o.cmd = vec![];
+    o.monitor_port = Some(4444);
+    o.serial_port = Some(4445);
+    let w = RunPlan::new(&o, false).unwrap().exposure_warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with("--qemu-monitor-port 4444: the QEMU monitor listens on TCP 127.0.0.1, where any local user"), "{w:?}");
+    assert!(
+        w[1].starts_with("--serial-port 4445: the guest's serial console listens on TCP"),
+        "{w:?}"
+    );
 }
 
 /// A build tree's `.config` in `dir` (beside the test kernel), older than the

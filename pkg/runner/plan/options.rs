@@ -283,8 +283,9 @@ pub struct RunOptions {
     /// `--shell`: lvh's root shell with `--kernel` and no command; otherwise
     /// (the default) the console, as little-vm-helper shows it.
     pub shell: bool,
-    /// `--gdb [PORT]` and `--gdb-wait`.
-    pub gdb: Option<u16>,
+    /// `--gdb [PORT]` and `--gdb-wait`: `Some(None)` is a bare `--gdb`
+    /// (a unix socket only its user reaches), `Some(Some(port))` TCP.
+    pub gdb: Option<Option<u16>>,
     pub gdb_wait: bool,
     /// `--ssh-key`: a public key file for root's authorized_keys (see `sshkey`).
     pub ssh_key: Option<PathBuf>,

@@ -89,14 +89,15 @@ pub fn check_public_keys(file: &Path, text: &str) -> Result<String, RunError> {
     Ok(keys)
 }
 
+/// The largest `--ssh-key` file lvh reads (an authorized_keys file of
+/// thousands of keys fits).
+pub const MAX_KEY_FILE: u64 = 1 << 20;
+
 /// Reads and checks the public key file.
 pub fn read_public_keys(file: &Path) -> Result<String, RunError> {
-    let bytes = std::fs::read(file).map_err(|e| {
-        RunError::io(
-            format!("read the ssh public key {} (--ssh-key)", file.display()),
-            e,
-        )
-    })?;
+    // A regular file of sane size: `/dev/zero` or a FIFO is refused, not read.
+    let bytes = crate::fsutil::read_input(file, MAX_KEY_FILE)
+        .map_err(|e| RunError::invalid("--ssh-key", file.display(), e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| {
         RunError::invalid(
             "--ssh-key",
@@ -203,6 +204,28 @@ mod tests {
             default_key(Some(d.path())).unwrap(),
             d.path().join(".ssh/id_ecdsa.pub")
         );
+    }
+
+    #[test]
+    fn a_device_a_fifo_or_a_huge_file_is_refused_without_reading_it() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("k.pub");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let big = d.path().join("big.pub");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_KEY_FILE + 1)
+            .unwrap();
+        for (p, want) in [
+            (Path::new("/dev/zero"), "--ssh-key \"/dev/zero\""),
+            (&fifo, "FIFO"),
+            (&big, "larger than 1048576 bytes"),
+        ] {
+            let start = std::time::Instant::now();
+            let e = read_public_keys(p).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+            assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        }
     }
 
     #[test]

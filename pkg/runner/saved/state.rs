@@ -295,7 +295,11 @@ impl Partial {
             .map_err(|e| RunError::io(format!("create {}", states.display()), e))?;
         let dir = states.join(format!(".{name}.partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir)
+        // 0700: the saved memory holds the guest's secrets.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
             .map_err(|e| RunError::io(format!("create {}", dir.display()), e))?;
         Ok(Partial {
             dir,
@@ -412,6 +416,9 @@ mod tests {
         let states = states_dir(d.path());
         {
             let p = Partial::new(&states, "s").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p.dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "a state is private");
             std::fs::write(p.dir.join(MEMORY), "half").unwrap();
             // dropped without commit: nothing left
         }

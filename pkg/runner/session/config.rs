@@ -9,6 +9,7 @@ use super::rundir::{initramfs_in, share_in, Endpoint};
 use crate::runner::guest::{CONTROL_TAG, HOST_MOUNT_TAG};
 use crate::runner::plan::cmdline::Init;
 use crate::runner::plan::decision::{Mode, RunPlan};
+use crate::runner::plan::hostmount::ShareModel;
 use crate::runner::plan::sshkey;
 
 /// The console of a run: lvh reads it in command and shell mode.
@@ -44,6 +45,7 @@ fn shares(plan: &RunPlan, dir: &Path) -> Vec<Share> {
             dir: h.clone(),
             tag: HOST_MOUNT_TAG,
             readonly: false,
+            model: plan.host_mount_model,
         });
     }
     if plan.init == Init::Shell {
@@ -52,6 +54,8 @@ fn shares(plan: &RunPlan, dir: &Path) -> Vec<Share> {
             dir: share_in(dir),
             tag: CONTROL_TAG,
             readonly: true,
+            // lvh's own files, read-only: the guest can change nothing there.
+            model: ShareModel::Passthrough,
         });
     }
     v
@@ -102,7 +106,7 @@ pub fn qemu_config(plan: &RunPlan, dir: &Path) -> QemuConfig {
         channel,
         monitor_port: plan.monitor_port,
         daemonize,
-        gdb: plan.gdb,
+        gdb: plan.gdb.clone(),
         extra: extra_args(plan),
     }
 }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{config, pidfile, qemu, Ctx};
+use super::{config, pidfile, qemu, rundir, Ctx};
 use crate::cancel::CancelToken;
 use crate::exec::Cmd;
 use crate::progress;
@@ -27,6 +27,10 @@ pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
 /// little-vm-helper does), so the terminal, Ctrl-A X and the exit status are
 /// QEMU's. The `snapshot=on` overlay is QEMU's temporary file.
 pub fn run_interactive(plan: &RunPlan, ctx: Ctx) -> Result<Outcome, RunError> {
+    // QEMU opens the console log; lvh makes it first, safely.
+    if let Some(log) = &plan.console_log {
+        rundir::open_console_log(log)?;
+    }
     let cmd = qemu_cmd(plan, &std::env::temp_dir());
     if ctx.print_cmd {
         progress::info(ctx.reporter, format!("qemu command: {}", cmd.display()));
@@ -83,6 +87,23 @@ pub fn run_daemon(
     let mut cfg = config::qemu_config(plan, &piddir);
     let pidfile = pidfile::path(&piddir, std::process::id());
     cfg.daemonize = Some(pidfile.clone());
+    if let Some(log) = &plan.console_log {
+        rundir::open_console_log(log)?;
+    }
+    // lvh makes the pid file (new, 0600, not through a planted symlink);
+    // QEMU fills it in.
+    pidfile::create(&pidfile).map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                " (something is already there: lvh neither writes through it nor removes it)"
+            }
+            _ => "",
+        };
+        RunError::io(
+            format!("create the pid file {}{what}", pidfile.display()),
+            e,
+        )
+    })?;
     let cmd = Cmd::new(plan.arch.qemu_binary())
         .args(qemu::argv(&cfg))
         .die_with_parent(false)
@@ -90,7 +111,10 @@ pub fn run_daemon(
     if ctx.print_cmd {
         progress::info(ctx.reporter, format!("qemu command: {}", cmd.display()));
     }
-    cmd.run(ctx.reporter)?;
+    if let Err(e) = cmd.run(ctx.reporter) {
+        let _ = std::fs::remove_file(&pidfile);
+        return Err(e.into());
+    }
     let pid = read_pid(&pidfile).ok_or_else(|| {
         RunError::Setup(format!(
             "QEMU daemonized but its pid file {} is unreadable",

@@ -44,7 +44,34 @@ fn comm_of(pid: u32) -> Option<String> {
         .map(|s| s.trim_end().to_string())
 }
 
+/// Creates the pid file `path` for QEMU to fill in: a new regular file of
+/// mode 0600, never an existing path (a symlink or file planted there by
+/// someone else is refused, and left alone).
+pub fn create(path: &Path) -> std::io::Result<()> {
+    crate::fsutil::create_private(path, 0o600).map(drop)
+}
+
+/// The content of a pid file this user made: a regular file of this user,
+/// read without following a symlink or blocking on a FIFO.
+fn read_own(p: &Path) -> Option<(String, std::fs::Metadata)> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut f = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)
+        .ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.uid() != rustix::process::geteuid().as_raw() || m.len() > 64 {
+        return None;
+    }
+    let mut s = String::new();
+    f.read_to_string(&mut s).ok()?;
+    Some((s, m))
+}
+
 /// Removes the stale QEMU pid files in `dir`; returns the ones removed.
+/// Only this user's regular files are looked at.
 pub fn sweep(dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -55,13 +82,12 @@ pub fn sweep(dir: &Path) -> Vec<PathBuf> {
             continue;
         }
         let p = e.path();
-        let Ok(content) = std::fs::read_to_string(&p) else {
+        let Some((content, meta)) = read_own(&p) else {
             continue;
         };
-        let age = e
-            .metadata()
+        let age = meta
+            .modified()
             .ok()
-            .and_then(|m| m.modified().ok())
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
         if is_stale(&content, comm_of, age) && std::fs::remove_file(&p).is_ok() {
@@ -122,5 +148,32 @@ mod tests {
         assert_eq!(removed, vec![path(d.path(), 1), path(d.path(), 2)]);
         assert!(path(d.path(), 3).exists());
         assert!(d.path().join("other.pid").exists());
+        // A symlink or a FIFO at one of the names: not read, not removed.
+        let target = d.path().join("target");
+        std::fs::write(&target, "99999999\n").unwrap();
+        std::os::unix::fs::symlink(&target, path(d.path(), 4)).unwrap();
+        nix::unistd::mkfifo(&path(d.path(), 5), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(sweep(d.path()), Vec::<PathBuf>::new());
+        assert!(std::fs::symlink_metadata(path(d.path(), 4)).is_ok());
+        assert!(path(d.path(), 5).exists());
+    }
+
+    #[test]
+    fn a_pid_file_is_new_and_private() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path(d.path(), 1);
+        create(&p).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            create(&p).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, path(d.path(), 2)).unwrap();
+        assert!(create(&path(d.path(), 2)).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

@@ -10,6 +10,7 @@ use crate::arch::Arch;
 use crate::runner::debug::gdb::{self, GdbStub};
 use crate::runner::guest::{PORT_CONTROL, PORT_STDERR, PORT_STDOUT};
 use crate::runner::plan::accel::Accel;
+use crate::runner::plan::hostmount::ShareModel;
 use crate::runner::plan::image::ImageFormat;
 use crate::runner::plan::options::RootDev;
 use crate::runner::plan::ports::PortForward;
@@ -48,6 +49,8 @@ pub struct Share {
     /// The tag the guest mounts it by.
     pub tag: &'static str,
     pub readonly: bool,
+    /// How guest modes and owners map to the host's.
+    pub model: ShareModel,
 }
 
 /// Everything the command line depends on.
@@ -202,12 +205,13 @@ pub fn net_args(ports: &[PortForward]) -> Vec<String> {
     ]
 }
 
-/// A shared host directory: 9p over virtio.
+/// A shared host directory: 9p over virtio, with its security model.
 pub fn share_args(sh: &Share) -> Vec<String> {
     let mut fsdev = format!(
-        "local,id={},path={},security_model=none",
+        "local,id={},path={},{}",
         sh.id,
-        opt_path(&sh.dir)
+        opt_path(&sh.dir),
+        sh.model.fsdev_opts()
     );
     if sh.readonly {
         fsdev.push_str(",readonly=on");
@@ -469,10 +473,13 @@ mod tests {
             dir: "/src".into(),
             tag: "host_mount",
             readonly: false,
+            model: ShareModel::MappedXattr,
         }];
         assert!(joined(&c).contains(
-            "-fsdev local,id=host_id,path=/src,security_model=none -device virtio-9p-pci,fsdev=host_id,mount_tag=host_mount"
+            "-fsdev local,id=host_id,path=/src,security_model=mapped-xattr,fmode=0644,dmode=0755 -device virtio-9p-pci,fsdev=host_id,mount_tag=host_mount"
         ));
+        c.shares[0].model = ShareModel::Passthrough;
+        assert!(joined(&c).contains("path=/src,security_model=none -device"));
     }
 
     #[test]
@@ -546,6 +553,7 @@ mod tests {
             dir: "/r/share".into(),
             tag: "lvhctl",
             readonly: true,
+            model: ShareModel::Passthrough,
         }];
         let j = joined(&c);
         for want in [

@@ -69,10 +69,16 @@ pub struct RunDir(tempfile::TempDir);
 impl RunDir {
     /// Makes a new run directory (after removing those of dead lvh processes).
     pub fn new() -> Result<RunDir, RunError> {
-        crate::stale::sweep_owned(&std::env::temp_dir(), BASE);
+        RunDir::private(BASE)
+    }
+
+    /// Makes a new private directory `$TMPDIR/<base><pid>.XXXXXX` (mode
+    /// 0700), after removing those of dead processes.
+    pub fn private(base: &str) -> Result<RunDir, RunError> {
+        crate::stale::sweep_owned(&std::env::temp_dir(), base);
         use std::os::unix::fs::PermissionsExt;
         tempfile::Builder::new()
-            .prefix(&crate::stale::owned_prefix(BASE))
+            .prefix(&crate::stale::owned_prefix(base))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map(RunDir)
@@ -101,13 +107,7 @@ impl RunDir {
             stderr: self.listen(Endpoint::Stderr)?,
             control: self.listen(Endpoint::Control)?,
         };
-        let log = match console_log {
-            Some(p) => Some(
-                std::fs::File::create(p)
-                    .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))?,
-            ),
-            None => None,
-        };
+        let log = console_log.map(open_console_log).transpose()?;
         Ok((listeners, log))
     }
 
@@ -128,6 +128,13 @@ impl RunDir {
         write(&p, bytes)?;
         Ok(p)
     }
+}
+
+/// Opens (creates or truncates) a console log the user named, never
+/// through a symlink and never another user's file ([`crate::fsutil::open_output`]).
+pub fn open_console_log(p: &Path) -> Result<std::fs::File, RunError> {
+    crate::fsutil::open_output(p)
+        .map_err(|e| RunError::io(format!("create console log {}", p.display()), e))
 }
 
 fn write(p: &Path, bytes: &[u8]) -> Result<(), RunError> {
