@@ -108,6 +108,13 @@ pub struct RunArgs {
     /// [default FILE: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub]
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub ssh_key: Option<String>,
+    /// Provision the image at boot with this cloud-init user-data (#cloud-config),
+    /// given as a NoCloud seed drive; for cloud images booted with their own init
+    #[arg(long, value_name = "FILE")]
+    pub cloud_init: Option<PathBuf>,
+    /// The NoCloud meta-data for --cloud-init [default: an instance-id from the user-data]
+    #[arg(long, value_name = "FILE")]
+    pub cloud_init_meta: Option<PathBuf>,
     /// Extra argument passed to QEMU as is (repeatable, e.g. --qemu-arg=-S)
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_arg: Vec<String>,
@@ -220,6 +227,8 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         gdb: gdb_port(a.gdb.as_deref())?,
         gdb_wait: a.gdb_wait,
         ssh_key: ssh_key(a)?,
+        cloud_init: a.cloud_init.clone(),
+        cloud_init_meta: a.cloud_init_meta.clone(),
     })
 }
 

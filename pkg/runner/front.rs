@@ -158,6 +158,9 @@ pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
     };
     let mut warnings: Vec<String> = plan.accel_note.iter().cloned().collect();
     warnings.extend(plan.exposure_warnings());
+    if let Some(ci) = &plan.cloud_init {
+        warnings.extend(ci.warnings.iter().cloned());
+    }
     Ok(Prepared {
         warnings,
         notes: plan.init_note.iter().cloned().collect(),

@@ -6,6 +6,7 @@ mod action_steps;
 mod architecture;
 mod bad_input;
 mod cli;
+mod cloudinit;
 mod common;
 mod docs;
 mod dropin;

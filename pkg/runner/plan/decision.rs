@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::accel::{self, Accel};
+use super::cloudinit::{self, CloudInit};
 use super::cmdline::{self, Init};
 use super::facts::{Facts, ImageFacts};
 use super::fastboot::{self, FastBoot};
@@ -87,6 +88,40 @@ pub struct RunPlan {
     pub ssh_key: Option<(PathBuf, String)>,
     /// `--save-state` / `--from-state` (see `saved`).
     pub state: Option<StateOp>,
+    /// `--cloud-init`: the NoCloud seed's checked content.
+    pub cloud_init: Option<CloudInit>,
+}
+
+/// `--cloud-init`: only where the image's own init boots (cloud-init runs
+/// there), never with a saved VM (its devices are fixed at save time).
+fn cloud_init(
+    o: &RunOptions,
+    f: &Facts,
+    init: &Init,
+    state: Option<&StateOp>,
+) -> Result<Option<CloudInit>, RunError> {
+    let Some(files) = &f.cloud_init else {
+        if o.cloud_init_meta.is_some() {
+            return Err(refused(
+                cloudinit::META_FLAG,
+                "needs --cloud-init USER-DATA",
+            ));
+        }
+        return Ok(None);
+    };
+    if *init != Init::Image {
+        return Err(refused(
+            cloudinit::USER_FLAG,
+            "provisions the image's own init, which a command or --shell replaces with lvh's: boot the image without a command (with --daemonize and ssh, or on the console)",
+        ));
+    }
+    if state.is_some() {
+        return Err(refused(
+            cloudinit::USER_FLAG,
+            "cannot be combined with --save-state or --from-state; provision once with --persist, then save or restore that image",
+        ));
+    }
+    cloudinit::check(files, o.host_mount.is_some()).map(Some)
 }
 
 fn invalid(field: &str, value: impl std::fmt::Display, reason: &str) -> RunError {
@@ -186,6 +221,7 @@ impl RunPlan {
                 }
             }
         }
+        let cloud_init = cloud_init(o, f, &init, state.as_ref())?;
         let gdb = match o.gdb {
             Some(Some(0)) => return Err(invalid("--gdb", 0, "invalid port: expected 1-65535")),
             Some(None) if o.daemonize => {
@@ -253,6 +289,7 @@ impl RunPlan {
             gdb,
             ssh_key,
             state,
+            cloud_init,
         };
         if let Some(cmdline) = &plan.cmdline {
             limits::check_cmdline(cmdline, &plan.append)?;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::accel::KvmStatus;
+use super::cloudinit;
 use super::fastboot::{self, Found};
 use super::hostmount::{self, ShareModel};
 use super::image::ImageFormat;
@@ -61,6 +62,8 @@ pub struct Facts {
     pub host_mount: Option<HostMountFacts>,
     /// `--ssh-key`'s checked public keys.
     pub ssh_keys: Option<String>,
+    /// `--cloud-init`'s and `--cloud-init-meta`'s files, as read.
+    pub cloud_init: Option<cloudinit::SeedFiles>,
 }
 
 fn abs(p: &Path) -> PathBuf {
@@ -124,6 +127,11 @@ pub fn gather(o: &RunOptions, kvm: KvmStatus) -> Result<Facts, RunError> {
         .as_deref()
         .map(sshkey::read_public_keys)
         .transpose()?;
+    let cloud_init = o
+        .cloud_init
+        .as_deref()
+        .map(|u| cloudinit::read(u, o.cloud_init_meta.as_deref()))
+        .transpose()?;
     Ok(Facts {
         kvm,
         host: Arch::host(),
@@ -131,5 +139,6 @@ pub fn gather(o: &RunOptions, kvm: KvmStatus) -> Result<Facts, RunError> {
         image,
         host_mount,
         ssh_keys,
+        cloud_init,
     })
 }

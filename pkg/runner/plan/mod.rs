@@ -6,6 +6,7 @@
 //! it are [`preflight`]'s and [`kcheck`]'s.
 
 pub mod accel;
+pub mod cloudinit;
 pub mod cmdline;
 pub mod decision;
 pub mod facts;

@@ -417,3 +417,36 @@ fn the_static_init_when_the_kernel_can_run_it() {
 fn line(p: &RunPlan) -> String {
     p.cmdline.clone().unwrap_or_default()
 }
+
+#[test]
+fn cloud_init_only_where_the_images_init_boots() {
+    let d = tempfile::tempdir().unwrap();
+    let ud = d.path().join("user-data");
+    std::fs::write(&ud, "#cloud-config\n").unwrap();
+    let mut o = options(d.path());
+    o.cloud_init = Some(ud.clone());
+    let e = RunPlan::new(&o, false).unwrap_err().to_string();
+    assert!(e.contains("--cloud-init") && e.contains("lvh's"), "{e}");
+    o.cmd.clear();
+    o.kernel = None;
+    o.daemonize = true;
+    let p = RunPlan::new(&o, false).unwrap();
+    let ci = p.cloud_init.expect("a seed");
+    assert!(ci.vendor_data.is_none());
+    // The console with --kernel boots the image's own init too.
+    let mut k = options(d.path());
+    k.cmd.clear();
+    k.cloud_init = Some(ud.clone());
+    k.host_mount = Some(d.path().to_path_buf());
+    let p = RunPlan::new(&k, false).unwrap();
+    assert!(p.cloud_init.unwrap().vendor_data.is_some(), "mounts /host");
+    k.shell = true;
+    assert!(RunPlan::new(&k, false).is_err(), "--shell is lvh's init");
+    let mut m = options(d.path());
+    m.cloud_init_meta = Some(ud);
+    let e = RunPlan::new(&m, false).unwrap_err().to_string();
+    assert!(
+        e.contains("--cloud-init-meta") && e.contains("needs --cloud-init"),
+        "{e}"
+    );
+}

@@ -289,6 +289,10 @@ pub struct RunOptions {
     pub gdb_wait: bool,
     /// `--ssh-key`: a public key file for root's authorized_keys (see `sshkey`).
     pub ssh_key: Option<PathBuf>,
+    /// `--cloud-init`: a NoCloud user-data for the image's own cloud-init.
+    pub cloud_init: Option<PathBuf>,
+    /// `--cloud-init-meta`: the seed's meta-data (lvh makes one without it).
+    pub cloud_init_meta: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -324,6 +328,8 @@ impl Default for RunOptions {
             gdb: None,
             gdb_wait: false,
             ssh_key: None,
+            cloud_init: None,
+            cloud_init_meta: None,
         }
     }
 }

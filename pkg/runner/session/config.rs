@@ -107,6 +107,7 @@ pub fn qemu_config(plan: &RunPlan, dir: &Path) -> QemuConfig {
         monitor_port: plan.monitor_port,
         daemonize,
         gdb: plan.gdb.clone(),
+        seed_fd: None,
         extra: extra_args(plan),
     }
 }

@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::seed::{self, SeedFd};
 use super::{config, pidfile, qemu, rundir, Ctx};
 use crate::cancel::CancelToken;
 use crate::exec::Cmd;
@@ -23,6 +24,14 @@ pub fn qemu_cmd(plan: &RunPlan, run_dir: &Path) -> Cmd {
     Cmd::new(plan.arch.qemu_binary()).args(qemu::argv(&cfg))
 }
 
+/// `--cloud-init`'s seed, in memory on a descriptor QEMU inherits.
+fn seed(plan: &RunPlan) -> Result<Option<SeedFd>, RunError> {
+    let Some(ci) = &plan.cloud_init else {
+        return Ok(None);
+    };
+    SeedFd::new(&seed::fat_image(&ci.files())?).map(Some)
+}
+
 /// Without a command and in the foreground: lvh becomes QEMU (as
 /// little-vm-helper does), so the terminal, Ctrl-A X and the exit status are
 /// QEMU's. The `snapshot=on` overlay is QEMU's temporary file.
@@ -31,7 +40,10 @@ pub fn run_interactive(plan: &RunPlan, ctx: Ctx) -> Result<Outcome, RunError> {
     if let Some(log) = &plan.console_log {
         rundir::open_console_log(log)?;
     }
-    let cmd = qemu_cmd(plan, &std::env::temp_dir());
+    let seed = seed(plan)?;
+    let mut cfg = config::qemu_config(plan, &std::env::temp_dir());
+    cfg.seed_fd = seed.as_ref().map(SeedFd::raw);
+    let cmd = Cmd::new(plan.arch.qemu_binary()).args(qemu::argv(&cfg));
     if ctx.print_cmd {
         progress::info(ctx.reporter, format!("qemu command: {}", cmd.display()));
     }
@@ -87,6 +99,8 @@ pub fn run_daemon(
     let mut cfg = config::qemu_config(plan, &piddir);
     let pidfile = pidfile::path(&piddir, std::process::id());
     cfg.daemonize = Some(pidfile.clone());
+    let seed = seed(plan)?;
+    cfg.seed_fd = seed.as_ref().map(SeedFd::raw);
     if let Some(log) = &plan.console_log {
         rundir::open_console_log(log)?;
     }

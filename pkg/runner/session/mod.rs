@@ -15,6 +15,7 @@ pub mod pidfile;
 pub mod qemu;
 pub mod qmp;
 pub mod rundir;
+pub mod seed;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

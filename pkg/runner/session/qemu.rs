@@ -85,6 +85,8 @@ pub struct QemuConfig {
     pub daemonize: Option<PathBuf>,
     /// `--gdb`: QEMU's gdbstub on 127.0.0.1.
     pub gdb: Option<GdbStub>,
+    /// `--cloud-init`'s seed drive: an inherited descriptor (see `seed`).
+    pub seed_fd: Option<i32>,
     /// Extra arguments appended verbatim (`--qemu-arg`).
     pub extra: Vec<String>,
 }
@@ -177,6 +179,20 @@ pub fn drive_args(image: &Path, format: ImageFormat, dev: RootDev, snapshot: boo
         v.push_str(",snapshot=on");
     }
     vec!["-drive".into(), v]
+}
+
+/// The fd set the seed drive's descriptor is added to.
+const SEED_FDSET: u32 = 7;
+
+/// The NoCloud seed: the inherited read-only descriptor `fd` as a second
+/// virtio disk (the root stays the first, `/dev/vda`).
+pub fn seed_args(fd: i32) -> Vec<String> {
+    vec![
+        "-add-fd".into(),
+        format!("fd={fd},set={SEED_FDSET},opaque=cidata"),
+        "-drive".into(),
+        format!("file=/dev/fdset/{SEED_FDSET},format=raw,if=virtio,readonly=on,media=disk"),
+    ]
 }
 
 pub fn kernel_args(kernel: &Path, cmdline: &str) -> Vec<String> {
@@ -298,6 +314,9 @@ pub fn argv(c: &QemuConfig) -> Vec<String> {
         v.extend(["-bios".into(), b.to_string_lossy().into_owned()]);
     }
     v.extend(drive_args(&c.image, c.image_format, c.root_dev, c.snapshot));
+    if let Some(fd) = c.seed_fd {
+        v.extend(seed_args(fd));
+    }
     if let Some(k) = &c.kernel {
         v.extend(kernel_args(k, &c.cmdline));
         if let Some(i) = &c.initrd {
@@ -352,6 +371,7 @@ mod tests {
             monitor_port: None,
             daemonize: None,
             gdb: None,
+            seed_fd: None,
             extra: vec![],
         }
     }
@@ -588,5 +608,17 @@ mod tests {
         let j = joined(&c);
         assert!(j.contains("-monitor tcp:127.0.0.1:5555,server=on,wait=off"));
         assert!(j.ends_with("-daemonize -pidfile /r/qemu.pid -S"), "{j}");
+    }
+
+    #[test]
+    fn the_cloud_init_seed_is_a_read_only_second_virtio_disk() {
+        let mut c = config(Arch::Amd64, Accel::Tcg);
+        c.seed_fd = Some(9);
+        let a = argv(&c).join(" ");
+        assert!(a.contains(
+            "-drive file=/i/base.qcow2,format=qcow2,if=virtio,index=0,media=disk,snapshot=on -add-fd fd=9,set=7,opaque=cidata -drive file=/dev/fdset/7,format=raw,if=virtio,readonly=on,media=disk"
+        ), "{a}");
+        c.seed_fd = None;
+        assert!(!argv(&c).join(" ").contains("fdset"));
     }
 }
