@@ -2,6 +2,9 @@
 //! anything boots (YAML errors with their line, clear-text passwords warned
 //! about) and the flag is refused where lvh's init replaces the image's.
 
+use std::path::Path;
+use std::process::Output;
+
 use crate::common::{assert_code, lvh_in, stderr};
 
 fn dir_with(user_data: &str) -> tempfile::TempDir {
@@ -12,20 +15,17 @@ fn dir_with(user_data: &str) -> tempfile::TempDir {
     d
 }
 
+/// `lvh run --dry-run --image disk.qcow2 EXTRA...` in `dir`.
+fn dry_run(dir: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["run", "--dry-run", "--image", "disk.qcow2"];
+    a.extend_from_slice(extra);
+    lvh_in(dir, &a)
+}
+
 #[test]
 fn a_clear_text_password_is_warned_about_by_key() {
     let d = dir_with("#cloud-config\nchpasswd:\n  list: |\n    root:hunter2\n");
-    let o = lvh_in(
-        d.path(),
-        &[
-            "run",
-            "--dry-run",
-            "--image",
-            "disk.qcow2",
-            "--cloud-init",
-            "ud.yaml",
-        ],
-    );
+    let o = dry_run(d.path(), &["--cloud-init", "ud.yaml"]);
     assert_code(&o, 0);
     let err = stderr(&o);
     assert!(
@@ -38,17 +38,7 @@ fn a_clear_text_password_is_warned_about_by_key() {
 #[test]
 fn bad_seed_files_and_misplaced_flags_are_refused() {
     let d = dir_with("#cloud-config\nusers: [\n");
-    let o = lvh_in(
-        d.path(),
-        &[
-            "run",
-            "--dry-run",
-            "--image",
-            "disk.qcow2",
-            "--cloud-init",
-            "ud.yaml",
-        ],
-    );
+    let o = dry_run(d.path(), &["--cloud-init", "ud.yaml"]);
     assert_code(&o, 3);
     let err = stderr(&o);
     assert!(
@@ -73,9 +63,7 @@ fn bad_seed_files_and_misplaced_flags_are_refused() {
         (&["--cloud-init", "missing.yaml"][..], "missing.yaml"),
         (&["--cloud-init-meta", "ud.yaml"][..], "needs --cloud-init"),
     ] {
-        let mut a = vec!["run", "--dry-run", "--image", "disk.qcow2"];
-        a.extend_from_slice(args);
-        let o = lvh_in(d.path(), &a);
+        let o = dry_run(d.path(), args);
         assert_code(&o, 3);
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }

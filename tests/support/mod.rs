@@ -56,16 +56,38 @@ pub fn daemon_pid(stderr: &str) -> u32 {
 /// Runs `command` as root over ssh on 127.0.0.1:`port` with the private `key`,
 /// without asking anything (no host key check, batch mode).
 pub fn ssh_root(key: &std::path::Path, port: u16, command: &str) -> Output {
+    ssh_as("root", key, port, command)
+}
+
+/// Runs `command` over ssh as `user` on 127.0.0.1:`port` with `key`.
+pub fn ssh_as(user: &str, key: &std::path::Path, port: u16, command: &str) -> Output {
     Command::new("ssh")
         .arg("-i")
         .arg(key)
         .args(["-o", "StrictHostKeyChecking=no"])
         .args(["-o", "UserKnownHostsFile=/dev/null"])
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
-        .args(["-p", &port.to_string(), "root@127.0.0.1", command])
+        .args([
+            "-p",
+            &port.to_string(),
+            &format!("{user}@127.0.0.1"),
+            command,
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run ssh")
+}
+
+/// Waits up to 20 s for process `pid` to be gone; false if it is still there.
+pub fn gone_within_20s(pid: u32) -> bool {
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..200 {
+        if !proc.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    !proc.exists()
 }
 
 /// Sends SIGTERM to `pid` (a daemonized QEMU); an error says it was gone.

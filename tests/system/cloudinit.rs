@@ -4,11 +4,13 @@
 //! beside it; the image itself is unchanged.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sshkey::sha256;
-use crate::support::{assert_code, daemon_pid, free_port, ssh_root, terminate, text};
+use crate::support::{
+    assert_code, daemon_pid, free_port, gone_within_20s, ssh_as, ssh_root, terminate, text,
+};
 
 fn keygen(dir: &Path) -> std::path::PathBuf {
     let key = dir.join("key");
@@ -28,24 +30,6 @@ fn keygen(dir: &Path) -> std::path::PathBuf {
         .expect("run ssh-keygen");
     assert!(st.success(), "ssh-keygen failed: {st}");
     key
-}
-
-fn ssh_as(user: &str, key: &Path, port: u16, command: &str) -> Output {
-    Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args(["-o", "StrictHostKeyChecking=no"])
-        .args(["-o", "UserKnownHostsFile=/dev/null"])
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
-        .args([
-            "-p",
-            &port.to_string(),
-            &format!("{user}@127.0.0.1"),
-            command,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh")
 }
 
 #[test]
@@ -123,13 +107,6 @@ fn cloud_init_provisions_a_user_with_a_key_and_a_file_and_leaves_the_image_alone
     );
     assert!(root.status.success(), "--ssh-key: {}", text(&root));
     assert_eq!(String::from_utf8_lossy(&root.stdout), "0\n");
-    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..200 {
-        if !proc.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!proc.exists(), "QEMU {pid} was left running");
+    assert!(gone_within_20s(pid), "QEMU {pid} was left running");
     assert_eq!(sha256(&image), before, "the image was modified");
 }

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use lvh::arch::Arch;
 
 use crate::runner::lvh_run;
-use crate::support::{assert_code, daemon_pid, free_port, ssh_root, terminate, text};
+use crate::support::{
+    assert_code, daemon_pid, free_port, gone_within_20s, ssh_root, terminate, text,
+};
 
 /// The sha256 of every byte of `p` (not the extent map: an image's layout on
 /// the host file system may change under it while its content does not).
@@ -75,14 +77,7 @@ fn a_bootable_image_takes_the_key_at_boot_and_stays_unchanged() {
     let status = lines.next().unwrap_or_default();
     assert!(status.starts_with("root L "), "{out}");
     assert!(lines.any(|l| l.ends_with(&comment)), "{out}");
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..200 {
-        if !proc.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(!proc.exists(), "QEMU {pid} was left running");
+    assert!(gone_within_20s(pid), "QEMU {pid} was left running");
     assert_eq!(sha256(&image), before, "the image was modified");
 }
 
