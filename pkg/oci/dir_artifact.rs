@@ -14,12 +14,9 @@ use super::error::{OciError, Result};
 use super::extract::Want;
 use super::kernel_layer::{tree_entries, write_layer};
 use super::manifest::{Descriptor, OCI_LAYER_TAR_ZSTD};
-use super::pull::{pull_layers, resolve, warn_on_foreign_config, PullOptions};
+use super::pull::{self, PullOptions};
 use super::push::{manifest_annotations, scratch_dir, upload, PushOptions, Pushed, ANN_TITLE};
-use super::reference::{display, parse_reference};
-use super::retry;
-use super::transport::Remote;
-use crate::fsutil::Partial;
+use super::reference::parse_reference;
 use crate::progress::{Outcome, Reporter, Stage};
 
 /// What a pull put into the destination.
@@ -103,24 +100,12 @@ pub fn pull_dir(
     opts: &PullOptions,
     reporter: &dyn Reporter,
 ) -> Result<PulledDir> {
-    let r = parse_reference(reference)?;
-    let what = format!("pull {}", display(&r));
-    let stage = Stage::start(reporter, what.clone());
-    let remote = Remote::connect(r, &opts.transport)?;
-    let resolved = retry::with_retries(&what, reporter, || resolve(&remote, &opts.platform))?;
-    warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
+    let pull = pull::begin(reference, opts, reporter)?;
     std::fs::create_dir_all(dest).map_err(OciError::io("cannot create", dest))?;
     let want = Want::Tree {
         prefix: PathBuf::from("data").join(name),
     };
-    let (staging, out) = retry::with_retries(&what, reporter, || {
-        let staging =
-            Partial::new(&dest.join("lvh-pull")).map_err(OciError::io("cannot prepare", dest))?;
-        std::fs::create_dir(staging.path())
-            .map_err(OciError::io("cannot create", staging.path()))?;
-        let out = pull_layers(&remote, &resolved, staging.path(), &want, &stage)?;
-        Ok((staging, out))
-    })?;
+    let (staging, out) = pull.stage_layers(&dest.join("lvh-pull"), &want)?;
     if out.written.is_empty() {
         return Err(OciError::Layout {
             reference: reference.to_string(),
@@ -128,7 +113,7 @@ pub fn pull_dir(
         });
     }
     let mut result = PulledDir {
-        manifest_digest: resolved.digest.clone(),
+        manifest_digest: pull.resolved.digest.clone(),
         ..Default::default()
     };
     let mut written = out.written.clone();
@@ -148,6 +133,6 @@ pub fn pull_dir(
         result.added += 1;
     }
     drop(staging);
-    stage.finish(Outcome::Done);
+    pull.stage.finish(Outcome::Done);
     Ok(result)
 }

@@ -128,6 +128,59 @@ pub fn warn_on_foreign_config(
     }
 }
 
+/// A pull under way: its reference connected and resolved to one platform's
+/// manifest, its progress stage started. Every pull begins this way.
+pub struct Begun<'a> {
+    /// `pull <reference>`: the stage's and the retries' name.
+    pub what: String,
+    pub stage: Stage<'a>,
+    pub remote: Remote,
+    pub resolved: Resolved,
+}
+
+/// Connects to `reference`'s registry and resolves its manifest (with
+/// retries), warning about a config for another platform.
+pub fn begin<'a>(
+    reference: &str,
+    opts: &PullOptions,
+    reporter: &'a dyn Reporter,
+) -> Result<Begun<'a>> {
+    let r = parse_reference(reference)?;
+    let what = format!("pull {}", display(&r));
+    let stage = Stage::start(reporter, what.clone());
+    let remote = Remote::connect(r, &opts.transport)?;
+    let resolved = retry::with_retries(&what, reporter, || resolve(&remote, &opts.platform))?;
+    warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
+    Ok(Begun {
+        what,
+        stage,
+        remote,
+        resolved,
+    })
+}
+
+impl Begun<'_> {
+    /// Pulls the layers' `want` into a fresh staging directory beside
+    /// `final_path` ([`Partial`]), retrying from an empty one after a
+    /// failure; the caller moves what it wants into place.
+    pub fn stage_layers(&self, final_path: &Path, want: &Want) -> Result<(Partial, Extraction)> {
+        retry::with_retries(&self.what, self.stage.reporter(), || {
+            let staging =
+                Partial::new(final_path).map_err(OciError::io("cannot prepare", final_path))?;
+            std::fs::create_dir(staging.path())
+                .map_err(OciError::io("cannot create", staging.path()))?;
+            let out = pull_layers(
+                &self.remote,
+                &self.resolved,
+                staging.path(),
+                want,
+                &self.stage,
+            )?;
+            Ok((staging, out))
+        })
+    }
+}
+
 fn short(digest: &str) -> &str {
     let h = digest.strip_prefix("sha256:").unwrap_or(digest);
     &h[..h.len().min(12)]
@@ -196,12 +249,7 @@ pub fn pull_images(
     opts: &PullOptions,
     reporter: &dyn Reporter,
 ) -> Result<PulledImages> {
-    let r = parse_reference(reference)?;
-    let what = format!("pull {}", display(&r));
-    let stage = Stage::start(reporter, what.clone());
-    let remote = Remote::connect(r, &opts.transport)?;
-    let resolved = retry::with_retries(&what, reporter, || resolve(&remote, &opts.platform))?;
-    warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
+    let pull = begin(reference, opts, reporter)?;
     let images = dir.join("images");
     std::fs::create_dir_all(&images).map_err(OciError::io("cannot create", &images))?;
     let _lock = Lock::acquire(
@@ -209,21 +257,8 @@ pub fn pull_images(
         &format!("pulling into {}", images.display()),
         LOCK_WAIT,
     )?;
-    // Each attempt starts from an empty staging directory.
-    let (staging, out) = retry::with_retries(&what, reporter, || {
-        let staging = Partial::new(&images.join(".oci-pull"))
-            .map_err(OciError::io("cannot prepare", &images))?;
-        std::fs::create_dir(staging.path())
-            .map_err(OciError::io("cannot create", staging.path()))?;
-        let out = pull_layers(
-            &remote,
-            &resolved,
-            staging.path(),
-            &Want::Images { keep_zst },
-            &stage,
-        )?;
-        Ok((staging, out))
-    })?;
+    let (staging, out) =
+        pull.stage_layers(&images.join(".oci-pull"), &Want::Images { keep_zst })?;
     if out.written.is_empty() {
         return Err(OciError::Layout {
             reference: reference.to_string(),
@@ -241,10 +276,10 @@ pub fn pull_images(
             .map_err(OciError::io("cannot move into place", &dst))?;
         files.push(dst);
     }
-    stage.finish(Outcome::Done);
+    pull.stage.finish(Outcome::Done);
     Ok(PulledImages {
         files,
-        manifest_digest: resolved.digest,
+        manifest_digest: pull.resolved.digest,
     })
 }
 
@@ -259,12 +294,7 @@ pub fn pull_kernel(
 ) -> Result<PathBuf> {
     let version = require_kernel_version(tag)?.to_string();
     let reference = format!("{repo}:{tag}");
-    let r = parse_reference(&reference)?;
-    let what = format!("pull {}", display(&r));
-    let stage = Stage::start(reporter, what.clone());
-    let remote = Remote::connect(r, &opts.transport)?;
-    let resolved = retry::with_retries(&what, reporter, || resolve(&remote, &opts.platform))?;
-    warn_on_foreign_config(&remote, &resolved, &opts.platform, reporter);
+    let pull = begin(&reference, opts, reporter)?;
     std::fs::create_dir_all(dir).map_err(OciError::io("cannot create", dir))?;
     let dst = dir.join(tag);
     let _lock = Lock::acquire(
@@ -272,21 +302,12 @@ pub fn pull_kernel(
         &format!("kernel {}", dst.display()),
         LOCK_WAIT,
     )?;
-    let staging = retry::with_retries(&what, reporter, || {
-        let staging = Partial::new(&dst).map_err(OciError::io("cannot prepare", &dst))?;
-        std::fs::create_dir(staging.path())
-            .map_err(OciError::io("cannot create", staging.path()))?;
-        pull_layers(
-            &remote,
-            &resolved,
-            staging.path(),
-            &Want::Kernel {
-                version: version.clone(),
-            },
-            &stage,
-        )?;
-        Ok(staging)
-    })?;
+    let (staging, _) = pull.stage_layers(
+        &dst,
+        &Want::Kernel {
+            version: version.clone(),
+        },
+    )?;
     if !staging.path().join("boot").is_dir() {
         return Err(OciError::Layout {
             reference,
@@ -296,7 +317,7 @@ pub fn pull_kernel(
     let path = staging
         .commit()
         .map_err(OciError::io("cannot move into place", &dst))?;
-    stage.finish(Outcome::Done);
+    pull.stage.finish(Outcome::Done);
     Ok(path)
 }
 
