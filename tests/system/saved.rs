@@ -31,6 +31,21 @@ fn restore(dir: &Path, name: &str, script: &str) -> Output {
     out(c)
 }
 
+/// `lvh run --kernel KERNEL --image IMAGE --dir DIR --save-state NAME -- true`, which must pass.
+fn save_true(kernel: &Path, image: &Path, dir: &Path, name: &str) {
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--kernel")
+        .arg(kernel)
+        .arg("--image")
+        .arg(image)
+        .args(["--mem", "512M", "--dir"])
+        .arg(dir)
+        .args(["--save-state", name, "--", "true"])
+        .env("LVH_ACCEL", "tcg");
+    assert_code(&out(c), 0);
+}
+
 /// Restores of state `name` see what its setup left: `mark` in RAM holds
 /// `from-setup`, `/root/saved` on disk `on-disk`, `pid_max` is 4242; CMD's exit
 /// code and stderr come back; and each restore starts from the saved VM again,
@@ -142,24 +157,7 @@ fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
     let copy = d.path().join("bzImage");
     std::fs::copy(&kernel, &copy).unwrap();
     let image = crate::support::fixtures::image::root_image(Arch::Amd64).unwrap();
-    let mut c = lvh();
-    c.arg("run")
-        .arg("--kernel")
-        .arg(&copy)
-        .arg("--image")
-        .arg(&image)
-        .args([
-            "--mem",
-            "512M",
-            "--dir",
-            dir,
-            "--save-state",
-            "k",
-            "--",
-            "true",
-        ])
-        .env("LVH_ACCEL", "tcg");
-    assert_code(&out(c), 0);
+    save_true(&copy, &image, d.path(), "k");
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&copy)
@@ -363,7 +361,6 @@ fn restores_map_the_state_at_once_without_changing_it_and_damage_is_refused() {
 #[test]
 fn a_state_whose_image_changed_is_refused() {
     let d = tempfile::tempdir().unwrap();
-    let dir = d.path().to_str().unwrap();
     // The fixture image behind a small overlay, the overlay then written.
     let base =
         crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
@@ -378,24 +375,7 @@ fn a_state_whose_image_changed_is_refused() {
     let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64)
         .expect("kernel")
         .image;
-    let mut c = lvh();
-    c.arg("run")
-        .arg("--kernel")
-        .arg(&kernel)
-        .arg("--image")
-        .arg(&image)
-        .args([
-            "--mem",
-            "512M",
-            "--dir",
-            dir,
-            "--save-state",
-            "i",
-            "--",
-            "true",
-        ])
-        .env("LVH_ACCEL", "tcg");
-    assert_code(&out(c), 0);
+    save_true(&kernel, &image, d.path(), "i");
     assert_code(&restore(d.path(), "i", "true"), 0);
     let st = Command::new("qemu-img")
         .args(["resize", "-q", "-f", "qcow2"])

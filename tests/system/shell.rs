@@ -245,21 +245,7 @@ fn ctrl_a_x_leaves_the_shell_and_stops_the_vm() {
 #[test]
 fn a_shell_reads_a_pipe_without_a_terminal() {
     // --shell with stdin a pipe: no raw mode, the end of input is Ctrl-D.
-    let mut c = lvh_run(Arch::Amd64, &["--shell"]);
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo piped-$((3*3))\nexit 5\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = piped_shell(&[], "echo piped-$((3*3))\nexit 5\n");
     crate::support::assert_code(&o, 5);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("piped-9"),

@@ -15,8 +15,9 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
-use super::state::StateMeta;
+use crate::runner::error::RunError;
 use crate::runner::guest::sh_quote;
 use crate::runner::session::memory::MemoryBacking;
 
@@ -26,6 +27,24 @@ pub const RAM: &str = "ram";
 pub const DEVICES: &str = "devices";
 /// The whole migration stream of a streamed state.
 pub const MEMORY: &str = "memory";
+
+/// The sha256 of a file, in hex.
+pub fn sha256_file(p: &Path) -> Result<String, RunError> {
+    let mut f =
+        std::fs::File::open(p).map_err(|e| RunError::io(format!("open {}", p.display()), e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| RunError::io(format!("read {}", p.display()), e))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// What the metadata recorded about a mapped state's files.
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded<'a> {
+    /// The RAM file's size in bytes, and `-m` as given.
+    pub ram_size: u64,
+    pub mem: &'a str,
+    pub devices_sha256: &'a str,
+}
 
 /// How a state holds the VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,14 +156,14 @@ pub fn observe(layout: Layout, state: &Path) -> Observed {
         },
         Layout::Mapped => Observed {
             memory_len: len(RAM),
-            devices_sha256: super::state::sha256_file(&state.join(DEVICES)).ok(),
+            devices_sha256: sha256_file(&state.join(DEVICES)).ok(),
         },
     }
 }
 
-/// Why the files of a state in `state` do not fit its metadata, if they do
-/// not.
-pub fn problem(meta: &StateMeta, layout: Layout, state: &Path, seen: &Observed) -> Option<String> {
+/// Why the files of a state in `state` do not fit what its metadata
+/// recorded, if they do not.
+pub fn problem(meta: Recorded, layout: Layout, state: &Path, seen: &Observed) -> Option<String> {
     let p = |f: &str| state.join(f).display().to_string();
     match layout {
         Layout::Streamed => seen
@@ -175,16 +194,12 @@ pub fn problem(meta: &StateMeta, layout: Layout, state: &Path, seen: &Observed) 
 mod tests {
     use super::*;
 
-    fn meta() -> StateMeta {
-        serde_json::from_value(json!({
-            "version": 2, "name": "s", "created": 1, "arch": "amd64", "accel": "tcg",
-            "cpus": 1, "mem": "512M", "cpu_kind": null, "root_dev": "vda",
-            "kernel": "/k", "kernel_sha256": "", "image": "/i", "image_format": "raw",
-            "image_id": { "size": 1, "mtime_ns": 1, "inode": 1 },
-            "host_mount": false, "setup": [], "ram_size": 536870912,
-            "devices_sha256": "ab"
-        }))
-        .unwrap()
+    fn meta() -> Recorded<'static> {
+        Recorded {
+            ram_size: 536870912,
+            mem: "512M",
+            devices_sha256: "ab",
+        }
     }
 
     #[test]
@@ -192,18 +207,6 @@ mod tests {
         assert_eq!(Layout::of(1), Some(Layout::Streamed));
         assert_eq!(Layout::of(2), Some(Layout::Mapped));
         assert_eq!(Layout::of(3), None);
-        assert_eq!(
-            Layout::of(super::super::state::VERSION),
-            Some(Layout::Mapped)
-        );
-        // A state.json of an earlier lvh (no RAM size, no checksum) still reads.
-        let mut v = serde_json::to_value(meta()).unwrap();
-        for k in ["ram_size", "devices_sha256", "kernel_id"] {
-            v.as_object_mut().unwrap().remove(k);
-        }
-        v["version"] = json!(1);
-        let old: StateMeta = serde_json::from_value(v).unwrap();
-        assert_eq!(old.layout(), Some(Layout::Streamed));
     }
 
     #[test]
@@ -258,7 +261,7 @@ mod tests {
             devices_sha256: sum.map(String::from),
         };
         let ok = seen(Some(536870912), Some("ab"));
-        assert_eq!(problem(&m, Layout::Mapped, d, &ok), None);
+        assert_eq!(problem(m, Layout::Mapped, d, &ok), None);
         for (s, want) in [
             (seen(None, Some("ab")), "its RAM file /s/ram is missing"),
             (
@@ -271,11 +274,11 @@ mod tests {
                 "its device state /s/devices does not match the checksum recorded when it was saved (sha256 cd, recorded ab): it is corrupted",
             ),
         ] {
-            assert_eq!(problem(&m, Layout::Mapped, d, &s).as_deref(), Some(want));
+            assert_eq!(problem(m, Layout::Mapped, d, &s).as_deref(), Some(want));
         }
-        assert_eq!(problem(&m, Layout::Streamed, d, &seen(Some(1), None)), None);
+        assert_eq!(problem(m, Layout::Streamed, d, &seen(Some(1), None)), None);
         assert_eq!(
-            problem(&m, Layout::Streamed, d, &seen(None, None)).as_deref(),
+            problem(m, Layout::Streamed, d, &seen(None, None)).as_deref(),
             Some("its memory file /s/memory is missing")
         );
     }

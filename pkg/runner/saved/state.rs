@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::layout::{self, Layout};
 use crate::runner::error::RunError;
@@ -140,14 +139,7 @@ impl FileId {
     }
 }
 
-/// The sha256 of a file, in hex.
-pub fn sha256_file(p: &Path) -> Result<String, RunError> {
-    let mut f =
-        std::fs::File::open(p).map_err(|e| RunError::io(format!("open {}", p.display()), e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| RunError::io(format!("read {}", p.display()), e))?;
-    Ok(format!("{:x}", h.finalize()))
-}
+pub use super::layout::sha256_file;
 
 /// `<dir>/states`.
 pub fn states_dir(dir: &Path) -> PathBuf {
@@ -237,7 +229,12 @@ pub fn load(states: &Path, name: &str) -> Result<(PathBuf, StateMeta), RunError>
     };
     let why = changed(&meta, &kernel_sum, FileId::of(&meta.image).ok()).or_else(|| {
         let l = meta.layout()?;
-        layout::problem(&meta, l, &dir, &layout::observe(l, &dir))
+        let recorded = layout::Recorded {
+            ram_size: meta.ram_size,
+            mem: &meta.mem,
+            devices_sha256: &meta.devices_sha256,
+        };
+        layout::problem(recorded, l, &dir, &layout::observe(l, &dir))
     });
     if let Some(why) = why {
         return Err(RunError::invalid(
@@ -422,6 +419,18 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn states_of_an_earlier_lvh_still_read() {
+        assert_eq!(Layout::of(VERSION), Some(Layout::Mapped));
+        let mut v = serde_json::to_value(meta("s")).unwrap();
+        for k in ["ram_size", "devices_sha256", "kernel_id"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v["version"] = serde_json::json!(1);
+        let old: StateMeta = serde_json::from_value(v).unwrap();
+        assert_eq!(old.layout(), Some(Layout::Streamed));
     }
 
     #[test]

@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use super::qemu::opt_path;
-
 /// The guest RAM's backend.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum MemoryBacking {
@@ -29,7 +27,8 @@ pub fn args(m: &MemoryBacking, mem: &str) -> Vec<String> {
             "-object".into(),
             format!(
                 "memory-backend-file,id=mem,size={mem},mem-path={},share={}",
-                opt_path(path),
+                // Commas doubled, as in every QEMU option value.
+                path.to_string_lossy().replace(',', ",,"),
                 if *share { "on" } else { "off" }
             ),
             "-machine".into(),
