@@ -4,7 +4,8 @@
 //! - **command mode** (`--kernel`, lvh's init): `lvh run --from-state S -- true`
 //!   (a VM saved after `--save-state S -- true`) against `lvh run --kernel K
 //!   --image I -- true`, with `LVH_BENCH_KERNEL` / `LVH_BENCH_IMAGE` (e.g. the
-//!   `make demo` kernel and image), else the system tests' fixtures;
+//!   `make demo` kernel and image), else the system tests' fixtures; then two
+//!   restores of the state at once, which must both pass;
 //! - **bootable systemd image** (no `--kernel`; the ssh fixture's `boot.qcow2`,
 //!   or `LVH_BENCH_BOOTABLE`): `lvh run --from-state B -- true` (over ssh)
 //!   against what the same command costs without a state: boot with
@@ -52,16 +53,43 @@ fn report(what: &str, booted: &[Duration], restored: &[Duration]) {
     );
 }
 
-/// Saves `name` with `save` and prints how long it took and the memory file's size.
+/// The space a file takes on disk (a sparse file's allocated blocks).
+fn on_disk(p: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(p)?.blocks() * 512)
+}
+
+/// Saves `name` with `save` and prints how long it took and the state's sizes.
 fn save(mut save: Command, dir: &Path, name: &str) -> anyhow::Result<()> {
     let saved = timed(&mut save, "save")?;
-    let memory = std::fs::metadata(dir.join("states").join(name).join("memory"))?.len();
+    let state = dir.join("states").join(name);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
-        "saving {name} (boot + `true` + save): {:.2} s, memory file {:.1} MiB",
+        "saving {name} (boot + `true` + save): {:.2} s, RAM file {:.1} MiB on disk, device state {:.2} MiB",
         saved.as_secs_f64(),
-        memory as f64 / (1 << 20) as f64
+        mib(on_disk(&state.join("ram"))?),
+        mib(std::fs::metadata(state.join("devices"))?.len()),
     );
     Ok(())
+}
+
+/// Two restores of one state at once: both must pass; prints how long the
+/// pair took.
+fn concurrent(restore: impl Fn() -> Command) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let children: Vec<_> = (0..2)
+        .map(|_| restore().stdin(Stdio::null()).spawn())
+        .collect::<Result<_, _>>()?;
+    for c in children {
+        let o = c.wait_with_output()?;
+        anyhow::ensure!(
+            o.status.success(),
+            "a concurrent restore failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(t.elapsed())
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -97,6 +125,15 @@ fn command_mode() -> anyhow::Result<()> {
         restored.push(timed(&mut r, "restore")?);
     }
     report("command mode (--kernel, 512M)", &booted, &restored);
+    let both = concurrent(|| {
+        let mut r = lvh(d.path());
+        r.args(["--from-state", "bench", "--", "true"]);
+        r
+    })?;
+    println!(
+        "  two concurrent restores of the state: both passed, {:.2} s for the pair",
+        both.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -2,6 +2,9 @@
 //! against real QEMU (TCG) with the fixture kernel and image. CMD sees what
 //! SETUP left in RAM (/tmp, a sysctl) and on disk, exit codes come back, the
 //! image stays unchanged, and a state is refused once its kernel changed.
+//! Restores map the saved RAM: two at once both work and leave the state's
+//! files byte for byte as they were; a truncated RAM file, a corrupted
+//! device state or a changed image is refused, naming what differs.
 //! The same round trip with a bootable systemd image (no `--kernel`), whose
 //! commands go over ssh.
 
@@ -26,6 +29,21 @@ fn restore(dir: &Path, name: &str, script: &str) -> Output {
         .args(["--from-state", name, "--", "sh", "-c", script])
         .env("LVH_ACCEL", "tcg");
     out(c)
+}
+
+/// `lvh run --kernel KERNEL --image IMAGE --dir DIR --save-state NAME -- true`, which must pass.
+fn save_true(kernel: &Path, image: &Path, dir: &Path, name: &str) {
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--kernel")
+        .arg(kernel)
+        .arg("--image")
+        .arg(image)
+        .args(["--mem", "512M", "--dir"])
+        .arg(dir)
+        .args(["--save-state", name, "--", "true"])
+        .env("LVH_ACCEL", "tcg");
+    assert_code(&out(c), 0);
 }
 
 /// Restores of state `name` see what its setup left: `mark` in RAM holds
@@ -77,7 +95,7 @@ fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
         text(&o)
     );
     let state = d.path().join("states/s1");
-    for f in ["disk.qcow2", "memory", "state.json"] {
+    for f in ["disk.qcow2", "ram", "devices", "state.json"] {
         assert!(
             state.join(f).is_file(),
             "{f} missing in {}",
@@ -139,24 +157,7 @@ fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
     let copy = d.path().join("bzImage");
     std::fs::copy(&kernel, &copy).unwrap();
     let image = crate::support::fixtures::image::root_image(Arch::Amd64).unwrap();
-    let mut c = lvh();
-    c.arg("run")
-        .arg("--kernel")
-        .arg(&copy)
-        .arg("--image")
-        .arg(&image)
-        .args([
-            "--mem",
-            "512M",
-            "--dir",
-            dir,
-            "--save-state",
-            "k",
-            "--",
-            "true",
-        ])
-        .env("LVH_ACCEL", "tcg");
-    assert_code(&out(c), 0);
+    save_true(&copy, &image, d.path(), "k");
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&copy)
@@ -200,7 +201,8 @@ fn a_bootable_images_saved_vm_runs_commands_over_ssh() {
     let state = d.path().join("states/b1");
     for f in [
         "disk.qcow2",
-        "memory",
+        "ram",
+        "devices",
         "state.json",
         "ssh_key",
         "ssh_key.pub",
@@ -240,4 +242,153 @@ fn a_bootable_images_saved_vm_runs_commands_over_ssh() {
         before,
         "the image was modified"
     );
+}
+
+/// Every file of a state directory and a digest of its content.
+fn digests(state: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<_> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, crate::runner::content_digest(&p))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A copy of state `from` as `to` (sparse, as the RAM file is).
+fn copy_state(states: &Path, from: &str, to: &str) -> std::path::PathBuf {
+    let dst = states.join(to);
+    let st = Command::new("cp")
+        .args(["-a", "--sparse=always"])
+        .arg(states.join(from))
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dst
+}
+
+#[test]
+fn restores_map_the_state_at_once_without_changing_it_and_damage_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let o = out(lvh_run(
+        Arch::Amd64,
+        &[
+            "--dir",
+            dir,
+            "--save-state",
+            "s",
+            "--",
+            "sh",
+            "-c",
+            "echo from-setup >/tmp/mark",
+        ],
+    ));
+    assert_code(&o, 0);
+    let states = d.path().join("states");
+    let state = states.join("s");
+    let names: Vec<String> = digests(&state).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["devices", "disk.qcow2", "ram", "state.json"]);
+    let ram = std::fs::metadata(state.join("ram")).unwrap().len();
+    assert_eq!(ram, 512 << 20, "the RAM file is the guest's memory");
+    let before = digests(&state);
+
+    // Two restores at once, each changing the memory it was given.
+    let spawn = |n: u32| {
+        let mut c = lvh();
+        c.arg("run")
+            .arg("--dir")
+            .arg(d.path())
+            .args(["--from-state", "s", "--", "sh", "-c"])
+            .arg(format!("cat /tmp/mark; echo {n} >/tmp/mark; cat /tmp/mark"))
+            .env("LVH_ACCEL", "tcg")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(1), spawn(2));
+    for (n, c) in [(1, a), (2, b)] {
+        let o = c.wait_with_output().unwrap();
+        assert_code(&o, 0);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("from-setup\n{n}\n"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert_eq!(
+        digests(&state),
+        before,
+        "a restore changed the state's files"
+    );
+
+    // A truncated RAM file, a corrupted device state: refused, naming the file.
+    let t = copy_state(&states, "s", "t");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.join("ram"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let o = restore(d.path(), "t", "true");
+    assert_code(&o, 3);
+    let want = format!(
+        "cannot restore state \"t\": its RAM file {} is 1048576 bytes, not the 536870912 bytes (512M) the VM was saved with",
+        t.join("ram").display()
+    );
+    assert!(text(&o).contains(&want), "{}", text(&o));
+    let c = copy_state(&states, "s", "c");
+    let mut dev = std::fs::read(c.join("devices")).unwrap();
+    let mid = dev.len() / 2;
+    dev[mid] ^= 0xff;
+    std::fs::write(c.join("devices"), dev).unwrap();
+    let o = restore(d.path(), "c", "true");
+    assert_code(&o, 3);
+    let want = format!(
+        "cannot restore state \"c\": its device state {} does not match the checksum",
+        c.join("devices").display()
+    );
+    assert!(text(&o).contains(&want), "{}", text(&o));
+    assert_eq!(digests(&state), before);
+}
+
+#[test]
+fn a_state_whose_image_changed_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    // The fixture image behind a small overlay, the overlay then written.
+    let base =
+        crate::support::fixtures::image::root_image(Arch::Amd64).expect("root image fixture");
+    let image = d.path().join("root.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&base)
+        .arg(&image)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let kernel = crate::support::fixtures::kernel::kernel(Arch::Amd64)
+        .expect("kernel")
+        .image;
+    save_true(&kernel, &image, d.path(), "i");
+    assert_code(&restore(d.path(), "i", "true"), 0);
+    let st = Command::new("qemu-img")
+        .args(["resize", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("+1M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = restore(d.path(), "i", "true");
+    assert_code(&o, 3);
+    let want = format!(
+        "cannot restore state \"i\": the image {} changed since it was saved",
+        image.display()
+    );
+    assert!(text(&o).contains(&want), "{}", text(&o));
 }

@@ -3,7 +3,8 @@
 //! emulator. Typed commands run in the guest on the host tree, the window size
 //! reaches the guest (at start and on SIGWINCH), Ctrl-C goes to the guest,
 //! `exit 3` ends lvh with 3, Ctrl-A x leaves, no QEMU is left behind and the
-//! terminal's settings are back as they were.
+//! terminal's settings are back as they were. Kernel messages after the
+//! shell starts stay off its console unless `-v`, and a panic is still caught.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -244,8 +245,20 @@ fn ctrl_a_x_leaves_the_shell_and_stops_the_vm() {
 #[test]
 fn a_shell_reads_a_pipe_without_a_terminal() {
     // --shell with stdin a pipe: no raw mode, the end of input is Ctrl-D.
-    let mut c = lvh_run(Arch::Amd64, &["--shell"]);
-    let mut child = c
+    let o = piped_shell(&[], "echo piped-$((3*3))\nexit 5\n");
+    crate::support::assert_code(&o, 5);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("piped-9"),
+        "{}",
+        crate::support::text(&o)
+    );
+}
+
+/// `lvh run [extra] --shell` with `input` on a pipe as its stdin.
+fn piped_shell(extra: &[&str], input: &str) -> std::process::Output {
+    let mut args = extra.to_vec();
+    args.push("--shell");
+    let mut child = lvh_run(Arch::Amd64, &args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -256,12 +269,37 @@ fn a_shell_reads_a_pipe_without_a_terminal() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"echo piped-$((3*3))\nexit 5\n")
+        .write_all(input.as_bytes())
         .unwrap();
-    let o = child.wait_with_output().unwrap();
-    crate::support::assert_code(&o, 5);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn kernel_messages_after_the_shell_starts_show_only_with_v() {
+    // The marker is put together in the guest: the echoed input does not hold it.
+    let input = "m=lvh-quiet; echo \"<4>$m-kmsg\" >/dev/kmsg; sleep 1; \
+                 dmesg | grep -c \"$m-kmsg\"; echo done-$((2+2))\nexit 0\n";
+    for (extra, shown) in [(&[][..], false), (&["-v"][..], true)] {
+        let o = piped_shell(extra, input);
+        crate::support::assert_code(&o, 0);
+        let all = crate::support::text(&o);
+        // The message is in the kernel's log either way.
+        assert!(all.contains("\n1\r\n") || all.contains("\n1\n"), "{all}");
+        assert!(all.contains("done-4"), "{all}");
+        assert_eq!(all.contains("lvh-quiet-kmsg"), shown, "{extra:?}: {all}");
+    }
+}
+
+#[test]
+fn a_panic_in_a_quiet_shell_is_still_caught() {
+    let o = piped_shell(
+        &[],
+        "echo PANIC >/sys/kernel/debug/provoke-crash/DIRECT\nsleep 30\nexit 0\n",
+    );
+    crate::support::assert_code(&o, 241);
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("piped-9"),
+        err.contains("the guest kernel panicked") && err.contains("dumptest"),
         "{}",
         crate::support::text(&o)
     );

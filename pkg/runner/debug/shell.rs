@@ -6,6 +6,9 @@
 //! byte to the guest (Ctrl-C included), `Ctrl-A x` to leave, window size
 //! changes sent over the control port, and the console shown from the moment
 //! the shell starts (boot messages only with `-v` or in the console log).
+//! Once the shell runs, only kernel errors and worse reach the console
+//! (`steps::QUIET_LOGLEVEL`), unless `-v`: a late kernel notice does not land
+//! in the middle of what the user types, and a panic still shows.
 //! When the shell exits, the guest reports its status and lvh stops the VM and
 //! exits with it. The decisions are [`ShellWatch::next`]'s, table-tested.
 
@@ -237,7 +240,9 @@ pub fn run_shell(
         term::window_size(stdin.as_fd()).map(|w| (w.rows, w.cols)),
     );
     let dir = RunDir::new()?;
-    let f = shell_init::render(&steps::shell(g, plan.arch.console(), &terminal));
+    // Without -v (no console sink), kernel messages stay off the shell.
+    let quiet = sinks.console.is_none();
+    let f = shell_init::render(&steps::shell(g, plan.arch.console(), &terminal, quiet));
     dir.write_share(&[
         (shell_init::INIT_FILE, f.init.as_bytes()),
         (shell_init::FSTAB_FILE, f.fstab.as_bytes()),

@@ -129,10 +129,11 @@ lvh_waitcpus() {
 	[ -z "$lvh_o" ] || lvh_fail "CPUs $lvh_o $1"
 }
 
-# shell TTY TERM ROWS COLS PERSIST: a login shell on the console tty as the
-# session's controlling terminal, a reader of "winsz ROWS COLS" lines from
-# the host, "shell" on the control port when it starts and "exit STATUS 0 0
-# - -" when it ends.
+# shell TTY TERM ROWS COLS PERSIST LOGLEVEL: a login shell on the console
+# tty as the session's controlling terminal, a reader of "winsz ROWS COLS"
+# lines from the host, "shell" on the control port when it starts and "exit
+# STATUS 0 0 - -" when it ends. A LOGLEVEL becomes the console's log level
+# as the shell starts (kernel messages below it stay in dmesg).
 lvh_shell() {
 	export TERM="$2"
 	lvh_tty=/dev/$1
@@ -145,6 +146,7 @@ lvh_shell() {
 	lvh_rd=$!
 	lvh_sh=/bin/sh
 	[ -x /bin/bash ] && lvh_sh=/bin/bash
+	[ -n "$6" ] && { echo "$6" >/proc/sys/kernel/printk; } 2>/dev/null
 	echo shell >&9
 	setsid -w -c "$lvh_sh" -l <>"$lvh_tty" >&0 2>&0 8>&- 9>&-
 	lvh_status=$?

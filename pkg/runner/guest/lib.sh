@@ -26,19 +26,34 @@ lvh_taint() {
 	} 2>/dev/null
 }
 
-# run PERSIST ARGV...: the command, its stdout and stderr each through a
+# pumps: the fifos the command writes to and the counting dd's that read
+# them, for the next lvh_run (a save starts them before the VM is saved, so a
+# restored VM starts no dd).
+lvh_pumps() {
+	mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
+	dd if=/run/lvh.o of="$lvh_out" bs=65536 2>/run/lvh.on &
+	dd if=/run/lvh.e of="$lvh_err" bs=65536 2>/run/lvh.en &
+	lvh_pumped=1
+}
+
+# run PERSIST [ARGV...]: the command, its stdout and stderr each through a
 # counting dd into its port; then "exit STATUS OUTBYTES ERRBYTES TAINT_BEFORE
 # TAINT_AFTER" on the control port. The counts let the host wait until every
 # byte has arrived before it stops the VM.
 lvh_run() {
 	lvh_persist=$1
 	shift
-	mkfifo /run/lvh.o /run/lvh.e || lvh_fail "cannot create fifos in /run"
+	[ -n "${lvh_pumped:-}" ] || lvh_pumps
+	lvh_pumped=
 	lvh_taint
 	lvh_t0=$t
-	dd if=/run/lvh.o of="$lvh_out" bs=65536 2>/run/lvh.on &
-	dd if=/run/lvh.e of="$lvh_err" bs=65536 2>/run/lvh.en &
-	(exec 9>&- "$@") >/run/lvh.o 2>/run/lvh.e </dev/null
+	# No ARGV: the shell text in $lvh_eval (a restored VM's command), run by
+	# this shell, whose text ends by exec'ing the command (no new sh).
+	(
+		exec 9>&-
+		[ $# = 0 ] && eval "$lvh_eval"
+		exec "$@"
+	) >/run/lvh.o 2>/run/lvh.e </dev/null
 	lvh_status=$?
 	wait
 	[ "$lvh_persist" = 1 ] && sync

@@ -23,6 +23,7 @@ fi
 rmdir /dev/.lvh-run 2>/dev/null
 grep -q ' 9p ' /proc/mounts && lvh_fail "a 9p share is still mounted: QEMU cannot save the VM"
 rm -f /run/lvh.o /run/lvh.e /run/lvh.on /run/lvh.en
+lvh_pumps
 sync
 cd /
 echo saving >&9
@@ -32,8 +33,20 @@ while [ "$lvh_op" != run ]; do
 	read -r lvh_op lvh_len <&9 || sleep 0.05
 done
 case $lvh_len in '' | *[!0-9]*) lvh_fail "bad command length from the host: $lvh_len" ;; esac
-lvh_cmd=$(dd bs=1 count="$lvh_len" <&9 2>/dev/null)
+# LEN bytes of text that ends with a newline: whole lines, read by the
+# shell itself (a restored VM's every program start is slow under TCG: no dd
+# here, and lvh_run evaluates the text without a new sh). LC_ALL=C: lengths
+# in bytes, whatever the environment says.
+lvh_read_text() {
+	# shellcheck disable=SC3043 # dash, bash and busybox sh all have it
+	local LC_ALL=C
+	lvh_eval=
+	while [ "${#lvh_eval}" -lt "$1" ] && IFS= read -r lvh_l <&9; do
+		lvh_eval="$lvh_eval$lvh_l
+"
+	done
+}
+lvh_read_text "$lvh_len"
 echo started >&9
-# The command is shell text: `sh -c`, as `exec` cannot run `eval`.
-lvh_run 0 sh -c "$lvh_cmd"
+lvh_run 0
 lvh_done

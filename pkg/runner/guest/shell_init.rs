@@ -163,12 +163,17 @@ pub fn render(steps: &[Step]) -> ShareFiles {
                 tty,
                 terminal,
                 persist,
+                loglevel,
             } => {
                 let (rows, cols) = match terminal.size {
                     Some((r, c)) => (r.to_string(), c.to_string()),
                     None => (String::new(), String::new()),
                 };
-                call("shell", &[tty, &terminal.term, &rows, &cols, bit(*persist)])
+                let level = loglevel.map(|l| l.to_string()).unwrap_or_default();
+                call(
+                    "shell",
+                    &[tty, &terminal.term, &rows, &cols, bit(*persist), &level],
+                )
             }
             Step::Serve => call("serve", &[&format!("{LIB_SH}{SERVE_SH}")]),
             Step::Root(_) => unreachable!("the shell init runs on the kernel's root"),
@@ -357,18 +362,19 @@ mod tests {
             persist: true,
         };
         let t = Terminal::new(Some("xterm-256color"), true, Some((37, 101)));
-        let p = render(&steps::shell(&g, "ttyS0", &t)).init;
+        let p = render(&steps::shell(&g, "ttyS0", &t, false)).init;
         let p = plan_of(&p);
         assert!(p.contains("lvh_mount 9p host_mount /host/linux trans=virtio,version=9p2000.L 1 'cannot mount the host directory at /host/linux'\n"), "{p}");
         assert!(p.contains("lvh_cd /host/linux 1 'cannot change to directory /host/linux'\n"));
         assert!(
-            p.ends_with("lvh_shell ttyS0 xterm-256color 37 101 1\nlvh_done\n"),
+            p.ends_with("lvh_shell ttyS0 xterm-256color 37 101 1 ''\nlvh_done\n"),
             "{p}"
         );
+        // Without -v the shell is quiet: the console's log level drops once it runs.
         let t = Terminal::new(None, false, None);
-        let p = render(&steps::shell(&g, "ttyAMA0", &t)).init;
+        let p = render(&steps::shell(&g, "ttyAMA0", &t, true)).init;
         assert!(
-            p.ends_with("lvh_shell ttyAMA0 dumb '' '' 1\nlvh_done\n"),
+            p.ends_with("lvh_shell ttyAMA0 dumb '' '' 1 4\nlvh_done\n"),
             "{p}"
         );
     }

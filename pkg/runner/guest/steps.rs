@@ -223,11 +223,13 @@ pub enum Step {
     WaitCpus(String),
     /// Run the command, its output counted into the ports, and report its exit.
     Run { persist: bool, argv: Vec<String> },
-    /// A login shell on the console tty (the shell init only).
+    /// A login shell on the console tty (the shell init only); once it
+    /// runs, the console's log level is `loglevel`, if given.
     Shell {
         tty: String,
         terminal: Terminal,
         persist: bool,
+        loglevel: Option<u8>,
     },
     /// After the command: wait for `save`, detach the shares and wait to be
     /// restored ([`super::shell_init`]'s serve script; the shell init only).
@@ -294,7 +296,15 @@ pub fn save(cmd: &GuestCommand) -> Vec<Step> {
 
 /// The plan for the interactive shell on console `tty`: the host mount at
 /// `/host/<name>`, which is also where the shell starts.
-pub fn shell(g: &ShellGuest, tty: &str, terminal: &Terminal) -> Vec<Step> {
+/// The console log level while a quiet shell runs: kernel messages of
+/// KERN_ERR and worse still show, warnings and notices (a clocksource
+/// switch) stay in the kernel's log (`dmesg`); a panic raises the level
+/// itself, so a crash is still on the console for lvh to catch.
+pub const QUIET_LOGLEVEL: u8 = 4;
+
+/// The shell's plan; `quiet` lowers the console's log level once the shell
+/// runs ([`QUIET_LOGLEVEL`]: lvh's `-v` keeps it).
+pub fn shell(g: &ShellGuest, tty: &str, terminal: &Terminal, quiet: bool) -> Vec<Step> {
     let mut v = prelude(false, None);
     let mount = g
         .mount_name
@@ -325,6 +335,7 @@ pub fn shell(g: &ShellGuest, tty: &str, terminal: &Terminal) -> Vec<Step> {
         tty: tty.into(),
         terminal: terminal.clone(),
         persist: g.persist,
+        loglevel: quiet.then_some(QUIET_LOGLEVEL),
     });
     v
 }
@@ -486,7 +497,7 @@ mod tests {
             (None, Some("x"), ("/root/x", true)),
             (None, None, ("/root", false)),
         ] {
-            let steps = shell(&g(mount, cwd), "ttyS0", &t);
+            let steps = shell(&g(mount, cwd), "ttyS0", &t, true);
             assert_eq!(
                 steps
                     .iter()

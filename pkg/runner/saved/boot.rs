@@ -4,8 +4,8 @@
 //! the state's qcow2 overlay with a fresh key pair of lvh's given to root as
 //! the systemd credential `ssh.authorized_keys.root` (as `--ssh-key` does),
 //! waits until root can log in on the port forwarded to guest port 22, runs
-//! SETUP over ssh (then `sync`), and migrates the stopped VM to the state's
-//! `memory` as command mode's saves do. `--from-state NAME -- CMD` loads it
+//! SETUP over ssh (then `sync`), and saves the stopped VM as command mode's
+//! saves do (its RAM in the state's `ram` all along, its devices migrated). `--from-state NAME -- CMD` loads it
 //! with `-incoming` on a throwaway overlay, continues it and runs CMD over a
 //! new ssh connection with the state's key: the saved point is "booted, sshd
 //! answering", so no boot. Output and exit code are ssh's (255 is also what
@@ -15,6 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::layout;
 use super::state::{self, StateMeta};
 use super::state::{SshRun, StateOp};
 use crate::cancel::CancelToken;
@@ -26,6 +27,7 @@ use crate::runner::plan::decision::RunPlan;
 use crate::runner::plan::sshkey;
 use crate::runner::session::channel::{last_lines, Sinks};
 use crate::runner::session::config::qemu_config;
+use crate::runner::session::memory::MemoryBacking;
 use crate::runner::session::qemu::{self, Console};
 use crate::runner::session::rundir::{Endpoint, RunDir};
 use crate::runner::session::{qmp, Ctx, Session};
@@ -115,7 +117,7 @@ pub fn run(
     match op {
         StateOp::Save { states, name, .. } => {
             let partial = state::Partial::new(states, name)?;
-            let meta = meta_for(plan, name, &s.cmd)?;
+            let mut meta = meta_for(plan, name, &s.cmd)?;
             let disk = partial.dir.join(state::DISK);
             super::create_overlay(plan, &disk, ctx)?;
             let key = partial.dir.join(SSH_KEY);
@@ -130,7 +132,8 @@ pub fn run(
             if let Some(k) = &s.user_keys {
                 keys.push_str(k);
             }
-            let mut q = b.start(&disk, false, &sshkey::credential_args(&keys))?;
+            let mem = layout::save_memory(&partial.dir);
+            let mut q = b.start(&disk, false, mem, &sshkey::credential_args(&keys))?;
             let boot = progress::Stage::start(
                 ctx.reporter,
                 format!(
@@ -151,12 +154,10 @@ pub fn run(
                 return Ok(Outcome::Command(code));
             }
             let stage = progress::Stage::start(ctx.reporter, "saving the VM".to_string());
-            super::migrate_to(
-                &Endpoint::Qmp.path_in(dir.path()),
-                &partial.dir.join(state::MEMORY),
-            )?;
+            super::migrate_to(&Endpoint::Qmp.path_in(dir.path()), &partial.dir)?;
             stage.finish(progress::Outcome::Done);
             q.session.stop();
+            super::record_files(&mut meta, &partial.dir)?;
             let path = partial.commit(&meta)?;
             progress::info(
                 ctx.reporter,
@@ -164,14 +165,19 @@ pub fn run(
             );
             Ok(Outcome::Command(0))
         }
-        StateOp::Restore { dir: state_dir, .. } => {
-            let incoming = super::incoming_args(&state_dir.join(state::MEMORY));
-            let mut q = b.start(&state_dir.join(state::DISK), true, &incoming)?;
+        StateOp::Restore {
+            dir: state_dir,
+            meta,
+            ..
+        } => {
+            let incoming = super::Incoming::new(super::layout_of(meta)?, state_dir);
+            let disk = state_dir.join(state::DISK);
+            let mut q = b.start(&disk, true, incoming.memory.clone(), &incoming.args)?;
             let deadline = Instant::now() + plan.boot_timeout;
             let session = &mut q.session;
             let mut alive = || session.alive();
-            if let Err(e) = super::resume(&Endpoint::Qmp.path_in(dir.path()), deadline, &mut alive)
-            {
+            let qmp_sock = Endpoint::Qmp.path_in(dir.path());
+            if let Err(e) = super::resume(&qmp_sock, &incoming, deadline, &mut alive) {
                 q.session.stop();
                 return Err(super::load_failed(e, &q.session.stderr_lines()));
             }
@@ -205,9 +211,17 @@ struct Qemu {
 
 impl Booted<'_> {
     /// Starts QEMU on `disk` (written, or with `snapshot` on a throwaway
-    /// overlay in the run directory), the console in a file, QMP listening.
-    fn start(&self, disk: &Path, snapshot: bool, extra: &[String]) -> Result<Qemu, RunError> {
+    /// overlay in the run directory) with its RAM in `memory`, the console
+    /// in a file, QMP listening.
+    fn start(
+        &self,
+        disk: &Path,
+        snapshot: bool,
+        memory: MemoryBacking,
+        extra: &[String],
+    ) -> Result<Qemu, RunError> {
         let mut cfg = qemu_config(self.plan, self.dir.path());
+        cfg.memory = memory;
         let console = self
             .plan
             .console_log

@@ -1,15 +1,18 @@
-//! Saved VMs, the host side: `--save-state NAME -- SETUP` boots, runs SETUP,
-//! and (when it exits 0) has the guest detach its 9p shares (the serve step
-//! of the guest's plan), then stops QEMU and migrates it to
-//! `<dir>/states/NAME/memory` over QMP, beside a qcow2 overlay holding the
-//! disk ([`state`]). `--from-state NAME -- CMD` starts QEMU with the same
-//! devices and `-incoming`, continues the loaded VM and sends CMD over the
-//! control port: no boot. Both are command runs of the QEMU session with
+//! Saved VMs, the host side: `--save-state NAME -- SETUP` boots with the
+//! guest's RAM in the file `<dir>/states/NAME/ram`, runs SETUP, and (when it
+//! exits 0) has the guest detach its 9p shares (the serve step of the
+//! guest's plan), then stops QEMU and migrates its device state to
+//! `devices` over QMP, beside a qcow2 overlay holding the disk ([`state`],
+//! [`layout`]). `--from-state NAME -- CMD` starts QEMU with the same devices,
+//! `ram` mapped private and copy-on-write and `-incoming`, loads the device
+//! state, continues the VM and sends CMD over the control port: no boot, and
+//! no copy of the memory. Both are command runs of the QEMU session with
 //! another disk and QMP (`session::command::Launch`); the supervision
 //! (output, exit code, splats, deadlines, Ctrl-C) is command mode's.
 //! Bootable images' states go over ssh instead ([`boot`]).
 
 pub mod boot;
+pub mod layout;
 pub mod request;
 pub mod state;
 
@@ -17,6 +20,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use layout::Layout;
 use state::StateOp;
 use state::{FileId, StateMeta};
 
@@ -24,10 +28,11 @@ use crate::cancel::CancelToken;
 use crate::exec::Cmd;
 use crate::progress;
 use crate::runner::error::RunError;
-use crate::runner::guest::{self, shell_init, steps, ControlMsg, HostMsg};
+use crate::runner::guest::{shell_init, steps, ControlMsg, HostMsg};
 use crate::runner::plan::decision::RunPlan;
 use crate::runner::session::channel::{ControlWriter, Sinks};
 use crate::runner::session::command::{self, Job, Launch, Ran, Running};
+use crate::runner::session::memory::MemoryBacking;
 use crate::runner::session::rundir::Endpoint;
 use crate::runner::session::{qmp, Ctx};
 use crate::runner::verdict::outcome::Outcome;
@@ -58,6 +63,10 @@ pub fn meta_base(plan: &RunPlan, name: &str, setup: &[String]) -> Result<StateMe
             Some(_) => state::sha256_file(&kernel)?,
             None => String::new(),
         },
+        kernel_id: match plan.kernel {
+            Some(_) => Some(FileId::of(&kernel)?),
+            None => None,
+        },
         kernel,
         image: plan.image.clone(),
         image_format: plan.image_format.as_str().into(),
@@ -65,6 +74,28 @@ pub fn meta_base(plan: &RunPlan, name: &str, setup: &[String]) -> Result<StateMe
         host_mount: plan.host_mount.is_some(),
         setup: setup.to_vec(),
         booted: false,
+        ram_size: 0,
+        devices_sha256: String::new(),
+    })
+}
+
+/// Records the saved files' size and checksum in `meta` (after the save).
+pub fn record_files(meta: &mut StateMeta, state: &Path) -> Result<(), RunError> {
+    let ram = state.join(layout::RAM);
+    meta.ram_size = std::fs::metadata(&ram)
+        .map_err(|e| RunError::io(format!("read the metadata of {}", ram.display()), e))?
+        .len();
+    meta.devices_sha256 = state::sha256_file(&state.join(layout::DEVICES))?;
+    Ok(())
+}
+
+/// The layout of a loaded state (`state::load` refused the others).
+pub fn layout_of(meta: &StateMeta) -> Result<Layout, RunError> {
+    meta.layout().ok_or_else(|| {
+        RunError::Setup(format!(
+            "state {:?} has layout {}, which this lvh does not read",
+            meta.name, meta.version
+        ))
     })
 }
 
@@ -86,35 +117,53 @@ pub fn create_overlay(plan: &RunPlan, disk: &Path, ctx: Ctx) -> Result<(), RunEr
     Ok(())
 }
 
-/// QEMU's arguments to load the VM saved in `memory`.
-pub fn incoming_args(memory: &Path) -> Vec<String> {
-    vec![
-        "-incoming".into(),
-        format!("exec:cat {}", guest::sh_quote(&memory.to_string_lossy())),
-    ]
-}
-
-/// Stops the VM behind `qmp_sock` and migrates it into the file `to`.
+/// Stops the VM behind `qmp_sock` and saves its device state into the
+/// state directory `to` (its RAM is already there).
 pub fn migrate_to(qmp_sock: &Path, to: &Path) -> Result<(), RunError> {
-    let uri = format!("exec:cat > {}", guest::sh_quote(&to.to_string_lossy()));
     let mut alive = || true;
     qmp::Qmp::connect(qmp_sock, Instant::now() + SAVE_READY, &mut alive)
         .and_then(|mut q| {
             q.execute("stop", None)?;
-            q.execute("migrate", Some(serde_json::json!({ "uri": uri })))?;
+            for (cmd, args) in layout::save_commands(to) {
+                q.execute(cmd, Some(args))?;
+            }
             q.wait_migration(Instant::now() + MIGRATE_TIMEOUT)
         })
         .map_err(|e| RunError::Setup(format!("could not save the VM to {}: {e}", to.display())))
 }
 
-/// Waits until QEMU (started with `-incoming`) loaded the saved VM, and
-/// continues it.
+/// How QEMU restores a state: its memory, its `-incoming`, and the QMP
+/// commands that start the load.
+pub struct Incoming {
+    pub memory: MemoryBacking,
+    pub args: Vec<String>,
+    pub commands: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl Incoming {
+    pub fn new(layout: Layout, state: &Path) -> Incoming {
+        Incoming {
+            memory: layout::restore_memory(layout, state),
+            args: layout::incoming_args(layout, state),
+            commands: layout::incoming_commands(layout, state),
+        }
+    }
+}
+
+/// Loads the saved VM into QEMU (started with `-incoming`), waits until it
+/// is loaded, and continues it.
 pub fn resume(
     qmp_sock: &Path,
+    incoming: &Incoming,
     deadline: Instant,
     alive: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<()> {
+    let t = Instant::now();
     let mut q = qmp::Qmp::connect(qmp_sock, deadline, alive)?;
+    for (cmd, args) in &incoming.commands {
+        q.execute(cmd, Some(args.clone()))?;
+    }
+    tracing::debug!(took = ?t.elapsed(), "loading the saved VM");
     match q.wait_incoming(deadline)?.as_str() {
         "running" => Ok(()),
         _ => q.execute("cont", None).map(|_| ()),
@@ -136,21 +185,24 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
     match op {
         StateOp::Save { states, name, .. } => {
             let partial = state::Partial::new(states, name)?;
-            let meta = meta_base(job.plan, name, &job.cmd.argv)?;
+            let mut meta = meta_base(job.plan, name, &job.cmd.argv)?;
             let disk = partial.dir.join(state::DISK);
             create_overlay(job.plan, &disk, ctx)?;
             let mut r = command::launch(job, sinks, ctx, |dir| Launch {
                 disk: Some((disk.clone(), false)),
                 steps: Some(steps::save(job.cmd)),
                 extra: qmp::qmp_args(&Endpoint::Qmp.path_in(dir)),
+                memory: layout::save_memory(&partial.dir),
             })?;
             let verdict = r.supervise()?;
             let ended = Instant::now();
             let result = if verdict == Verdict::Done(0) {
-                let saved = save(&mut r, &partial.dir.join(state::MEMORY), ctx);
+                let saved = save(&mut r, &partial.dir, ctx);
                 r.session.stop();
                 command::report_splats(&r.watch, ctx);
-                saved.map(|()| Outcome::Command(0))
+                saved
+                    .and_then(|()| record_files(&mut meta, &partial.dir))
+                    .map(|()| Outcome::Command(0))
             } else {
                 r.conclude(verdict, job.plan, ctx)
             };
@@ -176,18 +228,19 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
             };
             Ok((result, r.watch, ended))
         }
-        StateOp::Restore { dir, .. } => {
-            let memory = dir.join(state::MEMORY);
+        StateOp::Restore { dir, meta, .. } => {
+            let incoming = Incoming::new(layout_of(meta)?, dir);
             let mut r = command::launch(job, sinks, ctx, |run| {
                 let mut extra = qmp::qmp_args(&Endpoint::Qmp.path_in(run));
-                extra.extend(incoming_args(&memory));
+                extra.extend(incoming.args.iter().cloned());
                 Launch {
                     disk: Some((dir.join(state::DISK), true)),
                     steps: None,
                     extra,
+                    memory: incoming.memory.clone(),
                 }
             })?;
-            restore(&mut r, job)?;
+            restore(&mut r, job, &incoming)?;
             let verdict = r.supervise()?;
             let ended = Instant::now();
             let result = r.conclude(verdict, job.plan, ctx);
@@ -197,15 +250,16 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
 }
 
 /// Continues the VM QEMU loaded and sends it the command.
-fn restore(r: &mut Running, job: Job) -> Result<(), RunError> {
+fn restore(r: &mut Running, job: Job, incoming: &Incoming) -> Result<(), RunError> {
     let deadline = r.session.start + job.plan.boot_timeout;
     let qmp_sock = Endpoint::Qmp.path_in(r.dir.path());
     let session = &mut r.session;
     let mut alive = || session.alive();
-    if let Err(e) = resume(&qmp_sock, deadline, &mut alive) {
+    if let Err(e) = resume(&qmp_sock, incoming, deadline, &mut alive) {
         r.session.stop();
         return Err(load_failed(e, &r.session.stderr_lines()));
     }
+    tracing::debug!(elapsed = ?r.session.start.elapsed(), "resumed");
     let mut w = wait_writer(&r.pumps.control, deadline)?;
     w.write_all(&shell_init::command_message(job.cmd).encode())
         .map_err(|e| RunError::io("send the command to the restored VM", e))
@@ -230,7 +284,8 @@ fn wait_writer(
     }
 }
 
-/// The setup ended well: detach the guest's shares, then migrate.
+/// The setup ended well: detach the guest's shares, then migrate into the
+/// state directory `to`.
 fn save(r: &mut Running, to: &Path, ctx: Ctx) -> Result<(), RunError> {
     let stage = progress::Stage::start(ctx.reporter, "saving the VM".to_string());
     let deadline = Instant::now() + SAVE_READY;

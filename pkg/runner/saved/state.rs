@@ -3,10 +3,12 @@
 //!
 //! - `disk.qcow2`: the root disk as the setup command left it, a qcow2 overlay
 //!   whose backing file is the run's image (the image itself is never written);
-//! - `memory`: QEMU's migration stream (RAM and device state) of the stopped VM;
+//! - `ram` and `devices`: the stopped VM's memory and device state
+//!   ([`super::layout`]; `memory` in states of earlier lvh versions);
 //! - `state.json`: [`StateMeta`], what the VM was started from: the QEMU
-//!   configuration a restore must repeat, the kernel's checksum and the image's
-//!   identity, so a restore whose kernel or image changed is refused.
+//!   configuration a restore must repeat, the kernel's and the image's
+//!   identity, the RAM's size and the device state's checksum, so a restore
+//!   whose kernel or image changed, or whose files were damaged, is refused.
 //!
 //! A state is assembled in a hidden sibling directory and renamed into place
 //! only when complete, so a failed save leaves no state behind. What a run
@@ -16,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use super::layout::{self, Layout};
 use crate::runner::error::RunError;
 
 /// What a run does with saved VMs.
@@ -62,10 +64,9 @@ pub struct SshRun {
     pub user_keys: Option<String>,
 }
 
-/// The layout version of `state.json`.
-pub const VERSION: u32 = 1;
+/// The layout version of the states lvh saves (see [`Layout::of`]).
+pub const VERSION: u32 = 2;
 pub const DISK: &str = "disk.qcow2";
-pub const MEMORY: &str = "memory";
 pub const META: &str = "state.json";
 
 /// What a saved VM was started from.
@@ -84,6 +85,10 @@ pub struct StateMeta {
     pub root_dev: String,
     pub kernel: PathBuf,
     pub kernel_sha256: String,
+    /// The kernel file's identity when it was hashed: while it is the same,
+    /// a restore need not hash the kernel again.
+    #[serde(default)]
+    pub kernel_id: Option<FileId>,
     pub image: PathBuf,
     pub image_format: String,
     pub image_id: FileId,
@@ -96,6 +101,19 @@ pub struct StateMeta {
     /// the state's directory (`saved::boot`).
     #[serde(default)]
     pub booted: bool,
+    /// The guest RAM's size in bytes: the size of the `ram` file (layout 2).
+    #[serde(default)]
+    pub ram_size: u64,
+    /// The sha256 of the `devices` file (layout 2).
+    #[serde(default)]
+    pub devices_sha256: String,
+}
+
+impl StateMeta {
+    /// How this state holds the VM, if this lvh reads it.
+    pub fn layout(&self) -> Option<Layout> {
+        Layout::of(self.version)
+    }
 }
 
 /// A cheap identity of a (large) file: size, modification time and inode.
@@ -121,14 +139,7 @@ impl FileId {
     }
 }
 
-/// The sha256 of a file, in hex.
-pub fn sha256_file(p: &Path) -> Result<String, RunError> {
-    let mut f =
-        std::fs::File::open(p).map_err(|e| RunError::io(format!("open {}", p.display()), e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| RunError::io(format!("read {}", p.display()), e))?;
-    Ok(format!("{:x}", h.finalize()))
-}
+pub use super::layout::sha256_file;
 
 /// `<dir>/states`.
 pub fn states_dir(dir: &Path) -> PathBuf {
@@ -158,9 +169,9 @@ pub fn check_name(flag: &str, name: &str) -> Result<(), RunError> {
 /// Why a saved state cannot be restored as it is now, if it cannot: the
 /// kernel's checksum or the image's identity differ from the saved ones.
 pub fn changed(meta: &StateMeta, kernel_sha256: &str, image_id: Option<FileId>) -> Option<String> {
-    if meta.version != VERSION {
+    if meta.layout().is_none() {
         return Some(format!(
-            "it was saved by another lvh (layout {}, this lvh reads {VERSION})",
+            "it was saved by another lvh (layout {}, this lvh reads layouts 1 and {VERSION})",
             meta.version
         ));
     }
@@ -209,12 +220,23 @@ pub fn load(states: &Path, name: &str) -> Result<(PathBuf, StateMeta), RunError>
             .in_file(&meta_path),
         )
     })?;
-    let kernel_sum = if !meta.booted && meta.kernel.is_file() {
-        sha256_file(&meta.kernel)?
-    } else {
+    let kernel_sum = if meta.booted || !meta.kernel.is_file() {
         String::new()
+    } else if same_file(meta.kernel_id, FileId::of(&meta.kernel).ok()) {
+        meta.kernel_sha256.clone()
+    } else {
+        sha256_file(&meta.kernel)?
     };
-    if let Some(why) = changed(&meta, &kernel_sum, FileId::of(&meta.image).ok()) {
+    let why = changed(&meta, &kernel_sum, FileId::of(&meta.image).ok()).or_else(|| {
+        let l = meta.layout()?;
+        let recorded = layout::Recorded {
+            ram_size: meta.ram_size,
+            mem: &meta.mem,
+            devices_sha256: &meta.devices_sha256,
+        };
+        layout::problem(recorded, l, &dir, &layout::observe(l, &dir))
+    });
+    if let Some(why) = why {
         return Err(RunError::invalid(
             "--from-state",
             name,
@@ -222,6 +244,11 @@ pub fn load(states: &Path, name: &str) -> Result<(PathBuf, StateMeta), RunError>
         ));
     }
     Ok((dir, meta))
+}
+
+/// Whether a file's identity now is the one recorded (unknown is not).
+pub fn same_file(recorded: Option<FileId>, now: Option<FileId>) -> bool {
+    recorded.is_some() && recorded == now
 }
 
 /// Every state in `states` (a broken one as an error line), sorted by name.
@@ -364,6 +391,7 @@ mod tests {
             root_dev: "vda".into(),
             kernel: "/k/bzImage".into(),
             kernel_sha256: "aa".into(),
+            kernel_id: None,
             image: "/i/root.img".into(),
             image_format: "raw".into(),
             image_id: FileId {
@@ -374,6 +402,8 @@ mod tests {
             host_mount: false,
             setup: vec!["true".into()],
             booted: false,
+            ram_size: 0,
+            devices_sha256: String::new(),
         }
     }
 
@@ -389,6 +419,32 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn states_of_an_earlier_lvh_still_read() {
+        assert_eq!(Layout::of(VERSION), Some(Layout::Mapped));
+        let mut v = serde_json::to_value(meta("s")).unwrap();
+        for k in ["ram_size", "devices_sha256", "kernel_id"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v["version"] = serde_json::json!(1);
+        let old: StateMeta = serde_json::from_value(v).unwrap();
+        assert_eq!(old.layout(), Some(Layout::Streamed));
+    }
+
+    #[test]
+    fn a_recorded_identity_spares_the_hash() {
+        let id = FileId {
+            size: 1,
+            mtime_ns: 2,
+            inode: 3,
+        };
+        let other = FileId { size: 2, ..id };
+        assert!(same_file(Some(id), Some(id)));
+        assert!(!same_file(Some(id), Some(other)));
+        assert!(!same_file(Some(id), None));
+        assert!(!same_file(None, None), "an older state has none: hash");
     }
 
     #[test]
@@ -419,20 +475,20 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&p.dir).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700, "a state is private");
-            std::fs::write(p.dir.join(MEMORY), "half").unwrap();
+            std::fs::write(p.dir.join(layout::RAM), "half").unwrap();
             // dropped without commit: nothing left
         }
         assert!(list(&states).is_empty());
         assert_eq!(std::fs::read_dir(&states).unwrap().count(), 0);
         for n in 0..2 {
             let p = Partial::new(&states, "s").unwrap();
-            std::fs::write(p.dir.join(MEMORY), format!("v{n}")).unwrap();
+            std::fs::write(p.dir.join(layout::RAM), format!("v{n}")).unwrap();
             let mut m = meta("s");
             m.created = n;
             p.commit(&m).unwrap();
         }
         assert_eq!(
-            std::fs::read_to_string(states.join("s").join(MEMORY)).unwrap(),
+            std::fs::read_to_string(states.join("s").join(layout::RAM)).unwrap(),
             "v1"
         );
         std::fs::create_dir(states.join("broken")).unwrap();
@@ -462,21 +518,42 @@ mod tests {
         let mut m = meta("s");
         m.kernel = kernel.clone();
         m.kernel_sha256 = sha256_file(&kernel).unwrap();
+        m.kernel_id = Some(FileId::of(&kernel).unwrap());
         m.image = image.clone();
         m.image_id = FileId::of(&image).unwrap();
-        Partial::new(&states, "s").unwrap().commit(&m).unwrap();
+        m.ram_size = 4096;
+        let p = Partial::new(&states, "s").unwrap();
+        std::fs::write(p.dir.join(layout::RAM), [0u8; 4096]).unwrap();
+        std::fs::write(p.dir.join(layout::DEVICES), "dev").unwrap();
+        m.devices_sha256 = sha256_file(&p.dir.join(layout::DEVICES)).unwrap();
+        p.commit(&m).unwrap();
         assert_eq!(load(&states, "s").unwrap().1, m);
+        // The same content under another identity (touched, copied back) is
+        // still the kernel the state was saved with.
+        std::fs::write(&kernel, "k1").unwrap();
+        load(&states, "s").unwrap();
         std::fs::write(&kernel, "k2").unwrap();
         let e = load(&states, "s").unwrap_err().to_string();
         assert!(e.contains("cannot restore state \"s\": the kernel"), "{e}");
+        std::fs::write(&kernel, "k1").unwrap();
+        // A damaged device state is refused, naming the file.
+        std::fs::write(states.join("s").join(layout::DEVICES), "deW").unwrap();
+        let e = load(&states, "s").unwrap_err().to_string();
+        assert!(
+            e.contains("its device state") && e.contains("corrupted"),
+            "{e}"
+        );
         // A bootable image's state has no kernel of lvh's; its image still counts.
         let mut b = meta("b");
+        b.version = 1;
         b.booted = true;
         b.kernel = PathBuf::new();
         b.kernel_sha256 = String::new();
         b.image = image.clone();
         b.image_id = FileId::of(&image).unwrap();
-        Partial::new(&states, "b").unwrap().commit(&b).unwrap();
+        let p = Partial::new(&states, "b").unwrap();
+        std::fs::write(p.dir.join(layout::MEMORY), "stream").unwrap();
+        p.commit(&b).unwrap();
         assert_eq!(load(&states, "b").unwrap().1, b);
         assert!(describe(&b).contains("kernel (the image's own, over ssh)"));
         std::fs::write(&image, "i2").unwrap();

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::channel::{self, Pumps, Sinks};
+use super::memory::MemoryBacking;
 use super::rundir::{RunDir, INITRAMFS_FILE};
 use super::{config, qemu, Ctx, Now, Session};
 use crate::progress;
@@ -40,6 +41,8 @@ pub struct Launch {
     pub steps: Option<Vec<Step>>,
     /// Further QEMU arguments (QMP, `-incoming`).
     pub extra: Vec<String>,
+    /// The guest's memory (a state's RAM file).
+    pub memory: MemoryBacking,
 }
 
 /// What a command run is: the plan, its command and deadline, the splat policy.
@@ -110,6 +113,7 @@ pub fn launch(
         cfg.snapshot = snapshot;
     }
     cfg.extra.extend(l.extra);
+    cfg.memory = l.memory;
     let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
     let session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?;
     let pumps = channel::start(listeners, log, sinks, false);

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::memory::MemoryBacking;
 use super::qemu::{Channel, Console, QemuConfig, Share};
 use super::rundir::{initramfs_in, share_in, Endpoint};
 use crate::runner::guest::{CONTROL_TAG, HOST_MOUNT_TAG};
@@ -85,6 +86,7 @@ pub fn qemu_config(plan: &RunPlan, dir: &Path) -> QemuConfig {
         accel: plan.accel,
         cpus: plan.cpus,
         mem: plan.mem.qemu_arg(),
+        memory: MemoryBacking::Anonymous,
         cpu_kind: plan.cpu_kind.clone(),
         image: plan.image.clone(),
         image_format: plan.image_format,

@@ -11,6 +11,7 @@ pub mod channel;
 pub mod command;
 pub mod config;
 pub mod daemon;
+pub mod memory;
 pub mod pidfile;
 pub mod qemu;
 pub mod qmp;

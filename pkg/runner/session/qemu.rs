@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::memory::{self, MemoryBacking};
 use crate::arch::Arch;
 use crate::runner::debug::gdb::{self, GdbStub};
 use crate::runner::guest::{PORT_CONTROL, PORT_STDERR, PORT_STDOUT};
@@ -60,6 +61,7 @@ pub struct QemuConfig {
     pub accel: Accel,
     pub cpus: u32,
     pub mem: String,
+    pub memory: MemoryBacking,
     pub cpu_kind: Option<String>,
     pub image: PathBuf,
     pub image_format: ImageFormat,
@@ -310,6 +312,7 @@ pub fn argv(c: &QemuConfig) -> Vec<String> {
     v.extend(machine_args(c.arch, c.accel, c.root_dev, &c.q35_props));
     v.extend(cpu_args(c.arch, c.accel, c.cpu_kind.as_deref()));
     v.extend(smp_mem_args(c.arch, c.cpus, &c.mem));
+    v.extend(memory::args(&c.memory, &c.mem));
     if let Some(b) = &c.bios {
         v.extend(["-bios".into(), b.to_string_lossy().into_owned()]);
     }
@@ -354,6 +357,7 @@ mod tests {
             accel,
             cpus: 2,
             mem: "4G".into(),
+            memory: MemoryBacking::Anonymous,
             cpu_kind: None,
             image: "/i/base.qcow2".into(),
             image_format: ImageFormat::Qcow2,
