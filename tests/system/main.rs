@@ -12,6 +12,7 @@ mod accel;
 mod action;
 mod appliance;
 mod bad_input;
+mod bisect;
 mod console;
 mod dist;
 mod dropin;
