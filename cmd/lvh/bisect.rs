@@ -82,7 +82,9 @@ pub struct BisectArgs {
 
 fn plan(a: &BisectArgs, ctx: &Ctx) -> anyhow::Result<BisectPlan> {
     if a.cmd.is_empty() {
-        return Err(InvalidInput::field("CMD", "give the command to run at every step after --").into());
+        return Err(
+            InvalidInput::field("CMD", "give the command to run at every step after --").into(),
+        );
     }
     let image = a.image.clone().unwrap_or_default();
     if !image.is_file() {
@@ -137,7 +139,10 @@ pub fn dispatch(a: &BisectArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let r = &ctx.reporter;
     if a.reset {
         match bisect::reset(&a.dir, &a.name)? {
-            Some(head) => r.println(&format!("bisection of {} ended; checked out {head}", a.name)),
+            Some(head) => r.println(&format!(
+                "bisection of {} ended; checked out {head}",
+                a.name
+            )),
             None => r.println(&format!("no bisection of {} under way", a.name)),
         }
         return Ok(ExitCode::Success);
@@ -156,7 +161,11 @@ pub fn dispatch(a: &BisectArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             bisect::steps_left(&marks)
         );
         if p.resumed {
-            outln!("continuing: {} step(s) done (state {})", s.steps.len(), bisect::state::state_file(&p.tree).display());
+            outln!(
+                "continuing: {} step(s) done (state {})",
+                s.steps.len(),
+                bisect::state::state_file(&p.tree).display()
+            );
         }
         match bisect::decide::next(&marks) {
             bisect::Next::Test(i) => outln!("first step: {}", line(&s.candidates[i])),
@@ -184,7 +193,11 @@ pub fn dispatch(a: &BisectArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&found)?);
     }
-    r.println(&format!("{} step(s), log {}:", found.steps.len(), found.log.display()));
+    r.println(&format!(
+        "{} step(s), log {}:",
+        found.steps.len(),
+        found.log.display()
+    ));
     for (n, s) in found.steps.iter().enumerate() {
         r.println(&format!(
             "  {} {} {:<4} build {:.1}s run {} {}",

@@ -87,7 +87,10 @@ pub fn next(marks: &[Option<Mark>]) -> Next {
         return Next::OneOf(vec![]);
     }
     let is = |i: usize, m: Mark| i + 1 == n && m == Mark::Bad || marks[i] == Some(m);
-    let lo = (0..n).rev().find(|&i| is(i, Mark::Good)).map_or(0, |i| i + 1);
+    let lo = (0..n)
+        .rev()
+        .find(|&i| is(i, Mark::Good))
+        .map_or(0, |i| i + 1);
     let hi = (lo..n).find(|&i| is(i, Mark::Bad)).unwrap_or(n - 1);
     let mid = lo + (hi - lo) / 2;
     let untested = (lo..hi).filter(|&i| marks[i].is_none());
@@ -243,7 +246,11 @@ mod tests {
             (r(Some(V::Timeout), None), BadOn::Any, Some(Bad)),
             (r(Some(V::Timeout), None), BadOn::Splat, Some(Skip)),
             (r(Some(V::BootFailure), None), BadOn::Any, Some(Skip)),
-            (r(Some(V::InfrastructureFailure), None), BadOn::Any, Some(Skip)),
+            (
+                r(Some(V::InfrastructureFailure), None),
+                BadOn::Any,
+                Some(Skip),
+            ),
             (r(None, None), BadOn::Any, Some(Skip)),
             (r(Some(V::Interrupted), None), BadOn::Any, None),
         ];

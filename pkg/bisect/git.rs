@@ -25,10 +25,13 @@ fn git(tree: &Path) -> Cmd {
 }
 
 fn read(tree: &Path, args: &[&str], what: &str) -> Result<String, BisectError> {
-    git(tree).args(args).read().map_err(|source| BisectError::Git {
-        what: format!("{what} in {}", tree.display()),
-        source,
-    })
+    git(tree)
+        .args(args)
+        .read()
+        .map_err(|source| BisectError::Git {
+            what: format!("{what} in {}", tree.display()),
+            source,
+        })
 }
 
 /// The full commit id of `rev` (the value of `flag`).

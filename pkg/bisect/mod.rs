@@ -245,7 +245,12 @@ pub fn run(p: Prepared, plan: &BisectPlan, reporter: &dyn Reporter) -> Result<Fo
         };
         progress::info(
             reporter,
-            format!("bisect step {n}: {} is {}: {}", short(&c.commit), step.mark, step.reason),
+            format!(
+                "bisect step {n}: {} is {}: {}",
+                short(&c.commit),
+                step.mark,
+                step.reason
+            ),
         );
         let at = kernels::record::rfc3339(
             std::time::SystemTime::now()
@@ -294,7 +299,10 @@ fn test_one(
         Err(e) => {
             let why = crate::error::error_chain(&e);
             let first = why.lines().next().unwrap_or_default().to_string();
-            return Ok(Some(skip(format!("the build failed: {first}"), build_seconds)));
+            return Ok(Some(skip(
+                format!("the build failed: {first}"),
+                build_seconds,
+            )));
         }
     };
     let base = state::steps_dir(tree).join(format!("{n:02}-{}", short(&c.commit)));
@@ -307,7 +315,10 @@ fn test_one(
         Ok(p) => p,
         Err(e) => {
             let why = crate::error::error_chain(&e);
-            return Ok(Some(skip(format!("the run was refused: {why}"), build_seconds)));
+            return Ok(Some(skip(
+                format!("the run was refused: {why}"),
+                build_seconds,
+            )));
         }
     };
     let out = std::fs::File::create(&out_file)
@@ -360,7 +371,8 @@ pub fn reset(dir: &Path, name: &str) -> Result<Option<String>, BisectError> {
         return Ok(None);
     };
     if !s.done {
-        git::checkout(&tree, &s.restore, false).or_else(|_| git::checkout(&tree, &s.restore, true))?;
+        git::checkout(&tree, &s.restore, false)
+            .or_else(|_| git::checkout(&tree, &s.restore, true))?;
     }
     state::remove(&tree)?;
     Ok(Some(s.restore))

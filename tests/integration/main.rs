@@ -5,6 +5,7 @@ mod action;
 mod action_steps;
 mod architecture;
 mod bad_input;
+mod bisect;
 mod cli;
 mod common;
 mod docs;

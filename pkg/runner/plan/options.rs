@@ -289,6 +289,9 @@ pub struct RunOptions {
     pub gdb_wait: bool,
     /// `--ssh-key`: a public key file for root's authorized_keys (see `sshkey`).
     pub ssh_key: Option<PathBuf>,
+    /// `--kmemleak`: scan for kernel memory leaks after the command; a leak
+    /// is a splat (see `guest::kmemleak_argv`).
+    pub kmemleak: bool,
 }
 
 impl Default for RunOptions {
@@ -324,6 +327,7 @@ impl Default for RunOptions {
             gdb: None,
             gdb_wait: false,
             ssh_key: None,
+            kmemleak: false,
         }
     }
 }
