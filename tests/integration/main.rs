@@ -13,6 +13,7 @@ mod dropin;
 mod guest_inits;
 mod images;
 mod kernels;
+mod kmemleak;
 mod linking;
 mod load;
 mod matrix;
