@@ -19,20 +19,7 @@ fn history(root: &Path) {
         git(&src, &["commit", "-q", "-m", &format!("note {n}")]);
     }
     ok(root, &["kernels", "init", "--dir", "d"]);
-    ok(
-        root,
-        &[
-            "kernels",
-            "add",
-            "f",
-            "fake",
-            "--dir",
-            "d",
-            "--base-config",
-            "tinyconfig",
-            "--fetch",
-        ],
-    );
+    ok(root, &crate::fake_kernel::ADD_ARGS);
     std::fs::write(root.join("root.img"), vec![0u8; 4096]).unwrap();
 }
 
