@@ -7,7 +7,9 @@
 //! (mmdebstrap, libguestfs, qemu-img); [`kernels`] fetches, configures and
 //! builds kernel trees from `kernels.json`; [`runner`] boots a kernel and an
 //! image in QEMU and runs a command in the guest; [`matrix`] runs many such
-//! commands over kernels × images (`lvh test`) on the runner. That is the pipeline
+//! commands over kernels × images (`lvh test`) on the runner, and [`bisect`]
+//! walks a kernel's history, building each step with `kernels` and running
+//! it with the runner (`lvh kernels bisect`). That is the pipeline
 //! images → kernels → runner, and the runner only takes paths, so it needs
 //! neither of the others. [`oci`] sits beside them: it pushes what `images` and
 //! `kernels` built and pulls what the runner boots, without a Docker daemon.
@@ -27,6 +29,7 @@
 //! use is public.
 
 pub mod arch;
+pub mod bisect;
 pub mod bytesize;
 pub mod cancel;
 pub mod date;

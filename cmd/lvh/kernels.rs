@@ -43,6 +43,8 @@ pub enum KernelsCmd {
     Pull(PullArgs),
     /// Push a kernel install directory to a registry (little-vm-helper's layout)
     Push(PushArgs),
+    /// Find the first commit of a kernel's history that makes a command fail or the kernel splat
+    Bisect(crate::bisect::BisectArgs),
     /// Save or restore the kernel build cache (ccache) as an OCI artifact
     #[command(subcommand)]
     Cache(crate::kbuild::CacheCmd),
@@ -251,6 +253,7 @@ fn config_dir(cmd: &KernelsCmd) -> Option<&Path> {
         KernelsCmd::Configure(a) => Some(&a.dir),
         KernelsCmd::Build(a) => Some(&a.dir),
         KernelsCmd::RawConfigure(a) => Some(&a.dir),
+        KernelsCmd::Bisect(a) => Some(&a.dir),
         KernelsCmd::Init(_)
         | KernelsCmd::Catalog(_)
         | KernelsCmd::Pull(_)
@@ -349,6 +352,7 @@ pub fn dispatch(cmd: &KernelsCmd, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         KernelsCmd::Pull(a) => pull(a, ctx)?,
         KernelsCmd::Push(a) => push(a, ctx)?,
         KernelsCmd::Cache(c) => crate::kbuild::cache(c, ctx)?,
+        KernelsCmd::Bisect(a) => return crate::bisect::dispatch(a, ctx),
     }
     Ok(ExitCode::Success)
 }

@@ -5,6 +5,7 @@
 #[macro_use]
 mod out;
 mod argv;
+mod bisect;
 mod cli;
 mod gobool;
 mod images;
@@ -93,6 +94,7 @@ fn own_exit_code(e: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
         lvh::kernels::KernelsError,
         lvh::runner::RunError,
         lvh::oci::OciError,
+        lvh::bisect::BisectError,
     );
     None
 }

@@ -122,6 +122,11 @@ pub struct RunArgs {
     /// fail (exit code 245), warn (report on stderr), or off
     #[arg(long, value_name = "MODE", default_value = "fail")]
     pub splat: lvh::runner::SplatMode,
+    /// After the command, have the kernel's kmemleak scan for memory leaks (about 6 s
+    /// more); a leak fails the run as a splat, with its backtrace. Needs --kernel
+    /// with CONFIG_DEBUG_KMEMLEAK (the `kmemleak` option group)
+    #[arg(long)]
+    pub kmemleak: bool,
     /// JSON allowlist of known splats: [{"pattern": REGEX, "reason": TEXT, "expires": "YYYY-MM-DD"}]
     #[arg(long, value_name = "FILE")]
     pub splat_allow: Option<PathBuf>,
@@ -229,6 +234,7 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         ssh_key: ssh_key(a)?,
         cloud_init: a.cloud_init.clone(),
         cloud_init_meta: a.cloud_init_meta.clone(),
+        kmemleak: a.kmemleak,
     })
 }
 

@@ -77,6 +77,10 @@ pub struct TestArgs {
     /// JSON allowlist of known splats (as `lvh run --splat-allow`)
     #[arg(long, value_name = "FILE")]
     pub splat_allow: Option<PathBuf>,
+    /// Every test scans for kernel memory leaks after its command (as `lvh run
+    /// --kmemleak`; a test's "kmemleak": true does it for that test)
+    #[arg(long)]
+    pub kmemleak: bool,
     #[command(subcommand)]
     pub command: Option<TestCommand>,
 }
@@ -260,12 +264,16 @@ pub fn dispatch(a: &TestArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         boot_timeout,
         policy,
         console_dir: a.console_dir.clone(),
+        kmemleak: a.kmemleak,
     };
     let host = lvh::runner::Host::probe();
     if a.dry_run {
         for c in &combos {
             execute::dry_check(&m, c, &setup, &host)?;
-            outln!("{}", execute::dry_run_line(&m, c, &a.dir, a.qemu_arch));
+            outln!(
+                "{}",
+                execute::dry_run_line(&m, c, &a.dir, a.qemu_arch, a.kmemleak)
+            );
         }
         return Ok(ExitCode::Success);
     }

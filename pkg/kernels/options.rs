@@ -141,6 +141,10 @@ pub const GROUPS: &[Group] = &[
         text: include_str!("../../configs/kconfig/testing.conf"),
     },
     Group {
+        name: "kmemleak",
+        text: include_str!("../../configs/kconfig/kmemleak.conf"),
+    },
+    Group {
         name: "tracing",
         text: include_str!("../../configs/kconfig/tracing.conf"),
     },

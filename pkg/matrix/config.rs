@@ -38,6 +38,7 @@ const TEST_KEYS: &[&str] = &[
     "cpu",
     "memory",
     "mem",
+    "kmemleak",
 ];
 const SKIP_KEYS: &[&str] = &["kernel", "image", "test", "reason"];
 
@@ -85,6 +86,8 @@ pub struct TestSpec {
     pub memory: MemSize,
     /// In file order (a JSON object's order is kept by sorting on nothing: BTreeMap).
     pub env: BTreeMap<String, String>,
+    /// Scan for kernel memory leaks after the command (`lvh run --kmemleak`).
+    pub kmemleak: bool,
 }
 
 /// Combinations not to run: a missing field matches everything.
@@ -428,6 +431,17 @@ fn test(
                 .map_err(|e| at.err(&p, Some(s), e.reason))?
         }
     };
+    let kmemleak = match obj.get("kmemleak") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(at.err(
+                &format!("{path}.kmemleak"),
+                Some(other.to_string()),
+                "expected true or false",
+            ))
+        }
+    };
     let mut env = BTreeMap::new();
     match obj.get("env") {
         None | Some(Value::Null) => {}
@@ -466,6 +480,7 @@ fn test(
         cpus,
         memory,
         env,
+        kmemleak,
     })
 }
 

@@ -33,6 +33,9 @@ pub struct Setup {
     pub policy: SplatPolicy,
     /// Where each combination's console log goes (`<id with / as __>.log`).
     pub console_dir: Option<PathBuf>,
+    /// `lvh test --kmemleak`: every test scans for leaks (a test's own
+    /// `"kmemleak": true` does it for that test).
+    pub kmemleak: bool,
 }
 
 /// One combination, ready to boot.
@@ -57,7 +60,7 @@ pub fn guest_argv(t: &TestSpec) -> Vec<String> {
 }
 
 /// What a combination would run, as the equivalent `lvh run` line (`--dry-run`).
-pub fn dry_run_line(m: &Matrix, c: &Combo, dir: &Path, arch: Arch) -> String {
+pub fn dry_run_line(m: &Matrix, c: &Combo, dir: &Path, arch: Arch, kmemleak: bool) -> String {
     use super::config::{ImageSource, KernelSource};
     use crate::runner::sh_quote as q;
     let t = &m.tests[c.test];
@@ -94,6 +97,9 @@ pub fn dry_run_line(m: &Matrix, c: &Combo, dir: &Path, arch: Arch) -> String {
     }
     if let Some(cwd) = &t.cwd {
         s.push_str(&format!(" {} {}", CWD.flag, q(cwd)));
+    }
+    if t.kmemleak || kmemleak {
+        s.push_str(" --kmemleak");
     }
     s.push_str(" --");
     for w in guest_argv(t) {
@@ -132,6 +138,7 @@ pub fn run_options(t: &TestSpec, kernel: &Path, image: &Path, s: &Setup, id: &st
         cwd: t.cwd.clone(),
         boot_timeout: s.boot_timeout,
         timeout: t.timeout,
+        kmemleak: t.kmemleak || s.kmemleak,
         ..RunOptions::default()
     }
 }
@@ -383,6 +390,7 @@ mod tests {
             cpus,
             memory: mem.parse().unwrap(),
             env: Default::default(),
+            kmemleak: false,
         }
     }
 

@@ -152,6 +152,7 @@ mod tests {
                     cpus: 1,
                     memory: "1G".parse().unwrap(),
                     env: Default::default(),
+                    kmemleak: false,
                 })
                 .collect(),
             skip,

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use crate::arch::Arch;
 use crate::runner::error::RunError;
+use crate::runner::guest;
 use crate::runner::plan::accel::{kvm_check, KvmCheck, KvmStatus};
 use crate::runner::plan::decision::{Mode, RunPlan};
 use crate::runner::plan::options::RunOptions;
@@ -100,6 +101,26 @@ impl Host {
     }
 }
 
+/// `--kmemleak`: the command runs under the scanning wrapper and the kernel
+/// prints what a scan finds; it needs `--kernel` (lvh's init) and a command.
+fn kmemleak_options(o: &mut RunOptions) -> Result<(), RunError> {
+    if o.kernel.is_none() {
+        return Err(RunError::refused(
+            "--kmemleak",
+            "needs --kernel: lvh's init scans for leaks after the command",
+        ));
+    }
+    if o.cmd.is_empty() || o.daemonize {
+        return Err(RunError::refused(
+            "--kmemleak",
+            "needs a command (-- CMD) to scan after, without --daemonize",
+        ));
+    }
+    o.cmd = guest::kmemleak_argv(&o.cmd);
+    o.append.push(guest::KMEMLEAK_VERBOSE.into());
+    Ok(())
+}
+
 /// Turns a request into a plan ready to boot, or refuses it.
 pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
     let mut o = req.options;
@@ -138,6 +159,10 @@ pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
             })
         }
     };
+    let kmemleak = o.kmemleak;
+    if kmemleak {
+        kmemleak_options(&mut o)?;
+    }
     let kvm = host.kvm(kvm_check(o.accel, o.arch, Arch::host()));
     let facts = facts::gather(&o, kvm)?;
     let plan = RunPlan::decide(&o, &facts, state)?;
@@ -150,7 +175,10 @@ pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
     let kernel_checked = match req.check_kernel {
         true => {
             let command = matches!(plan.mode, Mode::Command { .. });
-            let needs = kcheck::needs(plan.arch, plan.root_dev, command);
+            let mut needs = kcheck::needs(plan.arch, plan.root_dev, command);
+            if kmemleak {
+                needs.push(kcheck::KMEMLEAK);
+            }
             kcheck::check(plan.kernel.as_deref(), plan.kernel_config.as_ref(), &needs)?
                 .map(|s| s.to_string())
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers of `pkg/`, lowest first: shared plumbing, the registry client
 /// that every subsystem may use, the subsystems (which never import each
-/// other), `lvh test` on the runner, and the crate root and fuzz harness.
+/// other), `lvh test` and `lvh kernels bisect` on the runner, and the crate root and fuzz harness.
 const LAYERS: &[&[&str]] = &[
     &[
         "arch", "bytesize", "cancel", "date", "error", "exec", "fsutil", "jsonpos", "progress",
@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["oci", "triage"],
     &["images", "kernels", "runner"],
-    &["matrix"],
+    &["bisect", "matrix"],
     &["", "fuzz"],
 ];
 

@@ -13,6 +13,7 @@ mod action;
 mod appliance;
 mod bad_input;
 mod cloudinit;
+mod bisect;
 mod console;
 mod dist;
 mod dropin;

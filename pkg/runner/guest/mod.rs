@@ -47,6 +47,24 @@ pub const GUEST_ERROR_PREFIX: &str = "lvh-guest: error: ";
 /// What follows "CPUs N-M" when a late CPU stayed offline.
 pub const LATE_CPUS_ERROR: &str = "did not come online (lvh booted the kernel with maxcpus=1 and onlines the rest; --fast-boot=false boots them all with the kernel)";
 
+/// `--kmemleak`'s wrapper around the command (a real file, `kmemleak.sh`).
+const KMEMLEAK_SH: &str = include_str!("kmemleak.sh");
+/// The kernel parameter that prints every leak a scan finds on the console.
+pub const KMEMLEAK_VERBOSE: &str = "kmemleak.verbose=1";
+
+/// The guest argv that runs `argv` under the `--kmemleak` wrapper (its
+/// comments left out).
+pub fn kmemleak_argv(argv: &[String]) -> Vec<String> {
+    let script: String = KMEMLEAK_SH
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut v = vec!["sh".into(), "-c".into(), script, "lvh-kmemleak".into()];
+    v.extend(argv.iter().cloned());
+    v
+}
+
 /// What the guest should run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestCommand {

@@ -117,6 +117,12 @@ pub fn needs(arch: Arch, root_dev: RootDev, command: bool) -> Vec<Need> {
     v
 }
 
+/// What `--kmemleak` needs besides the run's own needs.
+pub const KMEMLEAK: Need = need(
+    &["DEBUG_KMEMLEAK"],
+    "--kmemleak: the kernel's memory leak detector (the option group `kmemleak` has it)",
+);
+
 /// The needs that `config` does not meet, each as `CONFIG_X=y (why; it is
 /// VALUE)`. Empty when the kernel has all it needs.
 pub fn missing(config: &Config, needs: &[Need]) -> Vec<String> {

@@ -293,6 +293,9 @@ pub struct RunOptions {
     pub cloud_init: Option<PathBuf>,
     /// `--cloud-init-meta`: the seed's meta-data (lvh makes one without it).
     pub cloud_init_meta: Option<PathBuf>,
+    /// `--kmemleak`: scan for kernel memory leaks after the command; a leak
+    /// is a splat (see `guest::kmemleak_argv`).
+    pub kmemleak: bool,
 }
 
 impl Default for RunOptions {
@@ -330,6 +333,7 @@ impl Default for RunOptions {
             ssh_key: None,
             cloud_init: None,
             cloud_init_meta: None,
+            kmemleak: false,
         }
     }
 }
