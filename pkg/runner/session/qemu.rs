@@ -2,7 +2,8 @@
 //! assembled in one place, [`argv`]. Every builder returns plain strings so the
 //! whole command is unit-tested as data for each arch, accelerator and flag.
 //! Host directories reach the guest through [`share_args`], the one builder
-//! of their devices.
+//! of their devices (9p, or virtiofs through a `virtiofsd` socket, which needs
+//! guest RAM that virtiofsd can map: [`MemoryBacking`]).
 
 use std::path::{Path, PathBuf};
 
@@ -49,9 +50,29 @@ pub struct Share {
     /// The tag the guest mounts it by.
     pub tag: &'static str,
     pub readonly: bool,
-    /// How guest modes and owners map to the host's.
-    pub model: ShareModel,
+    pub fs: ShareFs,
 }
+
+/// How a share is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareFs {
+    /// QEMU's 9p server, with how guest modes and owners map to the host's.
+    NineP(ShareModel),
+    /// A vhost-user-fs device talking to the virtiofsd listening on `socket`.
+    Virtiofs { socket: PathBuf },
+}
+
+/// Where guest RAM lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryBacking {
+    /// QEMU's private anonymous memory (the default, no `-object`).
+    Anonymous,
+    /// A shared memfd: vhost-user devices (virtiofsd) map guest RAM.
+    SharedMemfd,
+}
+
+/// The id of the memory backend object.
+const MEM_ID: &str = "lvhmem";
 
 /// Everything the command line depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +81,7 @@ pub struct QemuConfig {
     pub accel: Accel,
     pub cpus: u32,
     pub mem: String,
+    pub memory: MemoryBacking,
     pub cpu_kind: Option<String>,
     pub image: PathBuf,
     pub image_format: ImageFormat,
@@ -115,7 +137,14 @@ pub fn base_args() -> Vec<String> {
 /// little-vm-helper's `hda` (`ATA_PIIX`) need not have.
 ///
 /// `q35_props` (the fast boot's, see `fastboot::LEAN_Q35`) are added on q35 only.
-pub fn machine_args(arch: Arch, accel: Accel, dev: RootDev, q35_props: &[String]) -> Vec<String> {
+/// `memory` names the RAM's backend object, if it has one ([`memory_args`]).
+pub fn machine_args(
+    arch: Arch,
+    accel: Accel,
+    dev: RootDev,
+    q35_props: &[String],
+    memory: &MemoryBacking,
+) -> Vec<String> {
     let mut machine = match (arch, dev) {
         (Arch::Amd64, RootDev::Vda) => "q35".to_string(),
         (Arch::Amd64, RootDev::Hda) => "pc".into(),
@@ -127,6 +156,9 @@ pub fn machine_args(arch: Arch, accel: Accel, dev: RootDev, q35_props: &[String]
             machine.push(',');
             machine.push_str(p);
         }
+    }
+    if *memory != MemoryBacking::Anonymous {
+        machine.push_str(&format!(",memory-backend={MEM_ID}"));
     }
     vec![
         "-machine".into(),
@@ -159,6 +191,17 @@ pub fn smp_mem_args(arch: Arch, cpus: u32, mem: &str) -> Vec<String> {
         Arch::Arm64 => cpus.to_string(),
     };
     vec!["-smp".into(), smp, "-m".into(), mem.into()]
+}
+
+/// The RAM's backend object of `size` (`-m`'s value), if not QEMU's default.
+pub fn memory_args(memory: &MemoryBacking, size: &str) -> Vec<String> {
+    match memory {
+        MemoryBacking::Anonymous => vec![],
+        MemoryBacking::SharedMemfd => vec![
+            "-object".into(),
+            format!("memory-backend-memfd,id={MEM_ID},size={size},share=on"),
+        ],
+    }
 }
 
 /// The root disk. `snapshot=on` sends writes to a temporary overlay (created
@@ -205,13 +248,25 @@ pub fn net_args(ports: &[PortForward]) -> Vec<String> {
     ]
 }
 
-/// A shared host directory: 9p over virtio, with its security model.
+/// A shared host directory: 9p over virtio with its security model, or a
+/// virtiofs device (virtiofsd itself enforces `readonly`, see `virtiofsd`).
 pub fn share_args(sh: &Share) -> Vec<String> {
+    let model = match &sh.fs {
+        ShareFs::NineP(model) => model,
+        ShareFs::Virtiofs { socket } => {
+            return vec![
+                "-chardev".into(),
+                format!("socket,id={}_vfs,path={}", sh.id, opt_path(socket)),
+                "-device".into(),
+                format!("vhost-user-fs-pci,chardev={}_vfs,tag={}", sh.id, sh.tag),
+            ]
+        }
+    };
     let mut fsdev = format!(
         "local,id={},path={},{}",
         sh.id,
         opt_path(&sh.dir),
-        sh.model.fsdev_opts()
+        model.fsdev_opts()
     );
     if sh.readonly {
         fsdev.push_str(",readonly=on");
@@ -291,9 +346,16 @@ pub fn daemonize_args(pidfile: &Path) -> Vec<String> {
 /// The whole argument list (without the program, see [`Arch::qemu_binary`]).
 pub fn argv(c: &QemuConfig) -> Vec<String> {
     let mut v = base_args();
-    v.extend(machine_args(c.arch, c.accel, c.root_dev, &c.q35_props));
+    v.extend(machine_args(
+        c.arch,
+        c.accel,
+        c.root_dev,
+        &c.q35_props,
+        &c.memory,
+    ));
     v.extend(cpu_args(c.arch, c.accel, c.cpu_kind.as_deref()));
     v.extend(smp_mem_args(c.arch, c.cpus, &c.mem));
+    v.extend(memory_args(&c.memory, &c.mem));
     if let Some(b) = &c.bios {
         v.extend(["-bios".into(), b.to_string_lossy().into_owned()]);
     }
@@ -335,6 +397,7 @@ mod tests {
             accel,
             cpus: 2,
             mem: "4G".into(),
+            memory: MemoryBacking::Anonymous,
             cpu_kind: None,
             image: "/i/base.qcow2".into(),
             image_format: ImageFormat::Qcow2,
@@ -473,13 +536,59 @@ mod tests {
             dir: "/src".into(),
             tag: "host_mount",
             readonly: false,
-            model: ShareModel::MappedXattr,
+            fs: ShareFs::NineP(ShareModel::MappedXattr),
         }];
         assert!(joined(&c).contains(
             "-fsdev local,id=host_id,path=/src,security_model=mapped-xattr,fmode=0644,dmode=0755 -device virtio-9p-pci,fsdev=host_id,mount_tag=host_mount"
         ));
-        c.shares[0].model = ShareModel::Passthrough;
+        c.shares[0].fs = ShareFs::NineP(ShareModel::Passthrough);
         assert!(joined(&c).contains("path=/src,security_model=none -device"));
+        assert!(!joined(&c).contains("memory-backend"));
+    }
+
+    #[test]
+    fn virtiofs_needs_shared_memory_on_every_machine() {
+        for (arch, dev, machine) in [
+            (
+                Arch::Amd64,
+                RootDev::Vda,
+                "q35,sata=off,memory-backend=lvhmem",
+            ),
+            (Arch::Amd64, RootDev::Hda, "pc,memory-backend=lvhmem"),
+            (
+                Arch::Arm64,
+                RootDev::Vda,
+                "virt,gic-version=max,memory-backend=lvhmem",
+            ),
+        ] {
+            let mut c = config(arch, Accel::Tcg);
+            c.root_dev = dev;
+            c.q35_props = vec!["sata=off".into()];
+            c.memory = MemoryBacking::SharedMemfd;
+            c.mem = "2048M".into();
+            c.shares = vec![Share {
+                id: "host_id",
+                dir: "/src".into(),
+                tag: "host_mount",
+                readonly: false,
+                fs: ShareFs::Virtiofs {
+                    socket: "/r/a,b/vfs.sock".into(),
+                },
+            }];
+            let j = joined(&c);
+            for want in [
+                format!("-machine {machine} -accel tcg"),
+                "-m 2048M -object memory-backend-memfd,id=lvhmem,size=2048M,share=on -drive".into(),
+                "-chardev socket,id=host_id_vfs,path=/r/a,,b/vfs.sock -device vhost-user-fs-pci,chardev=host_id_vfs,tag=host_mount -chardev".into(),
+            ] {
+                assert!(j.contains(&want), "{want}\n{j}");
+            }
+            assert!(!j.contains("-fsdev"), "{j}");
+        }
+        assert_eq!(
+            memory_args(&MemoryBacking::Anonymous, "4G"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -523,19 +632,43 @@ mod tests {
     fn lean_q35_properties_apply_to_q35_only() {
         let lean = vec!["sata=off".to_string(), "smbus=off".into()];
         assert_eq!(
-            machine_args(Arch::Amd64, Accel::Tcg, RootDev::Vda, &lean)[1],
+            machine_args(
+                Arch::Amd64,
+                Accel::Tcg,
+                RootDev::Vda,
+                &lean,
+                &MemoryBacking::Anonymous
+            )[1],
             "q35,sata=off,smbus=off"
         );
         assert_eq!(
-            machine_args(Arch::Amd64, Accel::Tcg, RootDev::Hda, &lean)[1],
+            machine_args(
+                Arch::Amd64,
+                Accel::Tcg,
+                RootDev::Hda,
+                &lean,
+                &MemoryBacking::Anonymous
+            )[1],
             "pc"
         );
         assert_eq!(
-            machine_args(Arch::Arm64, Accel::Tcg, RootDev::Vda, &lean)[1],
+            machine_args(
+                Arch::Arm64,
+                Accel::Tcg,
+                RootDev::Vda,
+                &lean,
+                &MemoryBacking::Anonymous
+            )[1],
             "virt,gic-version=max"
         );
         assert_eq!(
-            machine_args(Arch::Amd64, Accel::Kvm, RootDev::Vda, &[])[1],
+            machine_args(
+                Arch::Amd64,
+                Accel::Kvm,
+                RootDev::Vda,
+                &[],
+                &MemoryBacking::Anonymous
+            )[1],
             "q35"
         );
     }
@@ -553,7 +686,7 @@ mod tests {
             dir: "/r/share".into(),
             tag: "lvhctl",
             readonly: true,
-            model: ShareModel::Passthrough,
+            fs: ShareFs::NineP(ShareModel::Passthrough),
         }];
         let j = joined(&c);
         for want in [
