@@ -35,3 +35,4 @@ mod splat;
 mod sshkey;
 mod tools;
 mod triage;
+mod virtiofs;
