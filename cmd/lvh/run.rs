@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// Mount this host directory in the VM at /host (mount tag host_mount)
     #[arg(long)]
     pub host_mount: Option<PathBuf>,
-    /// How --host-mount is served: auto (virtiofs when virtiofsd and the kernel allow, else 9p), virtiofs, 9p
+    /// How --host-mount is served: auto (virtiofs where it works, else 9p and why), virtiofs or 9p
     #[arg(long, default_value = "auto", value_parser = ["auto", "virtiofs", "9p"])]
     pub host_mount_fs: String,
     /// Forward a port: hostport[:vmport[:tcp|udp]] or addr:hostport:vmport[:proto] (repeatable)
