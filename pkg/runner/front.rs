@@ -185,6 +185,7 @@ pub fn prepare(req: RunRequest, host: &Host) -> Result<Prepared, RunError> {
         false => None,
     };
     let mut warnings: Vec<String> = plan.accel_note.iter().cloned().collect();
+    warnings.extend(plan.host_mount_note.iter().cloned());
     warnings.extend(plan.exposure_warnings());
     if let Some(ci) = &plan.cloud_init {
         warnings.extend(ci.warnings.iter().cloned());

@@ -42,6 +42,7 @@ pub use plan::options::{
     DEFAULT_SSH_TIMEOUT,
 };
 pub(crate) use plan::options::{Key, CPUS, CWD, HOST_MOUNT, MEMORY, TIMEOUT};
+pub use plan::sharefs::FsRequest;
 pub use plan::sshkey::{default_key, login_line};
 pub use run::run_report;
 pub use saved::state::states_dir;

@@ -5,6 +5,7 @@
 mod accel;
 mod arm64;
 mod exec_overhead;
+mod hostmount;
 mod images;
 mod kbuild;
 mod kernels;
@@ -23,6 +24,7 @@ const BENCHES: &[Bench] = &[
     ("accel", accel::run),
     ("arm64", arm64::run),
     ("exec", exec_overhead::run),
+    ("hostmount", hostmount::run),
     ("images", images::run),
     ("kbuild", kbuild::run),
     ("kernels", kernels::run),

@@ -191,6 +191,11 @@ pub fn require_guestfs_tcg_env() {
 
 /// The QEMU processes whose parent is `pid`.
 pub fn qemu_children(pid: u32) -> Vec<u32> {
+    children(pid, "qemu-system")
+}
+
+/// The processes whose parent is `pid` and whose name starts with `comm`.
+pub fn children(pid: u32, comm: &str) -> Vec<u32> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -203,13 +208,13 @@ pub fn qemu_children(pid: u32) -> Vec<u32> {
         let Some(close) = stat.rfind(')') else {
             continue;
         };
-        let comm = &stat[stat.find('(').unwrap() + 1..close];
+        let name = &stat[stat.find('(').unwrap() + 1..close];
         let ppid: u32 = stat[close + 2..]
             .split_whitespace()
             .nth(1)
             .and_then(|x| x.parse().ok())
             .unwrap_or(0);
-        if ppid == pid && comm.starts_with("qemu-system") {
+        if ppid == pid && name.starts_with(comm) {
             v.push(p);
         }
     }

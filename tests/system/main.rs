@@ -37,3 +37,4 @@ mod splat;
 mod sshkey;
 mod tools;
 mod triage;
+mod virtiofs;

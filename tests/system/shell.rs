@@ -178,7 +178,7 @@ fn a_shell_on_the_host_tree_through_a_pty() {
     assert_eq!(qemu.len(), 1, "{qemu:?}");
 
     pty.send(b"echo out-$((6*7)) size=$(stty size) pwd=$(pwd) term=$TERM; cat hello.txt\r");
-    pty.expect("out-42 size=37 101 pwd=/host/hosttree term=xterm", ANSWER);
+    pty.expect("out-42 size=37 101 pwd=/host term=xterm", ANSWER);
     pty.expect("from-the-host", ANSWER);
     // The boot is not shown (only with -v or in the console log), the shell is.
     assert!(!pty.text().contains("Linux version"), "{}", pty.text());

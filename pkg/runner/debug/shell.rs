@@ -28,7 +28,7 @@ use crate::runner::guest::{shell_init, ControlMsg, HostMsg};
 use crate::runner::plan::decision::RunPlan;
 use crate::runner::session::channel::{self, ControlWriter, Sinks};
 use crate::runner::session::rundir::RunDir;
-use crate::runner::session::{config, qemu, Ctx, Now, Session};
+use crate::runner::session::{config, qemu, virtiofsd, Ctx, Now, Session};
 use crate::runner::verdict::outcome::Outcome;
 use crate::runner::verdict::Event;
 
@@ -247,9 +247,11 @@ pub fn run_shell(
         (shell_init::INIT_FILE, f.init.as_bytes()),
         (shell_init::FSTAB_FILE, f.fstab.as_bytes()),
     ])?;
-    let cfg = config::qemu_config(plan, dir.path());
+    let mut cfg = config::qemu_config(plan, dir.path());
     let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
-    let mut session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?;
+    let daemon = virtiofsd::start(&mut cfg, plan.virtiofs())?;
+    let mut session =
+        Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?.with_daemon(daemon);
     if tty {
         progress::info(ctx.reporter, format!("shell: {}", term::ESCAPE_HELP));
     }

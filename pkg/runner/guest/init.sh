@@ -95,7 +95,7 @@ lvh_net() {
 # mount TYPE SOURCE DIR OPTIONS MKDIR MESSAGE
 lvh_mount() {
 	[ "$5" = 1 ] && { [ -d "$3" ] || mkdir -p "$3"; }
-	mount -t "$1" -o "$4" "$2" "$3" || lvh_fail "$6"
+	mount -t "$1" ${4:+-o "$4"} "$2" "$3" || lvh_fail "$6"
 }
 
 # ssh_keys KEYS: root's ~/.ssh on a tmpfs with the image's files and KEYS

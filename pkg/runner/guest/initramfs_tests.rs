@@ -3,7 +3,7 @@
 //! reading what the host writes.
 
 use super::super::steps;
-use super::super::GuestCommand;
+use super::super::{GuestCommand, GuestFs};
 use super::*;
 
 fn words(s: &str) -> Vec<String> {
@@ -20,6 +20,7 @@ fn cmd() -> GuestCommand {
         ],
         cwd: None,
         host_mount: false,
+        host_fs: GuestFs::NineP,
         persist: false,
         authorized_keys: None,
         late_cpus: false,

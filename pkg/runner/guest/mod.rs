@@ -2,7 +2,8 @@
 //! on, in one place (docs/guest-protocol.md describes it for users). The
 //! guest gets a read-only 9p control share (tag [`CONTROL_TAG`]) or an
 //! initramfs, three virtio-serial ports ([`PORT_STDOUT`], [`PORT_STDERR`],
-//! [`PORT_CONTROL`]) and, with `--host-mount`, the 9p share [`HOST_MOUNT_TAG`].
+//! [`PORT_CONTROL`]) and, with `--host-mount`, the share [`HOST_MOUNT_TAG`]
+//! (virtiofs or 9p, [`GuestFs`]) at [`HOST_MOUNT_PATH`] in every mode.
 //! On the control port the guest says [`ControlMsg`]s, one per line, and the
 //! host answers with [`HostMsg`]s.
 //!
@@ -19,11 +20,12 @@ pub mod steps;
 pub const PORT_STDOUT: &str = "lvh.stdout";
 pub const PORT_STDERR: &str = "lvh.stderr";
 pub const PORT_CONTROL: &str = "lvh.ctl";
-/// The 9p mount tag of `--host-mount` (little-vm-helper's).
+/// The mount tag of `--host-mount` (little-vm-helper's), over 9p or virtiofs.
 pub const HOST_MOUNT_TAG: &str = "host_mount";
 /// The 9p mount tag of lvh's read-only control share (the shell init's files).
 pub const CONTROL_TAG: &str = "lvhctl";
-/// Where `--host-mount DIR` appears in the guest.
+/// Where `--host-mount DIR` appears in the guest: a command, the shell and
+/// a restored VM alike (and little-vm-helper's images and action).
 pub const HOST_MOUNT_PATH: &str = "/host";
 /// Where the bootstrap mounts the control share. The init then covers it
 /// with a tmpfs; the shell keeps reading its script through its open file.
@@ -72,6 +74,8 @@ pub struct GuestCommand {
     /// Directory to run in; relative paths are relative to the host mount.
     pub cwd: Option<String>,
     pub host_mount: bool,
+    /// How the host mount is served.
+    pub host_fs: GuestFs,
     /// `--persist`: flush the guest's writes to the image before reporting.
     pub persist: bool,
     /// `--ssh-key`: public keys for root, on a tmpfs over `/root/.ssh`.
@@ -79,6 +83,32 @@ pub struct GuestCommand {
     /// The kernel boots with `maxcpus=1`: the init brings the other CPUs
     /// online while it sets up and waits for them before the command.
     pub late_cpus: bool,
+}
+
+/// The file system the guest mounts the host share with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GuestFs {
+    #[default]
+    NineP,
+    Virtiofs,
+}
+
+impl GuestFs {
+    /// `mount -t`'s type.
+    pub fn fstype(self) -> &'static str {
+        match self {
+            GuestFs::NineP => "9p",
+            GuestFs::Virtiofs => "virtiofs",
+        }
+    }
+
+    /// The mount's data options.
+    pub fn data(self) -> &'static str {
+        match self {
+            GuestFs::NineP => "trans=virtio,version=9p2000.L",
+            GuestFs::Virtiofs => "",
+        }
+    }
 }
 
 /// A message the guest sends on the control port, one per line.
@@ -272,6 +302,7 @@ mod tests {
             argv: vec!["ls".into()],
             cwd: cwd.map(String::from),
             host_mount,
+            host_fs: GuestFs::NineP,
             persist: false,
             authorized_keys: None,
             late_cpus: false,

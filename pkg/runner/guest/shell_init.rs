@@ -218,6 +218,7 @@ pub fn command_message(cmd: &GuestCommand) -> HostMsg {
 mod tests {
     use super::super::steps::{self, ShellGuest, Terminal};
     use super::*;
+    use crate::runner::guest::GuestFs;
 
     /// The kernel's command line limit on x86 and arm64, including the NUL.
     const CMDLINE_MAX: usize = 2048;
@@ -227,6 +228,7 @@ mod tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             cwd: None,
             host_mount: false,
+            host_fs: GuestFs::NineP,
             persist: false,
             authorized_keys: None,
             late_cpus: false,
@@ -340,6 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn a_command_mounts_virtiofs_without_options() {
+        let mut c = cmd(&["ls"]);
+        c.host_mount = true;
+        c.host_fs = GuestFs::Virtiofs;
+        let p = render(&steps::command(&c, None)).init;
+        assert!(
+            plan_of(&p).contains("lvh_mount virtiofs host_mount /host '' 1 'cannot mount the host directory at /host'\n"),
+            "{p}"
+        );
+        assert!(p.contains(r#"mount -t "$1" ${4:+-o "$4"} "$2" "$3""#));
+    }
+
+    #[test]
     fn a_save_ends_with_the_serve_script_instead_of_waiting() {
         let p = render(&steps::save(&cmd(&["touch", "/tmp/x"]))).init;
         let p = plan_of(&p);
@@ -357,15 +372,15 @@ mod tests {
     #[test]
     fn a_shell_gets_its_terminal() {
         let g = ShellGuest {
-            mount_name: Some("linux".into()),
+            host_mount: Some(GuestFs::Virtiofs),
             cwd: None,
             persist: true,
         };
         let t = Terminal::new(Some("xterm-256color"), true, Some((37, 101)));
         let p = render(&steps::shell(&g, "ttyS0", &t, false)).init;
         let p = plan_of(&p);
-        assert!(p.contains("lvh_mount 9p host_mount /host/linux trans=virtio,version=9p2000.L 1 'cannot mount the host directory at /host/linux'\n"), "{p}");
-        assert!(p.contains("lvh_cd /host/linux 1 'cannot change to directory /host/linux'\n"));
+        assert!(p.contains("lvh_mount virtiofs host_mount /host '' 1 'cannot mount the host directory at /host'\n"), "{p}");
+        assert!(p.contains("lvh_cd /host 1 'cannot change to directory /host'\n"));
         assert!(
             p.ends_with("lvh_shell ttyS0 xterm-256color 37 101 1 ''\nlvh_done\n"),
             "{p}"

@@ -6,8 +6,8 @@
 //! interactive shell ([`shell`]).
 
 use super::{
-    workdir, workdir_error, GuestCommand, ENV, FALLBACK_HOSTNAME, HOST_MOUNT_PATH, HOST_MOUNT_TAG,
-    LATE_CPUS_ERROR, NET, PORT_CONTROL, PORT_STDERR, PORT_STDOUT,
+    workdir, workdir_error, GuestCommand, GuestFs, ENV, FALLBACK_HOSTNAME, HOST_MOUNT_PATH,
+    HOST_MOUNT_TAG, LATE_CPUS_ERROR, NET, PORT_CONTROL, PORT_STDERR, PORT_STDOUT,
 };
 
 /// A file system the init mounts.
@@ -100,14 +100,14 @@ pub fn pseudo_mounts() -> Vec<Mount> {
     ]
 }
 
-/// `--host-mount`'s share at `dir` in the guest.
-pub fn host_mount(dir: &str) -> Mount {
+/// `--host-mount`'s share at `dir` in the guest, over `fs`.
+pub fn host_mount(dir: &str, fs: GuestFs) -> Mount {
     Mount {
-        fstype: "9p".into(),
+        fstype: fs.fstype().into(),
         source: HOST_MOUNT_TAG.into(),
         dir: dir.into(),
         flags: vec![],
-        data: "trans=virtio,version=9p2000.L".into(),
+        data: fs.data().into(),
         mkdir: true,
         needed: true,
         error: format!("cannot mount the host directory at {dir}"),
@@ -156,8 +156,8 @@ pub fn root_spec(words: &[String]) -> Option<RootSpec> {
 /// The guest side of an interactive shell.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShellGuest {
-    /// The host mount's directory name; it is mounted at `/host/<name>`.
-    pub mount_name: Option<String>,
+    /// The host mount, at `/host`, and how it is served.
+    pub host_mount: Option<GuestFs>,
     /// `--cwd`: relative paths are relative to the host mount.
     pub cwd: Option<String>,
     /// `--persist`: flush the guest's writes before reporting the exit.
@@ -261,7 +261,7 @@ fn prelude(late_cpus: bool, root: Option<&RootSpec>) -> Vec<Step> {
 pub fn command(cmd: &GuestCommand, root: Option<&RootSpec>) -> Vec<Step> {
     let mut v = prelude(cmd.late_cpus, root);
     if cmd.host_mount {
-        v.push(Step::Mount(host_mount(HOST_MOUNT_PATH)));
+        v.push(Step::Mount(host_mount(HOST_MOUNT_PATH, cmd.host_fs)));
     }
     if let Some(keys) = &cmd.authorized_keys {
         v.push(Step::SshKeys(keys.clone()));
@@ -294,25 +294,23 @@ pub fn save(cmd: &GuestCommand) -> Vec<Step> {
     v
 }
 
-/// The plan for the interactive shell on console `tty`: the host mount at
-/// `/host/<name>`, which is also where the shell starts.
 /// The console log level while a quiet shell runs: kernel messages of
 /// KERN_ERR and worse still show, warnings and notices (a clocksource
 /// switch) stay in the kernel's log (`dmesg`); a panic raises the level
 /// itself, so a crash is still on the console for lvh to catch.
 pub const QUIET_LOGLEVEL: u8 = 4;
 
-/// The shell's plan; `quiet` lowers the console's log level once the shell
-/// runs ([`QUIET_LOGLEVEL`]: lvh's `-v` keeps it).
+/// The plan for the interactive shell on console `tty`: the host mount at
+/// `/host`, as for a command, which is also where the shell starts; `quiet`
+/// lowers the console's log level once the shell runs ([`QUIET_LOGLEVEL`]:
+/// lvh's `-v` keeps it).
 pub fn shell(g: &ShellGuest, tty: &str, terminal: &Terminal, quiet: bool) -> Vec<Step> {
     let mut v = prelude(false, None);
-    let mount = g
-        .mount_name
-        .as_ref()
-        .map(|n| format!("{HOST_MOUNT_PATH}/{n}"));
-    if let Some(m) = &mount {
-        v.push(Step::Mount(host_mount(m)));
+    let mount = g.host_mount.map(|fs| (HOST_MOUNT_PATH.to_string(), fs));
+    if let Some((m, fs)) = &mount {
+        v.push(Step::Mount(host_mount(m, *fs)));
     }
+    let mount = mount.map(|(m, _)| m);
     let cwd = match (&g.cwd, &mount) {
         (Some(c), _) if c.starts_with('/') => Some(c.clone()),
         (Some(c), Some(m)) => Some(format!("{m}/{c}")),
@@ -349,6 +347,7 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), "echo hi; exit 3".into()],
             cwd: None,
             host_mount: false,
+            host_fs: GuestFs::NineP,
             persist: false,
             authorized_keys: None,
             late_cpus: false,
@@ -426,8 +425,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            host_mount("/host").options(),
+            host_mount("/host", GuestFs::NineP).options(),
             "X-mount.mkdir,trans=virtio,version=9p2000.L"
+        );
+        let v = host_mount("/host", GuestFs::Virtiofs);
+        assert_eq!(
+            (v.fstype.as_str(), v.source.as_str(), v.options()),
+            ("virtiofs", "host_mount", "X-mount.mkdir".into())
         );
     }
 
@@ -470,10 +474,10 @@ mod tests {
     }
 
     #[test]
-    fn a_shell_starts_in_the_host_mount_by_name() {
+    fn a_shell_starts_in_the_host_mount_at_host() {
         let t = Terminal::new(Some("xterm"), true, Some((24, 80)));
-        let g = |mount: Option<&str>, cwd: Option<&str>| ShellGuest {
-            mount_name: mount.map(String::from),
+        let g = |mount: Option<GuestFs>, cwd: Option<&str>| ShellGuest {
+            host_mount: mount,
             cwd: cwd.map(String::from),
             persist: false,
         };
@@ -485,14 +489,12 @@ mod tests {
                 })
                 .unwrap()
         };
+        let (nine, vfs) = (Some(GuestFs::NineP), Some(GuestFs::Virtiofs));
         for (mount, cwd, want) in [
-            (Some("src"), None, ("/host/src", true)),
-            (
-                Some("src"),
-                Some("tools/bpf"),
-                ("/host/src/tools/bpf", true),
-            ),
-            (Some("src"), Some("/tmp"), ("/tmp", true)),
+            (nine, None, ("/host", true)),
+            (vfs, None, ("/host", true)),
+            (nine, Some("tools/bpf"), ("/host/tools/bpf", true)),
+            (vfs, Some("/tmp"), ("/tmp", true)),
             (None, Some("/var/tmp"), ("/var/tmp", true)),
             (None, Some("x"), ("/root/x", true)),
             (None, None, ("/root", false)),
@@ -501,7 +503,8 @@ mod tests {
             assert_eq!(
                 steps
                     .iter()
-                    .any(|s| matches!(s, Step::Mount(m) if m.dir.starts_with("/host/"))),
+                    .any(|s| matches!(s, Step::Mount(m) if m.dir == "/host"
+                        && Some(m.fstype.as_str()) == mount.map(GuestFs::fstype))),
                 mount.is_some()
             );
             assert_eq!(cd(steps), (want.0.to_string(), want.1), "{mount:?} {cwd:?}");

@@ -17,13 +17,14 @@ use super::kcheck;
 use super::limits;
 use super::options::{MemSize, RootDev, RunOptions, CPUS};
 use super::ports::PortForward;
+use super::sharefs::{self, FsFacts, HostFs};
 
 use crate::arch::Arch;
 use crate::runner::debug::gdb::{self, GdbListen, GdbStub};
 use crate::runner::error::RunError;
 use crate::runner::guest::initramfs;
 use crate::runner::guest::steps::ShellGuest;
-use crate::runner::guest::GuestCommand;
+use crate::runner::guest::{GuestCommand, GuestFs};
 use crate::runner::saved::state::StateOp;
 
 /// What the run does once QEMU is up.
@@ -67,8 +68,12 @@ pub struct RunPlan {
     pub append: Vec<String>,
     pub ports: Vec<PortForward>,
     pub host_mount: Option<PathBuf>,
-    /// How QEMU serves the host mount.
+    /// How QEMU serves the host mount over 9p.
     pub host_mount_model: ShareModel,
+    /// virtiofs or 9p (see `sharefs`).
+    pub host_mount_fs: HostFs,
+    /// Why `--host-mount-fs auto` took 9p (printed once).
+    pub host_mount_note: Option<String>,
     pub serial_port: Option<u16>,
     pub monitor_port: Option<u16>,
     pub console_log: Option<PathBuf>,
@@ -183,8 +188,17 @@ impl RunPlan {
             (Some(file), Some(keys)) => Some((file.clone(), keys.clone())),
             _ => None,
         };
-        let shell_mount = f.host_mount.as_ref().map(|h| h.name.clone());
-        let mut mode = mode(o, shell_mount)?;
+        let mut mode = mode(o)?;
+        let (host_mount_fs, host_mount_note) = host_fs(o, f, &mode, state.is_some())?;
+        let guest_fs = match host_mount_fs {
+            HostFs::NineP => GuestFs::NineP,
+            HostFs::Virtiofs(_) => GuestFs::Virtiofs,
+        };
+        match &mut mode {
+            Mode::Command { cmd, .. } => cmd.host_fs = guest_fs,
+            Mode::Shell(g) => g.host_mount = o.host_mount.as_ref().map(|_| guest_fs),
+            _ => {}
+        }
         if let (Mode::Command { cmd, .. }, Some((_, keys))) = (&mut mode, &ssh_key) {
             cmd.authorized_keys = Some(keys.clone());
         }
@@ -273,6 +287,8 @@ impl RunPlan {
                 .host_mount
                 .as_ref()
                 .map_or(ShareModel::Passthrough, |h| h.model),
+            host_mount_fs,
+            host_mount_note,
             serial_port: o.serial_port,
             monitor_port: o.monitor_port,
             console_log: o.console_log.as_deref().map(abs),
@@ -326,9 +342,19 @@ impl RunPlan {
             );
         }
         if let Some(h) = &self.host_mount {
-            v.extend(super::hostmount::warning(self.host_mount_model, h));
+            if self.host_mount_fs == HostFs::NineP {
+                v.extend(super::hostmount::warning(self.host_mount_model, h));
+            }
         }
         v
+    }
+
+    /// The virtiofsd of the host mount, when virtiofs serves it.
+    pub fn virtiofs(&self) -> Option<&sharefs::Virtiofs> {
+        match (&self.host_mount, &self.host_mount_fs) {
+            (Some(_), HostFs::Virtiofs(v)) => Some(v),
+            _ => None,
+        }
     }
 
     /// The command and its plan for lvh's static init, when this run boots that way.
@@ -340,8 +366,47 @@ impl RunPlan {
     }
 }
 
+/// How the host mount is served (see `sharefs`): virtiofs only where lvh's
+/// own init mounts it and lvh supervises the run, and never in a saved VM.
+fn host_fs(
+    o: &RunOptions,
+    f: &Facts,
+    mode: &Mode,
+    saved: bool,
+) -> Result<(HostFs, Option<String>), RunError> {
+    let Some(h) = &f.host_mount else {
+        return Ok((HostFs::NineP, None));
+    };
+    let mode_blocks = match mode {
+        _ if saved => Some("a saved VM keeps 9p (QEMU cannot save a VM with a virtiofs mount)"),
+        Mode::Interactive | Mode::Daemon { .. } => {
+            Some("the image's own init mounts the host share (little-vm-helper's images mount 9p)")
+        }
+        Mode::Command { .. } | Mode::Shell(_) => None,
+    };
+    let kernel_virtiofs = f
+        .kernel
+        .as_ref()
+        .and_then(|k| k.config.as_ref())
+        .map(|(_, c)| {
+            ["VIRTIO_FS", "FUSE_FS"]
+                .iter()
+                .all(|s| c.get(*s).map(String::as_str) == Some("y"))
+        });
+    let facts = FsFacts {
+        virtiofsd: h.virtiofsd.clone(),
+        root: h.root,
+        owner: h.owner,
+        owner_reaches: h.owner_reaches,
+        kernel_virtiofs,
+        mode_blocks,
+    };
+    sharefs::decide(o.host_mount_fs, &facts)
+        .map_err(|why| invalid("--host-mount-fs", "virtiofs", &why))
+}
+
 /// What the run does: a command, a shell, the console or a daemon.
-fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
+fn mode(o: &RunOptions) -> Result<Mode, RunError> {
     if !o.cmd.is_empty() && o.shell {
         return Err(refused(
             "--shell",
@@ -369,6 +434,7 @@ fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
                 argv: o.cmd.clone(),
                 cwd: o.cwd.clone(),
                 host_mount: o.host_mount.is_some(),
+                host_fs: GuestFs::NineP,
                 persist: o.persist,
                 authorized_keys: None,
                 late_cpus: false,
@@ -382,7 +448,7 @@ fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
             "cannot be combined with --daemonize: the shell needs lvh's terminal",
         ));
     }
-    if let Some(g) = shell(o, shell_mount)? {
+    if let Some(g) = shell(o)? {
         return Ok(Mode::Shell(g));
     }
     if o.cwd.is_some() {
@@ -421,7 +487,7 @@ fn mode(o: &RunOptions, shell_mount: Option<String>) -> Result<Mode, RunError> {
 /// `--kernel`. Without `--shell` the console shows the kernel from its first
 /// line and the image's own init, as little-vm-helper does; without
 /// `--kernel`, `--shell` is the image's own console login: `None`.
-fn shell(o: &RunOptions, mount_name: Option<String>) -> Result<Option<ShellGuest>, RunError> {
+fn shell(o: &RunOptions) -> Result<Option<ShellGuest>, RunError> {
     if !o.shell || o.kernel.is_none() {
         return Ok(None);
     }
@@ -438,7 +504,7 @@ fn shell(o: &RunOptions, mount_name: Option<String>) -> Result<Option<ShellGuest
         ));
     }
     Ok(Some(ShellGuest {
-        mount_name,
+        host_mount: o.host_mount.as_ref().map(|_| GuestFs::NineP),
         cwd: o.cwd.clone(),
         persist: o.persist,
     }))

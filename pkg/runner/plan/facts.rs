@@ -11,6 +11,7 @@ use super::hostmount::{self, ShareModel};
 use super::image::ImageFormat;
 use super::kcheck;
 use super::options::RunOptions;
+use super::sharefs::{self, FsRequest};
 use super::sshkey;
 use crate::arch::Arch;
 use crate::runner::error::RunError;
@@ -46,10 +47,14 @@ pub enum ImageFacts {
 pub struct HostMountFacts {
     pub is_dir: bool,
     pub abs: PathBuf,
-    /// Its last component (`/` becomes `root`): where a shell mounts it, `/host/<name>`.
-    pub name: String,
-    /// How QEMU serves it (see `hostmount`).
+    /// How QEMU serves it over 9p (see `hostmount`).
     pub model: ShareModel,
+    /// Where virtiofsd is, who owns the directory, and whether lvh is
+    /// root (see `sharefs`; the rest of its facts are the decision's).
+    pub virtiofsd: Option<PathBuf>,
+    pub owner: (u32, u32),
+    pub owner_reaches: bool,
+    pub root: bool,
 }
 
 /// Everything the decision needs from outside the options.
@@ -68,16 +73,6 @@ pub struct Facts {
 
 fn abs(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// The name a host directory gets under `/host`: its last component (`/`
-/// becomes `root`).
-pub fn mount_name(host_dir: &Path) -> String {
-    let canon = std::fs::canonicalize(host_dir).unwrap_or_else(|_| host_dir.to_path_buf());
-    canon
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into())
 }
 
 /// Reads what the options point at; `kvm` is what the probe found. Fails
@@ -116,11 +111,33 @@ pub fn gather(o: &RunOptions, kvm: KvmStatus) -> Result<Facts, RunError> {
         Some(p) if p.exists() => ImageFacts::NotAFile(p.clone()),
         Some(p) => ImageFacts::Missing(p.clone()),
     };
-    let host_mount = o.host_mount.as_deref().map(|h| HostMountFacts {
-        is_dir: h.is_dir(),
-        abs: abs(h),
-        name: mount_name(h),
-        model: hostmount::decide(hostmount::qemu_is_root(), hostmount::probe_xattrs(h)),
+    let host_mount = o.host_mount.as_deref().map(|h| {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(h).map_or((0, 0), |m| (m.uid(), m.gid()));
+        let virtiofsd = (o.host_mount_fs != FsRequest::NineP)
+            .then(|| {
+                sharefs::find_virtiofsd(
+                    std::env::var_os(sharefs::ENV).as_deref(),
+                    std::env::var_os("PATH").as_deref(),
+                )
+            })
+            .flatten();
+        // virtiofsd, run as the owner, must reach the directory and itself.
+        let reaches = |p: &Path| {
+            std::fs::canonicalize(p)
+                .ok()
+                .and_then(|c| sharefs::ancestors(&c))
+                .is_some_and(|d| sharefs::reaches(owner.0, owner.1, &d))
+        };
+        HostMountFacts {
+            is_dir: h.is_dir(),
+            abs: abs(h),
+            model: hostmount::decide(hostmount::qemu_is_root(), hostmount::probe_xattrs(h)),
+            owner_reaches: reaches(h) && virtiofsd.as_deref().is_none_or(reaches),
+            virtiofsd,
+            owner,
+            root: hostmount::qemu_is_root(),
+        }
     });
     let ssh_keys = o
         .ssh_key

@@ -22,6 +22,7 @@ pub mod options;
 pub mod ports;
 pub mod preflight;
 pub mod pvh;
+pub mod sharefs;
 pub mod sshkey;
 
 #[cfg(test)]

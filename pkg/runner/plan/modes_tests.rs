@@ -8,9 +8,13 @@ use super::*;
 use crate::runner::debug::gdb;
 use crate::runner::guest::initramfs;
 use crate::runner::guest::steps::ShellGuest;
+use crate::runner::guest::GuestFs;
 use crate::runner::plan::cmdline::Init;
 use crate::runner::plan::fastboot;
+use crate::runner::plan::kcheck;
+use crate::runner::plan::sharefs::{FsRequest, HostFs, RunAs, Virtiofs};
 use crate::runner::session::qemu;
+use crate::runner::session::qemu::{MemoryBacking, ShareFs};
 use crate::runner::session::rundir::INITRAMFS_FILE;
 
 fn err(o: &RunOptions) -> String {
@@ -151,11 +155,10 @@ fn console_by_default_shell_with_the_flag() {
     o.host_mount = Some(d.path().to_path_buf());
     o.cwd = Some("sub".into());
     let p = RunPlan::new(&o, false).unwrap();
-    let name = d.path().file_name().unwrap().to_string_lossy().into_owned();
     assert_eq!(
         p.mode,
         Mode::Shell(ShellGuest {
-            mount_name: Some(name),
+            host_mount: Some(GuestFs::NineP),
             cwd: Some("sub".into()),
             persist: false,
         })
@@ -447,6 +450,96 @@ fn cloud_init_only_where_the_images_init_boots() {
     let e = RunPlan::new(&m, false).unwrap_err().to_string();
     assert!(
         e.contains("--cloud-init-meta") && e.contains("needs --cloud-init"),
+        "{e}"
+    );
+}
+
+/// virtiofs where lvh's init mounts the share and lvh supervises the run,
+/// 9p with the reason elsewhere, and the guest and QEMU told the same.
+#[test]
+fn the_host_mount_file_system_follows_the_mode() {
+    let d = tempfile::tempdir().unwrap();
+    let mut base = options(d.path());
+    base.host_mount = Some(d.path().to_path_buf());
+    let mut f = facts::gather(&base, KvmStatus::Missing).unwrap();
+    let k = f.kernel.as_mut().unwrap();
+    let config = kcheck::parse("CONFIG_VIRTIO_FS=y\nCONFIG_FUSE_FS=y\n");
+    k.config = Some((kcheck::Source::Beside(d.path().join(".config")), config));
+    let h = f.host_mount.as_mut().unwrap();
+    h.virtiofsd = Some("/usr/libexec/virtiofsd".into());
+    (h.root, h.owner, h.owner_reaches) = (true, (1000, 1000), true);
+    let vfs = HostFs::Virtiofs(Virtiofs {
+        daemon: "/usr/libexec/virtiofsd".into(),
+        run_as: RunAs::Owner {
+            uid: 1000,
+            gid: 1000,
+        },
+    });
+    type Edit = Box<dyn Fn(&mut RunOptions)>;
+    let cases: Vec<(Edit, bool, Option<&str>)> = vec![
+        (Box::new(|_| {}), true, None),
+        (
+            Box::new(|o| {
+                o.cmd.clear();
+                o.shell = true
+            }),
+            true,
+            None,
+        ),
+        (
+            Box::new(|o| o.cmd.clear()),
+            false,
+            Some("the image's own init mounts the host share"),
+        ),
+        (
+            Box::new(|o| o.host_mount_fs = FsRequest::NineP),
+            false,
+            None,
+        ),
+    ];
+    for (edit, virtiofs, note) in cases {
+        let mut o = base.clone();
+        edit(&mut o);
+        let p = RunPlan::decide(&o, &f, None).unwrap();
+        let c = qemu_config(&p, Path::new("/r"));
+        let share = c.shares.iter().find(|s| s.tag == "host_mount").unwrap();
+        assert_eq!(
+            p.host_mount_note
+                .as_deref()
+                .map(|n| n.contains(note.unwrap())),
+            note.map(|_| true)
+        );
+        if virtiofs {
+            assert_eq!(p.host_mount_fs, vfs);
+            assert_eq!(c.memory, MemoryBacking::SharedMemfd);
+            assert!(matches!(share.fs, ShareFs::Virtiofs { .. }));
+            let guest = match &p.mode {
+                Mode::Command { cmd, .. } => cmd.host_fs,
+                Mode::Shell(g) => g.host_mount.unwrap(),
+                m => panic!("{m:?}"),
+            };
+            assert_eq!(guest, GuestFs::Virtiofs);
+        } else {
+            assert_eq!(p.host_mount_fs, HostFs::NineP);
+            assert_eq!(c.memory, MemoryBacking::Anonymous);
+            assert!(matches!(share.fs, ShareFs::NineP(_)));
+        }
+    }
+    // An explicit virtiofs that cannot work is an error naming why.
+    let mut o = base.clone();
+    o.cmd.clear();
+    o.host_mount_fs = FsRequest::Virtiofs;
+    let e = RunPlan::decide(&o, &f, None).unwrap_err().to_string();
+    assert!(
+        e.contains("--host-mount-fs") && e.contains("the image's own init"),
+        "{e}"
+    );
+    f.host_mount.as_mut().unwrap().virtiofsd = None;
+    let mut o = base.clone();
+    o.host_mount_fs = FsRequest::Virtiofs;
+    let e = RunPlan::decide(&o, &f, None).unwrap_err().to_string();
+    assert!(
+        e.contains("virtiofsd was not found (install it with"),
         "{e}"
     );
 }

@@ -265,6 +265,8 @@ pub struct RunOptions {
     pub append: Vec<String>,
     pub ports: Vec<PortForward>,
     pub host_mount: Option<PathBuf>,
+    /// `--host-mount-fs`: virtiofs or 9p (see `sharefs`).
+    pub host_mount_fs: super::sharefs::FsRequest,
     pub serial_port: Option<u16>,
     pub monitor_port: Option<u16>,
     pub console_log: Option<PathBuf>,
@@ -314,6 +316,7 @@ impl Default for RunOptions {
             append: vec![],
             ports: vec![],
             host_mount: None,
+            host_mount_fs: Default::default(),
             serial_port: None,
             monitor_port: None,
             console_log: None,

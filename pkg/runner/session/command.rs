@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::channel::{self, Pumps, Sinks};
 use super::memory::MemoryBacking;
 use super::rundir::{RunDir, INITRAMFS_FILE};
-use super::{config, qemu, Ctx, Now, Session};
+use super::{config, qemu, virtiofsd, Ctx, Now, Session};
 use crate::progress;
 use crate::runner::error::RunError;
 use crate::runner::guest::steps::{self, Step};
@@ -115,7 +115,8 @@ pub fn launch(
     cfg.extra.extend(l.extra);
     cfg.memory = l.memory;
     let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
-    let session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?;
+    let daemon = virtiofsd::start(&mut cfg, plan.virtiofs())?;
+    let session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?.with_daemon(daemon);
     let pumps = channel::start(listeners, log, sinks, false);
     let limits = Limits {
         start: session.start,

@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use super::memory::MemoryBacking;
-use super::qemu::{Channel, Console, QemuConfig, Share};
+use super::qemu::{Channel, Console, QemuConfig, Share, ShareFs};
 use super::rundir::{initramfs_in, share_in, Endpoint};
 use crate::runner::guest::{CONTROL_TAG, HOST_MOUNT_TAG};
 use crate::runner::plan::cmdline::Init;
 use crate::runner::plan::decision::{Mode, RunPlan};
 use crate::runner::plan::hostmount::ShareModel;
+use crate::runner::plan::sharefs::HostFs;
 use crate::runner::plan::sshkey;
 
 /// The console of a run: lvh reads it in command and shell mode.
@@ -46,7 +47,13 @@ fn shares(plan: &RunPlan, dir: &Path) -> Vec<Share> {
             dir: h.clone(),
             tag: HOST_MOUNT_TAG,
             readonly: false,
-            model: plan.host_mount_model,
+            fs: match plan.host_mount_fs {
+                HostFs::NineP => ShareFs::NineP(plan.host_mount_model),
+                // `virtiofsd::start` sets the socket it listens on.
+                HostFs::Virtiofs(_) => ShareFs::Virtiofs {
+                    socket: super::virtiofsd::placeholder(),
+                },
+            },
         });
     }
     if plan.init == Init::Shell {
@@ -56,7 +63,7 @@ fn shares(plan: &RunPlan, dir: &Path) -> Vec<Share> {
             tag: CONTROL_TAG,
             readonly: true,
             // lvh's own files, read-only: the guest can change nothing there.
-            model: ShareModel::Passthrough,
+            fs: ShareFs::NineP(ShareModel::Passthrough),
         });
     }
     v
@@ -86,7 +93,10 @@ pub fn qemu_config(plan: &RunPlan, dir: &Path) -> QemuConfig {
         accel: plan.accel,
         cpus: plan.cpus,
         mem: plan.mem.qemu_arg(),
-        memory: MemoryBacking::Anonymous,
+        memory: match plan.host_mount_fs {
+            HostFs::Virtiofs(_) if plan.host_mount.is_some() => MemoryBacking::SharedMemfd,
+            _ => MemoryBacking::Anonymous,
+        },
         cpu_kind: plan.cpu_kind.clone(),
         image: plan.image.clone(),
         image_format: plan.image_format,

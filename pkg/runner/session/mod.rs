@@ -17,6 +17,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod rundir;
 pub mod seed;
+pub mod virtiofsd;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -57,6 +58,8 @@ pub struct Session {
     pub start: Instant,
     /// QEMU's exit, once seen, and when lvh noticed.
     exit: Option<(ExitStatus, Instant)>,
+    /// virtiofsd, stopped after QEMU (fields drop in order).
+    daemon: Option<virtiofsd::Daemon>,
 }
 
 /// What the supervision loop sees at each tick.
@@ -88,7 +91,14 @@ impl Session {
             stderr,
             start,
             exit: None,
+            daemon: None,
         })
+    }
+
+    /// Keeps `daemon` (started before QEMU) until the session ends.
+    pub fn with_daemon(mut self, daemon: Option<virtiofsd::Daemon>) -> Session {
+        self.daemon = daemon;
+        self
     }
 
     /// QEMU's exit status, once it exited.
@@ -195,7 +205,9 @@ impl Session {
 }
 
 /// Keeps the last lines of QEMU's stderr.
-fn collect_stderr(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<VecDeque<String>>> {
+pub(crate) fn collect_stderr(
+    r: impl std::io::Read + Send + 'static,
+) -> Arc<Mutex<VecDeque<String>>> {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let t = tail.clone();
     std::thread::spawn(move || {

@@ -1,0 +1,164 @@
+//! The virtiofsd of a virtiofs host mount: its command line ([`argv`], pure)
+//! and its start ([`start`]) before QEMU, through the one exec helper, so it
+//! is stopped with the run and killed with QEMU's group when lvh dies (the
+//! exec helper's death signal and sentinel). Its socket lives in a private
+//! directory of its own (`lvh-vfs-<pid>.XXXXXX`, mode 0700), owned by the
+//! user virtiofsd runs as (see `plan::sharefs`), and goes with the run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::qemu::{QemuConfig, ShareFs};
+use super::rundir::RunDir;
+use crate::exec::{Child, Cmd, Io};
+use crate::runner::error::RunError;
+use crate::runner::plan::sharefs::{RunAs, Virtiofs};
+
+/// How long virtiofsd gets to make its socket.
+pub const SOCKET_DEADLINE: Duration = Duration::from_secs(10);
+/// How long virtiofsd gets to exit after SIGTERM (it exits by itself when
+/// QEMU, stopped first, hangs up).
+const GRACE: Duration = Duration::from_secs(2);
+/// The socket's name in its directory.
+const SOCKET: &str = "virtiofsd.sock";
+/// The private directories' name.
+const BASE: &str = "lvh-vfs-";
+
+/// virtiofsd's arguments for sharing `dir` on `socket`: no sandbox of its
+/// own (it never runs as root, see `sharefs`), its seccomp filter killing
+/// on any other system call, no extended attributes (so no file
+/// capabilities or security labels from the guest), inodes by O_PATH
+/// descriptors (file handles need a capability it does not have). Without
+/// READDIRPLUS a directory listing does not make the guest look up, and
+/// virtiofsd hold a descriptor for, every entry: `find` over a kernel tree
+/// then stays far below the usual open-files limits, and is faster.
+pub fn argv(dir: &Path, socket: &Path, readonly: bool) -> Vec<String> {
+    let mut v = vec![
+        format!("--socket-path={}", socket.display()),
+        format!("--shared-dir={}", dir.display()),
+        "--sandbox=none".into(),
+        "--seccomp=kill".into(),
+        "--cache=auto".into(),
+        "--no-readdirplus".into(),
+        "--inode-file-handles=never".into(),
+        "--log-level=error".into(),
+    ];
+    if readonly {
+        v.push("--readonly".into());
+    }
+    v
+}
+
+/// A running virtiofsd and its socket's directory (removed after it).
+pub struct Daemon {
+    _child: Child,
+    _dir: RunDir,
+}
+
+/// Starts virtiofsd for the virtiofs shares of `cfg` (there is at most
+/// one: `--host-mount`) and points the share at its socket, once the socket
+/// is there. `None` when no share needs it.
+pub fn start(cfg: &mut QemuConfig, vfs: Option<&Virtiofs>) -> Result<Option<Daemon>, RunError> {
+    let Some(vfs) = vfs else { return Ok(None) };
+    let Some(share) = cfg
+        .shares
+        .iter_mut()
+        .find(|s| matches!(s.fs, ShareFs::Virtiofs { .. }))
+    else {
+        return Ok(None);
+    };
+    let dir = RunDir::private(BASE)?;
+    let mut cmd = Cmd::new(&vfs.daemon).grace(GRACE);
+    if let RunAs::Owner { uid, gid } = vfs.run_as {
+        raise_nofile_limit();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+            .map_err(|e| RunError::io(format!("hand {} to uid {uid}", dir.path().display()), e))?;
+        cmd = cmd.user(uid, gid);
+    }
+    let socket = dir.path().join(SOCKET);
+    let cmd = cmd.args(argv(&share.dir, &socket, share.readonly));
+    tracing::debug!("virtiofsd command: {}", cmd.display());
+    let mut child = cmd.spawn(Io::Null, Io::Null, Io::Piped)?;
+    let tail = super::collect_stderr(child.take_stderr().expect("piped stderr"));
+    let deadline = Instant::now() + SOCKET_DEADLINE;
+    loop {
+        let exited = child
+            .try_wait()
+            .map_err(|e| RunError::io("wait for virtiofsd", e))?;
+        if exited.is_none() && socket.exists() {
+            break;
+        }
+        if exited.is_some() || Instant::now() >= deadline {
+            // Give the reader a moment to take the last lines.
+            std::thread::sleep(Duration::from_millis(50));
+            let lines: Vec<String> = tail
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            return Err(RunError::Setup(format!(
+                "virtiofsd did not start serving --host-mount {} ({}): {}",
+                share.dir.display(),
+                match exited {
+                    Some(st) => crate::exec::describe_status(&st),
+                    None => format!("no socket after {SOCKET_DEADLINE:?}"),
+                },
+                lines.join(" / ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    share.fs = ShareFs::Virtiofs {
+        socket: socket.clone(),
+    };
+    Ok(Some(Daemon {
+        _child: child,
+        _dir: dir,
+    }))
+}
+
+/// virtiofsd holds a descriptor for every inode the guest knows (86,000
+/// for a kernel tree) and raises its own soft limit up to the hard one,
+/// which only root can raise: a root lvh raises its hard limit to the
+/// kernel's most (`fs.nr_open`) before starting it as the directory's owner.
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let most = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let now = getrlimit(Resource::Nofile);
+    if now.maximum.is_some_and(|m| m < most) {
+        let raised = Rlimit {
+            current: now.current,
+            maximum: Some(most),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!("could not raise the open files limit for virtiofsd: {e}");
+        }
+    }
+}
+
+/// The socket a share's configuration names before [`start`] sets it.
+pub fn placeholder() -> PathBuf {
+    PathBuf::from(SOCKET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_is_confined_and_told_where() {
+        let a = argv(Path::new("/src"), Path::new("/t/v.sock"), false).join(" ");
+        assert_eq!(
+            a,
+            "--socket-path=/t/v.sock --shared-dir=/src --sandbox=none --seccomp=kill --cache=auto --no-readdirplus --inode-file-handles=never --log-level=error"
+        );
+        assert!(!a.contains("xattr") && !a.contains("posix-acl"));
+        assert!(argv(Path::new("/s"), Path::new("/v"), true)
+            .last()
+            .is_some_and(|x| x == "--readonly"));
+    }
+}
