@@ -13,8 +13,9 @@ use crate::runner::plan::cmdline::Init;
 use crate::runner::plan::fastboot;
 use crate::runner::plan::kcheck;
 use crate::runner::plan::sharefs::{FsRequest, HostFs, RunAs, Virtiofs};
+use crate::runner::session::memory::MemoryBacking;
 use crate::runner::session::qemu;
-use crate::runner::session::qemu::{MemoryBacking, ShareFs};
+use crate::runner::session::qemu::ShareFs;
 use crate::runner::session::rundir::INITRAMFS_FILE;
 
 fn err(o: &RunOptions) -> String {

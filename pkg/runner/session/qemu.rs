@@ -63,7 +63,6 @@ pub enum ShareFs {
     Virtiofs { socket: PathBuf },
 }
 
-
 /// Everything the command line depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QemuConfig {

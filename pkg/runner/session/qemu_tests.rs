@@ -27,6 +27,7 @@ fn config(arch: Arch, accel: Accel) -> QemuConfig {
         monitor_port: None,
         daemonize: None,
         gdb: None,
+        seed_fd: None,
         extra: vec![],
     }
 }
