@@ -170,3 +170,26 @@ fn a_runaway_report_is_cut_and_marked() {
     assert!(done[0].truncated);
     assert!(!d.is_open());
 }
+
+#[test]
+fn a_verbose_kmemleak_report_on_the_console_is_titled_by_its_allocator() {
+    let log = "\
+[   20.1] kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)
+[   20.2] kmemleak: unreferenced object 0xffff888003a5b400 (size 128):
+[   20.2] kmemleak:   comm \"cat\", pid 85, jiffies 4294680000
+[   20.2] kmemleak:   hex dump (first 32 bytes):
+[   20.2] kmemleak:     00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................
+[   20.2] kmemleak:   backtrace (crc 2b1a9f3c):
+[   20.2] kmemleak:     [<ffffffff8123a0b1>] __kmalloc_cache_noprof+0x1a1/0x2b0
+[   20.2] kmemleak:     [<ffffffff812e44c2>] loadavg_proc_show+0x22/0x120
+[   20.2] kmemleak:     [<ffffffff81290a3d>] seq_read_iter+0x11d/0x460
+[   20.3] lvh-guest: done
+";
+    let reports = parse_log(log);
+    let leak: Vec<_> = reports
+        .iter()
+        .filter(|r| r.title.starts_with("memory leak in"))
+        .collect();
+    assert_eq!(leak.len(), 1, "{reports:#?}");
+    assert_eq!(leak[0].title, "memory leak in loadavg_proc_show");
+}

@@ -55,6 +55,13 @@ pub fn split(raw: &str) -> Line<'_> {
     if stamped {
         s = s.strip_prefix(' ').unwrap_or(s);
     }
+    // `kmemleak.verbose=1` prints every line of an object's report behind
+    // kmemleak's own prefix; the report is the same as the debugfs file's.
+    if let Some(rest) = s.strip_prefix("kmemleak: ") {
+        if rest.starts_with("unreferenced object 0x") || rest.starts_with("  ") {
+            s = rest;
+        }
+    }
     Line {
         caller,
         stamped,
@@ -226,6 +233,24 @@ mod tests {
                 None,
                 false,
                 "unreferenced object 0xffff (size 64):",
+            ),
+            (
+                "[   12.5] kmemleak: unreferenced object 0xffff (size 128):",
+                None,
+                true,
+                "unreferenced object 0xffff (size 128):",
+            ),
+            (
+                "[   12.5] kmemleak:     [<ffffffff81000000>] f+0x1/0x2",
+                None,
+                true,
+                "    [<ffffffff81000000>] f+0x1/0x2",
+            ),
+            (
+                "[   12.5] kmemleak: 1 new suspected memory leaks",
+                None,
+                true,
+                "kmemleak: 1 new suspected memory leaks",
             ),
             ("a [1.5] b", None, false, "a [1.5] b"),
             ("no stamp", None, false, "no stamp"),
