@@ -45,12 +45,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A checksum of a (sparse) file's whole content: the map of its data extents
-/// and their bytes (holes read as zeros, so this is equivalent to hashing every
-/// byte, without reading gigabytes of zeros).
+/// A checksum of a (sparse) file's whole content, equal for any two files
+/// with the same bytes: its length and every 4 KiB block that is not all
+/// zeros, with its offset (holes read as zeros). It reads only the data
+/// extents, and it does not depend on the extent map, which the host file
+/// system may change (delayed allocation, unwritten extents) while the
+/// content stays the same.
 pub(crate) fn content_digest(p: &Path) -> String {
     use std::io::{Seek, SeekFrom};
     use std::os::fd::AsRawFd;
+    const BLOCK: usize = 4096;
     let mut f = std::fs::File::open(p).unwrap();
     let len = f.metadata().unwrap().len() as i64;
     let fd = f.as_raw_fd();
@@ -64,18 +68,23 @@ pub(crate) fn content_digest(p: &Path) -> String {
         if data < 0 {
             break; // only a hole remains
         }
+        // Whole blocks, so the same block is hashed whatever the extents.
+        let data = data / BLOCK as i64 * BLOCK as i64;
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        h.update(data.to_le_bytes());
-        h.update(hole.to_le_bytes());
         f.seek(SeekFrom::Start(data as u64)).unwrap();
-        let mut left = (hole - data) as usize;
-        while left > 0 {
-            let n = left.min(buf.len());
+        let mut at = data;
+        while at < hole {
+            let n = ((hole - at) as usize).min(buf.len());
             f.read_exact(&mut buf[..n]).unwrap();
-            h.update(&buf[..n]);
-            left -= n;
+            for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
+                if block.iter().any(|&b| b != 0) {
+                    h.update((at + (i * BLOCK) as i64).to_le_bytes());
+                    h.update(block);
+                }
+            }
+            at += n as i64;
         }
-        pos = hole;
+        pos = hole.max(pos + 1);
     }
     format!("{:x}", h.finalize())
 }
