@@ -113,7 +113,10 @@ pub fn launch(
         cfg.snapshot = snapshot;
     }
     cfg.extra.extend(l.extra);
-    cfg.memory = l.memory;
+    // A restore's RAM file; otherwise the plan's (a shared memfd for virtiofs).
+    if l.memory != MemoryBacking::Anonymous {
+        cfg.memory = l.memory;
+    }
     let (listeners, log) = dir.channels(plan.console_log.as_deref())?;
     let daemon = virtiofsd::start(&mut cfg, plan.virtiofs())?;
     let session = Session::start(plan.arch, qemu::argv(&cfg), dir.path(), ctx)?.with_daemon(daemon);
