@@ -255,7 +255,7 @@ fn a_shell_reads_a_pipe_without_a_terminal() {
 }
 
 /// `lvh run [extra] --shell` with `input` on a pipe as its stdin.
-fn piped_shell(extra: &[&str], input: &str) -> std::process::Output {
+pub(crate) fn piped_shell(extra: &[&str], input: &str) -> std::process::Output {
     let mut args = extra.to_vec();
     args.push("--shell");
     let mut child = lvh_run(Arch::Amd64, &args)

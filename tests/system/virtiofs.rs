@@ -336,29 +336,15 @@ fn the_shell_finds_the_host_mount_at_host_as_a_command_does() {
     let d = nobody_dir();
     std::fs::write(d.path().join("hello.txt"), "from-the-host\n").unwrap();
     for fs in ["virtiofs", "9p"] {
-        let mut c = lvh_run(
-            Arch::Amd64,
+        let o = crate::shell::piped_shell(
             &[
-                "--shell",
                 "--host-mount",
                 d.path().to_str().unwrap(),
                 "--host-mount-fs",
                 fs,
             ],
+            "echo at-$(pwd)-$(mount | grep ' /host ' | cut -d' ' -f5); cat hello.txt\nexit 4\n",
         );
-        let mut child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"echo at-$(pwd)-$(mount | grep ' /host ' | cut -d' ' -f5); cat hello.txt\nexit 4\n")
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
         assert_code(&o, 4);
         let out = stdout(&o);
         assert!(out.contains(&format!("at-/host-{fs}")), "{}", text(&o));
