@@ -392,3 +392,61 @@ fn a_state_whose_image_changed_is_refused() {
     );
     assert!(text(&o).contains(&want), "{}", text(&o));
 }
+
+/// States saved by either of lvh's inits restore, each with the host
+/// directory at `/host` again (detached for the save, mounted by the
+/// restore), `--cwd` relative to it and the guest's writes on the host: the
+/// static init (the default with a kernel that can run it) takes its
+/// command as plan records, the shell init (`--fast-boot=false`) as shell
+/// text.
+#[test]
+fn states_of_either_init_restore_with_the_host_mount() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let share = tempfile::tempdir().unwrap();
+    std::fs::create_dir(share.path().join("sub")).unwrap();
+    std::fs::write(share.path().join("sub/f"), "from-host\n").unwrap();
+    let host = share.path().to_str().unwrap();
+    for (name, init, extra) in [
+        ("fast", "static", &[][..]),
+        ("shell", "shell", &["--fast-boot=false"][..]),
+    ] {
+        let mut args = vec!["--dir", dir, "--host-mount", host];
+        args.extend(extra);
+        args.extend(["--save-state", name, "--", "sh", "-c", "cat /host/sub/f"]);
+        let o = out(lvh_run(Arch::Amd64, &args));
+        assert_code(&o, 0);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "from-host\n", "{name}");
+        let meta =
+            std::fs::read_to_string(d.path().join("states").join(name).join("state.json")).unwrap();
+        assert!(
+            meta.contains(&format!("\"init\": \"{init}\"")),
+            "{name}: {meta}"
+        );
+        for round in ["one", "two"] {
+            let mut c = lvh();
+            c.args([
+                "run",
+                "--dir",
+                dir,
+                "--from-state",
+                name,
+                "--host-mount",
+                host,
+            ])
+            .args(["--cwd", "sub", "--", "sh", "-c"])
+            .arg(format!("cat f; pwd; echo {round} >out-{name}"))
+            .env("LVH_ACCEL", "tcg");
+            let o = out(c);
+            assert_code(&o, 0);
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                "from-host\n/host/sub\n",
+                "{name}: {}",
+                text(&o)
+            );
+            let wrote = std::fs::read_to_string(share.path().join(format!("sub/out-{name}")));
+            assert_eq!(wrote.unwrap(), format!("{round}\n"), "{name}");
+        }
+    }
+}

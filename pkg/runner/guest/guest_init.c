@@ -20,6 +20,10 @@
  *   prefetch PROGRAM              read the command's program and libraries
  *   waitcpus MSG                  wait for `cpus`, fail if a CPU stayed offline
  *   run PERSIST ARGV...           run the command, report its exit
+ *   serve                         after the run: wait for "save", detach the
+ *                                 9p shares, say "saving"; once restored, read
+ *                                 "run LEN" and LEN bytes of records (the same
+ *                                 format) and run them
  *
  * The protocol on the ports is the shell init's (docs/guest-protocol.md):
  * "started", then "exit STATUS OUTBYTES ERRBYTES TAINT_BEFORE TAINT_AFTER"
@@ -61,6 +65,7 @@
 
 static int ctl = -1, out_port = -1, err_port = -1;
 static pid_t onliner = -1, prefetcher = -1;
+static int ran; /* a run record ran */
 
 /* LVH_INIT_TRACE=1 on the kernel command line (it reaches init's environment):
  * each step's start in guest uptime, sent as "trace" lines on the control
@@ -562,9 +567,117 @@ static void do_run(int n, char **f)
 	int len = snprintf(line, sizeof line, "exit %d %llu %llu %s %s\n", shell_status(st),
 			   count[0], count[1], t0, t1);
 	write_all(ctl, line, (size_t)len);
-	/* The host stops the VM once every byte arrived. */
-	for (;;)
-		pause();
+	ran = 1;
+}
+
+struct step;
+static void parse_plan(const char *what, char *plan, size_t len,
+		       void (*each)(const struct step *, int, char **));
+static void run_step(const struct step *step, int n, char **f);
+
+/* One line from the control port, without its newline. A read that finds
+ * no host (EOF while QEMU is stopped, saved or not yet reconnected after a
+ * restore) is retried. */
+static void read_ctl_line(char *buf, size_t size)
+{
+	size_t n = 0;
+	for (;;) {
+		char c;
+		ssize_t r = read(ctl, &c, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			sleep_ms(2);
+			continue;
+		}
+		if (c == '\n')
+			break;
+		if (n + 1 < size)
+			buf[n++] = c;
+	}
+	buf[n] = 0;
+}
+
+/* Exactly `len` bytes from the control port. */
+static void read_ctl(char *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = read(ctl, buf + got, len - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			sleep_ms(2);
+			continue;
+		}
+		got += (size_t)r;
+	}
+}
+
+/* Unmounts every 9p and virtiofs mount (QEMU cannot save a VM with one
+ * mounted); 0 when none is left. */
+static int detach_shares(void)
+{
+	char mounts[65536];
+	for (int pass = 0; pass < 2; pass++) {
+		int fd = open("/proc/mounts", O_RDONLY | O_CLOEXEC);
+		ssize_t n = 0, r;
+		while (fd >= 0 && n < (ssize_t)sizeof mounts - 1 &&
+		       (r = read(fd, mounts + n, sizeof mounts - 1 - (size_t)n)) > 0)
+			n += r;
+		if (fd >= 0)
+			close(fd);
+		mounts[n > 0 ? n : 0] = 0;
+		int found = 0;
+		for (char *line = strtok(mounts, "\n"); line; line = strtok(NULL, "\n")) {
+			char dir[4096], type[64];
+			if (sscanf(line, "%*s %4095s %63s", dir, type) != 2)
+				continue;
+			if (strcmp(type, "9p") && strcmp(type, "virtiofs"))
+				continue;
+			found = 1;
+			if (pass == 0)
+				umount(dir);
+		}
+		if (!found)
+			return 0;
+	}
+	return -1;
+}
+
+/* serve: the VM is saved after the run, then restored, maybe many times:
+ * each restore continues here with its own command, as records. */
+static void do_serve(int n, char **f)
+{
+	(void)n;
+	(void)f;
+	char line[64];
+	read_ctl_line(line, sizeof line);
+	if (strcmp(line, "save"))
+		for (;;)
+			pause(); /* not saved: the host stops the VM */
+	if (chdir("/"))
+		fail("cannot change to /: %s", strerror(errno));
+	if (detach_shares())
+		fail("cannot unmount the host mount before saving (is a process still using it?)");
+	sync();
+	trace_len = 0;
+	write_all(ctl, "saving\n", 7);
+	/* Saved here. A restored VM continues: "run LEN" and LEN bytes. */
+	read_ctl_line(line, sizeof line);
+	trace("restored");
+	char *end;
+	unsigned long len = strncmp(line, "run ", 4) ? 0 : strtoul(line + 4, &end, 10);
+	if (!len || *end || len > (1UL << 20))
+		fail("bad command from the host: %s", line);
+	char *plan = malloc(len + 1);
+	if (!plan)
+		fail("cannot read the command: out of memory");
+	read_ctl(plan, len);
+	plan[len] = 0;
+	write_all(ctl, "started\n", 8);
+	ran = 0;
+	parse_plan("the restored command", plan, len, run_step);
 }
 
 /* The records, with their least and most field counts. */
@@ -584,7 +697,43 @@ static const struct step {
 	{ "cd", 3, 3, do_cd },
 	{ "waitcpus", 1, 1, do_waitcpus },
 	{ "run", 2, MAX_FIELDS, do_run },
+	{ "serve", 0, 0, do_serve },
 };
+
+/* Hands each record of `plan` (`len` bytes, from `what`) to `each`, in order. */
+static void parse_plan(const char *what, char *plan, size_t len,
+		       void (*each)(const struct step *, int, char **))
+{
+	char **fields = malloc((MAX_FIELDS + 1) * sizeof *fields);
+	if (!fields)
+		fail("cannot read %s: out of memory", what);
+	char *p = plan, *end = plan + len;
+	while (p < end) {
+		char *name = p;
+		p += strlen(p) + 1;
+		if (p >= end)
+			fail("%s: record %s has no field count", what, name);
+		int n = atoi(p);
+		p += strlen(p) + 1;
+		if (n < 0 || n > MAX_FIELDS)
+			fail("%s: record %s has %d fields", what, name, n);
+		for (int i = 0; i < n; i++) {
+			if (p >= end)
+				fail("%s: record %s is cut short", what, name);
+			fields[i] = p;
+			p += strlen(p) + 1;
+		}
+		fields[n] = NULL;
+		const struct step *step = NULL;
+		for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++)
+			if (!strcmp(name, steps[k].name))
+				step = &steps[k];
+		if (!step || n < step->min || n > step->max)
+			fail("%s: unknown record %s with %d fields", what, name, n);
+		each(step, n, fields);
+	}
+	free(fields);
+}
 
 /* Reads the plan at `path` and hands each record to `each`, in order. */
 static void read_plan(const char *path, void (*each)(const struct step *, int, char **))
@@ -605,32 +754,13 @@ static void read_plan(const char *path, void (*each)(const struct step *, int, c
 	}
 	close(fd);
 	plan[got] = 0;
-	static char *fields[MAX_FIELDS + 1];
-	char *p = plan, *end = plan + got;
-	while (p < end) {
-		char *name = p;
-		p += strlen(p) + 1;
-		if (p >= end)
-			fail("%s: record %s has no field count", path, name);
-		int n = atoi(p);
-		p += strlen(p) + 1;
-		if (n < 0 || n > MAX_FIELDS)
-			fail("%s: record %s has %d fields", path, name, n);
-		for (int i = 0; i < n; i++) {
-			if (p >= end)
-				fail("%s: record %s is cut short", path, name);
-			fields[i] = p;
-			p += strlen(p) + 1;
-		}
-		fields[n] = NULL;
-		const struct step *step = NULL;
-		for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++)
-			if (!strcmp(name, steps[k].name))
-				step = &steps[k];
-		if (!step || n < step->min || n > step->max)
-			fail("%s: unknown record %s with %d fields", path, name, n);
-		each(step, n, fields);
-	}
+	parse_plan(path, plan, (size_t)got, each);
+}
+
+static void run_step(const struct step *step, int n, char **f)
+{
+	trace(n > 2 && !strcmp(step->name, "mount") ? f[2] : step->name);
+	step->run(n, f);
 }
 
 #ifdef LVH_INIT_PLAN_DUMP
@@ -666,16 +796,14 @@ int main(int argc, char **argv)
 	return 0;
 }
 #else
-static void run(const struct step *step, int n, char **f)
-{
-	trace(n > 2 && !strcmp(step->name, "mount") ? f[2] : step->name);
-	step->run(n, f);
-}
-
 int main(void)
 {
 	trace("main");
-	read_plan(PLAN, run);
-	fail("%s has no run record", PLAN);
+	read_plan(PLAN, run_step);
+	if (!ran)
+		fail("%s has no run record", PLAN);
+	/* The host stops the VM once every byte arrived. */
+	for (;;)
+		pause();
 }
 #endif

@@ -11,7 +11,8 @@
 //! stays in use where this one does not apply ([`applies`]), and for an
 //! architecture this lvh was built without an init for ([`embedded`]).
 
-use super::steps::{Mount, RootSpec, Step};
+use super::steps::{self, Mount, RootSpec, Step};
+use super::{GuestCommand, HostMsg};
 use crate::arch::Arch;
 
 mod bins {
@@ -134,8 +135,8 @@ fn mount_rec(m: &Mount) -> Record {
 }
 
 /// The plan as the static init's records, step by step. The shell-only
-/// steps (ssh keys, the shell, serving a saved VM) never reach it: a run
-/// that needs them boots the shell init.
+/// steps (ssh keys, the shell) never reach it: a run that needs them boots
+/// the shell init.
 pub fn records(steps: &[Step]) -> Vec<Record> {
     let mut v = Vec::new();
     for s in steps {
@@ -174,7 +175,8 @@ pub fn records(steps: &[Step]) -> Vec<Record> {
                     fields,
                 });
             }
-            Step::SshKeys(_) | Step::Shell { .. } | Step::Serve => {
+            Step::Serve => v.push(rec("serve", &[])),
+            Step::SshKeys(_) | Step::Shell { .. } => {
                 unreachable!("the static init does not run {s:?}")
             }
         }
@@ -199,6 +201,14 @@ pub fn encode(records: &[Record]) -> Vec<u8> {
         }
     }
     b
+}
+
+/// What a restored VM whose static init serves it runs: [`steps::restore`]
+/// as records, in a `run LEN` message (the fields are UTF-8 and hold no NUL,
+/// so the text is the records' bytes).
+pub fn restore_message(cmd: &GuestCommand) -> HostMsg {
+    let bytes = encode(&records(&steps::restore(cmd)));
+    HostMsg::Run(String::from_utf8(bytes).expect("records are made of strings"))
 }
 
 /// A file in a `newc` cpio archive.

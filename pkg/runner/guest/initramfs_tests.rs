@@ -309,7 +309,22 @@ fn the_init_reads_the_plans_the_host_writes() {
             for r in [None, Some(root())] {
                 let recs = records(&steps::command(&c, r.as_ref()));
                 assert_eq!(dump(&encode(&recs)).unwrap(), expected(&recs), "{c:?}");
+                let recs = records(&steps::save(&c, r.as_ref()));
+                assert_eq!(dump(&encode(&recs)).unwrap(), expected(&recs), "{c:?}");
             }
+            // What a restore sends the serve record: the same format.
+            let crate::runner::guest::HostMsg::Run(text) = restore_message(&c) else {
+                panic!("a restore sends run")
+            };
+            let recs = records(&steps::restore(&c));
+            assert_eq!(dump(text.as_bytes()).unwrap(), expected(&recs), "{c:?}");
+            let names: Vec<_> = recs.iter().map(|r| r.name).collect();
+            let want: &[&str] = if c.host_mount {
+                &["mount", "cd", "run"]
+            } else {
+                &["cd", "run"]
+            };
+            assert_eq!(names, want);
         }
         // A plan cut short or with an unknown record stops the init, saying why.
         let good = encode(&records(&steps::command(&cmd(), None)));

@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_save_ends_with_the_serve_script_instead_of_waiting() {
-        let p = render(&steps::save(&cmd(&["touch", "/tmp/x"]))).init;
+        let p = render(&steps::save(&cmd(&["touch", "/tmp/x"]), None)).init;
         let p = plan_of(&p);
         let run = p.find("lvh_run 0 touch /tmp/x\n").unwrap();
         let serve = p.find("lvh_serve '").unwrap();

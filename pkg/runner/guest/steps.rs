@@ -232,7 +232,8 @@ pub enum Step {
         loglevel: Option<u8>,
     },
     /// After the command: wait for `save`, detach the shares and wait to be
-    /// restored ([`super::shell_init`]'s serve script; the shell init only).
+    /// restored, then run what the restore sends ([`super::shell_init`]'s
+    /// serve script; the static init's `serve` record).
     Serve,
 }
 
@@ -287,10 +288,30 @@ pub fn command(cmd: &GuestCommand, root: Option<&RootSpec>) -> Vec<Step> {
 }
 
 /// The plan for `--save-state`'s setup command: the command's, then the
-/// wait to be saved.
-pub fn save(cmd: &GuestCommand) -> Vec<Step> {
-    let mut v = command(cmd, None);
+/// wait to be saved; `root` for the static init.
+pub fn save(cmd: &GuestCommand, root: Option<&RootSpec>) -> Vec<Step> {
+    let mut v = command(cmd, root);
     v.push(Step::Serve);
+    v
+}
+
+/// What a restored VM runs, for the static init's serve step: the host
+/// mount (detached before the save), the directory, the command.
+pub fn restore(cmd: &GuestCommand) -> Vec<Step> {
+    let mut v = Vec::new();
+    if cmd.host_mount {
+        v.push(Step::Mount(host_mount(HOST_MOUNT_PATH, cmd.host_fs)));
+    }
+    let (dir, required) = workdir(cmd);
+    v.push(Step::Cd {
+        error: workdir_error(&dir),
+        dir,
+        required,
+    });
+    v.push(Step::Run {
+        persist: cmd.persist,
+        argv: cmd.argv.clone(),
+    });
     v
 }
 
@@ -404,7 +425,10 @@ mod tests {
             required: true,
             error: "cannot change to directory /host/t".into()
         }));
-        assert_eq!(names(&save(&cmd())).last().unwrap(), "serve");
+        assert_eq!(names(&save(&cmd(), None)).last().unwrap(), "serve");
+        assert_eq!(names(&save(&c, Some(&root)))[2], "root");
+        assert_eq!(names(&restore(&cmd())), ["cd", "run"]);
+        assert_eq!(names(&restore(&c)), ["mount /host", "cd", "run"]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::runner::error::RunError;
 use crate::runner::guest::initramfs;
 use crate::runner::guest::steps::ShellGuest;
 use crate::runner::guest::{GuestCommand, GuestFs};
-use crate::runner::saved::state::StateOp;
+use crate::runner::saved::state::{SavedInit, StateOp};
 
 /// What the run does once QEMU is up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,7 +224,13 @@ impl RunPlan {
             if let Mode::Command { cmd, .. } = &mut mode {
                 cmd.late_cpus = fastboot::add_late_cpus(&mut fast, o, &k.found, &append);
                 let words = cmdline::words(o.arch, o.root_dev, &fast.cmdline, &append);
-                let static_init = o.fast_boot && cmd.authorized_keys.is_none() && state.is_none();
+                // A save boots the static init too (its serve record waits
+                // for the restores); a restore boots nothing, but QEMU must
+                // have the devices of the init the state was saved with.
+                let static_init = match &state {
+                    Some(StateOp::Restore { meta, .. }) => meta.init == SavedInit::Static,
+                    _ => o.fast_boot && cmd.authorized_keys.is_none(),
+                };
                 if static_init {
                     if let Some(root) = initramfs::applies(k.found.initramfs, &words, &append) {
                         match initramfs::init_binary(o.arch) {

@@ -370,7 +370,8 @@ fn the_static_init_when_the_kernel_can_run_it() {
         fast(&p).then(|| Path::new("/r").join(INITRAMFS_FILE))
     );
     // What keeps the shell init: --fast-boot=false, the user's init or
-    // root, --ssh-key, saving or restoring a VM.
+    // root, --ssh-key. A save boots the static init (its serve record waits
+    // for the restores).
     let mut slow = o.clone();
     slow.fast_boot = false;
     assert!(!fast(&plan(&slow)));
@@ -397,8 +398,24 @@ fn the_static_init_when_the_kernel_can_run_it() {
         Some(save),
     )
     .unwrap();
-    assert!(!fast(&saved));
+    let have_init = initramfs::init_binary(o.arch).is_some();
+    assert_eq!(fast(&saved), have_init);
     assert!(q35(&saved).is_empty(), "a saved VM keeps the stock q35");
+    // A restore has the devices of the init its state was saved with.
+    use crate::runner::saved::state::{SavedInit, StateOp};
+    let mut meta = crate::runner::saved::meta_base(&saved, "x", &["true".into()]).unwrap();
+    assert_eq!(meta.init == SavedInit::Static, have_init);
+    for (init, want) in [(SavedInit::Static, have_init), (SavedInit::Shell, false)] {
+        meta.init = init;
+        let restore = StateOp::Restore {
+            dir: d.path().join("states/x"),
+            meta: Box::new(meta.clone()),
+            ssh: None,
+        };
+        let facts = facts::gather(&o, KvmStatus::Missing).unwrap();
+        let restored = RunPlan::decide(&o, &facts, Some(restore)).unwrap();
+        assert_eq!(fast(&restored), want, "{init:?}");
+    }
     // A symlink to the kernel finds the same configuration.
     let link_dir = tempfile::tempdir().unwrap();
     let link = link_dir.path().join("bzImage");

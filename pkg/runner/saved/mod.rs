@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use layout::Layout;
 use state::StateOp;
-use state::{FileId, StateMeta};
+use state::{FileId, SavedInit, StateMeta};
 
 use crate::cancel::CancelToken;
 use crate::exec::Cmd;
 use crate::progress;
 use crate::runner::error::RunError;
-use crate::runner::guest::{shell_init, steps, ControlMsg, HostMsg};
+use crate::runner::guest::{initramfs, shell_init, steps, ControlMsg, HostMsg};
+use crate::runner::plan::cmdline::Init;
 use crate::runner::plan::decision::RunPlan;
 use crate::runner::session::channel::{ControlWriter, Sinks};
 use crate::runner::session::command::{self, Job, Launch, Ran, Running};
@@ -76,6 +77,10 @@ pub fn meta_base(plan: &RunPlan, name: &str, setup: &[String]) -> Result<StateMe
         booted: false,
         ram_size: 0,
         devices_sha256: String::new(),
+        init: match plan.init {
+            Init::Static(_) => SavedInit::Static,
+            _ => SavedInit::Shell,
+        },
     })
 }
 
@@ -190,7 +195,7 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
             create_overlay(job.plan, &disk, ctx)?;
             let mut r = command::launch(job, sinks, ctx, |dir| Launch {
                 disk: Some((disk.clone(), false)),
-                steps: Some(steps::save(job.cmd)),
+                steps: Some(steps::save(job.cmd, root_of(job.plan))),
                 extra: qmp::qmp_args(&Endpoint::Qmp.path_in(dir)),
                 memory: layout::save_memory(&partial.dir),
             })?;
@@ -240,7 +245,7 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
                     memory: incoming.memory.clone(),
                 }
             })?;
-            restore(&mut r, job, &incoming)?;
+            restore(&mut r, job, &incoming, meta.init)?;
             let verdict = r.supervise()?;
             let ended = Instant::now();
             let result = r.conclude(verdict, job.plan, ctx);
@@ -249,10 +254,33 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
     }
 }
 
-/// Continues the VM QEMU loaded and sends it the command.
-fn restore(r: &mut Running, job: Job, incoming: &Incoming) -> Result<(), RunError> {
+/// The root the static init mounts, when the plan boots it.
+fn root_of(plan: &RunPlan) -> Option<&steps::RootSpec> {
+    match &plan.init {
+        Init::Static(root) => Some(root),
+        _ => None,
+    }
+}
+
+/// Continues the VM QEMU loaded and sends it the command, as the init
+/// serving it reads it.
+fn restore(
+    r: &mut Running,
+    job: Job,
+    incoming: &Incoming,
+    init: SavedInit,
+) -> Result<(), RunError> {
     let deadline = r.session.start + job.plan.boot_timeout;
     let qmp_sock = Endpoint::Qmp.path_in(r.dir.path());
+    // The command goes out as soon as QEMU connects the control port, while
+    // the state loads: the guest reads it the moment it runs again.
+    let mut w = wait_writer(&r.pumps.control, deadline)?;
+    let message = match init {
+        SavedInit::Shell => shell_init::command_message(job.cmd),
+        SavedInit::Static => initramfs::restore_message(job.cmd),
+    };
+    w.write_all(&message.encode())
+        .map_err(|e| RunError::io("send the command to the restored VM", e))?;
     let session = &mut r.session;
     let mut alive = || session.alive();
     if let Err(e) = resume(&qmp_sock, incoming, deadline, &mut alive) {
@@ -260,9 +288,7 @@ fn restore(r: &mut Running, job: Job, incoming: &Incoming) -> Result<(), RunErro
         return Err(load_failed(e, &r.session.stderr_lines()));
     }
     tracing::debug!(elapsed = ?r.session.start.elapsed(), "resumed");
-    let mut w = wait_writer(&r.pumps.control, deadline)?;
-    w.write_all(&shell_init::command_message(job.cmd).encode())
-        .map_err(|e| RunError::io("send the command to the restored VM", e))
+    Ok(())
 }
 
 fn wait_writer(

@@ -107,6 +107,21 @@ pub struct StateMeta {
     /// The sha256 of the `devices` file (layout 2).
     #[serde(default)]
     pub devices_sha256: String,
+    /// Which of lvh's inits serves the saved VM, and so how a restore sends
+    /// it the command (states saved before there was a choice: the shell init).
+    #[serde(default)]
+    pub init: SavedInit,
+}
+
+/// The init that waits in a saved VM for the command of a restore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SavedInit {
+    /// `init.sh`'s serve script: the command as shell text.
+    #[default]
+    Shell,
+    /// The static init: the command as plan records.
+    Static,
 }
 
 impl StateMeta {
@@ -404,6 +419,7 @@ mod tests {
             booted: false,
             ram_size: 0,
             devices_sha256: String::new(),
+            init: SavedInit::Shell,
         }
     }
 

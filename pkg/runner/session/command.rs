@@ -37,7 +37,7 @@ pub struct Launch {
     /// A qcow2 disk instead of the plan's image, and whether writes go to
     /// a throwaway overlay.
     pub disk: Option<(PathBuf, bool)>,
-    /// The shell init's plan instead of the command's (a save's).
+    /// The init's plan instead of the command's (a save's).
     pub steps: Option<Vec<Step>>,
     /// Further QEMU arguments (QMP, `-incoming`).
     pub extra: Vec<String>,
@@ -72,7 +72,8 @@ fn write_init(
 ) -> Result<(), RunError> {
     match &plan.init {
         Init::Static(root) => {
-            let bytes = initramfs::archive(plan.arch, &steps::command(cmd, Some(root)))
+            let steps = steps.unwrap_or_else(|| steps::command(cmd, Some(root)));
+            let bytes = initramfs::archive(plan.arch, &steps)
                 .ok_or_else(|| RunError::Setup(initramfs::missing_note(plan.arch)))?;
             dir.write(INITRAMFS_FILE, &bytes)?;
         }
