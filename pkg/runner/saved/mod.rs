@@ -153,36 +153,46 @@ impl Incoming {
             commands: layout::incoming_commands(layout, state),
         }
     }
+
+    /// Starts loading the state into QEMU (started with `-incoming` and
+    /// QMP); QEMU runs the VM once it is in, or exits if it cannot load it.
+    pub fn start(
+        &self,
+        qmp_sock: &Path,
+        deadline: Instant,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> std::io::Result<qmp::Qmp> {
+        let mut q = qmp::Qmp::connect(qmp_sock, deadline, alive)?;
+        for (cmd, args) in &self.commands {
+            q.execute(cmd, Some(args.clone()))?;
+        }
+        Ok(q)
+    }
 }
 
-/// Loads the saved VM into QEMU (started with `-incoming`), waits until it
-/// is loaded, and continues it.
+/// Loads the saved VM into QEMU, waits until it is loaded, and continues it
+/// if it did not run by itself.
 pub fn resume(
     qmp_sock: &Path,
     incoming: &Incoming,
     deadline: Instant,
     alive: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<()> {
-    let t = Instant::now();
-    let mut q = qmp::Qmp::connect(qmp_sock, deadline, alive)?;
-    for (cmd, args) in &incoming.commands {
-        q.execute(cmd, Some(args.clone()))?;
-    }
-    tracing::debug!(took = ?t.elapsed(), "loading the saved VM");
+    let mut q = incoming.start(qmp_sock, deadline, alive)?;
     match q.wait_incoming(deadline)?.as_str() {
         "running" => Ok(()),
         _ => q.execute("cont", None).map(|_| ()),
     }
 }
 
-/// "could not load the saved VM" with what QEMU said.
-pub fn load_failed(e: std::io::Error, qemu_stderr: &[String]) -> RunError {
+/// "could not load the saved VM" with why and what QEMU said.
+pub fn load_failed(why: &str, qemu_stderr: &[String]) -> RunError {
     let said = if qemu_stderr.is_empty() {
         String::new()
     } else {
         format!("\n  QEMU said:\n    {}", qemu_stderr.join("\n    "))
     };
-    RunError::Setup(format!("could not load the saved VM: {e}{said}"))
+    RunError::Setup(format!("could not load the saved VM: {why}{said}"))
 }
 
 /// Runs a command-mode plan that saves or restores a VM.
@@ -245,7 +255,8 @@ pub fn run(job: Job, op: &StateOp, sinks: Sinks, ctx: Ctx) -> Ran {
                     memory: incoming.memory.clone(),
                 }
             })?;
-            restore(&mut r, job, &incoming, meta.init)?;
+            send_command(&mut r, job, meta.init)?;
+            load(&mut r, job, &incoming)?;
             let verdict = r.supervise()?;
             let ended = Instant::now();
             let result = r.conclude(verdict, job.plan, ctx);
@@ -262,33 +273,32 @@ fn root_of(plan: &RunPlan) -> Option<&steps::RootSpec> {
     }
 }
 
-/// Continues the VM QEMU loaded and sends it the command, as the init
-/// serving it reads it.
-fn restore(
-    r: &mut Running,
-    job: Job,
-    incoming: &Incoming,
-    init: SavedInit,
-) -> Result<(), RunError> {
+/// Loads the state into the restoring QEMU and continues the VM.
+fn load(r: &mut Running, job: Job, incoming: &Incoming) -> Result<(), RunError> {
     let deadline = r.session.start + job.plan.boot_timeout;
     let qmp_sock = Endpoint::Qmp.path_in(r.dir.path());
-    // The command goes out as soon as QEMU connects the control port, while
-    // the state loads: the guest reads it the moment it runs again.
+    let session = &mut r.session;
+    let mut alive = || session.alive();
+    if let Err(e) = resume(&qmp_sock, incoming, deadline, &mut alive) {
+        r.session.stop();
+        return Err(load_failed(&e.to_string(), &r.session.stderr_lines()));
+    }
+    tracing::debug!(elapsed = ?r.session.start.elapsed(), "resumed");
+    Ok(())
+}
+
+/// Sends the restored VM its command, as the init serving it reads it, as
+/// soon as QEMU connects the control port: while the state loads, so that
+/// the guest reads it the moment it runs again.
+fn send_command(r: &mut Running, job: Job, init: SavedInit) -> Result<(), RunError> {
+    let deadline = r.session.start + job.plan.boot_timeout;
     let mut w = wait_writer(&r.pumps.control, deadline)?;
     let message = match init {
         SavedInit::Shell => shell_init::command_message(job.cmd),
         SavedInit::Static => initramfs::restore_message(job.cmd),
     };
     w.write_all(&message.encode())
-        .map_err(|e| RunError::io("send the command to the restored VM", e))?;
-    let session = &mut r.session;
-    let mut alive = || session.alive();
-    if let Err(e) = resume(&qmp_sock, incoming, deadline, &mut alive) {
-        r.session.stop();
-        return Err(load_failed(e, &r.session.stderr_lines()));
-    }
-    tracing::debug!(elapsed = ?r.session.start.elapsed(), "resumed");
-    Ok(())
+        .map_err(|e| RunError::io("send the command to the restored VM", e))
 }
 
 fn wait_writer(
