@@ -71,7 +71,7 @@ pub struct RunArgs {
     /// Host port for the QEMU monitor (TCP on 127.0.0.1: any local user can connect)
     #[arg(long, default_value_t = 0)]
     pub qemu_monitor_port: u16,
-    /// Root device (vda or hda)
+    /// Root device (vda, or hda/sda for an IDE disk)
     #[arg(long, default_value = "vda")]
     pub root_dev: String,
     /// Guest architecture
