@@ -6,8 +6,9 @@
 //! commands on the same copy. Then a real BPF test binary run from the
 //! mount, as in the edit-test loop: the kernel's `test_verifier` (built from
 //! the same tree, see `fixtures::bpf_selftests`), once for its first test
-//! only (mostly loading the 20 MB binary from the mount) and once whole
-//! (mostly the guest kernel's verifier: the mount matters little there).
+//! only (mostly loading the binary, 20 MB with its debug information, from
+//! the mount) and once whole (mostly the guest kernel's verifier: the mount
+//! matters little there).
 //!
 //! The tree is copied (without `.git`) to a directory owned by `nobody`:
 //! when lvh runs as root it runs virtiofsd as the shared directory's owner
