@@ -4,7 +4,7 @@
 //! the guest, virtiofsd gone when lvh is SIGKILLed, 9p with the reason when
 //! virtiofsd is missing, and `/host` in command and shell mode alike.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

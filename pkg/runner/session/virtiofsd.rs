@@ -28,10 +28,30 @@ const BASE: &str = "lvh-vfs-";
 /// own (it never runs as root, see `sharefs`), its seccomp filter killing
 /// on any other system call, no extended attributes (so no file
 /// capabilities or security labels from the guest), inodes by O_PATH
-/// descriptors (file handles need a capability it does not have). Without
-/// READDIRPLUS a directory listing does not make the guest look up, and
-/// virtiofsd hold a descriptor for, every entry: `find` over a kernel tree
-/// then stays far below the usual open-files limits, and is faster.
+/// descriptors (file handles need a capability it does not have).
+///
+/// Speed, where the edit-test loop spends it (many small files read once
+/// per run, under TCG, where every request is a round trip through three
+/// host threads: virtiofsd, QEMU's main loop, a vCPU):
+/// - `--no-readdirplus`: a directory listing then does not make the guest
+///   look up, and virtiofsd hold a descriptor for, every entry: `find` over
+///   a kernel tree stays far below the open-files limits (with READDIRPLUS
+///   it fails with "Too many open files in system" in the guest) and is
+///   faster. The price is one LOOKUP per file a program opens after
+///   listing it.
+/// - `--cache=auto` (attributes and names trusted for a second, a file's
+///   cached pages dropped when it is opened again): the host edits the
+///   tree while a shell or dev box runs, and the guest must see the edit on
+///   its next open. `always` (a day, pages kept) would serve stale
+///   binaries there, and buys nothing on a first read: a file read once
+///   costs LOOKUP, OPEN, READ and FLUSH under every policy (RELEASE is not
+///   waited for); `metadata` and `never` bypass the page cache and need a
+///   READ more per file.
+/// - `--thread-pool-size=0`: requests are served on the queue's own thread.
+///   One guest's reads come one at a time, and a pool only adds a hand-off
+///   (and a thread wakeup) to each.
+/// - No `--writeback`: the guest's writes would reach the host only when
+///   flushed, later than a host reader expects.
 pub fn argv(dir: &Path, socket: &Path, readonly: bool) -> Vec<String> {
     let mut v = vec![
         format!("--socket-path={}", socket.display()),
@@ -40,6 +60,7 @@ pub fn argv(dir: &Path, socket: &Path, readonly: bool) -> Vec<String> {
         "--seccomp=kill".into(),
         "--cache=auto".into(),
         "--no-readdirplus".into(),
+        "--thread-pool-size=0".into(),
         "--inode-file-handles=never".into(),
         "--log-level=error".into(),
     ];
@@ -154,11 +175,33 @@ mod tests {
         let a = argv(Path::new("/src"), Path::new("/t/v.sock"), false).join(" ");
         assert_eq!(
             a,
-            "--socket-path=/t/v.sock --shared-dir=/src --sandbox=none --seccomp=kill --cache=auto --no-readdirplus --inode-file-handles=never --log-level=error"
+            "--socket-path=/t/v.sock --shared-dir=/src --sandbox=none --seccomp=kill --cache=auto --no-readdirplus --thread-pool-size=0 --inode-file-handles=never --log-level=error"
         );
         assert!(!a.contains("xattr") && !a.contains("posix-acl"));
         assert!(argv(Path::new("/s"), Path::new("/v"), true)
             .last()
             .is_some_and(|x| x == "--readonly"));
+    }
+
+    #[test]
+    fn the_daemon_is_tuned_for_small_files_the_host_may_edit() {
+        let a = argv(Path::new("/src"), Path::new("/t/v.sock"), false);
+        let has = |x: &str| a.iter().any(|y| y == x);
+        // Coherent with host edits on the next open; never a day-long cache.
+        assert!(has("--cache=auto"));
+        assert!(!a
+            .iter()
+            .any(|x| x.starts_with("--cache=") && x != "--cache=auto"));
+        // No listing that pins a descriptor per entry; no pool hand-off.
+        assert!(has("--no-readdirplus"));
+        assert!(has("--thread-pool-size=0"));
+        // Guest writes reach the host when written; mmap follows the cache.
+        assert!(!has("--writeback") && !has("--allow-mmap"));
+        // Each option once: virtiofsd refuses a repeated one.
+        let mut names: Vec<&str> = a.iter().map(|x| x.split('=').next().unwrap()).collect();
+        names.sort();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "{a:?}");
     }
 }
