@@ -6,7 +6,9 @@
 //! interrupted step never leaves something a later run takes for finished work.
 //! A file lvh creates in a place others can write is made with
 //! [`create_private`] (never through a planted symlink, never over an existing
-//! file, mode 0600). An input lvh reads whole is first held to be a regular
+//! file, mode 0600); an output that may exist is opened with [`open_output`]
+//! or [`open_append`], and a directory lvh keeps its state in with
+//! [`real_dir`], never through a symlink. An input lvh reads whole is first held to be a regular
 //! file on a real filesystem ([`check_input`]) and read with a cap
 //! ([`read_input`]): a FIFO, `/dev/zero` or `/proc/kmsg` is refused at once
 //! instead of blocking or filling memory.
@@ -192,16 +194,35 @@ pub fn create_private(path: &Path, mode: u32) -> io::Result<File> {
 /// or another user's file (in a shared directory someone else may have put
 /// it there to read what lvh writes).
 pub fn open_output(path: &Path) -> io::Result<File> {
+    let f = open_own(path, false)?;
+    f.set_len(0)?;
+    Ok(f)
+}
+
+/// Opens `path` to append to it (a log kept across runs), with the checks
+/// and refusals of [`open_output`]; a new file is empty.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    open_own(path, true)
+}
+
+/// Why lvh refuses a symlink: read, written or made a directory, it is never followed.
+const SYMLINK: &str = "it is a symbolic link, which lvh does not follow";
+
+fn refuse(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why.to_string())
+}
+
+fn open_own(path: &Path, append: bool) -> io::Result<File> {
     use std::os::unix::fs::MetadataExt;
-    let refuse = |why: &str| io::Error::new(io::ErrorKind::PermissionDenied, why.to_string());
     let f = File::options()
         .write(true)
+        .append(append)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => refuse("it is a symbolic link, which lvh does not write through"),
+            Some(libc::ELOOP) => refuse(SYMLINK),
             Some(libc::ENXIO) => refuse("it is a FIFO or socket, not a regular file"),
             _ => e,
         })?;
@@ -215,8 +236,43 @@ pub fn open_output(path: &Path) -> io::Result<File> {
             m.uid()
         )));
     }
-    f.set_len(0)?;
     Ok(f)
+}
+
+/// Refuses `path` if it is a symlink (absent is fine): for a file lvh
+/// reads, replaces or removes in a directory it checked with [`real_dir`].
+pub fn not_a_symlink(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(refuse(SYMLINK)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Makes sure `dir` is a directory of its own, creating it (its parent
+/// must exist) when absent: a symlink there is refused, never followed, and
+/// so is anything else that is not a directory.
+pub fn real_dir(dir: &Path) -> io::Result<()> {
+    let check = |m: std::fs::Metadata| {
+        if m.file_type().is_symlink() {
+            Err(refuse(SYMLINK))
+        } else if !m.is_dir() {
+            Err(refuse("it is not a directory"))
+        } else {
+            Ok(())
+        }
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) => check(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(dir) {
+            // Something else made it meanwhile: it must pass too.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                check(std::fs::symlink_metadata(dir)?)
+            }
+            r => r,
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Why an input file is refused.
@@ -508,5 +564,42 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
             assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
         }
+    }
+
+    #[test]
+    fn appends_and_state_directories_never_go_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("a.log");
+        open_append(&log).unwrap().write_all(b"one\n").unwrap();
+        open_append(&log).unwrap().write_all(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "one\ntwo\n");
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = d.path().join("link.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(open_append(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
+        assert!(not_a_symlink(&link).is_err());
+        assert!(not_a_symlink(&log).is_ok() && not_a_symlink(&d.path().join("no")).is_ok());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        // Directories: made when absent, kept when real, refused otherwise.
+        let state = d.path().join("state");
+        real_dir(&state).and_then(|_| real_dir(&state)).unwrap();
+        assert!(state.is_dir());
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let planted = d.path().join("planted");
+        std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+        assert!(real_dir(&planted)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
+        assert!(real_dir(&log)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }

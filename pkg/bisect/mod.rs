@@ -210,8 +210,7 @@ pub fn run(p: Prepared, plan: &BisectPlan, reporter: &dyn Reporter) -> Result<Fo
     } = p;
     let cancel = CancelToken::global();
     let host = Host::probe();
-    let dir = state::steps_dir(&tree);
-    std::fs::create_dir_all(&dir).map_err(|e| BisectError::io("failed to create", &dir, e))?;
+    state::make_steps_dir(&tree)?;
     state::save(&tree, &state)?;
     loop {
         let marks = state.marks();
@@ -305,9 +304,11 @@ fn test_one(
             )));
         }
     };
-    let base = state::steps_dir(tree).join(format!("{n:02}-{}", short(&c.commit)));
+    let base = state::make_steps_dir(tree)?.join(format!("{n:02}-{}", short(&c.commit)));
     let out_file = base.with_extension("out");
     let console = base.with_extension("console.log");
+    // The run refuses a symlinked console log too, but as a failed run.
+    state::check_step_file(&console)?;
     let mut o = plan.run.clone();
     o.kernel = Some(built.image.clone());
     o.console_log = Some(console.clone());
@@ -321,7 +322,7 @@ fn test_one(
             )));
         }
     };
-    let out = std::fs::File::create(&out_file)
+    let out = crate::fsutil::open_output(&out_file)
         .map_err(|e| BisectError::io("failed to create", &out_file, e))?;
     let err = out
         .try_clone()

@@ -3,7 +3,9 @@
 //! the command and every step so far, rewritten atomically after each step,
 //! so Ctrl-C loses at most the step under way) and `bisect.log` (one line per
 //! step, appended), with each step's command output and console log in
-//! `bisect/`.
+//! `bisect/`. None of them is written through a symlink: a `.lvh`, a
+//! `bisect/` or a file there that is one is refused, naming it (a tree may
+//! come from anywhere).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -98,9 +100,36 @@ pub fn steps_dir(tree: &Path) -> PathBuf {
     crate::kernels::layout::state_dir(tree).join("bisect")
 }
 
+/// What a refused state directory is.
+const REFUSED: &str = "cannot keep the bisection's state in";
+
+/// `<tree>/.lvh/`, made when absent and refused when it is a symlink or not
+/// a directory.
+fn own_dir(tree: &Path) -> Result<PathBuf, BisectError> {
+    let dir = crate::kernels::layout::state_dir(tree);
+    crate::fsutil::real_dir(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
+    Ok(dir)
+}
+
+/// [`steps_dir`], made ready as `.lvh` is ([`own_dir`]).
+pub fn make_steps_dir(tree: &Path) -> Result<PathBuf, BisectError> {
+    own_dir(tree)?;
+    let dir = steps_dir(tree);
+    crate::fsutil::real_dir(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
+    Ok(dir)
+}
+
+/// Refuses a step's file (its output or console log) that is a symlink.
+pub fn check_step_file(f: &Path) -> Result<(), BisectError> {
+    crate::fsutil::not_a_symlink(f).map_err(|e| BisectError::io("refusing to write", f, e))
+}
+
 /// The saved state, if there is one.
 pub fn load(tree: &Path) -> Result<Option<State>, BisectError> {
+    let dir = crate::kernels::layout::state_dir(tree);
+    crate::fsutil::not_a_symlink(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
     let f = state_file(tree);
+    crate::fsutil::not_a_symlink(&f).map_err(|e| BisectError::io("refusing to read", &f, e))?;
     let text = match std::fs::read(&f) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -123,13 +152,17 @@ pub fn load(tree: &Path) -> Result<Option<State>, BisectError> {
 }
 
 pub fn save(tree: &Path, s: &State) -> Result<(), BisectError> {
+    own_dir(tree)?;
     let f = state_file(tree);
+    crate::fsutil::not_a_symlink(&f).map_err(|e| BisectError::io("refusing to write", &f, e))?;
     let mut text = serde_json::to_vec_pretty(s).expect("state serializes");
     text.push(b'\n');
     crate::fsutil::write_atomic(&f, &text).map_err(|e| BisectError::io("failed to write", &f, e))
 }
 
 pub fn remove(tree: &Path) -> Result<(), BisectError> {
+    let dir = crate::kernels::layout::state_dir(tree);
+    crate::fsutil::not_a_symlink(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
     let f = state_file(tree);
     match std::fs::remove_file(&f) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -157,13 +190,15 @@ pub const LOG_HEADER: &str = "time\tstep\tcommit\tmark\tbuild_s\trun_s\treason\t
 
 /// Appends `text` to the log (with the header when the log is new).
 pub fn append_log(tree: &Path, text: &str) -> Result<(), BisectError> {
+    own_dir(tree)?;
     let f = log_file(tree);
-    let fresh = !f.exists();
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&f)
-        .map_err(|e| BisectError::io("failed to open", &f, e))?;
+    let mut file =
+        crate::fsutil::open_append(&f).map_err(|e| BisectError::io("failed to open", &f, e))?;
+    let fresh = file
+        .metadata()
+        .map_err(|e| BisectError::io("failed to open", &f, e))?
+        .len()
+        == 0;
     if fresh {
         file.write_all(LOG_HEADER.as_bytes())
             .map_err(|e| BisectError::io("failed to write", &f, e))?;
@@ -197,10 +232,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn marks_come_from_the_latest_step_and_the_state_round_trips() {
-        let d = tempfile::tempdir().unwrap();
-        let s = State {
+    /// A bisection of `k` from g to b with these candidates and steps.
+    fn state(candidates: Vec<Commit>, steps: Vec<Step>) -> State {
+        State {
             format: FORMAT,
             kernel: "k".into(),
             good: c("g"),
@@ -209,10 +243,19 @@ mod tests {
             command: vec!["true".into()],
             bad_on: BadOn::Any,
             image: "/i".into(),
-            candidates: vec![c("1"), c("2"), c("b")],
-            steps: vec![step("2", Mark::Skip), step("2", Mark::Good)],
+            candidates,
+            steps,
             done: false,
-        };
+        }
+    }
+
+    #[test]
+    fn marks_come_from_the_latest_step_and_the_state_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let s = state(
+            vec![c("1"), c("2"), c("b")],
+            vec![step("2", Mark::Skip), step("2", Mark::Good)],
+        );
         assert_eq!(s.marks(), [None, Some(Mark::Good), None]);
         assert!(s.same_as("k", "g", "b", &["true".into()], BadOn::Any));
         assert!(!s.same_as("k", "g", "b", &["true".into()], BadOn::Exit));
@@ -226,5 +269,62 @@ mod tests {
             log_line(1, &step("2", Mark::Skip), "T"),
             "T\t1\t2\tskip\t1.2\t-\tr x\t\n"
         );
+    }
+
+    /// Each place the bisection writes, planted with a symlink to a file or
+    /// directory elsewhere: refused with the path named, the target as it was.
+    #[test]
+    fn nothing_is_written_through_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let keep = elsewhere.join("keep");
+        std::fs::write(&keep, "keep\n").unwrap();
+        let s = state(vec![c("b")], vec![]);
+        let refused = |e: BisectError, path: &Path| {
+            let msg = crate::error::error_chain(&e);
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains("symbolic link"),
+                "{msg}"
+            );
+        };
+        // `.lvh` itself.
+        let lvh = tree.join(".lvh");
+        std::os::unix::fs::symlink(&elsewhere, &lvh).unwrap();
+        refused(save(&tree, &s).unwrap_err(), &lvh);
+        refused(append_log(&tree, "x").unwrap_err(), &lvh);
+        refused(make_steps_dir(&tree).unwrap_err(), &lvh);
+        refused(load(&tree).unwrap_err(), &lvh);
+        refused(remove(&tree).unwrap_err(), &lvh);
+        std::fs::remove_file(&lvh).unwrap();
+        // The files in it, and the steps' directory.
+        std::fs::create_dir(&lvh).unwrap();
+        for f in [state_file(&tree), log_file(&tree), steps_dir(&tree)] {
+            std::os::unix::fs::symlink(&keep, &f).unwrap();
+        }
+        refused(save(&tree, &s).unwrap_err(), &state_file(&tree));
+        refused(load(&tree).unwrap_err(), &state_file(&tree));
+        refused(append_log(&tree, "x").unwrap_err(), &log_file(&tree));
+        refused(make_steps_dir(&tree).unwrap_err(), &steps_dir(&tree));
+        std::fs::remove_file(steps_dir(&tree)).unwrap();
+        let out = make_steps_dir(&tree).unwrap().join("01-b.console.log");
+        std::os::unix::fs::symlink(&keep, &out).unwrap();
+        refused(check_step_file(&out).unwrap_err(), &out);
+        assert_eq!(std::fs::read_to_string(&keep).unwrap(), "keep\n");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
+        // Without the links, the same calls write.
+        for f in [state_file(&tree), log_file(&tree)] {
+            std::fs::remove_file(f).unwrap();
+        }
+        save(&tree, &s).unwrap();
+        append_log(&tree, "one\n").unwrap();
+        append_log(&tree, "two\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(log_file(&tree)).unwrap(),
+            format!("{LOG_HEADER}one\ntwo\n")
+        );
+        assert_eq!(load(&tree).unwrap(), Some(s));
     }
 }

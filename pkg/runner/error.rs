@@ -54,6 +54,15 @@ pub enum RunError {
         console: Vec<String>,
         stderr: Vec<String>,
     },
+    /// A helper daemon of the run (virtiofsd) exited while the VM ran.
+    #[error("{what} {status} while the VM ran: the guest lost its host mount and the VM was stopped{}{}", fmt_lines("virtiofsd said", .stderr), fmt_lines("last console lines", .console))]
+    DaemonDied {
+        /// The daemon, its pid and what it served.
+        what: String,
+        status: String,
+        stderr: Vec<String>,
+        console: Vec<String>,
+    },
     #[error("the guest could not run the command: {0}")]
     Guest(String),
     #[error("{}", fmt_splats(.splats, .command_status))]
@@ -163,6 +172,7 @@ impl HasExitCode for RunError {
             RunError::Setup(_)
             | RunError::Io { .. }
             | RunError::QemuFailed { .. }
+            | RunError::DaemonDied { .. }
             | RunError::Guest(_)
             | RunError::Incomplete { .. } => ExitCode::RunError,
         }
@@ -218,6 +228,15 @@ mod tests {
                 245,
             ),
             (RunError::Guest("g".into()), 240),
+            (
+                RunError::DaemonDied {
+                    what: "virtiofsd".into(),
+                    status: "s".into(),
+                    stderr: vec![],
+                    console: vec![],
+                },
+                240,
+            ),
             (RunError::Interrupted, 130),
         ];
         for (e, code) in cases {
@@ -233,5 +252,17 @@ mod tests {
         };
         let s = e.to_string();
         assert!(s.contains("last console lines:\n    a\n    b"), "{s}");
+        let e = RunError::DaemonDied {
+            what: "virtiofsd (pid 7, serving --host-mount /src)".into(),
+            status: "was killed by signal 9 (SIGKILL)".into(),
+            stderr: vec!["oops".into()],
+            console: vec!["c".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "virtiofsd (pid 7, serving --host-mount /src) was killed by signal 9 (SIGKILL) \
+             while the VM ran: the guest lost its host mount and the VM was stopped\
+             \n  virtiofsd said:\n    oops\n  last console lines:\n    c"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! plan for the stand-in tree's history, and bad input (an unknown
 //! revision, a good commit that is not an ancestor of the bad one, a kernel
 //! that is not there, a missing image or command) is refused with words that
-//! name the flag and value, before anything is checked out.
+//! name the flag and value, before anything is checked out; so is a `.lvh`
+//! state directory, or a state file in it, planted as a symlink.
 
 use std::path::Path;
 
@@ -144,4 +145,49 @@ fn bad_revisions_kernels_images_and_commands_are_refused() {
     let o = bisect(root, &["f", "--dir", "d", "--good", "HEAD", "--", "true"]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("--bad <REV>"), "{}", stderr(&o));
+}
+
+#[test]
+#[cfg_attr(lvh_no_git, ignore = "needs git on PATH (Debian package git)")]
+fn a_planted_symlink_in_the_state_directory_is_refused_and_left_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    history(root);
+    let tree = root.join("d/kernels/f");
+    let head = git(&tree, &["rev-parse", "HEAD"]);
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let keep = elsewhere.join("keep");
+    std::fs::write(&keep, "keep\n").unwrap();
+    let lvh = tree.join(".lvh");
+    let _ = std::fs::remove_dir_all(&lvh);
+    let args = [
+        "f", "--dir", "d", "--good", "HEAD~3", "--bad", "HEAD", "--image", "root.img", "--", "true",
+    ];
+    let refused = |planted: &Path| {
+        let o = bisect(root, &args);
+        assert_code(&o, 1);
+        let e = stderr(&o);
+        assert!(
+            e.contains(&planted.display().to_string()) && e.contains("symbolic link"),
+            "{e}"
+        );
+        assert_eq!(
+            git(&tree, &["rev-parse", "HEAD"]),
+            head,
+            "nothing checked out"
+        );
+        assert_eq!(std::fs::read_to_string(&keep).unwrap(), "keep\n");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
+    };
+    std::os::unix::fs::symlink(&elsewhere, &lvh).unwrap();
+    refused(&lvh);
+    std::fs::remove_file(&lvh).unwrap();
+    std::fs::create_dir(&lvh).unwrap();
+    for name in ["bisect.json", "bisect"] {
+        let planted = lvh.join(name);
+        std::os::unix::fs::symlink(&keep, &planted).unwrap();
+        refused(&planted);
+        std::fs::remove_file(&planted).unwrap();
+    }
 }

@@ -1,13 +1,15 @@
 //! `--host-mount` over virtiofs: the guest's files on the host with the
 //! owner lvh gives them (the directory's owner under a root lvh, the caller
 //! otherwise), no device nodes and nothing outside the shared directory for
-//! the guest, virtiofsd gone when lvh is SIGKILLed, 9p with the reason when
-//! virtiofsd is missing, and `/host` in command and shell mode alike.
+//! the guest, virtiofsd gone when lvh is SIGKILLed, a run that ends at once
+//! when virtiofsd dies under it, 9p with the reason when virtiofsd is
+//! missing, and `/host` in command and shell mode alike.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lvh::arch::Arch;
@@ -350,4 +352,124 @@ fn the_shell_finds_the_host_mount_at_host_as_a_command_does() {
         assert!(out.contains(&format!("at-/host-{fs}")), "{}", text(&o));
         assert!(out.contains("from-the-host"), "{}", text(&o));
     }
+}
+
+/// How long lvh may take to end a run whose virtiofsd died (TCG, a loaded
+/// machine); it takes well under a second.
+const DEAD_DAEMON_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Keeps everything `r` gives, for the test to look at while it runs.
+fn keep(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
+fn kept(b: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&b.lock().unwrap()).into_owned()
+}
+
+/// Runs lvh over virtiofs with `args` (a command or `--shell`, whose guest
+/// prints `marker`, then keeps reading `f.txt` of the mount), writes `input`
+/// to it, SIGKILLs its virtiofsd once the marker is out, and checks that lvh
+/// ends soon after with the code of a host-side failure, naming virtiofsd
+/// and the signal, and leaves neither virtiofsd nor QEMU behind.
+fn kill_virtiofsd_under(args: &[&str], input: &str, marker: &str) {
+    let d = nobody_dir();
+    std::fs::write(d.path().join("f.txt"), "from-host\n").unwrap();
+    chown_tree(d.path(), NOBODY);
+    let dir = d.path().to_str().unwrap();
+    let mut vfs_args = vec!["--host-mount", dir, "--host-mount-fs", "virtiofs"];
+    vfs_args.extend(args);
+    let mut child = lvh_run(Arch::Amd64, &vfs_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stdin stays open: the guest gets no end of input.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let out = keep(child.stdout.take().unwrap());
+    let err = keep(child.stderr.take().unwrap());
+    let booted = Instant::now() + Duration::from_secs(180);
+    while !kept(&out).contains(marker) {
+        if Instant::now() > booted || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("no {marker:?}:\n{}\n{}", kept(&out), kept(&err));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let vfs = children(child.id(), "virtiofsd");
+    let qemu = children(child.id(), "qemu-system");
+    assert_eq!((vfs.len(), qemu.len()), (1, 1), "{vfs:?} {qemu:?}");
+    // The guest is reading the mount now.
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = nix::unistd::Pid::from_raw(vfs[0] as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if killed.elapsed() > DEAD_DAEMON_DEADLINE {
+            let _ = child.kill();
+            panic!(
+                "lvh still ran {DEAD_DAEMON_DEADLINE:?} after virtiofsd was killed:\n{}",
+                kept(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = killed.elapsed();
+    eprintln!("lvh ended {took:?} after virtiofsd was killed");
+    // lvh reaped both before it exited.
+    let alive = |p: &u32| Path::new(&format!("/proc/{p}")).exists();
+    assert!(
+        !vfs.iter().chain(&qemu).any(alive),
+        "left behind: virtiofsd {vfs:?}, QEMU {qemu:?}"
+    );
+    drop(stdin);
+    std::thread::sleep(Duration::from_millis(200));
+    let e = kept(&err);
+    assert_eq!(status.code(), Some(240), "{e}");
+    let want = format!("virtiofsd (pid {}, serving --host-mount ", vfs[0]);
+    assert!(e.contains(&want), "{want:?} not in:\n{e}");
+    assert!(
+        e.contains("was killed by signal 9 (SIGKILL) while the VM ran"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_dead_virtiofsd_ends_a_command_at_once() {
+    kill_virtiofsd_under(
+        &[
+            "--",
+            "sh",
+            "-c",
+            "cat /host/f.txt; while :; do cat /host/f.txt >/dev/null; done",
+        ],
+        "",
+        "from-host\n",
+    );
+}
+
+#[test]
+fn a_dead_virtiofsd_ends_a_shell_at_once() {
+    // The marker is put together in the guest: the echoed input does not hold it.
+    kill_virtiofsd_under(
+        &["--shell"],
+        "echo up-$((1+1)); while :; do cat f.txt >/dev/null; done\n",
+        "up-2",
+    );
 }

@@ -30,7 +30,7 @@ use crate::runner::session::channel::{self, ControlWriter, Sinks};
 use crate::runner::session::rundir::RunDir;
 use crate::runner::session::{config, qemu, virtiofsd, Ctx, Now, Session};
 use crate::runner::verdict::outcome::Outcome;
-use crate::runner::verdict::Event;
+use crate::runner::verdict::{daemon_failed_first, Event};
 
 /// How often the supervisor looks at QEMU, the window size and Ctrl-C.
 const TICK: Duration = Duration::from_millis(20);
@@ -65,6 +65,8 @@ pub enum ShellEnd {
     QemuExited,
     /// QEMU exited with no console output at all (it could not start).
     QemuFailed,
+    /// virtiofsd exited while QEMU ran (the host mount is gone).
+    DaemonDied,
     NoSignOfLife,
     NotStarted,
     Interrupted,
@@ -112,8 +114,15 @@ impl ShellWatch {
     }
 
     /// The end of the run, if it has come. A panic line only ends it with
-    /// QEMU's exit (`panic=-1`): shell output may quote one.
-    pub fn next(&self, now: Instant, qemu_exited: bool, cancelled: bool) -> Option<ShellEnd> {
+    /// QEMU's exit (`panic=-1`): shell output may quote one. `daemon_died`:
+    /// virtiofsd exited first (`verdict::daemon_failed_first`).
+    pub fn next(
+        &self,
+        now: Instant,
+        qemu_exited: bool,
+        daemon_died: bool,
+        cancelled: bool,
+    ) -> Option<ShellEnd> {
         if let Some(c) = self.exit {
             return Some(ShellEnd::Exit(c));
         }
@@ -125,6 +134,9 @@ impl ShellWatch {
         }
         if cancelled {
             return Some(ShellEnd::Interrupted);
+        }
+        if daemon_died {
+            return Some(ShellEnd::DaemonDied);
         }
         if qemu_exited {
             return Some(match (&self.panic, self.alive) {
@@ -291,7 +303,8 @@ pub fn run_shell(
             if w.shell && resized.take() {
                 send_size(&pumps.control);
             }
-            w.next(now.at, now.qemu_exit.is_some(), now.cancelled)
+            let daemon_died = daemon_failed_first(now.daemon_ended(), now.qemu_ended());
+            w.next(now.at, now.qemu_exit.is_some(), daemon_died, now.cancelled)
         },
     )?;
     pumps.stop.store(true, Ordering::SeqCst);
@@ -316,6 +329,7 @@ pub fn run_shell(
         }),
         ShellEnd::QemuExited => Err(session.exited_early(tail.lines())),
         ShellEnd::QemuFailed => Err(session.failed()),
+        ShellEnd::DaemonDied => Err(session.daemon_died(tail.lines())),
         ShellEnd::NoSignOfLife => Err(session.no_sign_of_life(plan.boot_timeout, plan.accel)),
         ShellEnd::NotStarted => Err(RunError::NotStarted {
             after: plan.boot_timeout,

@@ -41,22 +41,31 @@ fn channel_events() {
     }
 }
 
+/// Events, now, QEMU exited, cancelled, the decision.
+type Case = (Vec<ShellEvent>, Instant, bool, bool, Option<ShellEnd>);
+
+/// Judges each case of a shell started at `t0` (boot timeout 90 s), with
+/// virtiofsd dead first or not.
+fn check(t0: Instant, cases: Vec<Case>, daemon_died: bool) {
+    for (evs, now, qemu_exited, cancelled, want) in cases {
+        let mut w = ShellWatch::new(t0, Duration::from_secs(90));
+        for e in &evs {
+            w.take(e.clone());
+        }
+        assert_eq!(
+            w.next(now, qemu_exited, daemon_died, cancelled),
+            want,
+            "{evs:?} qemu_exited={qemu_exited} daemon_died={daemon_died} cancelled={cancelled}"
+        );
+    }
+}
+
 #[test]
 fn decisions() {
     let t0 = Instant::now();
-    let boot = Duration::from_secs(90);
     let late = t0 + Duration::from_secs(91);
-    let w = |evs: &[ShellEvent]| {
-        let mut w = ShellWatch::new(t0, boot);
-        for e in evs {
-            w.take(e.clone());
-        }
-        w
-    };
     use ShellEvent as E;
     let panic = E::Panic("Kernel panic - not syncing: x".into());
-    /// Events, now, QEMU exited, cancelled, the decision.
-    type Case = (Vec<ShellEvent>, Instant, bool, bool, Option<ShellEnd>);
     let cases: Vec<Case> = vec![
         (vec![], t0, false, false, None),
         (
@@ -125,11 +134,45 @@ fn decisions() {
             Some(ShellEnd::NotStarted),
         ),
     ];
-    for (evs, now, qemu_exited, cancelled, want) in cases {
-        assert_eq!(
-            w(&evs).next(now, qemu_exited, cancelled),
-            want,
-            "{evs:?} qemu_exited={qemu_exited} cancelled={cancelled}"
-        );
-    }
+    check(t0, cases, false);
+}
+
+#[test]
+fn a_dead_virtiofsd_ends_the_shell_unless_it_already_ended() {
+    let t0 = Instant::now();
+    let late = t0 + Duration::from_secs(91);
+    use ShellEvent as E;
+    let died = Some(ShellEnd::DaemonDied);
+    let cases: Vec<Case> = vec![
+        (vec![], t0, false, false, died.clone()),
+        (vec![E::Alive, E::Started], t0, false, false, died.clone()),
+        (vec![E::Shell], t0, false, false, died.clone()),
+        // QEMU went down after it (and because of it)
+        (vec![E::Shell], t0, true, false, died.clone()),
+        // past the boot deadline, the cause still wins
+        (vec![E::Alive], late, false, false, died.clone()),
+        (
+            vec![E::Shell, E::Exit(2)],
+            t0,
+            false,
+            false,
+            Some(ShellEnd::Exit(2)),
+        ),
+        (
+            vec![E::Shell, E::Left],
+            t0,
+            false,
+            false,
+            Some(ShellEnd::Left),
+        ),
+        (
+            vec![E::GuestError("e".into())],
+            t0,
+            false,
+            false,
+            Some(ShellEnd::GuestError("e".into())),
+        ),
+        (vec![E::Shell], t0, false, true, Some(ShellEnd::Interrupted)),
+    ];
+    check(t0, cases, true);
 }

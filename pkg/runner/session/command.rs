@@ -3,9 +3,9 @@
 //! stream the command's output, and end the run at the first of: the
 //! command's exit (after every output byte arrived), a kernel panic, a lockup
 //! splat, a guest that stays silent or never starts the command before the
-//! boot deadline, QEMU exiting early, the command timeout, or Ctrl-C. The
-//! decisions are `verdict`'s ([`Watch`]); this module moves bytes and maps
-//! the verdict to the run's outcome or error. Saved VMs launch the same way
+//! boot deadline, QEMU or virtiofsd exiting early, the command timeout, or
+//! Ctrl-C. The decisions are `verdict`'s ([`Watch`]); this module moves
+//! bytes and maps the verdict to the run's outcome or error. Saved VMs launch the same way
 //! with another disk and more devices ([`Launch`]).
 
 use std::path::PathBuf;
@@ -155,7 +155,8 @@ impl Running {
                 use std::sync::atomic::Ordering::SeqCst;
                 let tick = Tick {
                     now: now.at,
-                    qemu_exit: now.qemu_exit.map(|(st, at)| (st.success(), at)),
+                    qemu_exit: now.qemu_ended(),
+                    daemon_exit: now.daemon_ended(),
                     out_bytes: out.bytes.load(SeqCst),
                     err_bytes: err.bytes.load(SeqCst),
                     cancelled: now.cancelled,
@@ -201,6 +202,7 @@ impl Running {
             }),
             Verdict::QemuFailed => Err(self.session.failed()),
             Verdict::QemuExited => Err(self.session.exited_early(tail.lines())),
+            Verdict::DaemonDied => Err(self.session.daemon_died(tail.lines())),
             Verdict::NoSignOfLife => {
                 Err(self.session.no_sign_of_life(plan.boot_timeout, plan.accel))
             }

@@ -4,12 +4,16 @@
 //! exec helper's death signal and sentinel). Its socket lives in a private
 //! directory of its own (`lvh-vfs-<pid>.XXXXXX`, mode 0700), owned by the
 //! user virtiofsd runs as (see `plan::sharefs`), and goes with the run.
+//! The session watches it with QEMU ([`Daemon::try_wait`]): a guest whose
+//! virtiofsd died would wait on the mount forever.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::qemu::{QemuConfig, ShareFs};
 use super::rundir::RunDir;
+use super::StderrTail;
 use crate::exec::{Child, Cmd, Io};
 use crate::runner::error::RunError;
 use crate::runner::plan::sharefs::{RunAs, Virtiofs};
@@ -23,6 +27,8 @@ const GRACE: Duration = Duration::from_secs(2);
 const SOCKET: &str = "virtiofsd.sock";
 /// The private directories' name.
 const BASE: &str = "lvh-vfs-";
+/// The daemon's name in errors.
+pub const NAME: &str = "virtiofsd";
 
 /// virtiofsd's arguments for sharing `dir` on `socket`: no sandbox of its
 /// own (it never runs as root, see `sharefs`), its seccomp filter killing
@@ -72,8 +78,32 @@ pub fn argv(dir: &Path, socket: &Path, readonly: bool) -> Vec<String> {
 
 /// A running virtiofsd and its socket's directory (removed after it).
 pub struct Daemon {
-    _child: Child,
+    child: Child,
+    stderr: StderrTail,
+    /// The shared directory, for errors.
+    dir: PathBuf,
     _dir: RunDir,
+}
+
+impl Daemon {
+    /// Its exit status, once it exited (reaps it).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// What it is, for errors: "virtiofsd (pid 12, serving --host-mount /src)".
+    pub fn what(&self) -> String {
+        format!(
+            "{NAME} (pid {}, serving --host-mount {})",
+            self.child.id(),
+            self.dir.display()
+        )
+    }
+
+    /// Its last stderr lines, waiting up to `wait` for the last of a dead one's.
+    pub fn stderr_lines(&self, wait: Duration) -> Vec<String> {
+        self.stderr.last_lines(wait)
+    }
 }
 
 /// Starts virtiofsd for the virtiofs shares of `cfg` (there is at most
@@ -100,7 +130,7 @@ pub fn start(cfg: &mut QemuConfig, vfs: Option<&Virtiofs>) -> Result<Option<Daem
     let cmd = cmd.args(argv(&share.dir, &socket, share.readonly));
     tracing::debug!("virtiofsd command: {}", cmd.display());
     let mut child = cmd.spawn(Io::Null, Io::Null, Io::Piped)?;
-    let tail = super::collect_stderr(child.take_stderr().expect("piped stderr"));
+    let tail = StderrTail::collect(child.take_stderr().expect("piped stderr"), NAME);
     let deadline = Instant::now() + SOCKET_DEADLINE;
     loop {
         let exited = child
@@ -110,16 +140,15 @@ pub fn start(cfg: &mut QemuConfig, vfs: Option<&Virtiofs>) -> Result<Option<Daem
             break;
         }
         if exited.is_some() || Instant::now() >= deadline {
-            // Give the reader a moment to take the last lines.
-            std::thread::sleep(Duration::from_millis(50));
-            let lines: Vec<String> = tail
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect();
+            // A dead one's last lines; a live one's so far.
+            let wait = if exited.is_some() {
+                super::STDERR_DRAIN
+            } else {
+                Duration::ZERO
+            };
+            let lines = tail.last_lines(wait);
             return Err(RunError::Setup(format!(
-                "virtiofsd did not start serving --host-mount {} ({}): {}",
+                "{NAME} did not start serving --host-mount {} ({}): {}",
                 share.dir.display(),
                 match exited {
                     Some(st) => crate::exec::describe_status(&st),
@@ -134,7 +163,9 @@ pub fn start(cfg: &mut QemuConfig, vfs: Option<&Virtiofs>) -> Result<Option<Daem
         socket: socket.clone(),
     };
     Ok(Some(Daemon {
-        _child: child,
+        child,
+        stderr: tail,
+        dir: share.dir.clone(),
         _dir: dir,
     }))
 }

@@ -1,8 +1,8 @@
 //! How a run ends, decided without QEMU, sockets or clocks: the command-mode
 //! supervisor's decisions as a pure state machine ([`Watch`]): what the
 //! channel threads reported so far ([`Event`]s, [`Watch::take`]) and what the
-//! loop sees at each tick (QEMU's exit, output byte counts, Ctrl-C, the time)
-//! give the next action: keep waiting, or stop with a [`Verdict`]. Beside it:
+//! loop sees at each tick (QEMU's exit, a helper daemon's exit, output byte
+//! counts, Ctrl-C, the time) give the next action: keep waiting, or stop with a [`Verdict`]. Beside it:
 //! the splats (triage's crash reports, and taints: [`splat`]) and their
 //! allowlist ([`allow`]), the run's outcome ([`outcome`]) and its JSON form
 //! ([`result`]). The session moves bytes and
@@ -78,6 +78,9 @@ pub struct Tick {
     pub now: Instant,
     /// QEMU's exit: whether it succeeded, and when lvh noticed.
     pub qemu_exit: Option<(bool, Instant)>,
+    /// A helper daemon's exit (virtiofsd): whether it succeeded, and when
+    /// lvh noticed (in the same poll as QEMU's, see [`daemon_failed_first`]).
+    pub daemon_exit: Option<(bool, Instant)>,
     /// Command output bytes forwarded so far.
     pub out_bytes: u64,
     pub err_bytes: u64,
@@ -104,6 +107,9 @@ pub enum Verdict {
     QemuFailed,
     /// QEMU exited before the command finished.
     QemuExited,
+    /// A helper daemon of the run (virtiofsd) exited while QEMU ran: the
+    /// guest would wait on it forever.
+    DaemonDied,
     NoSignOfLife,
     NotStarted,
     Timeout(Duration),
@@ -284,6 +290,9 @@ impl Watch {
         if self.failing().iter().any(|s| s.kind.is_stuck()) {
             return Action::Stop(Verdict::Splat(None));
         }
+        if daemon_failed_first(t.daemon_exit, t.qemu_exit) {
+            return Action::Stop(Verdict::DaemonDied);
+        }
         if let Some((ok, at)) = t.qemu_exit {
             // Give the console a moment to deliver QEMU's last words.
             if !self.console_closed && t.now - at < DRAIN_AFTER_EXIT {
@@ -348,6 +357,20 @@ impl Watch {
     pub fn command_time(&self, end: Instant) -> Option<Duration> {
         let s = self.started?;
         Some(self.exit_at.unwrap_or(end).saturating_duration_since(s))
+    }
+}
+
+/// Whether a helper daemon's exit ends the run as its own failure, from
+/// both exits (success, when noticed; lvh looks at the daemon first and
+/// stamps both with the poll's time). It does while QEMU runs, and when lvh
+/// saw it before QEMU's exit. Seen together, QEMU's exit explains a daemon
+/// that ended cleanly (virtiofsd exits when QEMU hangs up), not one that
+/// failed or was killed. Seen after QEMU's, it is QEMU's story.
+pub fn daemon_failed_first(daemon: Option<(bool, Instant)>, qemu: Option<(bool, Instant)>) -> bool {
+    match (daemon, qemu) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some((ok, d)), Some((_, q))) => d < q || (d == q && !ok),
     }
 }
 

@@ -249,6 +249,16 @@ mod tests {
                 ResultVerdict::InfrastructureFailure,
                 240,
             ),
+            (
+                Err(RunError::DaemonDied {
+                    what: "virtiofsd".into(),
+                    status: "s".into(),
+                    stderr: vec![],
+                    console: vec![],
+                }),
+                ResultVerdict::InfrastructureFailure,
+                240,
+            ),
             (Err(RunError::Interrupted), ResultVerdict::Interrupted, 130),
         ];
         for (r, verdict, code) in cases {

@@ -53,6 +53,7 @@ fn tick(t0: Instant, secs: f64) -> Tick {
     Tick {
         now: t0 + Duration::from_secs_f64(secs),
         qemu_exit: None,
+        daemon_exit: None,
         out_bytes: 0,
         err_bytes: 0,
         cancelled: false,
@@ -106,6 +107,10 @@ fn qemu_gone(t: &mut Tick) {
     t.qemu_exit = Some((false, t.now));
 }
 
+fn daemon_killed(t: &mut Tick) {
+    t.daemon_exit = Some((false, t.now));
+}
+
 fn check(cases: Vec<Case>) {
     for (name, mode, events, at, adjust, want) in cases {
         assert_eq!(judge(mode, &events, at, adjust), want, "{name}");
@@ -133,6 +138,7 @@ fn each_input_alone() {
         ("timeout edge", Fail, vec![], 60.9, Box::new(none), Action::Wait),
         ("timeout", Fail, vec![], 61.0, Box::new(none), stop(Verdict::Timeout(60 * S))),
         ("Ctrl-C", Fail, vec![exit(0, 3, 1)], 2.0, Box::new(|t: &mut Tick| t.cancelled = true), stop(Verdict::Interrupted)),
+        ("virtiofsd killed", Fail, vec![], 2.0, Box::new(daemon_killed), stop(Verdict::DaemonDied)),
     ]);
 }
 
@@ -223,6 +229,57 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
         }
     }
     out
+}
+
+/// A helper daemon's exit against everything else the loop can see.
+#[test]
+#[rustfmt::skip]
+fn a_dead_daemon_ends_the_run_unless_something_else_explains_it() {
+    use SplatMode::*;
+    let at = |secs: f64, ok: bool| move |t: &mut Tick| t.daemon_exit = Some((ok, t.now - Duration::from_secs_f64(secs)));
+    let with_qemu = |qemu_ago: f64, daemon_ago: f64, ok: bool| move |t: &mut Tick| {
+        t.qemu_exit = Some((false, t.now - Duration::from_secs_f64(qemu_ago)));
+        t.daemon_exit = Some((ok, t.now - Duration::from_secs_f64(daemon_ago)));
+    };
+    let panic = Event::Panic("Kernel panic - not syncing: x".into());
+    check(vec![
+        ("before the command started", Fail, vec![], 0.5, Box::new(daemon_killed), stop(Verdict::DaemonDied)),
+        ("exited cleanly, QEMU running", Fail, vec![], 2.0, Box::new(at(0.0, true)), stop(Verdict::DaemonDied)),
+        ("long ago (a late tick)", Fail, vec![], 2.0, Box::new(at(0.9, false)), stop(Verdict::DaemonDied)),
+        ("after the command's exit report", Fail, vec![exit(3, 3, 1)], 2.0, Box::new(|t: &mut Tick| { bytes(t); daemon_killed(t) }), stop(Verdict::Done(3))),
+        ("after the report, bytes in flight", Fail, vec![exit(3, 3, 1)], 2.0, Box::new(daemon_killed), Action::Wait),
+        ("with a guest error", Fail, vec![Event::GuestError("g".into())], 2.0, Box::new(daemon_killed), stop(Verdict::GuestError("g".into()))),
+        ("with a panic settling", Fail, vec![panic], 2.0, Box::new(daemon_killed), Action::Wait),
+        ("with a lockup", Fail, vec![Event::Splat(lockup())], 2.0, Box::new(daemon_killed), stop(Verdict::Splat(None))),
+        ("Ctrl-C", Fail, vec![], 2.0, Box::new(|t: &mut Tick| { daemon_killed(t); t.cancelled = true }), stop(Verdict::Interrupted)),
+        ("QEMU exited first: QEMU's story", Fail, vec![Event::ConsoleClosed], 2.0, Box::new(with_qemu(0.5, 0.0, true)), stop(Verdict::QemuExited)),
+        ("QEMU exited first, daemon failed", Fail, vec![Event::ConsoleClosed], 2.0, Box::new(with_qemu(0.5, 0.0, false)), stop(Verdict::QemuExited)),
+        ("the daemon first, then QEMU", Fail, vec![Event::ConsoleClosed], 2.0, Box::new(with_qemu(0.0, 0.5, true)), stop(Verdict::DaemonDied)),
+        ("together, the daemon clean", Fail, vec![Event::ConsoleClosed], 2.0, Box::new(with_qemu(0.0, 0.0, true)), stop(Verdict::QemuExited)),
+        ("together, the daemon killed", Fail, vec![Event::ConsoleClosed], 2.0, Box::new(with_qemu(0.0, 0.0, false)), stop(Verdict::DaemonDied)),
+    ]);
+}
+
+#[test]
+fn which_exit_came_first() {
+    let t0 = Instant::now();
+    let t1 = t0 + S;
+    for (daemon, qemu, want) in [
+        (None, None, false),
+        (None, Some((false, t0)), false),
+        (Some((true, t0)), None, true),
+        (Some((false, t0)), None, true),
+        (Some((true, t0)), Some((true, t1)), true),
+        (Some((false, t1)), Some((false, t0)), false),
+        (Some((true, t0)), Some((false, t0)), false),
+        (Some((false, t0)), Some((true, t0)), true),
+    ] {
+        assert_eq!(
+            daemon_failed_first(daemon, qemu),
+            want,
+            "{daemon:?} {qemu:?}"
+        );
+    }
 }
 
 #[test]
