@@ -85,12 +85,16 @@ impl Child {
         }
         self.kill_group(Signal::SIGTERM);
         let deadline = Instant::now() + self.grace;
+        // Most children are gone within milliseconds of SIGTERM: look early
+        // and often first, then every POLL.
+        let mut pause = Duration::from_millis(1);
         while Instant::now() < deadline {
             if let Some(st) = self.try_wait()? {
                 self.kill_group(Signal::SIGKILL);
                 return Ok(st);
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(POLL);
         }
         tracing::debug!(argv = %self.argv, "grace period over, sending SIGKILL");
         self.kill_group(Signal::SIGKILL);
