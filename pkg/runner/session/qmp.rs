@@ -112,7 +112,8 @@ impl Qmp {
     }
 
     /// Polls `query-status` until the VM left `inmigrate` (an incoming
-    /// migration was loaded), returning the new status.
+    /// migration was loaded), returning the new status. Every millisecond:
+    /// a restore waits on nothing else.
     pub fn wait_incoming(&mut self, deadline: Instant) -> io::Result<String> {
         loop {
             let r = self.execute("query-status", None)?;
@@ -123,7 +124,7 @@ impl Qmp {
             if Instant::now() >= deadline {
                 return Err(other("the saved VM did not load in time".into()));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
