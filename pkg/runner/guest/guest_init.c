@@ -128,18 +128,24 @@ static void fail(const char *fmt, ...)
 		pause(); /* the host stops the VM; exiting would panic the kernel */
 }
 
+/* A small file's text, up to `size` - 1 bytes; "" if unreadable. */
+static char *read_text(const char *path, char *buf, size_t size)
+{
+	size_t n = 0;
+	ssize_t r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	while (fd >= 0 && n < size - 1 && (r = read(fd, buf + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	if (fd >= 0)
+		close(fd);
+	buf[n] = 0;
+	return buf;
+}
+
 /* The first line of a small file, without its newline; "" if unreadable. */
 static char *read_line(const char *path, char *buf, size_t size)
 {
-	buf[0] = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return buf;
-	ssize_t n = read(fd, buf, size - 1);
-	close(fd);
-	if (n < 0)
-		n = 0;
-	buf[n] = 0;
+	read_text(path, buf, size);
 	buf[strcspn(buf, "\n")] = 0;
 	return buf;
 }
@@ -198,11 +204,7 @@ static void do_root(int n, char **f)
 		mkdir("/proc", 0555);
 		mount("proc", "/proc", "proc", 0, NULL);
 		char fs[4096];
-		int fd = open("/proc/filesystems", O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd < 0 ? 0 : read(fd, fs, sizeof fs - 1);
-		if (fd >= 0)
-			close(fd);
-		fs[n > 0 ? n : 0] = 0;
+		read_text("/proc/filesystems", fs, sizeof fs);
 		size_t len = (size_t)snprintf(list, sizeof list, "ext4");
 		for (char *line = strtok(fs, "\n"); line; line = strtok(NULL, "\n")) {
 			if (!strncmp(line, "nodev", 5))
@@ -575,30 +577,9 @@ static void parse_plan(const char *what, char *plan, size_t len,
 		       void (*each)(const struct step *, int, char **));
 static void run_step(const struct step *step, int n, char **f);
 
-/* One line from the control port, without its newline. A read that finds
- * no host (EOF while QEMU is stopped, saved or not yet reconnected after a
- * restore) is retried. */
-static void read_ctl_line(char *buf, size_t size)
-{
-	size_t n = 0;
-	for (;;) {
-		char c;
-		ssize_t r = read(ctl, &c, 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			sleep_ms(2);
-			continue;
-		}
-		if (c == '\n')
-			break;
-		if (n + 1 < size)
-			buf[n++] = c;
-	}
-	buf[n] = 0;
-}
-
-/* Exactly `len` bytes from the control port. */
+/* Exactly `len` bytes from the control port. A read that finds no host
+ * (EOF while QEMU is stopped, saved or not yet reconnected after a restore)
+ * is retried. */
 static void read_ctl(char *buf, size_t len)
 {
 	size_t got = 0;
@@ -614,20 +595,24 @@ static void read_ctl(char *buf, size_t len)
 	}
 }
 
+/* One line from the control port, without its newline (cut to `size` - 1). */
+static void read_ctl_line(char *buf, size_t size)
+{
+	size_t n = 0;
+	char c;
+	for (read_ctl(&c, 1); c != '\n'; read_ctl(&c, 1))
+		if (n + 1 < size)
+			buf[n++] = c;
+	buf[n] = 0;
+}
+
 /* Unmounts every 9p and virtiofs mount (QEMU cannot save a VM with one
  * mounted); 0 when none is left. */
 static int detach_shares(void)
 {
 	char mounts[65536];
 	for (int pass = 0; pass < 2; pass++) {
-		int fd = open("/proc/mounts", O_RDONLY | O_CLOEXEC);
-		ssize_t n = 0, r;
-		while (fd >= 0 && n < (ssize_t)sizeof mounts - 1 &&
-		       (r = read(fd, mounts + n, sizeof mounts - 1 - (size_t)n)) > 0)
-			n += r;
-		if (fd >= 0)
-			close(fd);
-		mounts[n > 0 ? n : 0] = 0;
+		read_text("/proc/mounts", mounts, sizeof mounts);
 		int found = 0;
 		for (char *line = strtok(mounts, "\n"); line; line = strtok(NULL, "\n")) {
 			char dir[4096], type[64];

@@ -179,10 +179,7 @@ pub fn run(
             let qmp_sock = Endpoint::Qmp.path_in(dir.path());
             if let Err(e) = super::resume(&qmp_sock, &incoming, deadline, &mut alive) {
                 q.session.stop();
-                return Err(super::load_failed(
-                    &e.to_string(),
-                    &q.session.stderr_lines(),
-                ));
+                return Err(super::load_failed(e, &q.session.stderr_lines()));
             }
             let remote = remote_command(&s.cmd, s.cwd.as_deref(), false);
             let code = b.ssh(

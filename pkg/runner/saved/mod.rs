@@ -153,21 +153,6 @@ impl Incoming {
             commands: layout::incoming_commands(layout, state),
         }
     }
-
-    /// Starts loading the state into QEMU (started with `-incoming` and
-    /// QMP); QEMU runs the VM once it is in, or exits if it cannot load it.
-    pub fn start(
-        &self,
-        qmp_sock: &Path,
-        deadline: Instant,
-        alive: &mut dyn FnMut() -> bool,
-    ) -> std::io::Result<qmp::Qmp> {
-        let mut q = qmp::Qmp::connect(qmp_sock, deadline, alive)?;
-        for (cmd, args) in &self.commands {
-            q.execute(cmd, Some(args.clone()))?;
-        }
-        Ok(q)
-    }
 }
 
 /// Loads the saved VM into QEMU, waits until it is loaded, and continues it
@@ -178,21 +163,24 @@ pub fn resume(
     deadline: Instant,
     alive: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<()> {
-    let mut q = incoming.start(qmp_sock, deadline, alive)?;
+    let mut q = qmp::Qmp::connect(qmp_sock, deadline, alive)?;
+    for (cmd, args) in &incoming.commands {
+        q.execute(cmd, Some(args.clone()))?;
+    }
     match q.wait_incoming(deadline)?.as_str() {
         "running" => Ok(()),
         _ => q.execute("cont", None).map(|_| ()),
     }
 }
 
-/// "could not load the saved VM" with why and what QEMU said.
-pub fn load_failed(why: &str, qemu_stderr: &[String]) -> RunError {
+/// "could not load the saved VM" with what QEMU said.
+pub fn load_failed(e: std::io::Error, qemu_stderr: &[String]) -> RunError {
     let said = if qemu_stderr.is_empty() {
         String::new()
     } else {
         format!("\n  QEMU said:\n    {}", qemu_stderr.join("\n    "))
     };
-    RunError::Setup(format!("could not load the saved VM: {why}{said}"))
+    RunError::Setup(format!("could not load the saved VM: {e}{said}"))
 }
 
 /// Runs a command-mode plan that saves or restores a VM.
@@ -281,7 +269,7 @@ fn load(r: &mut Running, job: Job, incoming: &Incoming) -> Result<(), RunError> 
     let mut alive = || session.alive();
     if let Err(e) = resume(&qmp_sock, incoming, deadline, &mut alive) {
         r.session.stop();
-        return Err(load_failed(&e.to_string(), &r.session.stderr_lines()));
+        return Err(load_failed(e, &r.session.stderr_lines()));
     }
     tracing::debug!(elapsed = ?r.session.start.elapsed(), "resumed");
     Ok(())
