@@ -22,13 +22,29 @@ fn out(mut c: Command) -> Output {
 
 /// `lvh run --dir DIR --from-state NAME -- sh -c SCRIPT`.
 fn restore(dir: &Path, name: &str, script: &str) -> Output {
+    restore_with(dir, name, &[], script)
+}
+
+/// `lvh run --dir DIR --from-state NAME EXTRA... -- sh -c SCRIPT`.
+fn restore_with(dir: &Path, name: &str, extra: &[&str], script: &str) -> Output {
     let mut c = lvh();
     c.arg("run")
         .arg("--dir")
         .arg(dir)
-        .args(["--from-state", name, "--", "sh", "-c", script])
+        .args(["--from-state", name])
+        .args(extra)
+        .args(["--", "sh", "-c", script])
         .env("LVH_ACCEL", "tcg");
     out(c)
+}
+
+/// `lvh run` of the fixture kernel and image with `--dir DIR EXTRA...
+/// --save-state NAME -- sh -c SCRIPT`.
+fn save(dir: &str, name: &str, extra: &[&str], script: &str) -> Output {
+    let mut args = vec!["--dir", dir];
+    args.extend(extra);
+    args.extend(["--save-state", name, "--", "sh", "-c", script]);
+    out(lvh_run(Arch::Amd64, &args))
 }
 
 /// `lvh run --kernel KERNEL --image IMAGE --dir DIR --save-state NAME -- true`, which must pass.
@@ -83,10 +99,7 @@ fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
     let before = crate::sshkey::sha256(&image);
     let setup = "echo from-setup >/tmp/mark && echo 4242 >/proc/sys/kernel/pid_max && \
                  echo on-disk >/root/saved && echo setup-ran";
-    let o = out(lvh_run(
-        Arch::Amd64,
-        &["--dir", dir, "--save-state", "s1", "--", "sh", "-c", setup],
-    ));
+    let o = save(dir, "s1", &[], setup);
     assert_code(&o, 0);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
@@ -125,19 +138,7 @@ fn a_restored_vm_sees_what_the_setup_left_and_returns_exit_codes() {
 fn a_failed_setup_saves_nothing_and_a_changed_kernel_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
-    let o = out(lvh_run(
-        Arch::Amd64,
-        &[
-            "--dir",
-            dir,
-            "--save-state",
-            "bad",
-            "--",
-            "sh",
-            "-c",
-            "exit 3",
-        ],
-    ));
+    let o = save(dir, "bad", &[], "exit 3");
     assert_code(&o, 3);
     assert!(
         text(&o).contains("state \"bad\" was not saved"),
@@ -275,19 +276,7 @@ fn copy_state(states: &Path, from: &str, to: &str) -> std::path::PathBuf {
 fn restores_map_the_state_at_once_without_changing_it_and_damage_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
-    let o = out(lvh_run(
-        Arch::Amd64,
-        &[
-            "--dir",
-            dir,
-            "--save-state",
-            "s",
-            "--",
-            "sh",
-            "-c",
-            "echo from-setup >/tmp/mark",
-        ],
-    ));
+    let o = save(dir, "s", &[], "echo from-setup >/tmp/mark");
     assert_code(&o, 0);
     let states = d.path().join("states");
     let state = states.join("s");
@@ -411,10 +400,9 @@ fn states_of_either_init_restore_with_the_host_mount() {
         ("fast", "static", &[][..]),
         ("shell", "shell", &["--fast-boot=false"][..]),
     ] {
-        let mut args = vec!["--dir", dir, "--host-mount", host];
-        args.extend(extra);
-        args.extend(["--save-state", name, "--", "sh", "-c", "cat /host/sub/f"]);
-        let o = out(lvh_run(Arch::Amd64, &args));
+        let mut extra = extra.to_vec();
+        extra.extend(["--host-mount", host]);
+        let o = save(dir, name, &extra, "cat /host/sub/f");
         assert_code(&o, 0);
         assert_eq!(String::from_utf8_lossy(&o.stdout), "from-host\n", "{name}");
         let meta =
@@ -424,20 +412,12 @@ fn states_of_either_init_restore_with_the_host_mount() {
             "{name}: {meta}"
         );
         for round in ["one", "two"] {
-            let mut c = lvh();
-            c.args([
-                "run",
-                "--dir",
-                dir,
-                "--from-state",
+            let o = restore_with(
+                d.path(),
                 name,
-                "--host-mount",
-                host,
-            ])
-            .args(["--cwd", "sub", "--", "sh", "-c"])
-            .arg(format!("cat f; pwd; echo {round} >out-{name}"))
-            .env("LVH_ACCEL", "tcg");
-            let o = out(c);
+                &["--host-mount", host, "--cwd", "sub"],
+                &format!("cat f; pwd; echo {round} >out-{name}"),
+            );
             assert_code(&o, 0);
             assert_eq!(
                 String::from_utf8_lossy(&o.stdout),
