@@ -42,6 +42,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `lvh run --image IMAGE --daemonize -p PORT:22 --wait-ssh --mem 1G` under
+/// TCG with stdin closed: a bootable image left running, ssh answering on
+/// 127.0.0.1:PORT when it returns (callers add `--ssh-timeout`, keys, ...).
+pub fn daemon_ssh(image: &std::path::Path, port: u16) -> Command {
+    let mut c = lvh();
+    c.arg("run")
+        .arg("--image")
+        .arg(image)
+        .args(["--daemonize", "-p", &format!("{port}:22"), "--wait-ssh"])
+        .args(["--mem", "1G"])
+        .env("LVH_ACCEL", "tcg")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 /// The pid of a daemonized QEMU, from lvh's `running as pid N` line on stderr.
 pub fn daemon_pid(stderr: &str) -> u32 {
     let at = stderr.find("running as pid ").expect("pid in output") + "running as pid ".len();

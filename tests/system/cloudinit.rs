@@ -53,22 +53,16 @@ fn cloud_init_provisions_a_user_with_a_key_and_a_file_and_leaves_the_image_alone
     std::fs::write(share.join("from-host"), "hello from the host\n").unwrap();
     let port = free_port();
     let log = d.path().join("console.log");
-    let o = crate::support::lvh()
-        .arg("run")
-        .arg("--image")
-        .arg(&image)
+    let o = crate::support::daemon_ssh(&image, port)
         .arg("--cloud-init")
         .arg(&user_data)
         .arg("--host-mount")
         .arg(&share)
         .arg("--ssh-key")
         .arg(key.with_extension("pub"))
-        .args(["--daemonize", "-p", &format!("{port}:22"), "--wait-ssh"])
-        .args(["--ssh-timeout", "900", "--mem", "1G"])
+        .args(["--ssh-timeout", "900"])
         .arg("--console-log-file")
         .arg(&log)
-        .env("LVH_ACCEL", "tcg")
-        .stdin(Stdio::null())
         .output()
         .expect("run lvh");
     assert_code(&o, 0);

@@ -569,15 +569,8 @@ fn a_bootable_image_boots_by_itself_and_wait_ssh_returns_when_ssh_answers() {
     let f = crate::support::fixtures::image::ssh_image().expect("ssh image fixture");
     let before = content_digest(&f.image);
     let port = free_port();
-    let o = Command::new(env!("CARGO_BIN_EXE_lvh"))
-        .arg("run")
-        .arg("--image")
-        .arg(&f.image)
-        .args(["--daemonize", "-p", &format!("{port}:22"), "--wait-ssh"])
-        .args(["--ssh-timeout", "600", "--mem", "1G"])
-        .env("LVH_ACCEL", "tcg")
-        .env("CI", "true")
-        .stdin(Stdio::null())
+    let o = crate::support::daemon_ssh(&f.image, port)
+        .args(["--ssh-timeout", "600"])
         .output()
         .expect("run lvh");
     assert_code(&o, 0);

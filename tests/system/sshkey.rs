@@ -44,15 +44,9 @@ fn a_bootable_image_takes_the_key_at_boot_and_stays_unchanged() {
     let d = tempfile::tempdir().unwrap();
     let (key, comment) = keygen(d.path());
     let port = free_port();
-    let o = crate::support::lvh()
-        .arg("run")
-        .arg("--image")
-        .arg(&image)
-        .args(["--daemonize", "-p", &format!("{port}:22"), "--wait-ssh"])
-        .args(["--ssh-timeout", "900", "--mem", "1G", "--ssh-key"])
+    let o = crate::support::daemon_ssh(&image, port)
+        .args(["--ssh-timeout", "900", "--ssh-key"])
         .arg(key.with_extension("pub"))
-        .env("LVH_ACCEL", "tcg")
-        .stdin(Stdio::null())
         .output()
         .expect("run lvh");
     assert_code(&o, 0);
