@@ -117,7 +117,8 @@ fn kmemleak_options(o: &mut RunOptions) -> Result<(), RunError> {
         ));
     }
     o.cmd = guest::kmemleak_argv(&o.cmd);
-    o.append.push(guest::KMEMLEAK_VERBOSE.into());
+    o.append
+        .extend(guest::KMEMLEAK_APPEND.iter().map(|a| a.to_string()));
     Ok(())
 }
 

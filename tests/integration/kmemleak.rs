@@ -23,7 +23,11 @@ fn run_boots_with_kmemleak_reports_and_needs_a_kernel_and_a_command() {
     };
     let o = with(&["--kernel", "bzImage", "--kmemleak", "--", "true"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("kmemleak.verbose=1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("kmemleak.verbose=1 init_on_alloc=1"),
+        "{}",
+        stdout(&o)
+    );
     let o = with(&["--kernel", "bzImage", "--", "true"]);
     assert_code(&o, 0);
     assert!(!stdout(&o).contains("kmemleak"), "{}", stdout(&o));

@@ -170,9 +170,9 @@ fn kmemleak_fails_a_run_that_leaks_and_names_the_leak() {
     // The leak goes unseen without --kmemleak...
     let o = run_kmemleak(k, &[], &["cat", "/proc/loadavg"]);
     assert_code(&o, 0);
-    // ...and fails the run with it. Five reads: a leaked pointer can stay
-    // on a cached kernel stack, which kmemleak scans (one read alone was
-    // missed once in a run here; five were all found).
+    // ...and fails the run with it, every time: lvh boots the kernel with
+    // init_on_alloc=1, without which the five leaks went unreported in about
+    // one run in eight (a stale copy of each pointer in reused memory).
     let o = run_kmemleak(
         k,
         &["--kmemleak", "--result-json", result.to_str().unwrap()],

@@ -2,7 +2,8 @@
 # lvh's --kmemleak wrapper: runs the command ("$@"), then has kmemleak scan
 # for leaks. The kernel boots with kmemleak.verbose=1, so every new leak a
 # scan finds is printed on the console ("kmemleak: unreferenced object ...",
-# with its backtrace), where lvh's splat gate sees it. kmemleak reports only
+# with its backtrace), where lvh's splat gate sees it, and with
+# init_on_alloc=1, so no stale pointer in reused memory hides a leak. kmemleak reports only
 # objects older than 5 seconds, so the scan waits that long after the
 # command; it scans twice, as the kernel's documentation advises (an object
 # can look unreferenced to one scan). Exits with the command's status, or
