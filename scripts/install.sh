@@ -10,6 +10,10 @@
 #                    it, <url>/latest/ for the latest (a mirror, a local server, file://)
 #   LVH_INSTALL_DIR  where lvh goes; default /usr/local/bin when writable (as root),
 #                    else ~/.local/bin
+#
+# Exits 2 when the release does not exist (the server has no SHA256SUMS for it),
+# 1 on any other failure; nothing is installed then. The GitHub action installs
+# lvh through this script too.
 set -eu
 
 # The project's home; equal to Cargo.toml's `repository` (a test checks).
@@ -42,11 +46,25 @@ release_url() {
 	fi
 }
 
+# Downloads url $1 to file $2: 0 when done, 2 when the server has no such
+# file (HTTP 404), 1 on anything else.
 download() { # url file
 	if command -v curl >/dev/null 2>&1; then
-		curl -fsSL --retry 3 -o "$2" "$1"
+		# Without -f: a 404 is told apart by its code. file:// has no code
+		# (000); a missing file is curl's exit 37.
+		code="$(curl -sSL --retry 3 --retry-delay 1 --connect-timeout 20 -o "$2" -w '%{http_code}' "$1")" ||
+			{ [ $? -eq 37 ] && return 2; return 1; }
+		case "$code" in
+		2?? | 000) return 0 ;;
+		404) return 2 ;;
+		*)
+			say "$1: HTTP $code"
+			return 1
+			;;
+		esac
 	elif command -v wget >/dev/null 2>&1; then
-		wget -q -O "$2" "$1"
+		# wget exits 8 when the server answers with an error.
+		wget -q -O "$2" "$1" || { [ $? -eq 8 ] && return 2; return 1; }
 	else
 		die "neither curl nor wget is installed"
 	fi
@@ -104,7 +122,13 @@ main() {
 	tmp="$(mktemp -d)"
 	trap 'rm -rf "$tmp"' EXIT INT TERM
 
-	download "$url/SHA256SUMS" "$tmp/SHA256SUMS" || die "cannot download $url/SHA256SUMS (is ${LVH_VERSION:-latest} a release?)"
+	rc=0
+	download "$url/SHA256SUMS" "$tmp/SHA256SUMS" || rc=$?
+	if [ "$rc" -eq 2 ]; then
+		say "error: no lvh release ${LVH_VERSION:-latest} at $url (it has no SHA256SUMS): nothing installed"
+		exit 2
+	fi
+	[ "$rc" -eq 0 ] || die "cannot download $url/SHA256SUMS: nothing installed"
 	line="$(pick_asset "$tmp/SHA256SUMS" "$target")"
 	[ -n "$line" ] || die "$url/SHA256SUMS lists no lvh-<version>-$target.tar.gz"
 	want="${line%% *}"

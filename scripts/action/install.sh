@@ -9,7 +9,7 @@
 #    $LVH_ROOT/bin (restored by actions/cache when it holds it already):
 #      release: the release's `lvh-<version>-<target>.tar.gz`, checked against the
 #               release's SHA256SUMS, from $LVH_INSTALL_URL/<tag>/ (default: the
-#               action's repository's GitHub releases);
+#               action's repository's GitHub releases), by scripts/install.sh;
 #      commit:  `cargo install --locked --git <the action's repository> --rev`;
 #      skip:    the lvh that is there already.
 set -euo pipefail
@@ -48,28 +48,6 @@ open_kvm() {
 	$SUDO udevadm settle || true
 }
 
-# The Rust target of the runner, as the release assets name it.
-target() {
-	case "$(uname -m)" in
-	x86_64 | amd64) echo x86_64-unknown-linux-gnu ;;
-	aarch64 | arm64) echo aarch64-unknown-linux-gnu ;;
-	*) die "no lvh release for this runner's machine $(uname -m) (set lvh-version to a commit to build it)" ;;
-	esac
-}
-
-# Downloads $1 to $2: 0 when done, 2 when the server says 404, else dies.
-download() {
-	command -v curl >/dev/null || die "curl is needed to download lvh"
-	local code
-	code="$(curl -sSL --retry 3 --retry-delay 1 --connect-timeout 20 -o "$2" -w '%{http_code}' "$1")" ||
-		die "cannot download $1 (curl exited with $?)"
-	case "$code" in
-	200) return 0 ;;
-	404) return 2 ;;
-	*) die "cannot download $1 (HTTP $code)" ;;
-	esac
-}
-
 release_base() {
 	if [ -n "${LVH_INSTALL_URL:-}" ]; then
 		echo "${LVH_INSTALL_URL%/}"
@@ -81,33 +59,22 @@ release_base() {
 	echo "${GITHUB_SERVER_URL:-https://github.com}/$repo/releases/download"
 }
 
-# Installs release $1 into $LVH_ROOT/bin/lvh. Returns 2 when there is no such
-# release (no SHA256SUMS), dies on anything else.
+# Installs release $1 into $LVH_ROOT/bin/lvh with lvh's own install script
+# (the tarball for this runner, checked against the release's SHA256SUMS).
+# Returns 2 when there is no such release, dies on anything else.
 install_release() {
-	local tag="$1" base tgt tmp asset rc=0
-	base="$(release_base)/$tag"
-	tgt="$(target)"
-	tmp="$WORK/$tag"
-	# Called as `install_release ... || rc=$?`, where `set -e` is off: every
-	# command below checks for itself.
-	mkdir -p "$tmp" || die "cannot create $tmp"
-	download "$base/SHA256SUMS" "$tmp/SHA256SUMS" || rc=$?
-	if [ "$rc" -ne 0 ]; then return "$rc"; fi
-	asset="$(awk -v t="-$tgt.tar.gz" '{ f = $2; sub(/^\*/, "", f) } f ~ /^lvh-/ && substr(f, length(f) - length(t) + 1) == t { print f; exit }' "$tmp/SHA256SUMS")"
-	[ -n "$asset" ] || die "$base/SHA256SUMS lists no lvh-<version>-$tgt.tar.gz"
-	log "downloading $base/$asset"
-	download "$base/$asset" "$tmp/$asset" || die "$base/$asset: not found, though SHA256SUMS lists it"
-	(cd "$tmp" && awk -v f="$asset" '{ n = $2; sub(/^\*/, "", n) } n == f' SHA256SUMS | sha256sum --check --quiet --strict -) ||
-		die "$asset does not match its checksum in $base/SHA256SUMS: not installed"
-	mkdir -p "$tmp/x" || die "cannot create $tmp/x"
-	tar -xzf "$tmp/$asset" -C "$tmp/x" || die "cannot unpack $asset"
-	local bin
-	bin="$(find "$tmp/x" -maxdepth 2 -type f -name lvh | head -1)"
-	[ -n "$bin" ] || die "$asset holds no lvh binary"
-	mkdir -p "$LVH_ROOT/bin" || die "cannot create $LVH_ROOT/bin"
-	install -m 0755 "$bin" "$LVH_ROOT/bin/.lvh.tmp" || die "cannot install lvh into $LVH_ROOT/bin"
-	mv -f "$LVH_ROOT/bin/.lvh.tmp" "$LVH_ROOT/bin/lvh" || die "cannot install lvh into $LVH_ROOT/bin"
-	log "installed lvh $tag ($asset) in $LVH_ROOT/bin"
+	local rc=0 base
+	# Called as `install_release ... || rc=$?`, where `set -e` is off.
+	base="$(release_base)" || exit 1
+	# $LVH_ROOT/bin on PATH: the script's hint to add it is for people; the
+	# action adds it to $GITHUB_PATH itself.
+	PATH="$LVH_ROOT/bin:$PATH" LVH_VERSION="$1" LVH_INSTALL_URL="$base" \
+		LVH_INSTALL_DIR="$LVH_ROOT/bin" sh "$here/../install.sh" || rc=$?
+	case "$rc" in
+	0) log "installed lvh $1 in $LVH_ROOT/bin" ;;
+	2) return 2 ;;
+	*) die "lvh $1 was not installed (see above)" ;;
+	esac
 }
 
 install_commit() {
@@ -146,9 +113,6 @@ install_lvh() {
 	fi
 	if [ -n "${GITHUB_PATH:-}" ]; then echo "$LVH_ROOT/bin" >>"$GITHUB_PATH"; fi
 }
-
-WORK="$(mktemp -d "${RUNNER_TEMP:-/tmp}/lvh-install.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
 
 if is_true "${INPUT_INSTALL_DEPENDENCIES:-false}"; then install_packages; fi
 open_kvm

@@ -102,9 +102,9 @@ fn install_sh_installs_a_checked_release_and_refuses_a_corrupted_one() {
         ("LVH_INSTALL_DIR", &bin_s),
         ("LVH_VERSION", "v0.0.0"),
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        stderr(&o).contains(&format!("cannot download {}/v0.0.0/SHA256SUMS", server.url)),
+        stderr(&o).contains(&format!("no lvh release v0.0.0 at {}/v0.0.0", server.url)),
         "{}",
         text(&o)
     );
