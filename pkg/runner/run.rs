@@ -8,13 +8,10 @@ use crate::runner::plan::decision::{Mode, RunPlan};
 use crate::runner::saved;
 use crate::runner::session::channel::Sinks;
 use crate::runner::session::command::{self, Job};
-use crate::runner::session::rundir::RunDir;
+use crate::runner::session::rundir::{RunDir, GDB_BASE};
 use crate::runner::session::{daemon, Ctx};
 use crate::runner::verdict::allow::SplatPolicy;
 use crate::runner::verdict::outcome::{RunFacts, RunReport};
-
-/// The private directories of bare `--gdb` sockets: `lvh-gdb-<pid>.XXXXXX`.
-const GDB_DIR: &str = "lvh-gdb-";
 
 /// Runs the plan with `policy` for splats; returns the outcome and what the
 /// run found (times, splats, kernel release) for `--result-json`.
@@ -39,7 +36,7 @@ pub fn run_report(
     // this run (lvh becomes QEMU in an interactive run, keeping its pid: the
     // next run's sweep removes it once that QEMU is gone).
     let gdb_dir = match &plan.gdb {
-        Some(g) if g.listen == GdbListen::Private => match RunDir::private(GDB_DIR) {
+        Some(g) if g.listen == GdbListen::Private => match RunDir::private(GDB_BASE) {
             Ok(d) => Some(d),
             Err(e) => {
                 return RunReport {

@@ -15,6 +15,8 @@ use crate::runner::error::RunError;
 
 /// The run directories' name: `lvh-run-<pid>.XXXXXX`.
 const BASE: &str = "lvh-run-";
+/// The private directories of bare `--gdb` sockets: `lvh-gdb-<pid>.XXXXXX`.
+pub const GDB_BASE: &str = "lvh-gdb-";
 /// The control share of the shell init, in the run directory.
 const SHARE: &str = "share";
 /// The initramfs of lvh's static init, in the run directory.
@@ -67,8 +69,11 @@ pub fn initramfs_in(dir: &Path) -> PathBuf {
 pub struct RunDir(tempfile::TempDir);
 
 impl RunDir {
-    /// Makes a new run directory (after removing those of dead lvh processes).
+    /// Makes a new run directory (after removing the run and `--gdb`
+    /// directories of dead lvh processes: a `--gdb` directory can outlive
+    /// its run, and not every next run has `--gdb`).
     pub fn new() -> Result<RunDir, RunError> {
+        crate::stale::sweep_owned(&std::env::temp_dir(), GDB_BASE);
         RunDir::private(BASE)
     }
 

@@ -44,6 +44,9 @@ fn sigkill_during_run_boot_and_command() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "start\nend\n");
     let (mut killed, mut most) = (0, 0);
     for i in 0..kill_points() {
+        // A dead lvh's --gdb directory: swept by the rerun below, which has
+        // no --gdb.
+        std::fs::create_dir(tmp.path().join("lvh-gdb-999999999.dead")).unwrap();
         let delay = rng.between(Duration::from_millis(50), total);
         let what = format!("run, kill point {i} at {delay:?} of {total:?}");
         let k = kill_after(mk(), delay, &what);
