@@ -103,33 +103,39 @@ pub fn steps_dir(tree: &Path) -> PathBuf {
 /// What a refused state directory is.
 const REFUSED: &str = "cannot keep the bisection's state in";
 
-/// `<tree>/.lvh/`, made when absent and refused when it is a symlink or not
-/// a directory.
-fn own_dir(tree: &Path) -> Result<PathBuf, BisectError> {
-    let dir = crate::kernels::layout::state_dir(tree);
+/// `dir`, made when absent and refused when it is a symlink or not a
+/// directory.
+fn ready_dir(dir: PathBuf) -> Result<PathBuf, BisectError> {
     crate::fsutil::real_dir(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
     Ok(dir)
+}
+
+/// Refuses `path` if it is a symlink, saying what lvh was about to do.
+fn no_symlink(path: &Path, what: &str) -> Result<(), BisectError> {
+    crate::fsutil::not_a_symlink(path).map_err(|e| BisectError::io(what, path, e))
+}
+
+/// `<tree>/.lvh/`, made ready ([`ready_dir`]).
+fn own_dir(tree: &Path) -> Result<PathBuf, BisectError> {
+    ready_dir(crate::kernels::layout::state_dir(tree))
 }
 
 /// [`steps_dir`], made ready as `.lvh` is ([`own_dir`]).
 pub fn make_steps_dir(tree: &Path) -> Result<PathBuf, BisectError> {
     own_dir(tree)?;
-    let dir = steps_dir(tree);
-    crate::fsutil::real_dir(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
-    Ok(dir)
+    ready_dir(steps_dir(tree))
 }
 
 /// Refuses a step's file (its output or console log) that is a symlink.
 pub fn check_step_file(f: &Path) -> Result<(), BisectError> {
-    crate::fsutil::not_a_symlink(f).map_err(|e| BisectError::io("refusing to write", f, e))
+    no_symlink(f, "refusing to write")
 }
 
 /// The saved state, if there is one.
 pub fn load(tree: &Path) -> Result<Option<State>, BisectError> {
-    let dir = crate::kernels::layout::state_dir(tree);
-    crate::fsutil::not_a_symlink(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
+    no_symlink(&crate::kernels::layout::state_dir(tree), REFUSED)?;
     let f = state_file(tree);
-    crate::fsutil::not_a_symlink(&f).map_err(|e| BisectError::io("refusing to read", &f, e))?;
+    no_symlink(&f, "refusing to read")?;
     let text = match std::fs::read(&f) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -154,15 +160,14 @@ pub fn load(tree: &Path) -> Result<Option<State>, BisectError> {
 pub fn save(tree: &Path, s: &State) -> Result<(), BisectError> {
     own_dir(tree)?;
     let f = state_file(tree);
-    crate::fsutil::not_a_symlink(&f).map_err(|e| BisectError::io("refusing to write", &f, e))?;
+    no_symlink(&f, "refusing to write")?;
     let mut text = serde_json::to_vec_pretty(s).expect("state serializes");
     text.push(b'\n');
     crate::fsutil::write_atomic(&f, &text).map_err(|e| BisectError::io("failed to write", &f, e))
 }
 
 pub fn remove(tree: &Path) -> Result<(), BisectError> {
-    let dir = crate::kernels::layout::state_dir(tree);
-    crate::fsutil::not_a_symlink(&dir).map_err(|e| BisectError::io(REFUSED, &dir, e))?;
+    no_symlink(&crate::kernels::layout::state_dir(tree), REFUSED)?;
     let f = state_file(tree);
     match std::fs::remove_file(&f) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
