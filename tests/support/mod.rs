@@ -18,6 +18,25 @@ pub fn lvh() -> Command {
     c
 }
 
+/// Keeps everything `r` gives until its end or an error (a pty's EIO once
+/// the other side closed), for a test to look at while the writer runs.
+pub fn keep(
+    mut r: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
 /// An output's status and both streams, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(

@@ -4,7 +4,7 @@
 //! beside it; the image itself is unchanged.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::sshkey::sha256;

@@ -6,7 +6,6 @@
 //! terminal's settings are back as they were. Kernel messages after the
 //! shell starts stay off its console unless `-v`, and a panic is still caught.
 
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
@@ -17,7 +16,7 @@ use lvh::arch::Arch;
 use nix::sys::termios::{self, Termios};
 
 use crate::runner::lvh_run;
-use crate::support::qemu_children;
+use crate::support::{keep, qemu_children};
 
 /// How long the guest may take to show the shell under TCG on a loaded machine.
 const BOOT: Duration = Duration::from_secs(240);
@@ -63,19 +62,8 @@ impl Pty {
             });
         }
         let child = cmd.spawn().expect("start lvh on a pty");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut r = std::fs::File::from(pty.master.try_clone().unwrap());
-        let s = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once every slave copy is closed (lvh exited).
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                s.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        // Until EIO, once every slave copy is closed (lvh exited).
+        let seen = keep(std::fs::File::from(pty.master.try_clone().unwrap()));
         let pty = Pty {
             master: pty.master,
             child,

@@ -5,7 +5,7 @@
 //! when virtiofsd dies under it, 9p with the reason when virtiofsd is
 //! missing, and `/host` in command and shell mode alike.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use lvh::arch::Arch;
 
 use crate::runner::{boot_files, lvh_run};
-use crate::support::{assert_code, children, text};
+use crate::support::{assert_code, children, keep, text};
 
 /// `nobody`: the owner of the shared directories (a user that is not root).
 const NOBODY: u32 = 65534;
@@ -357,22 +357,6 @@ fn the_shell_finds_the_host_mount_at_host_as_a_command_does() {
 /// How long lvh may take to end a run whose virtiofsd died (TCG, a loaded
 /// machine); it takes well under a second.
 const DEAD_DAEMON_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Keeps everything `r` gives, for the test to look at while it runs.
-fn keep(mut r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = r.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            b.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    buf
-}
 
 fn kept(b: &Arc<Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&b.lock().unwrap()).into_owned()
